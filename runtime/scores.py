@@ -1,0 +1,23 @@
+"""Normalization of raw input x gradient scores (shared by the runtime and export validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalize_scores(raw: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Scale raw scores to [-1, 1] per text and per label.
+
+    ``raw`` is ``[..., S]`` (for example ``[B, L, S]`` or ``[B, S]``); ``attention_mask`` is
+    ``[B, S]`` and broadcasts over the middle axes. Each score is divided by the largest
+    absolute score over the text's non-padding tokens; padding scores are 0, and so is every
+    score of a text whose largest absolute score is 0.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    mask = np.asarray(attention_mask).astype(bool)
+    while mask.ndim < raw.ndim:
+        mask = np.expand_dims(mask, axis=1)
+    masked = np.where(mask, raw, 0.0)
+    peak = np.max(np.abs(masked), axis=-1, keepdims=True)
+    safe = np.where(peak > 0, peak, 1.0)
+    return np.where(peak > 0, masked / safe, 0.0).astype(np.float32)
