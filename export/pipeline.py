@@ -20,10 +20,12 @@ import torch
 from gradlight.export import attribution
 from gradlight.export.errors import ExportError, ValidationFailedError
 from gradlight.export.forward_optimization import median_latency_ms, optimize_forward_graph
-from gradlight.export.model_loading import LoadedClassifier, load_classifier
+from gradlight.export.model_loading import LoadedClassifier, load_classifier, read_spec
 from gradlight.export.progress import Printer, Progress
+from gradlight.export.shared_weights import share_weights
 from gradlight.export.tracing import export_module_to_onnx, trace_to_onnx
 from gradlight.export.validation import (
+    TRACING_SHAPE,
     ValidationReport,
     make_batch,
     make_cotangent,
@@ -168,7 +170,8 @@ def export_model(
 def _export_into(
     model_dir: Path, staging: Path, options: ExportOptions, printer: Printer | None
 ) -> Manifest:
-    progress = Progress(total_steps=7, printer=printer)
+    loop = read_spec(model_dir).num_labels <= options.max_loop_labels
+    progress = Progress(total_steps=8 if loop else 7, printer=printer)
     with progress.step(f"loading {model_dir}", key="load"):
         loaded = load_classifier(model_dir)
     spec = loaded.spec
@@ -213,15 +216,11 @@ def _export_into(
     graphs[ATTRIBUTION_COTANGENT] = GraphInfo(_COTANGENT_FILE, cot_names, ("logits", "scores"))
     details[ATTRIBUTION_COTANGENT] = {"trace_seconds": timings.rounded()}
 
-    loop = spec.num_labels <= options.max_loop_labels
-    with progress.step(
-        f"tracing the all-labels attribution graph ({spec.num_labels} backward passes)"
-        if loop
-        else f"skipping the all-labels graph: {spec.num_labels} labels > "
-        f"max_loop_labels {options.max_loop_labels} (the cotangent graph serves them)",
-        key="attribution",
-    ):
-        if loop:
+    if loop:
+        with progress.step(
+            f"tracing the all-labels attribution graph ({spec.num_labels} backward passes)",
+            key="attribution",
+        ):
             timings = trace_to_onnx(
                 attribution.all_labels_fn(loaded.model, spec),
                 example,
@@ -231,8 +230,16 @@ def _export_into(
                 path=staging / _ATTRIBUTION_FILE,
                 **common,
             )
-            graphs[ATTRIBUTION] = GraphInfo(_ATTRIBUTION_FILE, names, ("logits", "scores"))
-            details[ATTRIBUTION] = {"trace_seconds": timings.rounded()}
+        graphs[ATTRIBUTION] = GraphInfo(_ATTRIBUTION_FILE, names, ("logits", "scores"))
+        details[ATTRIBUTION] = {"trace_seconds": timings.rounded()}
+    elif printer is not None:
+        printer(
+            f"skipping the all-labels graph: {spec.num_labels} labels > max_loop_labels "
+            f"{options.max_loop_labels} (the cotangent graph serves them, one row per label)"
+        )
+
+    with progress.step("storing the weights once for all graphs", key="share_weights"):
+        weights = share_weights(staging, [info.file for info in graphs.values()])
 
     with progress.step("validating every graph against eager PyTorch", key="validation"):
         report = validate_graphs(staging, graphs, loaded)
@@ -268,6 +275,7 @@ def _export_into(
                 "source": str(model_dir.resolve()),
                 "max_loop_labels": options.max_loop_labels,
                 "torch_threads": torch.get_num_threads(),
+                **weights,
                 "step_seconds": progress.durations,
             },
         )
@@ -318,10 +326,18 @@ def validate_artifact(artifact_dir: Path | str, model_dir: Path | str) -> Valida
     artifact_dir = Path(artifact_dir)
     manifest = load_manifest(artifact_dir)
     loaded = load_classifier(model_dir)
-    report = validate_graphs(artifact_dir, manifest.graphs, loaded)
-    if tuple(manifest.labels) != loaded.spec.labels:
-        report.problems.append(
-            f"the manifest's labels {list(manifest.labels)} differ from the model's "
-            f"{list(loaded.spec.labels)}: the artifact was exported from another model"
+    spec = loaded.spec
+    mismatches = [
+        f"{what}: the artifact has {ours!r}, {model_dir} has {theirs!r}"
+        for what, ours, theirs in (
+            ("model_type", manifest.model_type, spec.model_type),
+            ("labels", list(manifest.labels), list(spec.labels)),
+            ("model inputs", list(manifest.model_inputs), list(spec.input_names)),
         )
-    return report
+        if ours != theirs
+    ]
+    if mismatches:
+        report = ValidationReport(tracing_shape=TRACING_SHAPE, validation_shapes=[])
+        report.problems += [f"exported from another model? {line}" for line in mismatches]
+        return report
+    return validate_graphs(artifact_dir, manifest.graphs, loaded)

@@ -55,12 +55,15 @@ def trace_to_onnx(
     from torch.fx.experimental.proxy_tensor import make_fx
 
     started = time.perf_counter()
-    graph_module = make_fx(
-        fn,
-        decomposition_table=core_aten_decompositions(),
-        tracing_mode="symbolic",
-        _allow_non_fake_inputs=True,
-    )(*example_inputs)
+    # No duck shaping: a batch size that happens to equal the label count must stay its own
+    # symbol, or the traced graph ties the two together and export specializes the batch.
+    with torch.fx.experimental._config.patch(use_duck_shape=False):
+        graph_module = make_fx(
+            fn,
+            decomposition_table=core_aten_decompositions(),
+            tracing_mode="symbolic",
+            _allow_non_fake_inputs=True,
+        )(*example_inputs)
     traced = time.perf_counter()
 
     dynamic_shapes = _dynamic_shapes(input_names, dynamic_axes, max_length)

@@ -151,9 +151,11 @@ class _Comparison:
         expected: Any,
         tolerance: float,
     ) -> None:
-        diff = float(
-            np.max(np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64)))
-        )
+        actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+        if actual.shape != expected.shape:
+            diff = float("inf")  # the shape problem itself is reported by _expect_shape
+        else:
+            diff = float(np.max(np.abs(actual - expected)))
         key = (graph, output, compared_with)
         worst, smallest, passed = self._worst.get(key, (0.0, tolerance, True))
         self._worst[key] = (

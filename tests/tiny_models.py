@@ -92,6 +92,7 @@ def make_tokenizer(model_type: str) -> Any:
         pad_token="[PAD]",
         unk_token="[UNK]",
         mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 

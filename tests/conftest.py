@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # helpers: tiny_models, eager_reference
+
+from tiny_models import save_tiny_classifier
+
+# (model_type, labels, multi-label): one tiny classifier per architecture, varied label setups.
+ARCHITECTURE_CASES = {
+    "bert": (3, False),
+    "roberta": (2, False),
+    "distilbert": (3, True),
+    "electra": (4, False),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        model_type: save_tiny_classifier(
+            root / model_type, model_type, num_labels, multi_label=multi_label
+        ).path
+        for model_type, (num_labels, multi_label) in ARCHITECTURE_CASES.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """Export each tiny classifier once per session (lazily); return its artifact directory."""
+    from gradlight.export.pipeline import export_model
+
+    root = tmp_path_factory.mktemp("artifacts")
+    cache: dict[str, Path] = {}
+
+    def get(model_type: str) -> Path:
+        if model_type not in cache:
+            out = root / model_type
+            export_model(tiny_model_dirs[model_type], out, printer=logging.getLogger("export").info)
+            cache[model_type] = out
+        return cache[model_type]
+
+    return get

@@ -1,0 +1,131 @@
+"""Torch-free pieces the runtime shares with export: score normalization, manifest loading."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gradlight.runtime.errors import ArtifactError
+from gradlight.runtime.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    hash_artifact_files,
+    load_manifest,
+)
+from gradlight.runtime.scores import normalize_scores
+
+
+def test_normalize_divides_by_the_largest_magnitude_over_real_tokens():
+    raw = np.array([[[2.0, -4.0, 1.0, 100.0]], [[0.5, 0.25, 0.0, 0.0]]])  # [B=2, L=1, S=4]
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+    out = normalize_scores(raw, mask)
+    np.testing.assert_allclose(out[0, 0], [0.5, -1.0, 0.25, 0.0])  # padding ignored and zeroed
+    np.testing.assert_allclose(out[1, 0], [1.0, 0.5, 0.0, 0.0])
+
+
+def test_normalize_is_per_label_and_zero_when_all_scores_are_zero():
+    raw = np.array([[[0.0, 0.0, 0.0], [3.0, -1.5, 0.0]]])  # [B=1, L=2, S=3]
+    out = normalize_scores(raw, np.ones((1, 3)))
+    np.testing.assert_array_equal(out[0, 0], [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(out[0, 1], [1.0, -0.5, 0.0])
+    assert out.dtype == np.float32
+
+
+def test_normalize_accepts_one_score_row_per_text():
+    out = normalize_scores(np.array([[1.0, -2.0]]), np.array([[1, 1]]))
+    np.testing.assert_allclose(out, [[0.5, -1.0]])
+
+
+def _write_artifact(directory, **overrides):
+    directory.mkdir()
+    (directory / "forward.onnx").write_bytes(b"forward graph bytes")
+    (directory / "attribution_cotangent.onnx").write_bytes(b"cotangent graph bytes")
+    graph = {"inputs": ["input_ids", "attention_mask"], "outputs": ["logits"], "details": {}}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_type": "bert",
+        "architecture": "BertForSequenceClassification",
+        "labels": ["a", "b"],
+        "problem_type": "single_label_classification",
+        "max_length": 64,
+        "pad_token_id": 0,
+        "model_inputs": ["input_ids", "attention_mask"],
+        "opset": 18,
+        "graphs": {
+            "forward": {**graph, "file": "forward.onnx"},
+            "attribution_cotangent": {**graph, "file": "attribution_cotangent.onnx"},
+        },
+        "tokenizer_dir": "tokenizer",
+        "tools": {},
+        "files": hash_artifact_files(directory),
+        "validation": {"passed": True},
+        "export": {},
+    }
+    manifest.update(overrides)
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return directory
+
+
+def test_manifest_round_trip(tmp_path):
+    manifest = load_manifest(_write_artifact(tmp_path / "art"))
+    assert manifest.labels == ("a", "b")
+    assert manifest.num_labels == 2
+    assert not manifest.multi_label
+    assert manifest.graphs["forward"].file == "forward.onnx"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "forward.onnx").write_bytes(b"tampered"), "forward.onnx does not match"),
+        (lambda d: (d / "attribution_cotangent.onnx").unlink(), "attribution_cotangent.onnx is"),
+        (lambda d: (d / MANIFEST_NAME).write_text("{not json"), "not valid JSON"),
+        (lambda d: (d / MANIFEST_NAME).unlink(), "manifest.json is missing"),
+    ],
+    ids=["changed-file", "missing-file", "bad-json", "no-manifest"],
+)
+def test_damaged_artifacts_are_refused_naming_the_file(tmp_path, damage, message):
+    artifact = _write_artifact(tmp_path / "art")
+    damage(artifact)
+    with pytest.raises(ArtifactError, match=message):
+        load_manifest(artifact)
+
+
+def test_unknown_format_version_is_refused(tmp_path):
+    artifact = _write_artifact(tmp_path / "art", format_version=99)
+    with pytest.raises(ArtifactError, match="unknown manifest format_version 99"):
+        load_manifest(artifact)
+
+
+def test_incomplete_manifest_is_refused(tmp_path):
+    artifact = _write_artifact(tmp_path / "art")
+    data = json.loads((artifact / MANIFEST_NAME).read_text())
+    del data["labels"]
+    (artifact / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="labels"):
+        load_manifest(artifact)
+
+
+def test_the_runtime_side_and_the_cli_import_without_torch():
+    code = (
+        "import sys\n"
+        "import gradlight.runtime.manifest, gradlight.runtime.scores, gradlight.cli.main\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'transformers' not in sys.modules, 'transformers was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_help_lists_the_commands():
+    result = subprocess.run(
+        [sys.executable, "-m", "gradlight.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for command in ("export", "validate", "demo"):
+        assert command in result.stdout
