@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gradlight.export.minilm import save_minilm_classifier
-from gradlight.export.pipeline import ExportOptions, export_model
+from gradlight.export.options import ExportOptions
+from gradlight.export.pipeline import export_model
 
 
 def measure(labels: int, max_loop_labels: int, workdir: Path) -> dict[str, Any]:
@@ -40,6 +41,7 @@ def measure(labels: int, max_loop_labels: int, workdir: Path) -> dict[str, Any]:
         "labels": labels,
         "export_seconds": round(total, 1),
         "step_seconds": manifest.export["step_seconds"],
+        "weights_mb": manifest.export["weights_mb"],
         "graphs": {
             key: {"size_mb": info.details["size_mb"], **info.details.get("trace_seconds", {})}
             for key, info in manifest.graphs.items()
@@ -51,11 +53,44 @@ def measure(labels: int, max_loop_labels: int, workdir: Path) -> dict[str, Any]:
     }
 
 
+def _cell(row: dict[str, Any], graph: str) -> str:
+    if graph not in row["graphs"]:
+        return "not exported"
+    return f"{row['step_seconds'][graph]:.0f} / {row['graphs'][graph]['size_mb']:.2f}"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    env = result["environment"]
+    lines = [
+        "| labels | export total (s) | forward graph (s / MB) | cotangent graph (s / MB) | "
+        "all-labels graph (s / MB) | shared weights (MB) | max abs diff logits | "
+        "max abs diff normalized scores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        diffs = row["max_abs_diff"]
+        logits = max(v for k, v in diffs.items() if k.endswith(".logits"))
+        scores = max(v for k, v in diffs.items() if k.endswith("(normalized)"))
+        lines.append(
+            f"| {row['labels']} | {row['export_seconds']:.0f} | {_cell(row, 'forward')} | "
+            f"{_cell(row, 'attribution_cotangent')} | {_cell(row, 'attribution')} | "
+            f"{row.get('weights_mb', '?')} | "
+            f"{logits:.1e} | {scores:.1e} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Machine: {env['machine']}, {env['cpu_count']} CPUs, torch threads "
+        f"{env['torch_threads']}, Python {env['python']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=int, nargs="+", default=[2, 10, 150])
     parser.add_argument("--max-loop-labels", type=int, default=10)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     args = parser.parse_args()
     import torch
 
@@ -72,7 +107,10 @@ def main() -> int:
         "python": platform.python_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": environment, "rows": rows}, indent=2) + "\n")
+    result = {"environment": environment, "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(render_markdown(result))
     return 0
 
 

@@ -20,7 +20,8 @@ def _stderr(message: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gradlight.export.pipeline import ExportOptions, export_model
+    from gradlight.export.options import ExportOptions
+    from gradlight.export.pipeline import export_model
 
     options = ExportOptions(
         opset=args.opset,
@@ -39,7 +40,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from gradlight.export.pipeline import validate_artifact
+    from gradlight.export.validation import validate_artifact
 
     report = validate_artifact(args.artifact_dir, args.model_dir)
     print(report.format())
@@ -60,6 +61,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gradlight.export.options import DEFAULT_MAX_LOOP_LABELS, DEFAULT_OPSET
+
     parser = argparse.ArgumentParser(
         prog="gradlight",
         description="Explain transformer text classifiers: export, validate and serve "
@@ -77,13 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     export.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+    )
     export.add_argument(
         "--max-loop-labels",
         type=int,
-        default=10,
+        default=DEFAULT_MAX_LOOP_LABELS,
         help="also export the all-labels graph (one backward per label) when the model has at "
-        "most this many labels (default 10); larger label sets use the cotangent graph only",
+        f"most this many labels (default {DEFAULT_MAX_LOOP_LABELS}); larger label sets use the "
+        "cotangent graph only",
     )
     export.add_argument("--no-optimize", action="store_true", help="keep the forward graph unfused")
     export.add_argument(

@@ -6,11 +6,8 @@ after validation passed, so a failed export never leaves a half-written artifact
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
-import tempfile
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,16 +15,15 @@ from typing import Any
 import torch
 
 from gradlight.export import attribution
-from gradlight.export.errors import ExportError, ValidationFailedError
-from gradlight.export.forward_optimization import median_latency_ms, optimize_forward_graph
+from gradlight.export.errors import ValidationFailedError
+from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.model_loading import LoadedClassifier, load_classifier, read_spec
+from gradlight.export.options import ExportOptions
 from gradlight.export.progress import Printer, Progress
 from gradlight.export.shared_weights import share_weights
+from gradlight.export.staging import publish, staging_dir
 from gradlight.export.tracing import export_module_to_onnx, trace_to_onnx
 from gradlight.export.validation import (
-    TRACING_SHAPE,
-    ValidationReport,
-    make_batch,
     make_cotangent,
     tracing_inputs,
     validate_graphs,
@@ -41,39 +37,14 @@ from gradlight.runtime.manifest import (
     GraphInfo,
     Manifest,
     hash_artifact_files,
-    load_manifest,
     write_manifest,
 )
 
-DEFAULT_OPSET = 18
-DEFAULT_MAX_LOOP_LABELS = 10
-"""Export the all-labels graph (one backward per label, traced as a loop) up to this many
-labels. Its export time grows faster than linearly with L (tiny BERT, 2 cores: 13 s at L=2,
-51 s at L=10, 370 s at L=30) while the cotangent graph's stays flat (9 s at L=150); above
-the threshold the runtime attributes all labels through the cotangent graph, one row per
-(text, label)."""
-
 _FORWARD_FILE = "forward.onnx"
-_UNFUSED_FORWARD_FILE = "forward.unfused.onnx"
 _ATTRIBUTION_FILE = "attribution.onnx"
 _COTANGENT_FILE = "attribution_cotangent.onnx"
 _AXES = {0: "batch", 1: "sequence"}
 _TOOLS = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "gradlight")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    opset: int = DEFAULT_OPSET
-    max_loop_labels: int = DEFAULT_MAX_LOOP_LABELS
-    optimize_forward: bool = True
-    overwrite: bool = False
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.opset < 18:
-            raise ExportError(f"opset {self.opset} is too old: the exporter needs 18 or newer")
-        if self.max_loop_labels < 0:
-            raise ExportError("max_loop_labels must be 0 or more (0: cotangent graph only)")
 
 
 class _ForwardModule(torch.nn.Module):
@@ -104,40 +75,6 @@ def _tool_versions() -> dict[str, str]:
     return versions
 
 
-def _staging_dir(out_dir: Path, overwrite: bool) -> Path:
-    """Check ``out_dir`` can receive an artifact; return a fresh temporary sibling for it."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"output {out_dir} exists and is not a directory; choose another OUT_DIR")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(
-            f"output directory {out_dir} exists and is not empty; choose a new OUT_DIR or pass "
-            "--overwrite to replace it"
-        )
-    parent = out_dir.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-    except OSError as exc:
-        raise ExportError(
-            f"cannot write the artifact under {parent}: {exc.strerror or exc}; choose a writable "
-            "OUT_DIR"
-        ) from exc
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished artifact into place; replace an old one only once the new one is whole."""
-    backup = None
-    if out_dir.exists():
-        backup = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=staging.parent))
-        os.replace(out_dir, backup / "artifact")
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp made it private
-    os.replace(staging, out_dir)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
 def _size_mb(path: Path) -> float:
     return round(path.stat().st_size / 1e6, 3)
 
@@ -157,10 +94,10 @@ def export_model(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if options.threads:
         torch.set_num_threads(options.threads)
-    staging = _staging_dir(out_dir, options.overwrite)
+    staging = staging_dir(out_dir, options.overwrite)
     try:
         manifest = _export_into(model_dir, staging, options, printer)
-        _publish(staging, out_dir)
+        publish(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -197,7 +134,13 @@ def _export_into(
     with progress.step(
         "fusing the forward graph (onnxruntime transformer optimizer)", key="forward_fusion"
     ):
-        details[FORWARD] = _fuse_forward(staging, graphs[FORWARD], loaded, options)
+        details[FORWARD] = fuse_forward(
+            staging,
+            graphs[FORWARD],
+            loaded,
+            enabled=options.optimize_forward,
+            threads=options.threads or torch.get_num_threads(),
+        )
 
     cot_names = (*names, "cotangent")
     with progress.step(
@@ -281,63 +224,3 @@ def _export_into(
         )
         write_manifest(staging, manifest)
     return manifest
-
-
-def _fuse_forward(
-    staging: Path, info: GraphInfo, loaded: LoadedClassifier, options: ExportOptions
-) -> dict[str, Any]:
-    """Replace the forward graph by its fused version when that still validates."""
-    if not options.optimize_forward:
-        return {"fused": False, "reason": "disabled (--no-optimize)"}
-    unfused = staging / _UNFUSED_FORWARD_FILE
-    os.replace(staging / info.file, unfused)
-    try:
-        fusions = optimize_forward_graph(unfused, staging / info.file)
-        report = validate_graphs(staging, {FORWARD: info}, loaded)
-    except Exception as exc:  # the optimizer raises many types; fall back to the plain graph
-        report, fusions, failure = None, {}, f"optimizer failed: {exc!r}"
-    else:
-        failure = None if report.passed else "fused graph failed validation"
-    if failure is not None:
-        os.replace(unfused, staging / info.file)
-        return {"fused": False, "reason": failure}
-    length = min(128, loaded.spec.max_length)
-    feed = make_batch(loaded, [length] * 8, seed=7)
-    threads = options.threads or torch.get_num_threads()
-    before = median_latency_ms(unfused, feed, threads)
-    after = median_latency_ms(staging / info.file, feed, threads)
-    unfused.unlink()
-    return {
-        "fused": True,
-        "fusions": fusions,
-        "latency_benchmark": {
-            "batch": 8,
-            "sequence": length,
-            "threads": threads,
-            "unfused_median_ms": round(before, 3),
-            "fused_median_ms": round(after, 3),
-            "speedup": round(before / after, 3),
-        },
-    }
-
-
-def validate_artifact(artifact_dir: Path | str, model_dir: Path | str) -> ValidationReport:
-    """Check an artifact's files against its manifest, then its graphs against the model."""
-    artifact_dir = Path(artifact_dir)
-    manifest = load_manifest(artifact_dir)
-    loaded = load_classifier(model_dir)
-    spec = loaded.spec
-    mismatches = [
-        f"{what}: the artifact has {ours!r}, {model_dir} has {theirs!r}"
-        for what, ours, theirs in (
-            ("model_type", manifest.model_type, spec.model_type),
-            ("labels", list(manifest.labels), list(spec.labels)),
-            ("model inputs", list(manifest.model_inputs), list(spec.input_names)),
-        )
-        if ours != theirs
-    ]
-    if mismatches:
-        report = ValidationReport(tracing_shape=TRACING_SHAPE, validation_shapes=[])
-        report.problems += [f"exported from another model? {line}" for line in mismatches]
-        return report
-    return validate_graphs(artifact_dir, manifest.graphs, loaded)

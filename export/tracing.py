@@ -8,6 +8,7 @@ the dynamo ONNX exporter (export-findings.md).
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -128,6 +129,8 @@ def _onnx_export(
     opset: int,
     path: Path,
 ) -> None:
+    # The exporter warns once per torchvision op it cannot register; torchvision is not used.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

@@ -67,6 +67,9 @@ def test_manifest_describes_the_artifact(case):
     assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(manifest.tools)
     assert "tokenizer/tokenizer.json" in manifest.files
     assert "weights.bin" in manifest.files
+    forward = manifest.graphs[FORWARD].details
+    assert forward["fusions"], forward  # the optimizer found BERT-family patterns to fuse
+    assert forward["fused"] or forward["reason"] == "the fused graph was slower"
     for info in manifest.graphs.values():
         assert info.file in manifest.files
         assert info.details["size_mb"] > 0

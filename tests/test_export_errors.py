@@ -9,7 +9,8 @@ import pytest
 from tiny_models import save_tiny_classifier
 
 from gradlight.export.errors import ExportError
-from gradlight.export.pipeline import ExportOptions, export_model
+from gradlight.export.options import ExportOptions
+from gradlight.export.pipeline import export_model
 
 
 def _assert_nothing_written(out_dir):

@@ -11,7 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from gradlight.export.errors import ExportError
 from gradlight.export.minilm import minilm_encoder_dir, save_minilm_classifier
-from gradlight.export.pipeline import export_model, validate_artifact
+from gradlight.export.pipeline import export_model
+from gradlight.export.validation import validate_artifact
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, load_manifest
 from gradlight.runtime.scores import normalize_scores
 

@@ -14,7 +14,8 @@ from onnx import numpy_helper
 
 import gradlight.export.validation as validation
 from gradlight.export.errors import ValidationFailedError
-from gradlight.export.pipeline import ExportOptions, export_model
+from gradlight.export.options import ExportOptions
+from gradlight.export.pipeline import export_model
 from gradlight.runtime.manifest import MANIFEST_NAME, hash_artifact_files, load_manifest
 
 

@@ -1,0 +1,44 @@
+"""The output directory: written as a temporary sibling, renamed into place only when whole."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from gradlight.export.errors import ExportError
+
+
+def staging_dir(out_dir: Path, overwrite: bool) -> Path:
+    """Check ``out_dir`` can receive an artifact; return a fresh temporary sibling for it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"output {out_dir} exists and is not a directory; choose another OUT_DIR")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(
+            f"output directory {out_dir} exists and is not empty; choose a new OUT_DIR or pass "
+            "--overwrite to replace it"
+        )
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write the artifact under {parent}: {exc.strerror or exc}; choose a writable "
+            "OUT_DIR"
+        ) from exc
+
+
+def publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished artifact into place; replace an old one only once the new one is whole."""
+    backup = None
+    if out_dir.exists():
+        backup = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=staging.parent))
+        os.replace(out_dir, backup / "artifact")
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp made it private
+    os.replace(staging, out_dir)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
