@@ -8,11 +8,10 @@ from gradlight.export.errors import ExportError
 
 DEFAULT_OPSET = 18
 DEFAULT_MAX_LOOP_LABELS = 10
-"""Export the all-labels graph (one backward per label, traced as a loop) up to this many
-labels. Its export time grows faster than linearly with L (tiny BERT, 2 cores: 13 s at L=2,
-51 s at L=10, 370 s at L=30) while the cotangent graph's stays flat (9 s at L=150); above
-the threshold the runtime attributes all labels through the cotangent graph, one row per
-(text, label)."""
+"""Export the all-labels graph (one forward, one backward per label) up to this many labels.
+Its export time grows with L (MiniLM-L6, 2 cores: 44 s at L=2, 151 s at L=10) while the
+cotangent graph's stays flat (28-32 s at L=2..150); above the threshold the runtime attributes
+all labels through the cotangent graph, one row per (text, label). docs/export-scaling.md."""
 
 
 @dataclass(frozen=True)
