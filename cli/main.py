@@ -12,8 +12,6 @@ EXIT_OK = 0
 EXIT_VALIDATION_FAILED = 1
 EXIT_USAGE = 2
 
-log = logging.getLogger("gradlight")
-
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

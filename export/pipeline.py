@@ -22,7 +22,7 @@ from gradlight.export.options import ExportOptions
 from gradlight.export.progress import Printer, Progress
 from gradlight.export.shared_weights import share_weights
 from gradlight.export.staging import publish, staging_dir
-from gradlight.export.tracing import export_module_to_onnx, trace_to_onnx
+from gradlight.export.tracing import GraphTarget, export_module_to_onnx, trace_to_onnx
 from gradlight.export.validation import (
     make_cotangent,
     tracing_inputs,
@@ -115,48 +115,56 @@ def _export_into(
     names = spec.input_names
     example = tracing_inputs(loaded)
     axes = {name: _AXES for name in names}
-    common: dict[str, Any] = {"max_length": spec.max_length, "opset": options.opset}
+    outputs = ("logits", "scores")
+    cot_names = (*names, "cotangent")
+    targets = {
+        FORWARD: GraphTarget(
+            staging / _FORWARD_FILE, names, ("logits",), axes, spec.max_length, options.opset
+        ),
+        ATTRIBUTION_COTANGENT: GraphTarget(
+            staging / _COTANGENT_FILE,
+            cot_names,
+            outputs,
+            {**axes, "cotangent": {0: "batch"}},
+            spec.max_length,
+            options.opset,
+        ),
+        ATTRIBUTION: GraphTarget(
+            staging / _ATTRIBUTION_FILE, names, outputs, axes, spec.max_length, options.opset
+        ),
+    }
     graphs: dict[str, GraphInfo] = {}
     details: dict[str, dict[str, Any]] = {}
 
-    with progress.step("exporting the forward graph", key="forward"):
-        export_module_to_onnx(
-            _ForwardModule(loaded),
-            example,
-            input_names=names,
-            output_names=("logits",),
-            dynamic_axes=axes,
-            path=staging / _FORWARD_FILE,
-            **common,
-        )
-    graphs[FORWARD] = GraphInfo(_FORWARD_FILE, names, ("logits",))
+    def written(key: str) -> GraphInfo:
+        target = targets[key]
+        graphs[key] = GraphInfo(target.path.name, target.input_names, target.output_names)
+        return graphs[key]
 
+    with progress.step("exporting the forward graph", key="forward"):
+        export_module_to_onnx(_ForwardModule(loaded), example, targets[FORWARD])
     with progress.step(
         "fusing the forward graph (onnxruntime transformer optimizer)", key="forward_fusion"
     ):
         details[FORWARD] = fuse_forward(
             staging,
-            graphs[FORWARD],
+            written(FORWARD),
             loaded,
             enabled=options.optimize_forward,
             threads=options.threads or torch.get_num_threads(),
         )
 
-    cot_names = (*names, "cotangent")
     with progress.step(
         f"tracing the cotangent attribution graph ({spec.num_labels} labels)",
         key="attribution_cotangent",
     ):
+        cotangent = torch.from_numpy(make_cotangent(len(example[0]), spec.num_labels, 0))
         timings = trace_to_onnx(
             attribution.cotangent_fn(loaded.model, spec),
-            (*example, torch.from_numpy(make_cotangent(len(example[0]), spec.num_labels, 0))),
-            input_names=cot_names,
-            output_names=("logits", "scores"),
-            dynamic_axes={**axes, "cotangent": {0: "batch"}},
-            path=staging / _COTANGENT_FILE,
-            **common,
+            (*example, cotangent),
+            targets[ATTRIBUTION_COTANGENT],
         )
-    graphs[ATTRIBUTION_COTANGENT] = GraphInfo(_COTANGENT_FILE, cot_names, ("logits", "scores"))
+    written(ATTRIBUTION_COTANGENT)
     details[ATTRIBUTION_COTANGENT] = {"trace_seconds": timings.rounded()}
 
     if loop:
@@ -165,15 +173,9 @@ def _export_into(
             key="attribution",
         ):
             timings = trace_to_onnx(
-                attribution.all_labels_fn(loaded.model, spec),
-                example,
-                input_names=names,
-                output_names=("logits", "scores"),
-                dynamic_axes=axes,
-                path=staging / _ATTRIBUTION_FILE,
-                **common,
+                attribution.all_labels_fn(loaded.model, spec), example, targets[ATTRIBUTION]
             )
-        graphs[ATTRIBUTION] = GraphInfo(_ATTRIBUTION_FILE, names, ("logits", "scores"))
+        written(ATTRIBUTION)
         details[ATTRIBUTION] = {"trace_seconds": timings.rounded()}
     elif printer is not None:
         printer(

@@ -36,22 +36,38 @@ class TraceTimings:
         }
 
 
-def trace_to_onnx(
-    fn: Callable[..., Any],
-    example_inputs: Sequence[Tensor],
-    *,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    dynamic_axes: Mapping[str, Mapping[int, str]],
-    max_length: int,
-    path: Path,
-    opset: int,
-) -> TraceTimings:
-    """Write ``fn`` traced on ``example_inputs`` to ``path`` as ONNX.
+@dataclass(frozen=True)
+class GraphTarget:
+    """Where and how to write one ONNX graph.
 
     ``dynamic_axes`` maps an input name to ``{axis: "batch" | "sequence"}``; every other axis
-    keeps its traced size.
+    keeps its traced size. The sequence axis is bounded by ``max_length``.
     """
+
+    path: Path
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: Mapping[str, Mapping[int, str]]
+    max_length: int
+    opset: int
+
+    def dynamic_shapes(self) -> list[dict[int, Any]]:
+        from torch.export import Dim
+
+        dims = {
+            "batch": Dim("batch", min=1, max=MAX_BATCH),
+            "sequence": Dim("sequence", min=2, max=self.max_length),
+        }
+        return [
+            {axis: dims[kind] for axis, kind in self.dynamic_axes.get(name, {}).items()}
+            for name in self.input_names
+        ]
+
+
+def trace_to_onnx(
+    fn: Callable[..., Any], example_inputs: Sequence[Tensor], target: GraphTarget
+) -> TraceTimings:
+    """Write ``fn`` (forward and backward) traced on ``example_inputs`` as ONNX."""
     from torch._decomp import core_aten_decompositions
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -67,13 +83,13 @@ def trace_to_onnx(
         )(*example_inputs)
     traced = time.perf_counter()
 
-    dynamic_shapes = _dynamic_shapes(input_names, dynamic_axes, max_length)
+    dynamic_shapes = target.dynamic_shapes()
     exported = torch.export.export(
         graph_module, tuple(example_inputs), dynamic_shapes=dynamic_shapes
     )
     exported_at = time.perf_counter()
 
-    _onnx_export(exported, example_inputs, input_names, output_names, None, opset, path)
+    _onnx_export(exported, example_inputs, target, dynamic_shapes=None)
     done = time.perf_counter()
     return TraceTimings(
         make_fx_s=traced - started,
@@ -83,51 +99,23 @@ def trace_to_onnx(
 
 
 def export_module_to_onnx(
-    module: torch.nn.Module,
-    example_inputs: Sequence[Tensor],
-    *,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    dynamic_axes: Mapping[str, Mapping[int, str]],
-    max_length: int,
-    path: Path,
-    opset: int,
+    module: torch.nn.Module, example_inputs: Sequence[Tensor], target: GraphTarget
 ) -> float:
     """Export a forward-only module with the dynamo exporter; return the seconds it took.
 
-    The module's ``forward`` parameters must be named like ``input_names``.
+    The module's ``forward`` parameters must be named like ``target.input_names``.
     """
     started = time.perf_counter()
-    shapes = dict(
-        zip(input_names, _dynamic_shapes(input_names, dynamic_axes, max_length), strict=True)
-    )
-    _onnx_export(module, example_inputs, input_names, output_names, shapes, opset, path)
+    shapes = dict(zip(target.input_names, target.dynamic_shapes(), strict=True))
+    _onnx_export(module, example_inputs, target, dynamic_shapes=shapes)
     return time.perf_counter() - started
-
-
-def _dynamic_shapes(
-    input_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]], max_length: int
-) -> list[dict[int, Any]]:
-    from torch.export import Dim
-
-    dims = {
-        "batch": Dim("batch", min=1, max=MAX_BATCH),
-        "sequence": Dim("sequence", min=2, max=max_length),
-    }
-    return [
-        {axis: dims[kind] for axis, kind in dynamic_axes.get(name, {}).items()}
-        for name in input_names
-    ]
 
 
 def _onnx_export(
     model: Any,
     example_inputs: Sequence[Tensor],
-    input_names: Sequence[str],
-    output_names: Sequence[str],
+    target: GraphTarget,
     dynamic_shapes: Mapping[str, Any] | None,
-    opset: int,
-    path: Path,
 ) -> None:
     # The exporter warns once per torchvision op it cannot register; torchvision is not used.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -137,15 +125,15 @@ def _onnx_export(
             model,
             tuple(example_inputs),
             dynamo=True,
-            input_names=list(input_names),
-            output_names=list(output_names),
+            input_names=list(target.input_names),
+            output_names=list(target.output_names),
             dynamic_shapes=dynamic_shapes,
-            opset_version=opset,
+            opset_version=target.opset,
             optimize=False,
             verbose=False,
         )
     _simplify(program.model)
-    program.save(str(path))
+    program.save(str(target.path))
 
 
 def _simplify(model: Any) -> None:

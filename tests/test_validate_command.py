@@ -3,6 +3,7 @@ wrong (even with a consistent manifest) is rejected by the comparison with eager
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -38,10 +39,7 @@ def _perturb_largest_weight(path):
 
 def _rehash(artifact):
     manifest_path = artifact / MANIFEST_NAME
-    text = manifest_path.read_text()
-    import json
-
-    data = json.loads(text)
+    data = json.loads(manifest_path.read_text())
     data["files"] = hash_artifact_files(artifact)
     manifest_path.write_text(json.dumps(data))
 
