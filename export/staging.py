@@ -39,6 +39,12 @@ def publish(staging: Path, out_dir: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp made it private
-    os.replace(staging, out_dir)
+    try:
+        os.replace(staging, out_dir)
+    except OSError:
+        if backup is not None:  # put the old artifact back
+            os.replace(backup / "artifact", out_dir)
+            backup.rmdir()
+        raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)

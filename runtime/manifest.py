@@ -157,6 +157,10 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
 
 def verify_artifact_files(artifact_dir: Path, manifest: Manifest) -> None:
     """Raise ``ArtifactError`` naming the first file that is missing, changed or unlisted."""
+    root = artifact_dir.resolve()
+    for relative in manifest.files:
+        if not (root / relative).resolve().is_relative_to(root):
+            raise ArtifactError(f"manifest file entry {relative!r} points outside {artifact_dir}")
     for graph in manifest.graphs.values():
         if graph.file not in manifest.files:
             raise ArtifactError(f"graph file {graph.file} is not listed in the manifest's files")

@@ -81,6 +81,12 @@ def test_a_non_empty_output_directory_is_kept_unless_overwrite(tmp_path):
         export_model(model.path, out)
     assert (out / "precious.txt").read_text() == "keep me"
 
+    manifest = export_model(model.path, out, ExportOptions(max_loop_labels=0, overwrite=True))
+    assert not (out / "precious.txt").exists()
+    assert (out / "manifest.json").is_file()
+    assert manifest.validation["passed"]
+    assert not list(tmp_path.glob(".out.*"))
+
 
 def test_an_unwritable_output_location_is_reported(tmp_path):
     model = save_tiny_classifier(tmp_path / "m", "bert")

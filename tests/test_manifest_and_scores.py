@@ -101,6 +101,17 @@ def test_unknown_format_version_is_refused(tmp_path):
         load_manifest(artifact)
 
 
+def test_files_outside_the_artifact_are_refused(tmp_path):
+    (tmp_path / "outside.onnx").write_bytes(b"elsewhere")
+    artifact = _write_artifact(tmp_path / "art")
+    data = json.loads((artifact / MANIFEST_NAME).read_text())
+    data["files"]["../outside.onnx"] = hash_artifact_files(tmp_path)["outside.onnx"]
+    data["graphs"]["forward"]["file"] = "../outside.onnx"
+    (artifact / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="points outside"):
+        load_manifest(artifact)
+
+
 def test_incomplete_manifest_is_refused(tmp_path):
     artifact = _write_artifact(tmp_path / "art")
     data = json.loads((artifact / MANIFEST_NAME).read_text())
