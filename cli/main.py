@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradlight.cli.serving import add_attribute_parser, add_serve_parser
+
 EXIT_OK = 0
 EXIT_VALIDATION_FAILED = 1
 EXIT_USAGE = 2
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the model and the artifact go (default ./demo-artifacts)",
     )
     demo.set_defaults(handler=_demo)
+    add_serve_parser(commands)
+    add_attribute_parser(commands)
     return parser
 
 
@@ -126,14 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from gradlight.runtime.errors import GradlightError
 
     try:
         return int(args.handler(args))
-    except GradlightError as exc:
+    except (GradlightError, ValueError, OSError) as exc:
         _stderr(f"gradlight {args.command}: error: {exc}")
         from gradlight.export.errors import ValidationFailedError
 

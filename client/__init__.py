@@ -1,0 +1,20 @@
+"""A small synchronous Python client for a gradlight server.
+
+    from gradlight.client import Client
+
+    with Client("127.0.0.1:50051") as client:
+        response = client.attribute(["Patient denies chest pain."], sentence_attributions=True)
+        result = response.results[0]
+        print(result.predicted_label, list(zip(result.labels, result.probabilities)))
+        for token in result.tokens:
+            print(result.text[token.start:token.end], list(token.scores))
+
+Responses are the protobuf messages of ``gradlight.v1`` (see proto/gradlight/v1/gradlight.proto).
+Errors are ``grpc.RpcError`` with the server's status code and message.
+"""
+
+from __future__ import annotations
+
+from gradlight.client.client import Client, ServerNotReadyError
+
+__all__ = ["Client", "ServerNotReadyError"]

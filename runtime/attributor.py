@@ -1,0 +1,215 @@
+"""Turns texts into predictions and attributions with one model's engine and batcher.
+
+Per request, rows are planned, submitted to the batcher (all forward rows of the request as
+one work, all attribution rows as another, so each goes through one padded call unless the
+batch limits cut it), and the outputs assembled into per-text results in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradlight.runtime.batcher import DynamicBatcher, Row, RowOutput
+from gradlight.runtime.engine import Engine
+from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
+from gradlight.runtime.requests import (
+    AttributeOptions,
+    ModelLimits,
+    check_texts,
+    resolve_labels,
+    resolve_max_length,
+)
+from gradlight.runtime.scores import normalize_scores
+from gradlight.runtime.sentences import SentenceSpan, remove_span, split_sentences
+from gradlight.runtime.tokenization import EncodedText
+
+
+@dataclass(frozen=True)
+class SentenceResult:
+    start: int
+    end: int
+    scores: np.ndarray  # [K]
+
+
+@dataclass(frozen=True)
+class TextResult:
+    """One text's answer. Every per-label array follows ``labels``."""
+
+    text: str
+    labels: tuple[str, ...]
+    probabilities: np.ndarray  # [K]
+    predicted_label: str
+    predicted_labels: tuple[str, ...]
+    encoded: EncodedText
+    token_scores: np.ndarray | None = None  # [K, S] normalized
+    raw_scores: np.ndarray | None = None  # [K, S]
+    sentences: tuple[SentenceResult, ...] | None = None
+
+
+@dataclass
+class _Plan:
+    """Rows of one request and where each text's outputs will be."""
+
+    encoded: list[EncodedText]
+    forward: list[Row]
+    attribution: list[Row]
+    attribution_graph: str
+    full_row: list[int | None]  # text -> index of its full-text row in ``forward``
+    variants: list[tuple[int, int]]  # text -> [start, stop) of its variant rows in ``forward``
+    spans: list[list[SentenceSpan]]
+
+
+class Attributor:
+    def __init__(self, engine: Engine, batcher: DynamicBatcher, max_texts: int) -> None:
+        self.engine = engine
+        self.batcher = batcher
+        self.limits = ModelLimits(
+            labels=engine.labels,
+            max_length=engine.max_length,
+            min_length=engine.encoder.num_special_tokens + 1,
+            max_texts=max_texts,
+        )
+
+    async def run(self, texts: Sequence[str], options: AttributeOptions) -> list[TextResult]:
+        check_texts(texts, self.limits, need_content=options.attributions)
+        max_length = resolve_max_length(options.max_length, self.limits)
+        label_indices = resolve_labels(options.labels, self.limits)
+        subset = bool(options.labels)
+        plan = await asyncio.to_thread(
+            self._plan, texts, options, max_length, label_indices, subset
+        )
+        forward, attribution = await _gather(
+            self.batcher.submit(FORWARD, plan.forward),
+            self.batcher.submit(plan.attribution_graph, plan.attribution),
+        )
+        return [
+            self._assemble(index, text, plan, forward, attribution, options, label_indices)
+            for index, text in enumerate(texts)
+        ]
+
+    def _plan(
+        self,
+        texts: Sequence[str],
+        options: AttributeOptions,
+        max_length: int,
+        label_indices: tuple[int, ...],
+        subset: bool,
+    ) -> _Plan:
+        engine = self.engine
+        encoded = engine.encode(texts, max_length)
+        spans = [split_sentences(text) if options.sentence_attributions else [] for text in texts]
+        variant_texts = [
+            remove_span(text, text_spans, i)
+            for text, text_spans in zip(texts, spans, strict=True)
+            if len(text_spans) > 1
+            for i in range(len(text_spans))
+        ]
+        variant_rows = iter(engine.encode(variant_texts, max_length) if variant_texts else [])
+        plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
+        for text_encoded, text_spans in zip(encoded, spans, strict=True):
+            needs_full = options.sentence_attributions or not options.token_attributions
+            plan.full_row.append(len(plan.forward) if needs_full else None)
+            if needs_full:
+                plan.forward.append(Row(text_encoded))
+            start = len(plan.forward)
+            if len(text_spans) > 1:
+                plan.forward.extend(Row(next(variant_rows)) for _ in text_spans)
+            plan.variants.append((start, len(plan.forward)))
+        if options.token_attributions:
+            if not subset and engine.has_all_labels_graph:
+                plan.attribution = [Row(row) for row in encoded]
+            else:
+                plan.attribution_graph = ATTRIBUTION_COTANGENT
+                one_hot = np.eye(len(engine.labels), dtype=np.float32)
+                plan.attribution = [Row(row, one_hot[k]) for row in encoded for k in label_indices]
+        return plan
+
+    def _assemble(
+        self,
+        index: int,
+        text: str,
+        plan: _Plan,
+        forward: list[RowOutput],
+        attribution: list[RowOutput],
+        options: AttributeOptions,
+        label_indices: tuple[int, ...],
+    ) -> TextResult:
+        engine = self.engine
+        labels = tuple(engine.labels[k] for k in label_indices)
+        token_scores = raw = None
+        if options.token_attributions:
+            if plan.attribution_graph == ATTRIBUTION:
+                output = attribution[index]
+                raw = output.scores
+            else:
+                per_label = attribution[
+                    index * len(label_indices) : (index + 1) * len(label_indices)
+                ]
+                output = per_label[0]
+                raw = np.stack([row.scores for row in per_label])
+            logits = output.logits  # predictions from the same pass as the token scores
+            raw = np.asarray(raw, dtype=np.float32)
+            token_scores = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
+        full_row = plan.full_row[index]
+        full = forward[full_row] if full_row is not None else None
+        if not options.token_attributions:
+            logits = full.logits  # type: ignore[union-attr]
+        probabilities = engine.probabilities(logits)
+        sentences = None
+        if options.sentence_attributions:
+            sentences = self._sentences(plan, index, forward, full, label_indices)
+        predicted = engine.labels[int(np.argmax(probabilities))]
+        if engine.manifest.multi_label:
+            chosen = tuple(
+                label for label, p in zip(engine.labels, probabilities, strict=True) if p >= 0.5
+            )
+        else:
+            chosen = (predicted,)
+        return TextResult(
+            text=text,
+            labels=labels,
+            probabilities=probabilities[list(label_indices)].astype(np.float32),
+            predicted_label=predicted,
+            predicted_labels=chosen,
+            encoded=plan.encoded[index],
+            token_scores=token_scores,
+            raw_scores=raw if options.raw_scores else None,
+            sentences=sentences,
+        )
+
+    def _sentences(
+        self,
+        plan: _Plan,
+        index: int,
+        forward: list[RowOutput],
+        full: RowOutput | None,
+        label_indices: tuple[int, ...],
+    ) -> tuple[SentenceResult, ...]:
+        spans = plan.spans[index]
+        start, stop = plan.variants[index]
+        picked = list(label_indices)
+        if stop == start or full is None:
+            zeros = np.zeros(len(picked), dtype=np.float32)
+            return tuple(SentenceResult(span.start, span.end, zeros) for span in spans)
+        p_full = self.engine.probabilities(full.logits)[picked]
+        variants = np.stack([forward[row].logits for row in range(start, stop)])
+        p_without = self.engine.probabilities(variants)[:, picked]
+        scores = (p_full[None, :] - p_without).astype(np.float32)
+        return tuple(
+            SentenceResult(span.start, span.end, scores[i]) for i, span in enumerate(spans)
+        )
+
+
+async def _gather(*awaitables: object) -> list[list[RowOutput]]:
+    """Await all; if one fails, cancel the rest (their rows are dropped) and raise."""
+    tasks = [asyncio.ensure_future(item) for item in awaitables]  # type: ignore[arg-type]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise

@@ -1,0 +1,228 @@
+"""Dynamic batching: rows of concurrent requests share ONNX Runtime calls.
+
+Requests submit *work*: the rows one request needs from one graph (for example a text and its
+leave-one-sentence-out variants for the forward graph). The batcher waits up to ``max_wait_ms``
+after the oldest waiting work for more to arrive, takes whole works up to ``max_batch_size``
+rows, groups their rows by graph, sorts them by length and cuts them into calls that respect
+``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row), each padded only to its
+own longest row. Outputs go back to each work in its row order.
+
+Work whose request was cancelled (client gone, deadline passed) before its batch starts is
+dropped. If a call fails, each work in it is retried alone, so one bad row fails only its own
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradlight.runtime.engine import Engine
+from gradlight.runtime.errors import QueueFullError, UnavailableError
+from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
+from gradlight.runtime.settings import BatchSettings
+from gradlight.runtime.tokenization import EncodedText
+
+logger = logging.getLogger(__name__)
+
+GRAPHS = (FORWARD, ATTRIBUTION, ATTRIBUTION_COTANGENT)
+
+
+@dataclass(frozen=True)
+class Row:
+    encoded: EncodedText
+    cotangent: np.ndarray | None = None  # [L], only for the cotangent graph
+
+
+@dataclass(frozen=True)
+class RowOutput:
+    logits: np.ndarray  # [L]
+    scores: np.ndarray | None  # [L, S] (all labels) or [S] (cotangent); S = the row's length
+
+
+@dataclass
+class _Work:
+    graph: str
+    rows: Sequence[Row]
+    future: asyncio.Future[list[RowOutput]]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class DynamicBatcher:
+    """One per model. ``start()`` inside the serving event loop; ``close()`` drains it."""
+
+    def __init__(self, engine: Engine, settings: BatchSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._queue: deque[_Work] = deque()
+        self._queued_rows = 0
+        self._arrived = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlight-ort")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.calls = 0  # ONNX Runtime calls made (for tests and logs)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def submit(self, graph: str, rows: Sequence[Row]) -> list[RowOutput]:
+        """Run ``rows`` through ``graph`` in some batch; outputs in ``rows`` order."""
+        if graph not in GRAPHS:
+            raise ValueError(f"unknown graph {graph!r}")
+        if not rows:
+            return []
+        if self._closing or self._task is None:
+            raise UnavailableError("the server is shutting down; retry on another replica")
+        if self._queued_rows and self._queued_rows + len(rows) > self.settings.max_queue_size:
+            raise QueueFullError(
+                f"the queue for this model is full ({self._queued_rows} rows waiting, limit "
+                f"{self.settings.max_queue_size}); retry with backoff"
+            )
+        work = _Work(graph, rows, asyncio.get_running_loop().create_future())
+        self._queue.append(work)
+        self._queued_rows += len(rows)
+        self._arrived.set()
+        return await work.future  # cancelling the caller cancels the future: work is dropped
+
+    async def close(self) -> None:
+        """Refuse new work, finish what is queued, stop the worker."""
+        self._closing = True
+        self._arrived.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+            deadline = self._queue[0].enqueued + settings.max_wait_ms / 1000
+            while self._queued_rows < settings.max_batch_size and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            works = self._take()
+            if not works:
+                continue
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self._execute, works)
+            except BaseException as exc:  # the executor itself failed: fail the works, go on
+                outcomes = [exc] * len(works)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            for work, outcome in zip(works, outcomes, strict=True):
+                if work.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    work.future.set_exception(outcome)
+                else:
+                    work.future.set_result(outcome)
+
+    def _take(self) -> list[_Work]:
+        """Whole works, oldest first, up to ``max_batch_size`` rows (at least one work)."""
+        taken: list[_Work] = []
+        rows = 0
+        while self._queue:
+            work = self._queue[0]
+            if taken and rows + len(work.rows) > self.settings.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_rows -= len(work.rows)
+            if work.future.cancelled():
+                logger.debug("dropped cancelled work (%d rows)", len(work.rows))
+                continue
+            taken.append(work)
+            rows += len(work.rows)
+        return taken
+
+    # ---- in the ONNX Runtime thread ----
+
+    def _execute(self, works: list[_Work]) -> list[list[RowOutput] | BaseException]:
+        outcomes: list[list[RowOutput] | BaseException] = [[] for _ in works]
+        for graph in GRAPHS:
+            members = [index for index, work in enumerate(works) if work.graph == graph]
+            if not members:
+                continue
+            try:
+                results = self._run_rows(graph, [works[index].rows for index in members])
+            except Exception as exc:
+                if len(members) == 1:
+                    logger.exception("inference failed on %s", graph)
+                    outcomes[members[0]] = exc
+                    continue
+                logger.warning("a batched call on %s failed; retrying its requests alone", graph)
+                results: list[list[RowOutput] | BaseException] = []
+                for index in members:
+                    try:
+                        results.extend(self._run_rows(graph, [works[index].rows]))
+                    except Exception as exc:
+                        logger.exception("inference failed on %s for one request", graph)
+                        results.append(exc)
+            for index, result in zip(members, results, strict=True):
+                outcomes[index] = result
+        return outcomes
+
+    def _run_rows(self, graph: str, groups: list[Sequence[Row]]) -> list[list[RowOutput]]:
+        """Run every row of ``groups`` (sorted by length, cut into calls); outputs per group."""
+        flat = [
+            (group, position, row)
+            for group, rows in enumerate(groups)
+            for position, row in enumerate(rows)
+        ]
+        flat.sort(key=lambda item: len(item[2].encoded))
+        outputs: list[dict[int, RowOutput]] = [{} for _ in groups]
+        for start, stop in self._chunks([item[2] for item in flat]):
+            rows = [item[2] for item in flat[start:stop]]
+            for (group, position, _), output in zip(
+                flat[start:stop], self._call(graph, rows), strict=True
+            ):
+                outputs[group][position] = output
+        return [[found[i] for i in range(len(found))] for found in outputs]
+
+    def _chunks(self, rows: list[Row]) -> list[tuple[int, int]]:
+        """Consecutive ranges of length-sorted rows within the batch size and token budget."""
+        settings = self.settings
+        chunks = []
+        start = 0
+        for index in range(1, len(rows)):
+            count = index - start + 1
+            width = len(rows[index].encoded)  # sorted: the new row is the longest so far
+            if count > settings.max_batch_size or count * width > settings.max_tokens_per_batch:
+                chunks.append((start, index))
+                start = index
+        chunks.append((start, len(rows)))
+        return chunks
+
+    def _call(self, graph: str, rows: list[Row]) -> list[RowOutput]:
+        engine = self.engine
+        batch = engine.batch([row.encoded for row in rows])
+        self.calls += 1
+        if graph == FORWARD:
+            logits = engine.forward(batch)
+            return [RowOutput(logits[i], None) for i in range(len(rows))]
+        if graph == ATTRIBUTION:
+            logits, scores = engine.attribute_all(batch)
+            return [
+                RowOutput(logits[i], scores[i, :, : batch.lengths[i]]) for i in range(len(rows))
+            ]
+        cotangent = np.stack([row.cotangent for row in rows])
+        logits, scores = engine.attribute_mix(batch, cotangent)
+        return [RowOutput(logits[i], scores[i, : batch.lengths[i]]) for i in range(len(rows))]

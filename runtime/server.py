@@ -1,0 +1,150 @@
+"""The gRPC server's lifecycle: start on loaded engines, health, reflection, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gradlight.runtime.engine import Engine
+from gradlight.runtime.models import ModelRegistry, load_engines
+from gradlight.runtime.service import AttributorService
+from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Attributor"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 = any free port
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+
+
+class RunningServer:
+    """A started server; ``port`` is the bound port (useful with port 0)."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        registry: ModelRegistry,
+        health_service: health.aio.HealthServicer,
+        settings: ServerSettings,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.registry = registry
+        self.health = health_service
+        self.settings = settings
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, refuse new RPCs, let in-flight ones finish within ``grace``
+        seconds, then drain the batchers. Safe to call more than once."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float | None) -> None:
+        grace = self.settings.limits.grace_period_s if grace is None else grace
+        logger.info(
+            "stopping: health NOT_SERVING, finishing in-flight requests (grace %.1f s)", grace
+        )
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.registry.close()
+        logger.info("stopped")
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) -> RunningServer:
+    """Serve already loaded (and warmed up) engines; returns once the port is bound."""
+    limits = settings.limits
+    registry = ModelRegistry(engines, settings.batch, limits.max_texts_per_request)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
+            ("grpc.max_send_message_length", limits.max_send_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_AttributorServicer_to_server(AttributorService(registry), server)
+    health_service = health.aio.HealthServicer()
+    await health_service.set("", NOT_SERVING)
+    await health_service.set(SERVICE_NAME, NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {settings.host}:{settings.port} (in use?)")
+    registry.start()
+    await server.start()
+    await health_service.set("", SERVING)
+    await health_service.set(SERVICE_NAME, SERVING)
+    running = RunningServer(server, port, registry, health_service, settings)
+    _log_summary(running)
+    return running
+
+
+def _log_summary(running: RunningServer) -> None:
+    settings = running.settings
+    for model in running.registry.models.values():
+        engine = model.engine
+        logger.info(
+            "serving model %r (%s, labels: %s) on %s, intra-op threads %s, inter-op threads %d",
+            model.name,
+            engine.manifest.architecture,
+            ", ".join(engine.labels),
+            engine.execution_provider,
+            engine.settings.intra_op_threads or "auto",
+            engine.settings.inter_op_threads,
+        )
+    logger.info("batching: %s; limits: %s", settings.batch, settings.limits)
+    logger.info("gradlight serving on %s", running.address)
+
+
+def serve(
+    artifacts: Mapping[str, Path | str],
+    engine_settings: EngineSettings,
+    settings: ServerSettings,
+) -> None:
+    """Load, warm up and serve until SIGTERM or SIGINT; then stop gracefully."""
+    engines = load_engines(artifacts, engine_settings)
+    asyncio.run(_serve(engines, settings))
+
+
+async def _serve(engines: Mapping[str, Engine], settings: ServerSettings) -> None:
+    running = await start_server(engines, settings)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    await stop_requested.wait()
+    await running.stop()

@@ -1,0 +1,139 @@
+"""The gRPC servicer: proto in, runtime call, proto out; errors mapped to status codes here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+import grpc
+
+from gradlight.runtime import messages
+from gradlight.runtime.errors import (
+    ModelNotFoundError,
+    QueueFullError,
+    RequestError,
+    UnavailableError,
+)
+from gradlight.runtime.models import ModelRegistry
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = "internal error while serving the request; the server log has the details"
+STREAM_WINDOW = 8  # AttributeStream requests computed ahead of the one being sent
+
+T = TypeVar("T")
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The one place where errors become gRPC status codes."""
+    if isinstance(exc, RequestError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, ModelNotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, QueueFullError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, UnavailableError):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    logger.error("unexpected error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+class AttributorService(pb_grpc.AttributorServicer):
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    async def Predict(
+        self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictResponse:
+        return await self._unary("Predict", request, context, self._predict(request))
+
+    async def Attribute(
+        self, request: pb.AttributeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AttributeResponse:
+        return await self._unary("Attribute", request, context, self._attribute(request))
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        models = [messages.model_info(model) for model in self.registry.models.values()]
+        return pb.ListModelsResponse(models=models)
+
+    async def AttributeStream(
+        self,
+        request_iterator: AsyncIterator[pb.AttributeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.AttributeResponse]:
+        """Responses in request order; up to STREAM_WINDOW requests are computed ahead."""
+        window: asyncio.Queue[asyncio.Task[pb.AttributeResponse] | None] = asyncio.Queue(
+            STREAM_WINDOW
+        )
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.put(asyncio.ensure_future(self._attribute(request)))
+            finally:
+                await window.put(None)
+
+        reader = asyncio.ensure_future(read())
+        index = 0
+        try:
+            while (task := await window.get()) is not None:
+                try:
+                    response = await task
+                except Exception as exc:
+                    code, message = status_for(exc)
+                    await context.abort(code, f"requests[{index}]: {message}")
+                yield response
+                index += 1
+            await reader
+        finally:
+            reader.cancel()
+            while not window.empty():
+                if (task := window.get_nowait()) is not None:
+                    task.cancel()
+            logger.debug("AttributeStream: %d responses", index)
+
+    async def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
+        model = self.registry.get(request.model)
+        results = await model.attributor.run(request.texts, messages.predict_options(request))
+        return pb.PredictResponse(model=model.name, results=messages.results(results))
+
+    async def _attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
+        model = self.registry.get(request.model)
+        results = await model.attributor.run(request.texts, messages.attribute_options(request))
+        return pb.AttributeResponse(model=model.name, results=messages.results(results))
+
+    async def _unary(
+        self,
+        method: str,
+        request: pb.PredictRequest | pb.AttributeRequest,
+        context: grpc.aio.ServicerContext,
+        call: Awaitable[T],
+    ) -> T:
+        started = time.perf_counter()
+        outcome = "OK"
+        try:
+            return await call
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"
+            raise
+        except Exception as exc:
+            code, message = status_for(exc)
+            outcome = code.name
+            await context.abort(code, message)
+            raise  # unreachable: abort raises
+        finally:
+            logger.debug(
+                "%s model=%r texts=%d %s %.1f ms",
+                method,
+                request.model,
+                len(request.texts),
+                outcome,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,88 @@
+"""Validated settings for the engine, the batcher and the service (frozen, checked when built)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+PROVIDERS = ("auto", "cpu", "cuda")
+
+
+def _check_int(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """ONNX Runtime execution provider and thread counts.
+
+    ``provider``: ``auto`` (CUDA when onnxruntime offers it, else CPU), ``cpu`` or ``cuda``
+    (an error when CUDA is not available). ``intra_op_threads`` 0 lets ONNX Runtime choose
+    (one per physical core).
+    """
+
+    provider: str = "auto"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValueError(
+                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
+        _check_int("intra_op_threads", self.intra_op_threads, 0, 1024)
+        _check_int("inter_op_threads", self.inter_op_threads, 1, 1024)
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Dynamic batching: how requests arriving together are coalesced into ONNX Runtime calls.
+
+    - ``max_batch_size``: rows (token sequences) per ONNX Runtime call.
+    - ``max_wait_ms``: how long the first waiting row may wait for others to join its batch.
+    - ``max_tokens_per_batch``: rows x padded length per call; larger batches are split (a single
+      row longer than this still runs, alone).
+    - ``max_queue_size``: rows waiting per model; a request that would exceed it is refused with
+      RESOURCE_EXHAUSTED (a request is admitted whole into an empty queue whatever its size).
+    """
+
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    max_tokens_per_batch: int = 8192
+    max_queue_size: int = 2048
+
+    def __post_init__(self) -> None:
+        _check_int("max_batch_size", self.max_batch_size, 1, 4096)
+        if not isinstance(self.max_wait_ms, (int, float)) or isinstance(self.max_wait_ms, bool):
+            raise ValueError(f"max_wait_ms must be a number, got {self.max_wait_ms!r}")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise ValueError(f"max_wait_ms must be between 0 and 10000, got {self.max_wait_ms}")
+        _check_int("max_tokens_per_batch", self.max_tokens_per_batch, 1)
+        _check_int("max_queue_size", self.max_queue_size, 1)
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Per-request and transport limits of the gRPC service."""
+
+    max_texts_per_request: int = 256
+    max_receive_message_bytes: int = 8 * 1024 * 1024
+    max_send_message_bytes: int = 64 * 1024 * 1024
+    grace_period_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_int("max_texts_per_request", self.max_texts_per_request, 1, 100_000)
+        _check_int("max_receive_message_bytes", self.max_receive_message_bytes, 1024)
+        _check_int("max_send_message_bytes", self.max_send_message_bytes, 1024)
+        if not 0 <= self.grace_period_s <= 3600:
+            raise ValueError(
+                f"grace_period_s must be between 0 and 3600, got {self.grace_period_s}"
+            )
+
+
+def physical_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
