@@ -47,6 +47,16 @@ class RowOutput:
     scores: np.ndarray | None  # [L, S] (all labels) or [S] (cotangent); S = the row's length
 
 
+@dataclass(frozen=True)
+class CallRecord:
+    """One ONNX Runtime call: graph, rows and padded width (kept for logs and tests)."""
+
+    graph: str
+    rows: int
+    width: int
+    seconds: float
+
+
 @dataclass
 class _Work:
     graph: str
@@ -67,7 +77,9 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlight-ort")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.calls = 0  # ONNX Runtime calls made (for tests and logs)
+        self.calls = 0  # ONNX Runtime calls made
+        self.dropped_rows = 0  # rows of cancelled requests, never computed
+        self.history: deque[CallRecord] = deque(maxlen=256)
 
     def start(self) -> None:
         if self._task is None:
@@ -148,6 +160,7 @@ class DynamicBatcher:
             self._queued_rows -= len(work.rows)
             if work.future.cancelled():
                 logger.debug("dropped cancelled work (%d rows)", len(work.rows))
+                self.dropped_rows += len(work.rows)
                 continue
             taken.append(work)
             rows += len(work.rows)
@@ -214,15 +227,29 @@ class DynamicBatcher:
     def _call(self, graph: str, rows: list[Row]) -> list[RowOutput]:
         engine = self.engine
         batch = engine.batch([row.encoded for row in rows])
-        self.calls += 1
+        started = time.perf_counter()
         if graph == FORWARD:
             logits = engine.forward(batch)
-            return [RowOutput(logits[i], None) for i in range(len(rows))]
-        if graph == ATTRIBUTION:
+            outputs = [RowOutput(logits[i], None) for i in range(len(rows))]
+        elif graph == ATTRIBUTION:
             logits, scores = engine.attribute_all(batch)
-            return [
+            outputs = [
                 RowOutput(logits[i], scores[i, :, : batch.lengths[i]]) for i in range(len(rows))
             ]
-        cotangent = np.stack([row.cotangent for row in rows])
-        logits, scores = engine.attribute_mix(batch, cotangent)
-        return [RowOutput(logits[i], scores[i, : batch.lengths[i]]) for i in range(len(rows))]
+        else:
+            cotangent = np.stack([row.cotangent for row in rows])
+            logits, scores = engine.attribute_mix(batch, cotangent)
+            outputs = [
+                RowOutput(logits[i], scores[i, : batch.lengths[i]]) for i in range(len(rows))
+            ]
+        record = CallRecord(graph, len(rows), max(batch.lengths), time.perf_counter() - started)
+        self.history.append(record)
+        self.calls += 1
+        logger.debug(
+            "%s: %d rows x %d tokens in %.1f ms",
+            graph,
+            record.rows,
+            record.width,
+            record.seconds * 1000,
+        )
+        return outputs

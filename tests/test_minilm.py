@@ -10,7 +10,7 @@ from eager_reference import input_x_gradient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from gradlight.export.errors import ExportError
-from gradlight.export.minilm import minilm_encoder_dir, save_minilm_classifier
+from gradlight.export.minilm import minilm_encoder_dir
 from gradlight.export.pipeline import export_model
 from gradlight.export.validation import validate_artifact
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, load_manifest
@@ -21,15 +21,6 @@ TEXTS = [
     "Possible early pneumonia; cannot rule out a pulmonary embolism.",
     "Café au lait spots noted, naïve to treatment — 病院 visit 😀.",
 ]
-
-
-@pytest.fixture(scope="module")
-def minilm(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minilm")
-    model_dir = save_minilm_classifier(root / "model", labels=("negative", "positive"))
-    artifact = root / "artifact"
-    export_model(model_dir, artifact)
-    return model_dir, artifact
 
 
 def test_the_bare_encoder_is_refused_with_a_hint(tmp_path):

@@ -1,0 +1,45 @@
+"""Run a real gradlight gRPC server on a loopback port, in a background thread's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from gradlight.runtime.engine import Engine
+from gradlight.runtime.server import RunningServer, ServerSettings, start_server
+
+
+class ServerThread:
+    def __init__(self, engines: Mapping[str, Engine], settings: ServerSettings | None = None):
+        self.engines = engines
+        self.settings = settings or ServerSettings(port=0)
+        self.loop = asyncio.new_event_loop()
+        self.running: RunningServer | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self.running = self.call(start_server(self.engines, self.settings))
+        return self
+
+    def call(self, coroutine: Any, timeout: float = 120) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    @property
+    def address(self) -> str:
+        assert self.running is not None
+        return f"127.0.0.1:{self.running.port}"
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.running is not None:
+            self.call(self.running.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,147 @@
+"""Scores served over gRPC equal eager PyTorch autograd on the same model and the same tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ARCHITECTURE_CASES
+from eager_reference import input_x_gradient
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from gradlight.runtime.scores import normalize_scores
+
+TEXTS = [
+    "The patient denies chest pain. No evidence of pneumonia on the chest x-ray.",
+    "Dr. Smith started amoxicillin 500 mg b.i.d. for ten days. She reports worsening cough.",
+    "Café résumé naïve — 東京 病院 😀 emoji test.",
+    "Follow up with cardiology in two weeks.",
+]
+TOLERANCE = 1e-4
+
+
+def _eager(model_dir, texts):
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, attn_implementation="eager"
+    ).eval()
+    batch = tokenizer(texts, padding=True, return_tensors="np")
+    feed = {name: batch[name].astype(np.int64) for name in tokenizer.model_input_names}
+    logits, raw = input_x_gradient(model, feed)
+    return model, tokenizer, batch, logits, raw
+
+
+def _probabilities(logits, multi_label):
+    logits = torch.from_numpy(np.asarray(logits, dtype=np.float64))
+    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)).numpy()
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURE_CASES))
+def test_token_scores_match_eager_autograd(model_type, tiny_model_dirs, tiny_client):
+    multi_label = ARCHITECTURE_CASES[model_type][1]
+    _, _, batch, logits, raw = _eager(tiny_model_dirs[model_type], TEXTS)
+    normalized = normalize_scores(raw, batch["attention_mask"])
+    response = tiny_client.attribute(TEXTS, model=model_type, raw_scores=True)
+    assert [result.text for result in response.results] == TEXTS
+    for row, result in enumerate(response.results):
+        length = int(batch["attention_mask"][row].sum())
+        assert [token.token_id for token in result.tokens] == batch["input_ids"][row][
+            :length
+        ].tolist()
+        served_raw = np.array([list(token.raw_scores) for token in result.tokens]).T
+        served = np.array([list(token.scores) for token in result.tokens]).T
+        scale = np.abs(raw[row, :, :length]).max()
+        np.testing.assert_allclose(served_raw, raw[row, :, :length], atol=TOLERANCE * scale)
+        np.testing.assert_allclose(served, normalized[row, :, :length], atol=TOLERANCE)
+        expected = _probabilities(logits[row], multi_label)
+        np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+        labels = list(result.labels)
+        assert result.predicted_label == labels[int(np.argmax(expected))]
+        if multi_label:
+            assert list(result.predicted_labels) == [
+                label for label, p in zip(labels, expected, strict=True) if p >= 0.5
+            ]
+
+
+def test_label_subset_is_computed_alone_and_in_request_order(tiny_model_dirs, tiny_client):
+    """ELECTRA has 4 labels; ask for labels 3 and 1 only (the cotangent graph's path)."""
+    _, _, batch, logits, raw = _eager(tiny_model_dirs["electra"], TEXTS)
+    normalized = normalize_scores(raw, batch["attention_mask"])
+    models = {model.name: model for model in tiny_client.list_models().models}
+    all_labels = list(models["electra"].labels)
+    wanted = [all_labels[3], all_labels[1]]
+    response = tiny_client.attribute(TEXTS, model="electra", labels=wanted)
+    for row, result in enumerate(response.results):
+        length = int(batch["attention_mask"][row].sum())
+        assert list(result.labels) == wanted
+        served = np.array([list(token.scores) for token in result.tokens]).T
+        np.testing.assert_allclose(served, normalized[row, [3, 1], :length], atol=TOLERANCE)
+        expected = _probabilities(logits[row], False)
+        np.testing.assert_allclose(result.probabilities, expected[[3, 1]], atol=1e-5)
+        assert result.predicted_label == all_labels[int(np.argmax(expected))]
+
+
+def _without(text, spans, index):
+    """The documented ablation: drop the sentence and the whitespace up to the next one (the
+    last sentence: the whitespace before it)."""
+    start, end = spans[index]
+    if index + 1 < len(spans):
+        return text[:start] + text[spans[index + 1][0] :]
+    previous_end = spans[index - 1][1]
+    return text[:previous_end] + text[end:]
+
+
+@pytest.mark.parametrize("model_type", ["bert", "distilbert"])
+def test_sentence_scores_match_eager_leave_one_out(model_type, tiny_model_dirs, tiny_client):
+    multi_label = ARCHITECTURE_CASES[model_type][1]
+    text = TEXTS[1] + " He was discharged home in stable condition."
+    response = tiny_client.attribute(
+        [text, TEXTS[3]], model=model_type, token_attributions=False, sentence_attributions=True
+    )
+    result, single = response.results
+    spans = [(sentence.start, sentence.end) for sentence in result.sentences]
+    assert [text[a:b] for a, b in spans] == [
+        "Dr. Smith started amoxicillin 500 mg b.i.d. for ten days.",
+        "She reports worsening cough.",
+        "He was discharged home in stable condition.",
+    ]
+    assert [sentence.sentence for sentence in result.sentences] == [text[a:b] for a, b in spans]
+    variants = [text] + [_without(text, spans, i) for i in range(len(spans))]
+    _, _, _, logits, _ = _eager(tiny_model_dirs[model_type], variants)
+    p = _probabilities(logits, multi_label)
+    expected = p[0][None, :] - p[1:]
+    served = np.array([list(sentence.scores) for sentence in result.sentences])
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    np.testing.assert_allclose(result.probabilities, p[0], atol=1e-5)
+    # One sentence: 0.0 for every label.
+    assert len(single.sentences) == 1
+    assert list(single.sentences[0].scores) == [0.0] * len(single.labels)
+
+
+def test_predict_matches_eager_forward(tiny_model_dirs, tiny_client):
+    _, _, _, logits, _ = _eager(tiny_model_dirs["roberta"], TEXTS)
+    response = tiny_client.predict(TEXTS, model="roberta")
+    assert response.model == "roberta"
+    for row, result in enumerate(response.results):
+        np.testing.assert_allclose(
+            result.probabilities, _probabilities(logits[row], False), atol=1e-5
+        )
+        assert not result.tokens and not result.sentences
+
+
+def test_truncation_to_max_length_is_flagged_and_matches_eager(tiny_model_dirs, tiny_client):
+    text = " ".join(TEXTS * 3)
+    response = tiny_client.attribute([text, TEXTS[3]], model="bert", max_length=20)
+    long, short = response.results
+    assert long.truncated and len(long.tokens) == 20 and long.num_tokens == 20
+    assert not short.truncated
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs["bert"])
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dirs["bert"]).eval()
+    batch = tokenizer([text], truncation=True, max_length=20, return_tensors="np")
+    assert [token.token_id for token in long.tokens] == batch["input_ids"][0].tolist()
+    feed = {name: batch[name].astype(np.int64) for name in tokenizer.model_input_names}
+    _, raw = input_x_gradient(model, feed)
+    served = np.array([list(token.scores) for token in long.tokens]).T
+    np.testing.assert_allclose(
+        served, normalize_scores(raw, feed["attention_mask"])[0], atol=TOLERANCE
+    )
