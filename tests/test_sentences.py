@@ -1,0 +1,87 @@
+"""Sentence splitting with offsets on clinical and general text."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradlight.runtime.sentences import remove_span, split_sentences
+
+
+def _split(text):
+    return [text[span.start : span.end] for span in split_sentences(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Seen by Dr. Smith today. Takes aspirin 2.5 mg b.i.d. for pain. Denies fever, e.g. "
+            "no chills. Plan: follow up.",
+            [
+                "Seen by Dr. Smith today.",
+                "Takes aspirin 2.5 mg b.i.d. for pain.",
+                "Denies fever, e.g. no chills.",
+                "Plan: follow up.",
+            ],
+        ),
+        (
+            "HPI: 45 yo male.\nMeds:\n- Aspirin 81 mg daily\n- Metoprolol 25 mg b.i.d.\n"
+            "1. Chest pain\n2) Cough\n\nAssessment and plan as above",
+            [
+                "HPI: 45 yo male.",
+                "Meds:",
+                "- Aspirin 81 mg daily",
+                "- Metoprolol 25 mg b.i.d.",
+                "1. Chest pain",
+                "2) Cough",
+                "Assessment and plan as above",
+            ],
+        ),
+        (
+            "A line hard wrapped at the margin goes\non to the next line. Next one! Really? yes.",
+            [
+                "A line hard wrapped at the margin goes\non to the next line.",
+                "Next one!",
+                "Really? yes.",
+            ],
+        ),
+        (
+            'He said "Stop." Then he left. J. Smith agreed.',
+            ['He said "Stop."', "Then he left.", "J. Smith agreed."],
+        ),
+        (
+            "Temperature 38.5. Pulse 90 vs. 110 yesterday.",
+            ["Temperature 38.5.", "Pulse 90 vs. 110 yesterday."],
+        ),
+        ("One sentence only", ["One sentence only"]),
+        ("Ça va. Très bien! 東京に行きます。", ["Ça va.", "Très bien! 東京に行きます。"]),
+        ("", []),
+        (" \n\t ", []),
+    ],
+)
+def test_split(text, expected):
+    assert _split(text) == expected
+
+
+def test_spans_are_ordered_disjoint_and_cover_the_text_up_to_whitespace():
+    text = "  First one.  Second one?\n\n- item one\n- item two\nLast line without stop "
+    spans = split_sentences(text)
+    covered = set()
+    previous_end = 0
+    for span in spans:
+        assert previous_end <= span.start < span.end <= len(text)
+        assert not text[span.start].isspace()
+        assert not text[span.end - 1].isspace()
+        assert text[previous_end : span.start].strip() == ""
+        covered.update(range(span.start, span.end))
+        previous_end = span.end
+    assert text[previous_end:].strip() == ""
+    assert {i for i, char in enumerate(text) if not char.isspace()} <= covered
+
+
+def test_removing_a_sentence_keeps_the_rest_as_written():
+    text = "First one.\nSecond  one. Third one."
+    spans = split_sentences(text)
+    assert remove_span(text, spans, 0) == "Second  one. Third one."
+    assert remove_span(text, spans, 1) == "First one.\nThird one."
+    assert remove_span(text, spans, 2) == "First one.\nSecond  one."

@@ -1,0 +1,175 @@
+"""``gradlight serve`` as a process (SIGTERM under load, exit 0, restart), ``gradlight attribute``,
+the torch-free serving path, and the generated protobuf code being current."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gradlight.client import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "The patient denies chest pain. No evidence of pneumonia."
+
+
+def _gradlight(*args):
+    return [sys.executable, "-m", "gradlight.cli.main", *args]
+
+
+class ServeProcess:
+    def __init__(self, *args):
+        self.process = subprocess.Popen(
+            _gradlight("serve", *args, "--port", "0", "--provider", "cpu", "--grace-period", "5"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self.address = None
+        deadline = time.monotonic() + 120
+        while self.address is None and time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            if match := re.search(r"gradlight serving on (\S+)", line):
+                self.address = match.group(1)
+        assert self.address, "".join(self.log)
+        self._reader = threading.Thread(
+            target=lambda: self.log.extend(self.process.stderr), daemon=True
+        )
+        self._reader.start()
+
+    def terminate(self):
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        self._reader.join(5)
+        return code
+
+
+def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
+    artifact = exported("bert")
+    server = ServeProcess(str(artifact), "--name", "bert", "--max-wait-ms", "50")
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def load():
+        with Client(server.address, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.attribute([TEXT] * 4, sentence_attributions=True)
+                    assert len(response.results) == 4
+                    outcomes.append("OK")
+                except grpc.RpcError as exc:
+                    outcomes.append(exc.code().name)
+                    time.sleep(0.05)
+
+    workers = [threading.Thread(target=load) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(2)
+    assert Client(server.address).health() == "SERVING"
+    code = server.terminate()
+    stop.set()
+    for worker in workers:
+        worker.join(30)
+    log = "".join(server.log)
+    assert code == 0, log
+    assert "stopping: health NOT_SERVING" in log
+    assert "stopped" in log
+    assert "Traceback" not in log
+    assert outcomes.count("OK") > 8
+    # After the signal: refused (UNAVAILABLE), never a half-answered or internal error.
+    assert set(outcomes) <= {"OK", "UNAVAILABLE"}, set(outcomes)
+
+    # And it serves again after a restart.
+    again = ServeProcess("--model", f"tiny={artifact}")
+    with Client(again.address) as client:
+        assert [model.name for model in client.list_models().models] == ["tiny"]
+        assert client.predict([TEXT]).results[0].text == TEXT
+    assert again.terminate() == 0
+
+
+def test_attribute_command_prints_prediction_and_json(exported):
+    server = ServeProcess(str(exported("bert")))
+    try:
+        plain = subprocess.run(
+            _gradlight("attribute", "--server", server.address, "--sentences", "--no-color", TEXT),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "predicted: label_" in plain
+        assert "[+" in plain or "[-" in plain
+        assert "No evidence of pneumonia." in plain
+        raw = subprocess.run(
+            _gradlight(
+                "attribute", "--server", server.address, "--json", "--label", "label_2", TEXT
+            ),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        response = json.loads(raw)
+        assert response["results"][0]["labels"] == ["label_2"]
+        assert response["results"][0]["tokens"][0]["start"] == 0
+        bad = subprocess.run(
+            _gradlight("attribute", "--server", server.address, "--label", "nope", TEXT),
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode == 1
+        assert "INVALID_ARGUMENT: labels[0]: unknown label 'nope'" in bad.stderr
+    finally:
+        assert server.terminate() == 0
+
+
+def test_serve_refuses_a_missing_artifact_with_a_clear_message(tmp_path):
+    result = subprocess.run(
+        _gradlight("serve", str(tmp_path / "nothing"), "--port", "0"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_the_serving_path_does_not_import_torch(exported):
+    script = Path(__file__).with_name("torch_free_serving.py")
+    result = subprocess.run(
+        [sys.executable, str(script), str(exported("bert"))], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+def test_generated_protobuf_code_is_current(tmp_path):
+    pytest.importorskip("grpc_tools")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT / 'proto'}",
+            f"--python_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            "gradlight/v1/gradlight.proto",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    for name in ("gradlight_pb2.py", "gradlight_pb2_grpc.py", "gradlight_pb2.pyi"):
+        generated = (tmp_path / "gradlight" / "v1" / name).read_text()
+        committed = (ROOT / "proto" / "gradlight" / "v1" / name).read_text()
+        assert generated == committed, f"regenerate proto/gradlight/v1/{name} (README: API)"
+    assert os.path.exists(ROOT / "proto" / "gradlight" / "v1" / "gradlight.proto")

@@ -1,0 +1,70 @@
+# ruff: noqa: RUF001 (unusual characters on purpose)
+"""Character offsets of served tokens are code point offsets into the original text, right for
+accents, CJK, emoji and other non-BMP characters; with the real MiniLM tokenizer and byte-level
+BPE."""
+
+from __future__ import annotations
+
+import pytest
+from serving import ServerThread
+from tokenizers import Tokenizer
+
+from gradlight.client import Client
+from gradlight.runtime.engine import Engine
+from gradlight.runtime.settings import EngineSettings
+
+TEXTS = [
+    "Café au lait spots noted, naïve to treatment — 病院 visit 😀.",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math letters, e\u0301 combining accent, עברית right-to-left, 🇫🇷 flag.",
+    "Patient denies chest pain.\nNo fever 🤒 or chills; résumé attached.",
+]
+
+
+def _check_offsets(result, text, whitespace_tokens=()):
+    previous = 0
+    for token in result.tokens:
+        if token.special:
+            assert (token.start, token.end) == (0, 0)
+            continue
+        assert 0 <= token.start <= token.end <= len(text)
+        # Only a token that stands for whitespace alone (byte-level "Ġ") has an empty span.
+        assert token.start < token.end or token.token in whitespace_tokens
+        assert token.start >= previous
+        previous = token.start
+        assert text[token.start : token.end].strip() == text[token.start : token.end]
+
+
+@pytest.fixture(scope="module")
+def minilm_client(minilm):
+    _, artifact = minilm
+    engine = Engine(artifact, EngineSettings(provider="cpu"))
+    with ServerThread({"minilm": engine}) as server, Client(server.address) as client:
+        yield client, Tokenizer.from_file(str(artifact / "tokenizer" / "tokenizer.json"))
+
+
+def test_minilm_offsets_give_each_tokens_surface(minilm_client):
+    client, tokenizer = minilm_client
+    response = client.attribute(TEXTS, sentence_attributions=True)
+    for text, result in zip(TEXTS, response.results, strict=True):
+        assert result.text == text
+        _check_offsets(result, text)
+        for token in result.tokens:
+            if token.special or token.token == "[UNK]":
+                continue
+            surface = text[token.start : token.end]
+            assert tokenizer.normalizer.normalize_str(surface) == token.token.removeprefix("##")
+        for sentence in result.sentences:
+            assert text[sentence.start : sentence.end] == sentence.sentence
+    emoji = next(t for t in response.results[0].tokens if TEXTS[0][t.start : t.end] == "😀")
+    assert emoji.start == TEXTS[0].index("😀")  # one code point, not two UTF-16 units
+
+
+def test_byte_level_bpe_offsets(tiny_client):
+    response = tiny_client.attribute(TEXTS, model="roberta")
+    for text, result in zip(TEXTS, response.results, strict=True):
+        _check_offsets(result, text, whitespace_tokens=("Ġ",))
+        # Every non-space character is covered by some token.
+        covered = set()
+        for token in result.tokens:
+            covered.update(range(token.start, token.end))
+        assert {i for i, char in enumerate(text) if not char.isspace()} <= covered
