@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 PROVIDERS = ("auto", "cpu", "cuda")
@@ -82,7 +81,3 @@ class ServiceLimits:
             raise ValueError(
                 f"grace_period_s must be between 0 and 3600, got {self.grace_period_s}"
             )
-
-
-def physical_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

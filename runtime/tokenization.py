@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 from gradlight.runtime.errors import ArtifactError
 
@@ -32,40 +34,55 @@ class EncodedText:
 
 
 class TextEncoder:
-    """Wraps the artifact's ``tokenizer.json`` (Hugging Face ``tokenizers``; no torch)."""
+    """Wraps the artifact's ``tokenizer.json`` (Hugging Face ``tokenizers``; no torch).
+
+    Truncation is the tokenizer's own (so post-processing, e.g. RoBERTa's offset trimming,
+    runs exactly once); one tokenizer copy per token budget, so concurrent requests with
+    different ``max_length`` never reconfigure a shared tokenizer.
+    """
+
+    CACHED_BUDGETS = 16
 
     def __init__(self, tokenizer_file: Path) -> None:
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_file))
         except Exception as exc:
             raise ArtifactError(f"{tokenizer_file} is not a readable tokenizer: {exc}") from exc
-        # Truncation and padding are applied per request, never by the tokenizer's own settings.
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        self._tokenizer = tokenizer
+        self._json = tokenizer.to_str()
         self.num_special_tokens = tokenizer.num_special_tokens_to_add(False)
+        self._by_budget: OrderedDict[int, Tokenizer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tokenizer(self, max_length: int) -> Tokenizer:
+        with self._lock:
+            tokenizer = self._by_budget.get(max_length)
+            if tokenizer is None:
+                tokenizer = Tokenizer.from_str(self._json)
+                tokenizer.no_padding()
+                tokenizer.enable_truncation(max_length)  # special tokens included
+                self._by_budget[max_length] = tokenizer
+                if len(self._by_budget) > self.CACHED_BUDGETS:
+                    self._by_budget.popitem(last=False)
+            else:
+                self._by_budget.move_to_end(max_length)
+            return tokenizer
 
     def encode(self, texts: Sequence[str], max_length: int) -> list[EncodedText]:
         """Encode ``texts``; each keeps at most ``max_length`` tokens, special tokens included."""
-        budget = max_length - self.num_special_tokens
-        if budget < 1:
+        if max_length <= self.num_special_tokens:
             raise ValueError(
                 f"max_length {max_length} leaves no room for text next to "
                 f"{self.num_special_tokens} special tokens"
             )
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [self._finish(encoding, budget) for encoding in encodings]
-
-    def _finish(self, encoding: Encoding, budget: int) -> EncodedText:
-        truncated = len(encoding.ids) > budget
-        if truncated:
-            encoding.truncate(budget)
-        full = self._tokenizer.post_process(encoding, None, True)
-        return EncodedText(
-            ids=np.asarray(full.ids, dtype=np.int64),
-            type_ids=np.asarray(full.type_ids, dtype=np.int64),
-            tokens=tuple(full.tokens),
-            offsets=tuple(full.offsets),
-            special=tuple(bool(flag) for flag in full.special_tokens_mask),
-            truncated=truncated,
-        )
+        encodings = self._tokenizer(max_length).encode_batch(list(texts))
+        return [
+            EncodedText(
+                ids=np.asarray(encoding.ids, dtype=np.int64),
+                type_ids=np.asarray(encoding.type_ids, dtype=np.int64),
+                tokens=tuple(encoding.tokens),
+                offsets=tuple(encoding.offsets),
+                special=tuple(bool(flag) for flag in encoding.special_tokens_mask),
+                truncated=bool(encoding.overflowing),
+            )
+            for encoding in encodings
+        ]

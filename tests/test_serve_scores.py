@@ -131,11 +131,19 @@ def test_predict_matches_eager_forward(tiny_model_dirs, tiny_client):
 
 def test_truncation_to_max_length_is_flagged_and_matches_eager(tiny_model_dirs, tiny_client):
     text = " ".join(TEXTS * 3)
-    response = tiny_client.attribute([text, TEXTS[3]], model="bert", max_length=20)
-    long, short = response.results
-    assert long.truncated and len(long.tokens) == 20 and long.num_tokens == 20
-    assert not short.truncated
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs["bert"])
+    # A text of exactly max_length tokens is not truncated; one token fewer is.
+    exact = len(tokenizer(TEXTS[3])["input_ids"])
+    response = tiny_client.attribute([text, TEXTS[3]], model="bert", max_length=exact)
+    long, short = response.results
+    assert long.truncated and len(long.tokens) == exact and long.num_tokens == exact
+    assert not short.truncated and short.num_tokens == exact
+    shorter = tiny_client.attribute([TEXTS[3]], model="bert", max_length=exact - 1).results[0]
+    assert shorter.truncated and shorter.num_tokens == exact - 1
+
+    response = tiny_client.attribute([text], model="bert", max_length=20)
+    (long,) = response.results
+    assert long.truncated and len(long.tokens) == 20 and long.num_tokens == 20
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dirs["bert"]).eval()
     batch = tokenizer([text], truncation=True, max_length=20, return_tensors="np")
     assert [token.token_id for token in long.tokens] == batch["input_ids"][0].tolist()
