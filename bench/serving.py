@@ -103,7 +103,8 @@ def measure_engine(artifact: Path, threads: int, seconds: float) -> dict[str, An
 class ServerProcess:
     def __init__(self, artifact: Path, threads: int) -> None:
         command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
-        command += ["--port", "0", "--provider", "cpu", "--intra-op-threads", str(threads)]
+        command += ["--port", "0", "--no-http", "--provider", "cpu"]
+        command += ["--intra-op-threads", str(threads)]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self.address = ""
         for line in self.process.stderr:  # type: ignore[union-attr]

@@ -62,7 +62,8 @@ def _demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return EXIT_OK
     address = f"127.0.0.1:{args.port}"
-    print(f"\nserving on {address} (Ctrl+C stops). In another terminal:", flush=True)
+    print(f"\nvisualizer: http://127.0.0.1:{args.http_port}/ (open it in a browser)", flush=True)
+    print(f"gRPC: {address} (Ctrl+C stops both). In another terminal:", flush=True)
     print(
         f"  .venv/bin/gradlight attribute --server {address} --sentences "
         '"The patient denied any chest pain. She reported no shortness of breath."',
@@ -70,7 +71,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     # The server runs in a fresh, torch-free process (the serving path never imports torch).
     command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
-    os.execv(sys.executable, [*command, "--name", "minilm", "--port", str(args.port)])
+    command += ["--name", "minilm", "--port", str(args.port), "--http-port", str(args.http_port)]
+    os.execv(sys.executable, command)
     return EXIT_OK  # unreachable
 
 
@@ -136,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the model and the artifact go (default ./demo-artifacts)",
     )
     demo.add_argument("--port", type=int, default=50051, help="gRPC port (default 50051)")
+    demo.add_argument("--http-port", type=int, default=8080, help="visualizer port (default 8080)")
     demo.add_argument("--no-serve", action="store_true", help="export and validate only")
     demo.set_defaults(handler=_demo)
     add_serve_parser(commands)

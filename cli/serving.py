@@ -25,10 +25,10 @@ def _model_pair(value: str) -> tuple[str, Path]:
 def add_serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
-        help="serve exported artifacts over gRPC (ONNX Runtime, dynamic batching)",
+        help="serve exported artifacts over gRPC and HTTP (ONNX Runtime, dynamic batching)",
         description="Serve ARTIFACT_DIR (and/or --model NAME=ARTIFACT_DIR ...) with the "
-        "gradlight.v1.Attributor gRPC service, grpc.health.v1 health and server reflection. "
-        "SIGTERM/SIGINT stop gracefully.",
+        "gradlight.v1.Attributor gRPC service, grpc.health.v1 health and server reflection, "
+        "and the visualizer page with JSON endpoints over HTTP. SIGTERM/SIGINT stop gracefully.",
     )
     serve.add_argument("artifact_dir", type=Path, nargs="?", metavar="ARTIFACT_DIR")
     serve.add_argument(
@@ -44,6 +44,14 @@ def add_serve_parser(commands: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=50051, help="port (default 50051; 0 = any)")
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=8080,
+        help="port of the visualizer page and the JSON endpoints, on --host (default 8080; "
+        "0 = any)",
+    )
+    serve.add_argument("--no-http", action="store_true", help="serve gRPC only")
     serve.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     serve.add_argument("--intra-op-threads", type=int, default=0, help="0 = one per core")
     serve.add_argument("--inter-op-threads", type=int, default=1)
@@ -84,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         host=args.host,
         port=args.port,
+        http_port=None if args.no_http else args.http_port,
         batch=BatchSettings(
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,

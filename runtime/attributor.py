@@ -24,7 +24,12 @@ from gradlight.runtime.requests import (
     resolve_max_length,
 )
 from gradlight.runtime.scores import normalize_scores
-from gradlight.runtime.sentences import SentenceSpan, remove_span, split_sentences
+from gradlight.runtime.sentences import (
+    SentenceSpan,
+    remove_span,
+    removed_range,
+    split_sentences,
+)
 from gradlight.runtime.tokenization import EncodedText
 
 
@@ -59,7 +64,7 @@ class _Plan:
     attribution: list[Row]
     attribution_graph: str
     full_row: list[int | None]  # text -> index of its full-text row in ``forward``
-    variants: list[tuple[int, int]]  # text -> [start, stop) of its variant rows in ``forward``
+    variants: list[list[int | None]]  # text -> per sentence, its variant's row in ``forward``
     spans: list[list[SentenceSpan]]
 
 
@@ -102,23 +107,31 @@ class Attributor:
         engine = self.engine
         encoded = engine.encode(texts, max_length)
         spans = [split_sentences(text) if options.sentence_attributions else [] for text in texts]
+        # Which sentences get a leave-one-out row: all of a multi-sentence text's, except those
+        # the model never saw (cut off by truncation), whose removal cannot change its input.
+        ablated = [
+            [i for i in range(len(text_spans)) if _seen(text_encoded, text_spans, i)]
+            if len(text_spans) > 1
+            else []
+            for text_encoded, text_spans in zip(encoded, spans, strict=True)
+        ]
         variant_texts = [
             remove_span(text, text_spans, i)
-            for text, text_spans in zip(texts, spans, strict=True)
-            if len(text_spans) > 1
-            for i in range(len(text_spans))
+            for text, text_spans, which in zip(texts, spans, ablated, strict=True)
+            for i in which
         ]
         variant_rows = iter(engine.encode(variant_texts, max_length) if variant_texts else [])
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
-        for text_encoded, text_spans in zip(encoded, spans, strict=True):
+        for text_encoded, text_spans, which in zip(encoded, spans, ablated, strict=True):
             needs_full = options.sentence_attributions or not options.token_attributions
             plan.full_row.append(len(plan.forward) if needs_full else None)
             if needs_full:
                 plan.forward.append(Row(text_encoded))
-            start = len(plan.forward)
-            if len(text_spans) > 1:
-                plan.forward.extend(Row(next(variant_rows)) for _ in text_spans)
-            plan.variants.append((start, len(plan.forward)))
+            rows: list[int | None] = [None] * len(text_spans)
+            for i in which:
+                rows[i] = len(plan.forward)
+                plan.forward.append(Row(next(variant_rows)))
+            plan.variants.append(rows)
         if options.token_attributions:
             if not subset and engine.has_all_labels_graph:
                 plan.attribution = [Row(row) for row in encoded]
@@ -190,18 +203,35 @@ class Attributor:
         label_indices: tuple[int, ...],
     ) -> tuple[SentenceResult, ...]:
         spans = plan.spans[index]
-        start, stop = plan.variants[index]
+        rows = plan.variants[index]
         picked = list(label_indices)
-        if stop == start or full is None:
-            zeros = np.zeros(len(picked), dtype=np.float32)
-            return tuple(SentenceResult(span.start, span.end, zeros) for span in spans)
-        p_full = self.engine.probabilities(full.logits)[picked]
-        variants = np.stack([forward[row].logits for row in range(start, stop)])
-        p_without = self.engine.probabilities(variants)[:, picked]
-        scores = (p_full[None, :] - p_without).astype(np.float32)
+        scores = np.zeros((len(spans), len(picked)), dtype=np.float32)  # unablated: 0.0
+        ran = [i for i, row in enumerate(rows) if row is not None]
+        if ran and full is not None:
+            p_full = self.engine.probabilities(full.logits)[picked]
+            variants = np.stack([forward[rows[i]].logits for i in ran])  # type: ignore[index]
+            p_without = self.engine.probabilities(variants)[:, picked]
+            scores[ran] = p_full[None, :] - p_without
         return tuple(
             SentenceResult(span.start, span.end, scores[i]) for i, span in enumerate(spans)
         )
+
+
+def _seen(encoded: EncodedText, spans: list[SentenceSpan], index: int) -> bool:
+    """Whether removing sentence ``index`` can change what the model sees: always, unless the
+    text was truncated before the characters that the removal takes out (then the kept tokens
+    are the same with or without them, and the sentence's score is exactly 0)."""
+    if not encoded.truncated:
+        return True
+    kept_end = max(
+        (
+            end
+            for (_, end), special in zip(encoded.offsets, encoded.special, strict=True)
+            if not special
+        ),
+        default=0,
+    )
+    return removed_range(spans, index)[0] < kept_end
 
 
 async def _gather(*awaitables: object) -> list[list[RowOutput]]:

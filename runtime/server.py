@@ -1,4 +1,5 @@
-"""The gRPC server's lifecycle: start on loaded engines, health, reflection, graceful stop."""
+"""The server's lifecycle: gRPC (with health and reflection) and, optionally, the HTTP
+visualizer and JSON endpoints, both on the same engines and batchers; graceful stop."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gradlight.runtime.api import AttributorApi
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.models import ModelRegistry, load_engines
 from gradlight.runtime.service import AttributorService
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
+from gradlight.runtime.web import HttpServer, WebApp, start_http
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
@@ -31,16 +34,19 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 50051  # 0 = any free port
+    http_port: int | None = None  # the visualizer and JSON endpoints; None = no HTTP server
     batch: BatchSettings = field(default_factory=BatchSettings)
     limits: ServiceLimits = field(default_factory=ServiceLimits)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        for name, port in (("port", self.port), ("http_port", self.http_port)):
+            if port is not None and not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be between 0 and 65535, got {port}")
 
 
 class RunningServer:
-    """A started server; ``port`` is the bound port (useful with port 0)."""
+    """A started server; ``port`` is the bound gRPC port (useful with port 0), ``http`` the HTTP
+    server when one was asked for."""
 
     def __init__(
         self,
@@ -49,12 +55,16 @@ class RunningServer:
         registry: ModelRegistry,
         health_service: health.aio.HealthServicer,
         settings: ServerSettings,
+        http: HttpServer | None,
+        ready: asyncio.Event,
     ) -> None:
         self.server = server
         self.port = port
         self.registry = registry
         self.health = health_service
         self.settings = settings
+        self.http = http
+        self._ready = ready
         self._stopping: asyncio.Task[None] | None = None
 
     @property
@@ -73,8 +83,12 @@ class RunningServer:
         logger.info(
             "stopping: health NOT_SERVING, finishing in-flight requests (grace %.1f s)", grace
         )
+        self._ready.clear()
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        stopping = [self.server.stop(grace)]
+        if self.http is not None:
+            stopping.append(self.http.stop())
+        await asyncio.gather(*stopping)
         await self.registry.close()
         logger.info("stopped")
 
@@ -93,7 +107,8 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_AttributorServicer_to_server(AttributorService(registry), server)
+    api = AttributorApi(registry)
+    pb_grpc.add_AttributorServicer_to_server(AttributorService(api), server)
     health_service = health.aio.HealthServicer()
     await health_service.set("", NOT_SERVING)
     await health_service.set(SERVICE_NAME, NOT_SERVING)
@@ -104,11 +119,19 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port} (in use?)")
+    ready = asyncio.Event()
+    http = None
+    if settings.http_port is not None:
+        app = WebApp(
+            api, max_body_bytes=limits.max_receive_message_bytes, is_serving=ready.is_set
+        ).build()
+        http = await start_http(app, settings.host, settings.http_port, limits.grace_period_s)
     registry.start()
     await server.start()
     await health_service.set("", SERVING)
     await health_service.set(SERVICE_NAME, SERVING)
-    running = RunningServer(server, port, registry, health_service, settings)
+    ready.set()
+    running = RunningServer(server, port, registry, health_service, settings, http, ready)
     _log_summary(running)
     return running
 
@@ -127,6 +150,8 @@ def _log_summary(running: RunningServer) -> None:
             engine.settings.inter_op_threads,
         )
     logger.info("batching: %s; limits: %s", settings.batch, settings.limits)
+    if running.http is not None:
+        logger.info("visualizer and JSON endpoints on %s", running.http.url)
     logger.info("gradlight serving on %s", running.address)
 
 

@@ -1,4 +1,4 @@
-"""The gRPC servicer: proto in, runtime call, proto out; errors mapped to status codes here."""
+"""The gRPC servicer: proto in, API call, proto out; errors become status codes (status.py)."""
 
 from __future__ import annotations
 
@@ -10,58 +10,36 @@ from typing import TypeVar
 
 import grpc
 
-from gradlight.runtime import messages
-from gradlight.runtime.errors import (
-    ModelNotFoundError,
-    QueueFullError,
-    RequestError,
-    UnavailableError,
-)
-from gradlight.runtime.models import ModelRegistry
+from gradlight.runtime.api import AttributorApi
+from gradlight.runtime.status import status_for
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_MESSAGE = "internal error while serving the request; the server log has the details"
 STREAM_WINDOW = 8  # AttributeStream requests computed ahead of the one being sent
 
 T = TypeVar("T")
 
 
-def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The one place where errors become gRPC status codes."""
-    if isinstance(exc, RequestError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, ModelNotFoundError):
-        return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, QueueFullError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, UnavailableError):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
-    logger.error("unexpected error", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
-
-
 class AttributorService(pb_grpc.AttributorServicer):
-    def __init__(self, registry: ModelRegistry) -> None:
-        self.registry = registry
+    def __init__(self, api: AttributorApi) -> None:
+        self.api = api
 
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        return await self._unary("Predict", request, context, self._predict(request))
+        return await self._unary("Predict", request, context, self.api.predict(request))
 
     async def Attribute(
         self, request: pb.AttributeRequest, context: grpc.aio.ServicerContext
     ) -> pb.AttributeResponse:
-        return await self._unary("Attribute", request, context, self._attribute(request))
+        return await self._unary("Attribute", request, context, self.api.attribute(request))
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        models = [messages.model_info(model) for model in self.registry.models.values()]
-        return pb.ListModelsResponse(models=models)
+        return self.api.list_models()
 
     async def AttributeStream(
         self,
@@ -76,7 +54,7 @@ class AttributorService(pb_grpc.AttributorServicer):
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    await window.put(asyncio.ensure_future(self._attribute(request)))
+                    await window.put(asyncio.ensure_future(self.api.attribute(request)))
             finally:
                 await window.put(None)
 
@@ -98,16 +76,6 @@ class AttributorService(pb_grpc.AttributorServicer):
                 if (task := window.get_nowait()) is not None:
                     task.cancel()
             logger.debug("AttributeStream: %d responses", index)
-
-    async def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
-        model = self.registry.get(request.model)
-        results = await model.attributor.run(request.texts, messages.predict_options(request))
-        return pb.PredictResponse(model=model.name, results=messages.results(results))
-
-    async def _attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
-        model = self.registry.get(request.model)
-        results = await model.attributor.run(request.texts, messages.attribute_options(request))
-        return pb.AttributeResponse(model=model.name, results=messages.results(results))
 
     async def _unary(
         self,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,11 +20,25 @@ ARCHITECTURE_CASES = {
 }
 
 
+# Local development only: GRADLIGHT_TEST_REUSE=DIR keeps the tiny models and their artifacts in
+# DIR and reuses them in later runs (exporting them is most of the suite's time). CI never sets it.
+REUSE = Path(os.environ["GRADLIGHT_TEST_REUSE"]) if os.environ.get("GRADLIGHT_TEST_REUSE") else None
+
+
+def _workdir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    if REUSE is None:
+        return tmp_path_factory.mktemp(name)
+    (REUSE / name).mkdir(parents=True, exist_ok=True)
+    return REUSE / name
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-models")
+    root = _workdir(tmp_path_factory, "tiny-models")
     return {
-        model_type: save_tiny_classifier(
+        model_type: root / model_type
+        if (root / model_type / "config.json").is_file() and REUSE is not None
+        else save_tiny_classifier(
             root / model_type, model_type, num_labels, multi_label=multi_label
         ).path
         for model_type, (num_labels, multi_label) in ARCHITECTURE_CASES.items()
@@ -35,12 +50,15 @@ def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
     """Export each tiny classifier once per session (lazily); return its artifact directory."""
     from gradlight.export.pipeline import export_model
 
-    root = tmp_path_factory.mktemp("artifacts")
+    root = _workdir(tmp_path_factory, "artifacts")
     cache: dict[str, Path] = {}
 
     def get(model_type: str) -> Path:
         if model_type not in cache:
             out = root / model_type
+            if REUSE is not None and (out / "manifest.json").is_file():
+                cache[model_type] = out
+                return out
             export_model(tiny_model_dirs[model_type], out, printer=logging.getLogger("export").info)
             cache[model_type] = out
         return cache[model_type]
@@ -54,9 +72,11 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from gradlight.export.minilm import save_minilm_classifier
     from gradlight.export.pipeline import export_model
 
-    root = tmp_path_factory.mktemp("minilm")
-    model_dir = save_minilm_classifier(root / "model", labels=("negative", "positive"))
-    artifact = root / "artifact"
+    root = _workdir(tmp_path_factory, "minilm")
+    model_dir, artifact = root / "model", root / "artifact"
+    if REUSE is not None and (artifact / "manifest.json").is_file():
+        return model_dir, artifact
+    save_minilm_classifier(model_dir, labels=("negative", "positive"))
     export_model(model_dir, artifact)
     return model_dir, artifact
 
@@ -80,10 +100,14 @@ def engine_for(exported):
 
 @pytest.fixture(scope="session")
 def tiny_server(engine_for):
-    """A real gRPC server on a loopback port serving every tiny model under its type's name."""
+    """A real server (gRPC and HTTP, loopback, ephemeral ports) serving every tiny model under
+    its type's name."""
     from serving import ServerThread
 
-    server = ServerThread({name: engine_for(name) for name in ARCHITECTURE_CASES}).start()
+    from gradlight.runtime.server import ServerSettings
+
+    engines = {name: engine_for(name) for name in ARCHITECTURE_CASES}
+    server = ServerThread(engines, ServerSettings(port=0, http_port=0)).start()
     yield server
     server.stop()
 

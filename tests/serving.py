@@ -32,6 +32,11 @@ class ServerThread:
         assert self.running is not None
         return f"127.0.0.1:{self.running.port}"
 
+    @property
+    def http_url(self) -> str:
+        assert self.running is not None and self.running.http is not None
+        return self.running.http.url
+
     def stop(self, grace: float = 1.0) -> None:
         if self.running is not None:
             self.call(self.running.stop(grace))

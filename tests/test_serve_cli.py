@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -29,18 +30,32 @@ def _gradlight(*args):
 class ServeProcess:
     def __init__(self, *args):
         self.process = subprocess.Popen(
-            _gradlight("serve", *args, "--port", "0", "--provider", "cpu", "--grace-period", "5"),
+            _gradlight(
+                "serve",
+                *args,
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+                "--provider",
+                "cpu",
+                "--grace-period",
+                "5",
+            ),
             stderr=subprocess.PIPE,
             text=True,
         )
         self.log: list[str] = []
         self.address = None
+        self.http_url = None
         deadline = time.monotonic() + 120
         while self.address is None and time.monotonic() < deadline:
             line = self.process.stderr.readline()
             if not line:
                 break
             self.log.append(line)
+            if match := re.search(r"visualizer and JSON endpoints on (\S+)", line):
+                self.http_url = match.group(1)
             if match := re.search(r"gradlight serving on (\S+)", line):
                 self.address = match.group(1)
         assert self.address, "".join(self.log)
@@ -78,6 +93,8 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
         worker.start()
     time.sleep(2)
     assert Client(server.address).health() == "SERVING"
+    with urllib.request.urlopen(server.http_url + "healthz", timeout=10) as response:
+        assert json.load(response) == {"status": "SERVING"}
     code = server.terminate()
     stop.set()
     for worker in workers:

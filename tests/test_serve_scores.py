@@ -118,6 +118,41 @@ def test_sentence_scores_match_eager_leave_one_out(model_type, tiny_model_dirs, 
     assert list(single.sentences[0].scores) == [0.0] * len(single.labels)
 
 
+def test_sentences_cut_off_by_truncation_score_zero_without_being_run(
+    tiny_model_dirs, tiny_server, tiny_client
+):
+    sentences = [
+        "Dr. Smith started amoxicillin 500 mg b.i.d. for ten days.",
+        "She reports worsening cough.",
+        "He was discharged home in stable condition.",
+        "Follow up with cardiology in two weeks.",
+        "No evidence of pneumonia on the chest x-ray.",
+    ]
+    text = " ".join(sentences)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs["bert"])
+    # Keep the first two sentences and part of the third.
+    kept = len(tokenizer(" ".join(sentences[:2]))["input_ids"]) + 2
+    batcher = tiny_server.running.registry.models["bert"].batcher
+    before = batcher.calls
+    result = tiny_client.attribute(
+        [text], model="bert", max_length=kept, token_attributions=False, sentence_attributions=True
+    ).results[0]
+    assert result.truncated and len(result.sentences) == 5
+    assert batcher.history[-1].rows == 1 + 3  # the text and the three sentences it reaches
+    assert batcher.calls == before + 1
+    spans = [(sentence.start, sentence.end) for sentence in result.sentences]
+    variants = [text] + [_without(text, spans, i) for i in range(5)]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dirs["bert"]).eval()
+    batch = tokenizer(variants, truncation=True, max_length=kept, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        p = torch.softmax(model(**batch).logits.double(), -1).numpy()
+    expected = p[0][None, :] - p[1:]
+    np.testing.assert_allclose(expected[3:], 0.0, atol=1e-7)  # eager agrees: unseen, no effect
+    served = np.array([list(sentence.scores) for sentence in result.sentences])
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert np.abs(served[:3]).max() > 0
+
+
 def test_predict_matches_eager_forward(tiny_model_dirs, tiny_client):
     _, _, _, logits, _ = _eager(tiny_model_dirs["roberta"], TEXTS)
     response = tiny_client.predict(TEXTS, model="roberta")

@@ -1,0 +1,296 @@
+"""The HTTP side of ``gradlight serve``: the visualizer page and JSON endpoints that mirror the
+gRPC API, served from the same process, engines and batchers.
+
+- ``GET /``: the visualizer, one self-contained HTML file (no external script, style or font).
+- ``GET /v1/models``: ``ListModelsResponse``.
+- ``POST /v1/predict``: ``PredictRequest`` -> ``PredictResponse``.
+- ``POST /v1/attribute``: ``AttributeRequest`` -> ``AttributeResponse``.
+- ``GET /healthz``: ``{"status": "SERVING"}`` (200) or ``NOT_SERVING`` (503).
+
+Bodies are protobuf's JSON mapping of the same messages: a request may name fields by their
+proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names and
+print every field. POST bodies must be ``Content-Type: application/json`` (so a cross-site form
+cannot post to a local server). Errors are ``{"error": {"code": ..., "message": ...}}`` with the
+gRPC code's name and an HTTP status: 400 bad field, 404 unknown model, 413 body too large, 415
+wrong content type, 429 queue full, 503 shutting down, 500 anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from gradlight.runtime.api import AttributorApi
+from gradlight.runtime.errors import RequestError
+from gradlight.runtime.status import HTTP_STATUS, status_for
+from gradlight.v1 import gradlight_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Page:
+    """The visualizer's HTML and the Content-Security-Policy that allows exactly its own inline
+    script and style (by hash) and nothing from elsewhere."""
+
+    html: bytes
+    csp: str
+
+    @classmethod
+    def load(cls) -> Page:
+        html = (
+            resources.files("gradlight.runtime")
+            .joinpath("visualizer/index.html")
+            .read_text(encoding="utf-8")
+        )
+        scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+        styles = re.findall(r"<style>(.*?)</style>", html, flags=re.DOTALL)
+        if re.search(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=", html):
+            raise RuntimeError("the visualizer page must not load external resources")
+
+        def hashes(blocks: list[str]) -> str:
+            return " ".join(
+                "'sha256-"
+                + base64.b64encode(hashlib.sha256(block.encode("utf-8")).digest()).decode()
+                + "'"
+                for block in blocks
+            )
+
+        csp = (
+            f"default-src 'none'; script-src {hashes(scripts)}; style-src {hashes(styles)}; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        )
+        return cls(html.encode("utf-8"), csp)
+
+
+_FIELD_KIND = {
+    FieldDescriptor.TYPE_STRING: "a string",
+    FieldDescriptor.TYPE_BOOL: "true or false",
+    FieldDescriptor.TYPE_INT32: "an integer",
+}
+
+
+def _expected(field: FieldDescriptor) -> str:
+    kind = _FIELD_KIND.get(field.type, "a value of its proto type")
+    if field.is_repeated:
+        plural = {"a string": "strings", "an integer": "integers"}.get(kind, kind)
+        return f"a list of {plural}"
+    return kind
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_message(body: bytes, message_type: type[M]) -> M:
+    """A request message from a JSON body; errors name the field and say what it must be."""
+    name = message_type.DESCRIPTOR.name
+    try:
+        data = json.loads(body.decode("utf-8-sig"))  # JSON travels as UTF-8 (RFC 8259)
+    except UnicodeDecodeError:
+        raise RequestError("body", "is not UTF-8 text; send UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            "body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise RequestError(
+            "body", f"must be a JSON object with the fields of {name}, got {_shown(data)}"
+        )
+    fields: dict[str, FieldDescriptor] = {}
+    for field in message_type.DESCRIPTOR.fields:
+        fields[field.name] = field
+        fields[field.json_name] = field
+    message = message_type()
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            known = ", ".join(field.name for field in message_type.DESCRIPTOR.fields)
+            raise RequestError(key, f"is not a field of {name}; its fields are {known}")
+        part = message_type()
+        try:
+            json_format.ParseDict({key: value}, part)
+        except json_format.ParseError:
+            raise RequestError(
+                field.name, f"must be {_expected(field)}, got {_shown(value)}"
+            ) from None
+        message.MergeFrom(part)
+    return message
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _error(code: grpc.StatusCode, message: str, status: int | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code.name, "message": message}},
+        status=status or HTTP_STATUS.get(code, 500),
+        dumps=lambda data: json.dumps(data, ensure_ascii=False),
+    )
+
+
+class WebApp:
+    """Routes of the HTTP server, on the same API object as the gRPC servicer."""
+
+    def __init__(
+        self,
+        api: AttributorApi,
+        *,
+        max_body_bytes: int,
+        is_serving: Callable[[], bool],
+        page: Page | None = None,
+    ) -> None:
+        self.api = api
+        self.max_body_bytes = max_body_bytes
+        self.is_serving = is_serving
+        self.page = page or Page.load()
+
+    def build(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/healthz", self.health)
+        app.router.add_get("/favicon.ico", self.no_icon)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/predict", self.predict)
+        app.router.add_post("/v1/attribute", self.attribute)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        outcome = "200"
+        try:
+            response = await handler(request)
+            outcome = str(response.status)
+            return response
+        except web.HTTPRequestEntityTooLarge:
+            outcome = "413"
+            return _error(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"body: is larger than the limit of {self.max_body_bytes} bytes; send fewer or "
+                "shorter texts per request",
+                413,
+            )
+        except _UnsupportedMediaType as exc:
+            outcome = "415"
+            return _error(grpc.StatusCode.INVALID_ARGUMENT, str(exc), 415)
+        except web.HTTPException as exc:  # 404 / 405 from the router
+            outcome = str(exc.status)
+            code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.UNIMPLEMENTED
+            return _error(code, f"{request.method} {request.path}: {exc.reason}", exc.status)
+        except Exception as exc:
+            code, message = status_for(exc)
+            outcome = str(HTTP_STATUS.get(code, 500))
+            return _error(code, message)
+        finally:
+            logger.debug(
+                "HTTP %s %s %s %.1f ms",
+                request.method,
+                request.path,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.page.html,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": self.page.csp,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    async def no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def health(self, request: web.Request) -> web.Response:
+        serving = self.is_serving()
+        return web.json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(to_json(self.api.list_models()))
+
+    async def predict(self, request: web.Request) -> web.Response:
+        message = parse_message(await self._body(request), pb.PredictRequest)
+        return self._json(await self.api.predict(message))
+
+    async def attribute(self, request: web.Request) -> web.Response:
+        message = parse_message(await self._body(request), pb.AttributeRequest)
+        return self._json(await self.api.attribute(message))
+
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_type != "application/json":
+            raise _UnsupportedMediaType(request.content_type)
+        return await request.read()
+
+    @staticmethod
+    def _json(message: Message) -> web.Response:
+        return web.json_response(
+            to_json(message), dumps=lambda data: json.dumps(data, ensure_ascii=False)
+        )
+
+
+class _UnsupportedMediaType(RequestError):
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            "Content-Type",
+            f"is {content_type!r}; send the body as application/json",
+        )
+
+
+class HttpServer:
+    """A started HTTP server (``port`` is the bound one, useful with port 0)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the runner's shutdown timeout)."""
+        await self.runner.cleanup()
+
+
+async def start_http(app: web.Application, host: str, port: int, grace: float) -> HttpServer:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"could not bind the HTTP server to {host}:{port}: {exc}") from exc
+    return HttpServer(runner, host, runner.addresses[0][1])

@@ -1,0 +1,187 @@
+"""The HTTP JSON endpoints on the real server: the same answers as gRPC, protobuf's JSON mapping,
+and a clear 4xx naming the field for every kind of bad body."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from google.protobuf import json_format
+
+TEXT = "The patient denies chest pain. No evidence of pneumonia."
+
+
+def _request(url, body=None, *, content_type="application/json", method=None):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _json(url, body=None, **kwargs):
+    status, _, payload = _request(url, body, **kwargs)
+    return status, json.loads(payload)
+
+
+def _grpc_json(message):
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def test_attribute_over_http_equals_grpc(tiny_server, tiny_client):
+    texts = [TEXT, "Café résumé naïve — 東京 😀."]
+    status, answer = _json(
+        tiny_server.http_url + "v1/attribute",
+        {
+            "model": "bert",
+            "texts": texts,
+            "token_attributions": True,
+            "sentence_attributions": True,
+            "raw_scores": True,
+        },
+    )
+    assert status == 200
+    expected = tiny_client.attribute(
+        texts, model="bert", sentence_attributions=True, raw_scores=True
+    )
+    assert answer == _grpc_json(expected)
+    assert answer["results"][1]["text"] == texts[1]  # non-ASCII survives the round trip
+
+
+def test_predict_models_and_camel_case_names(tiny_server, tiny_client):
+    url = tiny_server.http_url
+    status, answer = _json(url + "v1/predict", {"model": "roberta", "texts": [TEXT]})
+    assert status == 200
+    assert answer == _grpc_json(tiny_client.predict([TEXT], model="roberta"))
+    # protobuf's JSON names are accepted as well as the proto names.
+    status, camel = _json(
+        url + "v1/attribute",
+        {"model": "bert", "texts": [TEXT], "tokenAttributions": True, "maxLength": 12},
+    )
+    assert status == 200 and camel["results"][0]["num_tokens"] == 12
+    assert len(camel["results"][0]["tokens"]) == 12
+    status, models = _json(url + "v1/models")
+    assert status == 200 and models == _grpc_json(tiny_client.list_models())
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "fragment"),
+    [
+        (b"{not json", 400, "INVALID_ARGUMENT", "body: is not valid JSON"),
+        (b"\xff\xfe", 400, "INVALID_ARGUMENT", "body: is not UTF-8"),
+        ([TEXT], 400, "INVALID_ARGUMENT", "body: must be a JSON object"),
+        ({"model": "bert", "textz": [TEXT]}, 400, "INVALID_ARGUMENT", "textz: is not a field"),
+        ({"model": "bert", "texts": TEXT}, 400, "INVALID_ARGUMENT", "texts: must be a list"),
+        ({"model": "bert", "texts": [1, 2]}, 400, "INVALID_ARGUMENT", "texts: must be a list"),
+        (
+            {"model": "bert", "texts": [TEXT], "max_length": "long"},
+            400,
+            "INVALID_ARGUMENT",
+            'max_length: must be an integer, got "long"',
+        ),
+        (
+            {"model": "bert", "texts": [TEXT], "raw_scores": "yes"},
+            400,
+            "INVALID_ARGUMENT",
+            "raw_scores: must be true or false",
+        ),
+        ({"model": "bert", "texts": []}, 400, "INVALID_ARGUMENT", "texts: is empty"),
+        (
+            {"model": "bert", "texts": [TEXT, " "], "token_attributions": True},
+            400,
+            "INVALID_ARGUMENT",
+            "texts[1]: is empty or whitespace only",
+        ),
+        (
+            {"model": "bert", "texts": [TEXT], "labels": ["nope"]},
+            400,
+            "INVALID_ARGUMENT",
+            "labels[0]: unknown label 'nope'",
+        ),
+        (
+            {"model": "bert", "texts": [TEXT], "max_length": 100_000},
+            400,
+            "INVALID_ARGUMENT",
+            "max_length: is 100000",
+        ),
+        ({"model": "gpt", "texts": [TEXT]}, 404, "NOT_FOUND", "model 'gpt' is not served"),
+    ],
+)
+def test_bad_bodies_get_a_status_naming_the_field(tiny_server, body, status, code, fragment):
+    got, answer = _json(tiny_server.http_url + "v1/attribute", body)
+    assert got == status, answer
+    assert answer["error"]["code"] == code
+    assert fragment in answer["error"]["message"]
+
+
+def test_transport_errors_are_json_too(tiny_server):
+    url = tiny_server.http_url
+    status, answer = _json(url + "v1/attribute", {"texts": [TEXT]}, content_type="text/plain")
+    assert status == 415 and "Content-Type: is 'text/plain'" in answer["error"]["message"]
+    big = json.dumps({"model": "bert", "texts": ["x" * (9 * 1024 * 1024)]}).encode()
+    status, answer = _json(url + "v1/attribute", big)
+    assert status == 413 and "body: is larger than the limit" in answer["error"]["message"]
+    status, answer = _json(url + "v1/nothing-here")
+    assert status == 404 and answer["error"]["code"] == "NOT_FOUND"
+    status, answer = _json(url + "v1/attribute")  # GET
+    assert status == 405
+    status, answer = _json(url + "healthz")
+    assert status == 200 and answer == {"status": "SERVING"}
+    # And the server still answers after all of that.
+    status, answer = _json(url + "v1/predict", {"model": "bert", "texts": [TEXT]})
+    assert status == 200 and answer["results"][0]["text"] == TEXT
+
+
+def test_the_page_is_self_contained_and_locked_down(tiny_server):
+    status, headers, html = _request(tiny_server.http_url)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    text = html.decode()
+    assert "http://" not in text and "https://" not in text and "//cdn" not in text
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp
+    assert "connect-src 'self'" in csp and "unsafe-inline" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_in_flight_http_requests_finish_during_a_graceful_stop(engine_for):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving import ServerThread
+
+    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.settings import BatchSettings
+
+    settings = ServerSettings(port=0, http_port=0, batch=BatchSettings(max_wait_ms=500))
+    server = ServerThread({"bert": engine_for("bert")}, settings).start()
+    url = server.http_url
+    with ThreadPoolExecutor(4) as pool:
+        # The only model is served: requests may leave "model" out.
+        asked = [
+            pool.submit(_json, url + "v1/predict", {"texts": [f"{TEXT} {i}"]}) for i in range(4)
+        ]
+        time.sleep(0.2)  # the requests wait in the batcher (max_wait_ms=500)
+        server.stop(grace=5.0)
+        answers = [future.result(30) for future in asked]
+    assert [status for status, _ in answers] == [200] * 4
+    assert [answer["results"][0]["text"] for _, answer in answers] == [
+        f"{TEXT} {i}" for i in range(4)
+    ]
+    with pytest.raises(urllib.error.URLError):  # and then the port is closed
+        urllib.request.urlopen(url + "healthz", timeout=5)
+
+
+def test_page_is_shipped_as_package_data():
+    from gradlight.runtime.web import Page
+
+    page = Page.load()
+    assert page.html.startswith(b"<!doctype html>")
+    assert page.csp.count("sha256-") == 2  # one inline script, one inline style

@@ -1,0 +1,336 @@
+"""The visualizer page in real headless Chromium (Debian's /usr/bin/chromium, driven by
+Playwright), against the real server: predictions equal gRPC's, colours follow the scores'
+signs, tooltips carry exact scores, word and contrast views compute what they say, the URL
+reopens a view, the JSON download is the API's answer, and input text never runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = Path(os.environ.get("GRADLIGHT_TEST_OUTPUT", Path(__file__).parents[1] / "test-output"))
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TEXT = (
+    "The patient denies chest pain. Cannot rule out pneumonia on the chest x-ray. "
+    "She reports worsening cough."
+)
+XSS = '<img src=x onerror=alert(1)> <script>alert(2)</script> "quoted" & done'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("GRADLIGHT_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing but GRADLIGHT_REQUIRE_BROWSER is set (CI)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, tiny_server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
+    page.on(
+        "dialog",
+        lambda dialog: (page.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()),
+    )
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith(tiny_server.http_url)
+            or request.url.startswith(("blob:", "data:"))
+            else page.problems.append(f"external request: {request.url}")
+        ),
+    )
+    yield page
+    context.close()
+    assert not page.problems, page.problems
+
+
+def _explain(page, text, model="bert", **options):
+    page.select_option("#model", model)
+    page.fill("#text", text)
+    for option, checked in options.items():
+        page.set_checked(f"#opt-{option}", checked)
+    page.evaluate("document.body.dataset.state = 'busy'")
+    page.focus("#text")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+
+
+def _items(page):
+    """(text, data-score, background rgb) of every drawn item, in order."""
+    return page.eval_on_selector_all(
+        "#text-view .item",
+        """nodes => nodes.map(node => [node.textContent, Number(node.dataset.score),
+            getComputedStyle(node).backgroundColor, node.classList.contains('special')])""",
+    )
+
+
+def _rgb(css):
+    return tuple(int(value) for value in re.findall(r"\d+", css)[:3])
+
+
+def _normalize(values):
+    values = np.asarray(values, dtype=np.float64)
+    peak = np.abs(values).max(axis=-1, keepdims=True)
+    return np.where(peak > 0, values / np.where(peak > 0, peak, 1), 0.0)
+
+
+def _grpc(tiny_client, text, model="bert"):
+    return tiny_client.attribute(
+        [text], model=model, sentence_attributions=True, raw_scores=True
+    ).results[0]
+
+
+def test_explain_shows_the_grpc_prediction_and_colours_follow_the_signs(
+    page, tiny_server, tiny_client
+):
+    started = time.perf_counter()
+    page.goto(tiny_server.http_url)
+    page.wait_for_selector("body[data-state=ready]")
+    loaded = time.perf_counter() - started
+    assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == [
+        "bert",
+        "roberta",
+        "distilbert",
+        "electra",
+    ]
+    _explain(page, TEXT)
+    expected = _grpc(tiny_client, TEXT)
+    assert page.text_content("#predicted") == expected.predicted_label
+    shown = page.eval_on_selector_all(
+        "#probabilities tr", "rows => rows.map(r => [r.dataset.label, r.cells[2].textContent])"
+    )
+    assert shown == [
+        [label, f"{p:.4f}"]
+        for label, p in zip(expected.labels, expected.probabilities, strict=True)
+    ]
+    colours = {}
+    for column, label in enumerate(expected.labels):
+        page.select_option("#label", label)
+        items = _items(page)
+        # WordPiece: one drawn item per token, special tokens included, in order.
+        assert len(items) == len(expected.tokens)
+        for (_, score, background, _), token in zip(items, expected.tokens, strict=True):
+            assert score == pytest.approx(token.scores[column], abs=1e-5)
+            red, _, blue = _rgb(background)
+            if score > 0.05:
+                assert blue > red, (label, score, background)  # blue: toward the label
+            elif score < -0.05:
+                assert red > blue, (label, score, background)  # orange: away from it
+        colours[label] = [item[2] for item in items]
+        assert label in page.text_content("#legend-pos")
+    first, second = expected.labels[:2]
+    assert colours[first] != colours[second]
+    _record("page_load_to_ready_s", round(loaded, 3))
+
+
+def test_tooltip_shows_the_exact_score_of_every_label(page, tiny_server, tiny_client):
+    page.goto(tiny_server.http_url)
+    _explain(page, TEXT)
+    expected = _grpc(tiny_client, TEXT)
+    # The longest non-special token (WordPiece: one drawn item per token, in order).
+    candidates = [i for i, token in enumerate(expected.tokens) if not token.special]
+    position = max(candidates, key=lambda i: len(expected.tokens[i].token))
+    token = expected.tokens[position]
+    page.hover(f'#text-view .item[data-item="{position}"]')
+    page.wait_for_selector("#tooltip:not(.hidden)")
+    assert page.text_content("#tooltip .surface") == TEXT[token.start : token.end]
+    assert page.text_content("#tooltip .pieces") == token.token
+    rows = page.eval_on_selector_all(
+        "#tooltip tr[data-label]",
+        "rows => rows.map(r => [r.dataset.label, r.querySelector('.score').textContent])",
+    )
+    assert [label for label, _ in rows] == list(expected.labels)
+    for (_, shown), score in zip(rows, token.scores, strict=True):
+        assert float(shown.replace("\u2212", "-")) == pytest.approx(score, abs=1e-4)
+
+
+def test_word_view_sums_pieces_and_renormalizes(page, tiny_server, tiny_client):
+    text = "Amoxicillin started; cardiology follow-up in two weeks."
+    page.goto(tiny_server.http_url)
+    _explain(page, text)
+    page.check('input[name="view"][value="words"]')
+    expected = _grpc(tiny_client, text)
+    raw = np.array([list(token.raw_scores) for token in expected.tokens])  # [S, K]
+    # Words as the page defines them (ASCII here): letter/digit runs, or one other symbol.
+    spans = [(m.start(), m.end()) for m in re.finditer(r"[A-Za-z0-9]+|\S", text)]
+    groups: list[tuple[str, list[int]]] = []
+    previous_word = None
+    for index, token in enumerate(expected.tokens):
+        if token.special:
+            groups.append((token.token, [index]))
+            previous_word = None
+            continue
+        word = next(span for span in spans if span[0] <= token.start < span[1])
+        if word == previous_word:
+            groups[-1][1].append(index)
+        else:
+            groups.append((text[word[0] : word[1]], [index]))
+        previous_word = word
+    assert any(len(pieces) > 1 for _, pieces in groups), "the test text must have subwords"
+    column = list(expected.labels).index(expected.predicted_label)
+    sums = np.array([raw[pieces, column].sum() for _, pieces in groups])
+    items = _items(page)
+    assert [item[0] for item in items] == [surface for surface, _ in groups]
+    np.testing.assert_allclose([item[1] for item in items], _normalize(sums), atol=1e-5)
+
+
+def test_contrast_view_is_label_a_minus_label_b(page, tiny_server, tiny_client):
+    page.goto(tiny_server.http_url)
+    _explain(page, TEXT, model="electra")
+    expected = _grpc(tiny_client, TEXT, model="electra")
+    page.select_option("#label", "label_1")
+    page.select_option("#versus", "label_3")
+    raw = np.array([list(token.raw_scores) for token in expected.tokens])
+    contrast = _normalize(raw[:, 1] - raw[:, 3])
+    items = _items(page)
+    np.testing.assert_allclose([item[1] for item in items], contrast, atol=1e-5)
+    assert "label_1 minus label_3" in page.text_content("#legend-pos")
+    bars = page.eval_on_selector_all(
+        "#sentences .value", "cells => cells.map(c => Number(c.dataset.score))"
+    )
+    sentences = [s.scores[1] - s.scores[3] for s in expected.sentences]
+    np.testing.assert_allclose(bars, sentences, atol=1e-6)
+
+
+def test_the_url_reopens_the_same_view(page, browser, tiny_server):
+    page.goto(tiny_server.http_url)
+    _explain(page, TEXT, model="roberta", sentences=False)
+    page.select_option("#label", "label_1")
+    page.check('input[name="view"][value="words"]')
+    link = page.url
+    items = _items(page)
+    other = browser.new_page()
+    try:
+        other.goto(link)
+        other.wait_for_selector("body[data-state=done]", timeout=60_000)
+        assert other.input_value("#text") == TEXT
+        assert other.input_value("#model") == "roberta"
+        assert other.input_value("#label") == "label_1"
+        assert other.is_checked('input[name="view"][value="words"]')
+        assert not other.is_checked("#opt-sentences")
+        assert _items(other) == items
+        assert other.is_hidden("#sentence-section")
+    finally:
+        other.close()
+
+
+def test_download_is_the_apis_json(page, tiny_server):
+    page.goto(tiny_server.http_url)
+    _explain(page, TEXT)
+    with page.expect_download() as info:
+        page.click("#download")
+    downloaded = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
+    assert downloaded["model"] == "bert"
+    result = downloaded["results"][0]
+    assert result["text"] == TEXT
+    assert result["predicted_label"] == page.text_content("#predicted")
+    assert len(result["tokens"]) == len(_items(page)) and len(result["sentences"]) == 3
+
+
+def test_input_text_is_shown_as_text_and_never_runs(page, tiny_server):
+    page.goto(tiny_server.http_url)
+    _explain(page, XSS)
+    view = page.text_content("#text-view")
+    assert "<img src=x onerror=alert(1)>" in view and "<script>alert(2)</script>" in view
+    assert page.query_selector("#text-view img, #text-view script, #sentences img") is None
+    assert page.text_content("#sentences").startswith("<img src=x")
+    # The same text arriving through a shared link is just as inert.
+    page.goto(tiny_server.http_url + "#" + urllib.parse.urlencode({"text": XSS}))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert page.query_selector("img") is None  # (and the fixture saw no dialog)
+
+
+def test_errors_name_the_field_and_the_page_recovers(page, tiny_server):
+    page.goto(tiny_server.http_url)
+    page.fill("#text", "   ")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("body[data-state=error]")
+    assert "texts[0]: is empty or whitespace only" in page.text_content("#status")
+    _explain(page, TEXT, model="distilbert")
+    assert page.is_visible("#result")
+    assert "multi-label" in page.text_content("#model-info")
+
+
+def test_screenshot_and_a_long_document_stay_responsive(page, tiny_server):
+    document = " ".join([TEXT] * 120)  # ~2,000 tokens; the tiny model keeps its first 64
+    page.goto(tiny_server.http_url)
+    started = time.perf_counter()
+    _explain(page, document)
+    explained = time.perf_counter() - started
+    assert page.is_visible("#truncated")
+    assert len(page.text_content("#text-view .unscored")) > len(document) // 2
+    switch = page.evaluate(
+        """() => {
+            const started = performance.now();
+            const select = document.getElementById('label');
+            for (const label of ['label_1', 'label_2', 'label_0']) {
+                select.value = label;
+                select.dispatchEvent(new Event('change'));
+            }
+            return (performance.now() - started) / 3;
+        }"""
+    )
+    page.check('input[name="view"][value="words"]')
+    page.hover("#text-view .item:not(.special)")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shot = OUTPUT / "visualizer-tiny-bert.png"
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 10_000
+    _record("long_document_explain_s", round(explained, 3))
+    _record("long_document_label_switch_ms", round(switch, 2))
+
+
+def test_real_minilm_page_screenshot(browser, minilm):
+    """The real MiniLM-L6 artifact served with the visualizer; a screenshot for the record."""
+    from serving import ServerThread
+
+    from gradlight.runtime.engine import Engine
+    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.settings import EngineSettings
+
+    _, artifact = minilm
+    engine = Engine(artifact, EngineSettings(provider="cpu"))
+    text = (
+        "The patient denied any chest pain. She reported no shortness of breath. "
+        "There were no signs of infection."
+    )
+    with ServerThread({"minilm": engine}, ServerSettings(port=0, http_port=0)) as server:
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        try:
+            started = time.perf_counter()
+            page.goto(server.http_url + "#" + urllib.parse.urlencode({"text": text}))
+            page.wait_for_selector("body[data-state=done]", timeout=60_000)
+            _record("minilm_link_to_result_s", round(time.perf_counter() - started, 3))
+            assert len(page.query_selector_all("#sentences .value")) == 3
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "visualizer-minilm.png"), full_page=True)
+        finally:
+            page.close()
+
+
+def _record(name, value):
+    """Timings seen in the browser, written next to the screenshots (not asserted)."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / "visualizer-timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = value
+    path.write_text(json.dumps(data, indent=2) + "\n")
