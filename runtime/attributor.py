@@ -24,12 +24,7 @@ from gradlight.runtime.requests import (
     resolve_max_length,
 )
 from gradlight.runtime.scores import normalize_scores
-from gradlight.runtime.sentences import (
-    SentenceSpan,
-    remove_span,
-    removed_range,
-    split_sentences,
-)
+from gradlight.runtime.sentences import SentenceSpan, remove_span, split_sentences
 from gradlight.runtime.tokenization import EncodedText
 
 
@@ -107,30 +102,27 @@ class Attributor:
         engine = self.engine
         encoded = engine.encode(texts, max_length)
         spans = [split_sentences(text) if options.sentence_attributions else [] for text in texts]
-        # Which sentences get a leave-one-out row: all of a multi-sentence text's, except those
-        # the model never saw (cut off by truncation), whose removal cannot change its input.
-        ablated = [
-            [i for i in range(len(text_spans)) if _seen(text_encoded, text_spans, i)]
-            if len(text_spans) > 1
-            else []
-            for text_encoded, text_spans in zip(encoded, spans, strict=True)
-        ]
         variant_texts = [
             remove_span(text, text_spans, i)
-            for text, text_spans, which in zip(texts, spans, ablated, strict=True)
-            for i in which
+            for text, text_spans in zip(texts, spans, strict=True)
+            if len(text_spans) > 1
+            for i in range(len(text_spans))
         ]
-        variant_rows = iter(engine.encode(variant_texts, max_length) if variant_texts else [])
+        variants = iter(engine.encode(variant_texts, max_length) if variant_texts else [])
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
-        for text_encoded, text_spans, which in zip(encoded, spans, ablated, strict=True):
+        for text_encoded, text_spans in zip(encoded, spans, strict=True):
             needs_full = options.sentence_attributions or not options.token_attributions
             plan.full_row.append(len(plan.forward) if needs_full else None)
             if needs_full:
                 plan.forward.append(Row(text_encoded))
             rows: list[int | None] = [None] * len(text_spans)
-            for i in which:
-                rows[i] = len(plan.forward)
-                plan.forward.append(Row(next(variant_rows)))
+            for i in range(len(text_spans) if len(text_spans) > 1 else 0):
+                variant = next(variants)
+                # A variant the model sees exactly as the full text (the sentence was cut off by
+                # truncation) scores exactly 0: no row is run for it.
+                if not variant.same_input(text_encoded):
+                    rows[i] = len(plan.forward)
+                    plan.forward.append(Row(variant))
             plan.variants.append(rows)
         if options.token_attributions:
             if not subset and engine.has_all_labels_graph:
@@ -215,23 +207,6 @@ class Attributor:
         return tuple(
             SentenceResult(span.start, span.end, scores[i]) for i, span in enumerate(spans)
         )
-
-
-def _seen(encoded: EncodedText, spans: list[SentenceSpan], index: int) -> bool:
-    """Whether removing sentence ``index`` can change what the model sees: always, unless the
-    text was truncated before the characters that the removal takes out (then the kept tokens
-    are the same with or without them, and the sentence's score is exactly 0)."""
-    if not encoded.truncated:
-        return True
-    kept_end = max(
-        (
-            end
-            for (_, end), special in zip(encoded.offsets, encoded.special, strict=True)
-            if not special
-        ),
-        default=0,
-    )
-    return removed_range(spans, index)[0] < kept_end
 
 
 async def _gather(*awaitables: object) -> list[list[RowOutput]]:

@@ -111,16 +111,11 @@ def _line_cuts(text: str) -> list[int]:
     return cuts
 
 
-def removed_range(spans: list[SentenceSpan], index: int) -> tuple[int, int]:
-    """The characters that removing sentence ``index`` takes out: the sentence and the
-    whitespace after it (or, for the last sentence, the whitespace before it)."""
+def remove_span(text: str, spans: list[SentenceSpan], index: int) -> str:
+    """``text`` without sentence ``index``: its characters and the whitespace after it (or,
+    for the last sentence, the whitespace before it) are removed; the rest stays as written."""
     span = spans[index]
     if index + 1 < len(spans):
-        return span.start, spans[index + 1].start
-    return (spans[index - 1].end if index > 0 else span.start), span.end
-
-
-def remove_span(text: str, spans: list[SentenceSpan], index: int) -> str:
-    """``text`` without sentence ``index`` (see ``removed_range``); the rest stays as written."""
-    start, end = removed_range(spans, index)
-    return text[:start] + text[end:]
+        return text[: span.start] + text[spans[index + 1].start :]
+    cut = spans[index - 1].end if index > 0 else span.start
+    return text[:cut] + text[span.end :]

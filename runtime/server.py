@@ -123,11 +123,20 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
     http = None
     if settings.http_port is not None:
         app = WebApp(
-            api, max_body_bytes=limits.max_receive_message_bytes, is_serving=ready.is_set
+            api,
+            max_body_bytes=limits.max_receive_message_bytes,
+            is_serving=ready.is_set,
+            bind_host=settings.host,
         ).build()
         http = await start_http(app, settings.host, settings.http_port, limits.grace_period_s)
     registry.start()
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        if http is not None:
+            await http.stop()
+        await registry.close()
+        raise
     await health_service.set("", SERVING)
     await health_service.set(SERVICE_NAME, SERVING)
     ready.set()

@@ -32,6 +32,10 @@ class EncodedText:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def same_input(self, other: EncodedText) -> bool:
+        """Whether the model sees ``other`` exactly as this text (same ids and type ids)."""
+        return np.array_equal(self.ids, other.ids) and np.array_equal(self.type_ids, other.type_ids)
+
 
 class TextEncoder:
     """Wraps the artifact's ``tokenizer.json`` (Hugging Face ``tokenizers``; no torch).

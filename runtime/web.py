@@ -41,6 +41,8 @@ from gradlight.v1 import gradlight_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
 M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,23 +83,20 @@ class Page:
         return cls(html.encode("utf-8"), csp)
 
 
-_FIELD_KIND = {
-    FieldDescriptor.TYPE_STRING: "a string",
-    FieldDescriptor.TYPE_BOOL: "true or false",
-    FieldDescriptor.TYPE_INT32: "an integer",
+_FIELD_KIND = {  # what a field must be: (one value, several values)
+    FieldDescriptor.TYPE_STRING: ("a string (valid Unicode)", "strings (valid Unicode)"),
+    FieldDescriptor.TYPE_BOOL: ("true or false", "true or false values"),
+    FieldDescriptor.TYPE_INT32: ("an integer", "integers"),
 }
 
 
 def _expected(field: FieldDescriptor) -> str:
-    kind = _FIELD_KIND.get(field.type, "a value of its proto type")
-    if field.is_repeated:
-        plural = {"a string": "strings", "an integer": "integers"}.get(kind, kind)
-        return f"a list of {plural}"
-    return kind
+    one, several = _FIELD_KIND.get(field.type, ("a value of its type", "values of its type"))
+    return f"a list of {several}" if field.is_repeated else one
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value)  # ASCII: a lone surrogate in the input cannot break the reply
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -112,6 +111,8 @@ def parse_message(body: bytes, message_type: type[M]) -> M:
         raise RequestError(
             "body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, a number too long
+        raise RequestError("body", f"is not usable JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise RequestError(
             "body", f"must be a JSON object with the fields of {name}, got {_shown(data)}"
@@ -143,11 +144,17 @@ def to_json(message: Message) -> dict[str, Any]:
     )
 
 
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8080" -> "[::1]")."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.split(":", 1)[0]
+
+
 def _error(code: grpc.StatusCode, message: str, status: int | None = None) -> web.Response:
     return web.json_response(
         {"error": {"code": code.name, "message": message}},
         status=status or HTTP_STATUS.get(code, 500),
-        dumps=lambda data: json.dumps(data, ensure_ascii=False),
     )
 
 
@@ -160,15 +167,21 @@ class WebApp:
         *,
         max_body_bytes: int,
         is_serving: Callable[[], bool],
+        bind_host: str = "127.0.0.1",
         page: Page | None = None,
     ) -> None:
         self.api = api
         self.max_body_bytes = max_body_bytes
         self.is_serving = is_serving
+        # Bound to loopback, only loopback names may appear in the Host header: a web page
+        # whose domain was rebound to 127.0.0.1 (DNS rebinding) is refused.
+        self.allowed_hosts = LOOPBACK_NAMES if bind_host in LOOPBACK_NAMES else None
         self.page = page or Page.load()
 
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors])
+        app = web.Application(
+            client_max_size=self.max_body_bytes, middlewares=[self._errors, self._host_check]
+        )
         app.router.add_get("/", self.index)
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/favicon.ico", self.no_icon)
@@ -212,6 +225,18 @@ class WebApp:
                 outcome,
                 (time.perf_counter() - started) * 1000,
             )
+
+    @web.middleware
+    async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        allowed = self.allowed_hosts
+        if allowed is not None and _host_name(request.host).lower() not in allowed:
+            return _error(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Host: {_shown(request.host)} is not a loopback name of this server (it only "
+                "answers 127.0.0.1, localhost and [::1]; bind another --host to serve other "
+                "names)",
+            )
+        return await handler(request)
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -292,5 +317,8 @@ async def start_http(app: web.Application, host: str, port: int, grace: float) -
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise OSError(f"could not bind the HTTP server to {host}:{port}: {exc}") from exc
+        raise OSError(
+            f"could not bind the HTTP server to {host}:{port} ({exc.strerror}); choose another "
+            "--http-port, or --no-http to serve gRPC only"
+        ) from exc
     return HttpServer(runner, host, runner.addresses[0][1])

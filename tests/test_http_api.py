@@ -14,9 +14,9 @@ from google.protobuf import json_format
 TEXT = "The patient denies chest pain. No evidence of pneumonia."
 
 
-def _request(url, body=None, *, content_type="application/json", method=None):
+def _request(url, body=None, *, content_type="application/json", method=None, headers=None):
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:
@@ -121,6 +121,36 @@ def test_bad_bodies_get_a_status_naming_the_field(tiny_server, body, status, cod
     assert got == status, answer
     assert answer["error"]["code"] == code
     assert fragment in answer["error"]["message"]
+
+
+def test_odd_json_is_a_clear_400(tiny_server):
+    url = tiny_server.http_url + "v1/attribute"
+    status, answer = _json(url, b'{"model": "bert", "texts": ["\\ud800"]}')  # lone surrogate
+    assert (
+        status == 400
+        and "texts: must be a list of strings (valid Unicode)" in (answer["error"]["message"])
+    )
+    status, answer = _json(url, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and answer["error"]["message"].startswith("body: is not")
+    status, answer = _json(url, b'{"max_length": ' + b"9" * 5000 + b"}")
+    assert status == 400 and answer["error"]["message"].startswith("body: is not")
+
+
+def test_a_rebound_host_name_is_refused(tiny_server):
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1."""
+    port = tiny_server.running.http.port
+    for host, allowed in [
+        (f"evil.example:{port}", False),
+        (f"127.0.0.1.evil.example:{port}", False),
+        (f"localhost:{port}", True),
+        (f"127.0.0.1:{port}", True),
+        (f"[::1]:{port}", True),
+    ]:
+        status, _, payload = _request(tiny_server.http_url + "v1/models", headers={"Host": host})
+        assert (status == 200) == allowed, host
+        if not allowed:
+            assert status == 403
+            assert "not a loopback name" in json.loads(payload)["error"]["message"]
 
 
 def test_transport_errors_are_json_too(tiny_server):

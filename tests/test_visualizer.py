@@ -259,7 +259,7 @@ def test_input_text_is_shown_as_text_and_never_runs(page, tiny_server):
     assert page.query_selector("img") is None  # (and the fixture saw no dialog)
 
 
-def test_errors_name_the_field_and_the_page_recovers(page, tiny_server):
+def test_errors_name_the_field_and_the_page_recovers(page, tiny_server, tiny_client):
     page.goto(tiny_server.http_url)
     page.fill("#text", "   ")
     page.keyboard.press("Control+Enter")
@@ -268,6 +268,44 @@ def test_errors_name_the_field_and_the_page_recovers(page, tiny_server):
     _explain(page, TEXT, model="distilbert")
     assert page.is_visible("#result")
     assert "multi-label" in page.text_content("#model-info")
+    expected = _grpc(tiny_client, TEXT, model="distilbert")
+    header = page.text_content("#predicted")
+    if expected.predicted_labels:
+        assert header == ", ".join(expected.predicted_labels)
+    else:
+        assert header.startswith("no label reaches 0.5")
+    highlighted = page.eval_on_selector_all(
+        "#probabilities tr.predicted", "rows => rows.map(r => r.dataset.label)"
+    )
+    assert highlighted == list(expected.predicted_labels)
+
+
+def test_keyboard_steps_through_tokens_with_their_tooltips(page, tiny_server, tiny_client):
+    page.goto(tiny_server.http_url)
+    _explain(page, TEXT)
+    expected = _grpc(tiny_client, TEXT)
+    page.focus("#text-view")
+    for position in range(3):
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("document.activeElement.dataset.item") == str(position)
+        assert page.is_visible("#tooltip")
+        token = expected.tokens[position]
+        surface = token.token if token.special else TEXT[token.start : token.end]
+        assert page.text_content("#tooltip .surface") == surface
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("document.activeElement.dataset.item") == "1"
+
+
+def test_a_new_link_in_the_same_tab_explains_the_new_text(page, tiny_server):
+    page.goto(tiny_server.http_url + "#" + urllib.parse.urlencode({"text": TEXT}))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    page.evaluate("document.body.dataset.state = 'busy'")
+    other = "She reports worsening cough."
+    page.evaluate(f"location.hash = {json.dumps(urllib.parse.urlencode({'text': other}))}")
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert page.input_value("#text") == other
+    assert "She reports" in page.text_content("#text-view")
+    assert "denies" not in page.text_content("#text-view")
 
 
 def test_screenshot_and_a_long_document_stay_responsive(page, tiny_server):
@@ -278,6 +316,10 @@ def test_screenshot_and_a_long_document_stay_responsive(page, tiny_server):
     explained = time.perf_counter() - started
     assert page.is_visible("#truncated")
     assert len(page.text_content("#text-view .unscored")) > len(document) // 2
+    values = page.eval_on_selector_all(
+        "#sentences .value", "cells => cells.map(c => c.textContent)"
+    )
+    assert len(values) == 360 and values[-1] == "not seen" and values[0] != "not seen"
     switch = page.evaluate(
         """() => {
             const started = performance.now();
