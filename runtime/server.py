@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class RunningServer:
         settings: ServerSettings,
         http: HttpServer | None,
         ready: asyncio.Event,
+        api: AttributorApi,
     ) -> None:
         self.server = server
         self.port = port
@@ -65,6 +67,7 @@ class RunningServer:
         self.settings = settings
         self.http = http
         self._ready = ready
+        self.api = api
         self._stopping: asyncio.Task[None] | None = None
 
     @property
@@ -83,9 +86,18 @@ class RunningServer:
         logger.info(
             "stopping: health NOT_SERVING, finishing in-flight requests (grace %.1f s)", grace
         )
+        started = time.monotonic()
         self._ready.clear()
         await self.health.enter_graceful_shutdown()
-        stopping = [self.server.stop(grace)]
+        # Drain first, with the transports still up: new calls get UNAVAILABLE from the API
+        # itself. (A call that gRPC core holds unmatched when the server itself stops is
+        # reported CANCELLED to its client, grpc/grpc#41785; draining first keeps that window
+        # to the last instant.)
+        self.api.stop_accepting()
+        if not await self.api.drained(grace):
+            logger.warning("grace period over with requests still running; cancelling them")
+        remaining = max(0.0, grace - (time.monotonic() - started))
+        stopping = [self.server.stop(remaining)]
         if self.http is not None:
             stopping.append(self.http.stop())
         await asyncio.gather(*stopping)
@@ -140,7 +152,7 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
     await health_service.set("", SERVING)
     await health_service.set(SERVICE_NAME, SERVING)
     ready.set()
-    running = RunningServer(server, port, registry, health_service, settings, http, ready)
+    running = RunningServer(server, port, registry, health_service, settings, http, ready, api)
     _log_summary(running)
     return running
 

@@ -74,18 +74,19 @@ class ServeProcess:
 def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
     artifact = exported("bert")
     server = ServeProcess(str(artifact), "--name", "bert", "--max-wait-ms", "50")
-    outcomes: list[str] = []
+    outcomes: list[tuple[float, str]] = []  # (when the request was sent, its outcome)
     stop = threading.Event()
 
     def load():
         with Client(server.address, timeout=30) as client:
             while not stop.is_set():
+                sent = time.monotonic()
                 try:
                     response = client.attribute([TEXT] * 4, sentence_attributions=True)
                     assert len(response.results) == 4
-                    outcomes.append("OK")
+                    outcomes.append((sent, "OK"))
                 except grpc.RpcError as exc:
-                    outcomes.append(exc.code().name)
+                    outcomes.append((sent, exc.code().name))
                     time.sleep(0.05)
 
     workers = [threading.Thread(target=load) for _ in range(8)]
@@ -95,6 +96,7 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
     assert Client(server.address).health() == "SERVING"
     with urllib.request.urlopen(server.http_url + "healthz", timeout=10) as response:
         assert json.load(response) == {"status": "SERVING"}
+    signalled = time.monotonic()
     code = server.terminate()
     stop.set()
     for worker in workers:
@@ -104,9 +106,17 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
     assert "stopping: health NOT_SERVING" in log
     assert "stopped" in log
     assert "Traceback" not in log
-    assert outcomes.count("OK") > 8
-    # After the signal: refused (UNAVAILABLE), never a half-answered or internal error.
-    assert set(outcomes) <= {"OK", "UNAVAILABLE"}, set(outcomes)
+    before = [outcome for sent, outcome in outcomes if sent < signalled]
+    after = [outcome for sent, outcome in outcomes if sent >= signalled]
+    assert before.count("OK") > 8
+    # Sent before the signal: answered, or refused whole (it had not started); never a
+    # half-answered, cancelled or internal error.
+    assert set(before) <= {"OK", "UNAVAILABLE"}, set(before)
+    # Sent after it: refused with UNAVAILABLE. gRPC core reports a call it still holds
+    # unmatched at the very instant the server stops as CANCELLED (grpc/grpc#41785); such a
+    # call was never processed, and at most one per client can be caught there.
+    assert "UNAVAILABLE" in after and set(after) <= {"UNAVAILABLE", "CANCELLED"}, set(after)
+    assert after.count("CANCELLED") <= len(workers)
 
     # And it serves again after a restart.
     again = ServeProcess("--model", f"tiny={artifact}")
