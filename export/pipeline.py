@@ -7,7 +7,6 @@ after validation passed, so a failed export never leaves a half-written artifact
 from __future__ import annotations
 
 import platform
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from gradlight.export.model_loading import LoadedClassifier, load_classifier, re
 from gradlight.export.options import ExportOptions
 from gradlight.export.progress import Printer, Progress
 from gradlight.export.shared_weights import share_weights
-from gradlight.export.staging import publish, staging_dir
+from gradlight.export.staging import build_into
 from gradlight.export.tracing import GraphTarget, export_module_to_onnx, trace_to_onnx
 from gradlight.export.validation import (
     make_cotangent,
@@ -94,14 +93,11 @@ def export_model(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if options.threads:
         torch.set_num_threads(options.threads)
-    staging = staging_dir(out_dir, options.overwrite)
-    try:
-        manifest = _export_into(model_dir, staging, options, printer)
-        publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
+    return build_into(
+        out_dir,
+        options.overwrite,
+        lambda staging: _export_into(model_dir, staging, options, printer),
+    )
 
 
 def _export_into(

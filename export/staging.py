@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from gradlight.export.errors import ExportError
+
+T = TypeVar("T")
 
 
 def staging_dir(out_dir: Path, overwrite: bool) -> Path:
@@ -28,6 +32,19 @@ def staging_dir(out_dir: Path, overwrite: bool) -> Path:
             f"cannot write the artifact under {parent}: {exc.strerror or exc}; choose a writable "
             "OUT_DIR"
         ) from exc
+
+
+def build_into(out_dir: Path, overwrite: bool, build: Callable[[Path], T]) -> T:
+    """Run ``build(staging)`` and move the staging directory to ``out_dir`` once it returns;
+    if it raises, leave nothing behind."""
+    staging = staging_dir(out_dir, overwrite)
+    try:
+        result = build(staging)
+        publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
 
 
 def publish(staging: Path, out_dir: Path) -> None:

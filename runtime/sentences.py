@@ -20,14 +20,14 @@ import re
 from dataclasses import dataclass
 
 # Lower-cased abbreviations (without their final period) after which a period does not end a
-# sentence. Multi-period forms are matched whole ("e.g", "b.i.d").
+# sentence. Multi-period forms are matched whole ("e.g", "b.i.d"). Units are not here: they are
+# written without a period ("82 kg"), so "Weight is 82 kg. She ..." ends a sentence.
 ABBREVIATIONS = frozenset(
     """
     dr mr mrs ms mx prof sr jr st mt ft vs etc approx appt apt dept est fig no nos vol
     e.g i.e cf al et viz inc ltd co corp
     b.i.d t.i.d q.i.d q.d q.h q.o.d p.o p.r i.v i.m s.c s.q p.r.n prn h.s a.c p.c
     bid tid qid qd qhs qam qpm po iv im sc sq hx dx tx rx sx fx pt pts yo y.o
-    mg mcg ml kg cm mm min hr hrs sec wk wks mo mos yr yrs
     jan feb mar apr jun jul aug sep sept oct nov dec
     """.split()  # noqa: SIM905 (one word list, grouped by kind)
 )
@@ -39,6 +39,7 @@ _LINE_START_BREAK = re.compile(rf"[ \t]*(?:{_LIST_MARKER}\s|[A-Z][A-Za-z /&]{{0,
 _LINE_END_BREAK = re.compile(r"[:;.!?][\"'\u201d\u2019)\]]*[ \t]*$")
 _BARE_LIST_MARKER = re.compile(r"[ \t]*\(?(?:\d{1,3}|[a-zA-Z])[.)]")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+_NUMBER_BEFORE = re.compile(r"\d[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def _punctuation_cuts(text: str) -> list[int]:
             continue  # "1. Chest pain": the marker belongs to its item
         if match.group().startswith(".") and len(match.group().rstrip("\"'\u201d\u2019)]")) == 1:
             word = _WORD_BEFORE.search(text, 0, match.start())
-            if word and _is_abbreviation(word.group(1)):
+            # A single letter after a number is a unit ("36.8 C."), not an initial ("J. Smith").
+            unit = word and len(word.group(1)) == 1 and _NUMBER_BEFORE.search(text, 0, word.start())
+            if word and _is_abbreviation(word.group(1)) and not unit:
                 continue
         cuts.append(end)
     return cuts

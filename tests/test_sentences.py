@@ -38,6 +38,17 @@ def _split(text):
             ],
         ),
         (
+            "Weight is 82 kg. She walks daily. Dose 5 mg. Temperature 36.8 C. Seen at 9 a.m. "
+            "today.",
+            [
+                "Weight is 82 kg.",
+                "She walks daily.",
+                "Dose 5 mg.",
+                "Temperature 36.8 C.",
+                "Seen at 9 a.m. today.",
+            ],
+        ),
+        (
             "A line hard wrapped at the margin goes\non to the next line. Next one! Really? yes.",
             [
                 "A line hard wrapped at the margin goes\non to the next line.",

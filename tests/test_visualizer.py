@@ -341,8 +341,11 @@ def test_screenshot_and_a_long_document_stay_responsive(page, tiny_server):
     _record("long_document_label_switch_ms", round(switch, 2))
 
 
-def test_real_minilm_page_screenshot(browser, minilm):
-    """The real MiniLM-L6 artifact served with the visualizer; a screenshot for the record."""
+def test_the_demo_classifier_page_explains_the_example_sensibly(browser, minilm):
+    """The demo's real classifier (MiniLM-L6 trained on the assertion notes) served with the
+    visualizer, on the issue's example: it is negated, and the 3 words leading the word view are
+    its 3 negation cues. (Its sentence bars are all near 0: each sentence alone says negated,
+    so leaving one out changes little.) A screenshot for the record."""
     from serving import ServerThread
 
     from gradlight.runtime.engine import Engine
@@ -355,14 +358,20 @@ def test_real_minilm_page_screenshot(browser, minilm):
         "The patient denied any chest pain. She reported no shortness of breath. "
         "There were no signs of infection."
     )
-    with ServerThread({"minilm": engine}, ServerSettings(port=0, http_port=0)) as server:
+    with ServerThread({"assertion": engine}, ServerSettings(port=0, http_port=0)) as server:
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         try:
             started = time.perf_counter()
             page.goto(server.http_url + "#" + urllib.parse.urlencode({"text": text}))
             page.wait_for_selector("body[data-state=done]", timeout=60_000)
             _record("minilm_link_to_result_s", round(time.perf_counter() - started, 3))
+            assert page.text_content("#predicted") == "negated"
             assert len(page.query_selector_all("#sentences .value")) == 3
+            page.check('input[name="view"][value="words"]')
+            words = sorted(_items(page), key=lambda item: item[1], reverse=True)
+            top = [surface for surface, _, _, special in words if not special][:3]
+            assert sorted(top) == ["denied", "no", "no"], top
+            page.check('input[name="view"][value="tokens"]')
             OUTPUT.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(OUTPUT / "visualizer-minilm.png"), full_page=True)
         finally:
