@@ -12,7 +12,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,27 @@ def train_assertion_classifier(
     say = printer or (lambda _message: None)
     threads = options.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    return build_into(out_dir, True, lambda staging: _train_into(staging, options, threads, say))
+    with _quiet_transformers():
+        return build_into(
+            out_dir, True, lambda staging: _train_into(staging, options, threads, say)
+        )
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No "newly initialized head: consider training" warning (we are training it) and no
+    weight-loading progress bars in the demo's output."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _train_into(
