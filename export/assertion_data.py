@@ -351,10 +351,10 @@ def _notes(
             sentences.insert(rng.randint(position + 1, len(sentences)), extra)
         starts = _starts(sentences)
         start = starts[position]
-        more_cues = tuple(
-            (starts[sentences.index(extra)] + span[0], starts[sentences.index(extra)] + span[1])
-            for extra, span in more
-        )
+        more_cues = []
+        for extra, (cue_start, cue_end) in more:
+            at = starts[sentences.index(extra)]
+            more_cues.append((at + cue_start, at + cue_end))
         yield Note(
             id=f"{split}-{index:05d}",
             text=" ".join(sentences),
