@@ -59,6 +59,13 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument("--max-wait-ms", type=float, default=_BATCH.max_wait_ms)
     serve.add_argument("--max-tokens-per-batch", type=int, default=_BATCH.max_tokens_per_batch)
     serve.add_argument("--max-queue-size", type=int, default=_BATCH.max_queue_size)
+    serve.add_argument(
+        "--call-cost-tokens",
+        type=int,
+        default=None,
+        help="fixed cost of one ONNX Runtime call in padded tokens: rows are cut into separate "
+        "calls where padding them together costs more (default: 16 on CPU, 4096 on CUDA)",
+    )
     serve.add_argument("--max-texts-per-request", type=int, default=_LIMITS.max_texts_per_request)
     serve.add_argument(
         "--max-message-bytes",
@@ -98,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms,
             max_tokens_per_batch=args.max_tokens_per_batch,
             max_queue_size=args.max_queue_size,
+            call_cost_tokens=args.call_cost_tokens,
         ),
         limits=ServiceLimits(
             max_texts_per_request=args.max_texts_per_request,

@@ -110,11 +110,11 @@ class Attributor:
         ]
         variants = iter(engine.encode(variant_texts, max_length) if variant_texts else [])
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
-        for text_encoded, text_spans in zip(encoded, spans, strict=True):
+        for unit, (text_encoded, text_spans) in enumerate(zip(encoded, spans, strict=True)):
             needs_full = options.sentence_attributions or not options.token_attributions
             plan.full_row.append(len(plan.forward) if needs_full else None)
-            if needs_full:
-                plan.forward.append(Row(text_encoded))
+            if needs_full:  # a text and its variants are one unit: one padded call
+                plan.forward.append(Row(text_encoded, unit=unit))
             rows: list[int | None] = [None] * len(text_spans)
             for i in range(len(text_spans) if len(text_spans) > 1 else 0):
                 variant = next(variants)
@@ -122,7 +122,7 @@ class Attributor:
                 # truncation) scores exactly 0: no row is run for it.
                 if not variant.same_input(text_encoded):
                     rows[i] = len(plan.forward)
-                    plan.forward.append(Row(variant))
+                    plan.forward.append(Row(variant, unit=unit))
             plan.variants.append(rows)
         if options.token_attributions:
             if not subset and engine.has_all_labels_graph:

@@ -3,9 +3,12 @@
 Requests submit *work*: the rows one request needs from one graph (for example a text and its
 leave-one-sentence-out variants for the forward graph). The batcher waits up to ``max_wait_ms``
 after the oldest waiting work for more to arrive, takes whole works up to ``max_batch_size``
-rows, groups their rows by graph, sorts them by length and cuts them into calls that respect
-``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row), each padded only to its
-own longest row. Outputs go back to each work in its row order.
+rows, groups their rows by graph, sorts them by length and cuts them into calls (see
+``gradlight.runtime.packing``): each call is padded only to its own longest row, respects
+``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row), and calls are cut where
+the padding they would add costs more than a call (``call_cost_tokens``). Rows of one *unit*
+(a text and its leave-one-sentence-out variants) always share a call. Outputs go back to each
+work in its row order.
 
 Work whose request was cancelled (client gone, deadline passed) before its batch starts is
 dropped. If a call fails, each work in it is retried alone, so one bad row fails only its own
@@ -27,6 +30,7 @@ import numpy as np
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import QueueFullError, UnavailableError
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
+from gradlight.runtime.packing import DEFAULT_CALL_COST_TOKENS, plan_calls
 from gradlight.runtime.settings import BatchSettings
 from gradlight.runtime.tokenization import EncodedText
 
@@ -39,6 +43,7 @@ GRAPHS = (FORWARD, ATTRIBUTION, ATTRIBUTION_COTANGENT)
 class Row:
     encoded: EncodedText
     cotangent: np.ndarray | None = None  # [L], only for the cotangent graph
+    unit: int | None = None  # rows of one work with the same unit share one call
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,11 @@ class DynamicBatcher:
         self.calls = 0  # ONNX Runtime calls made
         self.dropped_rows = 0  # rows of cancelled requests, never computed
         self.history: deque[CallRecord] = deque(maxlen=256)
+        self.call_cost_tokens = (
+            settings.call_cost_tokens
+            if settings.call_cost_tokens is not None
+            else DEFAULT_CALL_COST_TOKENS.get(engine.execution_provider, 16)
+        )
 
     def start(self) -> None:
         if self._task is None:
@@ -194,20 +204,31 @@ class DynamicBatcher:
         return outcomes
 
     def _run_rows(self, graph: str, groups: list[Sequence[Row]]) -> list[list[RowOutput]]:
-        """Run every row of ``groups`` (sorted by length, cut into calls); outputs per group."""
-        flat = [
-            (group, position, row)
-            for group, rows in enumerate(groups)
-            for position, row in enumerate(rows)
-        ]
-        flat.sort(key=lambda item: len(item[2].encoded))
+        """Run every row of ``groups`` (units sorted by length, cut into calls); outputs per
+        group, in row order."""
+        units: dict[tuple[int, int], list[tuple[int, int, Row]]] = {}
+        for group, rows in enumerate(groups):
+            for position, row in enumerate(rows):
+                key = (group, row.unit) if row.unit is not None else (group, -1 - position)
+                units.setdefault(key, []).append((group, position, row))
+        ordered = sorted(units.values(), key=lambda unit: max(len(i[2].encoded) for i in unit))
+        shapes = [(len(unit), max(len(i[2].encoded) for i in unit)) for unit in ordered]
+        settings = self.settings
         outputs: list[dict[int, RowOutput]] = [{} for _ in groups]
-        for start, stop in self._chunks([item[2] for item in flat]):
-            rows = [item[2] for item in flat[start:stop]]
-            for (group, position, _), output in zip(
-                flat[start:stop], self._call(graph, rows), strict=True
-            ):
-                outputs[group][position] = output
+        for start, stop in plan_calls(
+            shapes, settings.max_batch_size, settings.max_tokens_per_batch, self.call_cost_tokens
+        ):
+            members = sorted(
+                (item for unit in ordered[start:stop] for item in unit),
+                key=lambda item: len(item[2].encoded),
+            )
+            # A unit over the limits on its own is cut by them (longest rows last).
+            for first, last in self._chunks([item[2] for item in members]):
+                chunk = members[first:last]
+                for (group, position, _), output in zip(
+                    chunk, self._call(graph, [item[2] for item in chunk]), strict=True
+                ):
+                    outputs[group][position] = output
         return [[found[i] for i in range(len(found))] for found in outputs]
 
     def _chunks(self, rows: list[Row]) -> list[tuple[int, int]]:

@@ -47,12 +47,16 @@ class BatchSettings:
       row longer than this still runs, alone).
     - ``max_queue_size``: rows waiting per model; a request that would exceed it is refused with
       RESOURCE_EXHAUSTED (a request is admitted whole into an empty queue whatever its size).
+    - ``call_cost_tokens``: the fixed cost of one ONNX Runtime call, in padded tokens: rows are
+      cut into separate calls where padding them together would cost more (None: by execution
+      provider, 16 on CPU and 4096 on CUDA; large values batch everything the limits allow).
     """
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_tokens_per_batch: int = 8192
     max_queue_size: int = 2048
+    call_cost_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("max_batch_size", self.max_batch_size, 1, 4096)
@@ -62,6 +66,8 @@ class BatchSettings:
             raise ValueError(f"max_wait_ms must be between 0 and 10000, got {self.max_wait_ms}")
         _check_int("max_tokens_per_batch", self.max_tokens_per_batch, 1)
         _check_int("max_queue_size", self.max_queue_size, 1)
+        if self.call_cost_tokens is not None:
+            _check_int("call_cost_tokens", self.call_cost_tokens, 0, 1_000_000)
 
 
 @dataclass(frozen=True)

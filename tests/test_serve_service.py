@@ -150,7 +150,9 @@ def test_attribute_stream_names_the_bad_request(tiny_client):
 
 
 def test_concurrent_requests_share_one_call_padded_to_their_longest_text(engine_for):
-    settings = ServerSettings(port=0, batch=BatchSettings(max_wait_ms=300, max_batch_size=64))
+    # A call as dear as a GPU's: everything the limits allow shares one call.
+    batch = BatchSettings(max_wait_ms=300, max_batch_size=64, call_cost_tokens=4096)
+    settings = ServerSettings(port=0, batch=batch)
     with (
         ServerThread({"bert": engine_for("bert")}, settings) as server,
         Client(server.address) as client,
@@ -165,6 +167,28 @@ def test_concurrent_requests_share_one_call_padded_to_their_longest_text(engine_
         assert batcher.calls == before + 1
         assert batcher.history[-1].rows == 3
         assert batcher.history[-1].width == max(lengths) < engine_for("bert").max_length
+
+
+def test_on_a_cpu_rows_of_very_different_lengths_get_calls_of_their_own(engine_for):
+    settings = ServerSettings(port=0, batch=BatchSettings(max_wait_ms=300, max_batch_size=64))
+    with (
+        ServerThread({"bert": engine_for("bert")}, settings) as server,
+        Client(server.address) as client,
+    ):
+        batcher = server.running.registry.models["bert"].batcher
+        assert batcher.call_cost_tokens == 16  # the CPU default
+        before = batcher.calls
+        texts = ["Short note.", "Brief note.", " ".join([TEXT] * 8), " ".join([TEXT] * 9)]
+        with ThreadPoolExecutor(len(texts)) as pool:
+            lengths = list(
+                pool.map(lambda text: client.predict([text]).results[0].num_tokens, texts)
+            )
+        calls = list(batcher.history)[-(batcher.calls - before) :]
+        # Padding the short notes to the long ones would cost far more than a second call.
+        assert sorted((call.rows, call.width) for call in calls) == [
+            (2, max(lengths[:2])),
+            (2, max(lengths[2:])),
+        ]
 
 
 def test_sentence_variants_go_through_one_call(engine_for):
@@ -262,6 +286,8 @@ def test_settings_are_validated():
         BatchSettings(max_batch_size=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         BatchSettings(max_wait_ms=-1)
+    with pytest.raises(ValueError, match="call_cost_tokens"):
+        BatchSettings(call_cost_tokens=-1)
     with pytest.raises(ValueError, match="max_texts_per_request"):
         ServiceLimits(max_texts_per_request=0)
     with pytest.raises(ValueError, match="port"):
