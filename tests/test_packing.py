@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,9 +11,7 @@ from gradlight.runtime.packing import plan_calls
 
 
 def _cost(units, calls, call_cost):
-    return sum(
-        call_cost + sum(rows for rows, _ in units[a:b]) * units[b - 1][1] for a, b in calls
-    )
+    return sum(call_cost + sum(rows for rows, _ in units[a:b]) * units[b - 1][1] for a, b in calls)
 
 
 def _fits(units, calls, max_rows, max_tokens):
@@ -28,7 +26,7 @@ def _all_plans(count):
     for cuts in range(count):
         for inner in combinations(range(1, count), cuts):
             edges = [0, *inner, count]
-            yield list(zip(edges, edges[1:], strict=False))
+            yield list(pairwise(edges))
 
 
 def test_a_cheap_call_cuts_where_lengths_jump_and_a_dear_one_batches_everything():

@@ -1,0 +1,143 @@
+"""The eager PyTorch ways to compute the same attributions, timed against the engine.
+
+- ``reference``: as users run it today (reference-semantics.md): every text padded to
+  ``max(128, max_length)``, parameters requiring grad, one forward, then one
+  ``backward(retain_graph=True)`` per label (weight gradients included) reading the embeddings'
+  ``.grad``. Its semantic defect (embedding twice) is NOT copied: like gradlight it attributes
+  to the word-embedding output of the model's own ``input_ids`` forward, so the agreement
+  columns compare numbers, not two different definitions.
+- ``eager-best``: the best eager PyTorch we can write: frozen parameters, padding to the longest
+  text of the batch, ``torch.autograd.grad`` to the word embeddings only, labels as a subset
+  when asked.
+
+Both swap the word-embedding module's output for a leaf tensor with a forward hook, so the model
+runs exactly as for a prediction (its own position ids, token types and LayerNorm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradlight.bench.methods import Output
+from gradlight.runtime.sentences import remove_span, split_sentences
+
+REFERENCE_PADDING = 128
+
+
+class EagerMethod:
+    """Texts -> probabilities and normalized scores with a Hugging Face model in PyTorch."""
+
+    def __init__(self, model_dir: Path, name: str, device: str = "cpu") -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.name = name
+        self.reference = name == "reference"
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, local_files_only=True, attn_implementation="eager"
+        )
+        self.model.eval().to(self.device)
+        self.multi_label = self.model.config.problem_type == "multi_label_classification"
+        self.model.requires_grad_(self.reference)
+        # 128, or fewer where the model has fewer positions (tiny test models)
+        self.reference_padding = min(
+            REFERENCE_PADDING, getattr(self.model.config, "max_position_embeddings", 512)
+        )
+
+    def _inputs(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+        """Every method sees the same tokens (truncated at ``max_length``); eager-best pads to
+        the longest text of the batch, the reference to ``max(128, max_length)``."""
+        encoded = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=max_length,
+            padding="longest",
+            return_tensors="pt",
+        )
+        if self.reference:
+            width = max(self.reference_padding, max_length)
+            encoded = _pad_to(encoded, width, self.tokenizer.pad_token_id or 0)
+        return {key: value.to(self.device) for key, value in encoded.items()}
+
+    def _probabilities(self, logits: torch.Tensor) -> np.ndarray:
+        if self.multi_label:
+            return torch.sigmoid(logits).double().cpu().numpy()
+        return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+
+    def forward(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        inputs = self._inputs(texts, max_length)
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits
+        return logits.float().cpu().numpy()
+
+    def sentences(self, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
+        """Leave-one-sentence-out scores ``[N, L]`` per text, as the reference computes them:
+        one forward call for the full text and one per variant (gradlight's splitter, so the
+        variants are the same as the engine's)."""
+        results = []
+        for text in texts:
+            spans = split_sentences(text)
+            variants = [text] + [remove_span(text, spans, i) for i in range(len(spans))]
+            logits = np.concatenate([self.forward([variant], max_length) for variant in variants])
+            probabilities = self._probabilities(torch.from_numpy(logits))
+            results.append(probabilities[0][None, :] - probabilities[1:])
+        return results
+
+    def attribute(
+        self, texts: Sequence[str], max_length: int, labels: Sequence[int] | None = None
+    ) -> Output:
+        inputs = self._inputs(texts, max_length)
+        captured: dict[str, torch.Tensor] = {}
+
+        def swap_for_leaf(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+            leaf = output.detach().requires_grad_(True)
+            captured["embeds"] = leaf
+            return leaf
+
+        handle = self.model.get_input_embeddings().register_forward_hook(swap_for_leaf)
+        try:
+            with torch.enable_grad():
+                logits = self.model(**inputs).logits
+                embeds = captured["embeds"]
+                # The reference has no label subsets: it always runs every label.
+                picked = (
+                    list(range(logits.shape[1])) if self.reference or labels is None else labels
+                )
+                raw = []
+                for position, label in enumerate(picked):
+                    last = position == len(picked) - 1
+                    if self.reference:
+                        embeds.grad = None
+                        logits[:, label].sum().backward(retain_graph=not last)
+                        grad = embeds.grad
+                    else:
+                        (grad,) = torch.autograd.grad(
+                            logits[:, label].sum(), embeds, retain_graph=not last
+                        )
+                    raw.append((grad * embeds).sum(-1).detach())
+        finally:
+            handle.remove()
+        if self.reference:
+            self.model.zero_grad(set_to_none=True)
+        raw_scores = torch.stack(raw, dim=1).float().cpu().numpy()  # [B, K, S]
+        if self.reference and labels is not None:
+            raw_scores = raw_scores[:, list(labels)]
+        lengths = inputs["attention_mask"].sum(-1).cpu().numpy()
+        probabilities = self._probabilities(logits.detach())
+        return Output.from_raw(probabilities, raw_scores, lengths)
+
+
+def _pad_to(encoded: Any, width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    result = {}
+    for key, value in encoded.items():
+        fill = pad_id if key == "input_ids" else 0
+        padded = torch.full((value.shape[0], width), fill, dtype=value.dtype)
+        padded[:, : value.shape[1]] = value
+        result[key] = padded
+    return result

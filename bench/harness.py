@@ -1,0 +1,199 @@
+"""``gradlight bench``: gradlight against the eager PyTorch ways, in one run, same threads.
+
+For each label count: the model (re-headed when its own count differs), its artifact (exported
+and validated, cached), then one worker process per method (``reference``, ``eager-best``,
+``engine``) over the same cells, then (at the first label count) the server under 1 to 64
+concurrent clients. ``summarize`` turns the raw timings into the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradlight.bench import corpus, workload
+from gradlight.bench.agreement import agreement
+from gradlight.bench.models import cached_artifact, label_count, reheaded
+from gradlight.bench.served import measure_served
+from gradlight.bench.summary import summarize_cell
+from gradlight.bench.targets import judge
+from gradlight.runtime.manifest import load_manifest
+from gradlight.runtime.tokenization import TextEncoder
+
+Printer = Callable[[str], None]
+METHODS = ("reference", "eager-best", "engine")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    model_dir: Path
+    out_dir: Path
+    artifact: Path | None = None
+    quick: bool = False
+    labels: tuple[int, ...] = ()  # () : the model's own count (quick) or 2 and 10 (full)
+    subset_labels: int | None = None  # None: 150 (full) or none (quick); 0: none
+    texts: int | None = None  # texts in the realistic mix (default: the plan's)
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    provider: str = "cpu"
+
+    def plan(self) -> workload.Plan:
+        plan = workload.Plan.quick() if self.quick else workload.Plan()
+        if self.texts:
+            plan = workload.Plan(**{**asdict(plan), "texts": self.texts})
+        return plan
+
+    def label_counts(self) -> tuple[int, ...]:
+        if self.labels:
+            return self.labels
+        return (label_count(self.model_dir),) if self.quick else (2, 10)
+
+    def subset(self) -> int:
+        if self.subset_labels is None:
+            return 0 if self.quick else 150
+        return self.subset_labels
+
+
+def environment(options: BenchOptions) -> dict[str, Any]:
+    import grpc
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores_available": len(os.sched_getaffinity(0)),
+        "threads": options.threads,
+        "gpu": gpu,
+        "provider": options.provider,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": ort.__version__,
+        "grpcio": grpc.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _run_worker(job: dict[str, Any], path: Path, printer: Printer) -> dict[str, Any]:
+    job_path = path.with_suffix(".job.json")
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    printer(f"measuring {job['method']} ({job['model_name']}, L={job['labels']})")
+    completed = subprocess.run(
+        [sys.executable, "-m", "gradlight.bench.worker", str(job_path), str(path)], check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the {job['method']} worker failed (exit {completed.returncode})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _prepare(options: BenchOptions, labels: int, printer: Printer) -> tuple[Path, Path]:
+    """The model with ``labels`` labels and its artifact (given, or exported and cached)."""
+    model_dir, artifact = options.model_dir, options.artifact
+    if labels != label_count(options.model_dir):
+        name = f"{options.model_dir.name}-L{labels}"
+        model_dir = reheaded(options.model_dir, labels, options.out_dir / "models" / name)
+        artifact = None
+    if artifact is None:
+        artifact = cached_artifact(
+            model_dir, options.out_dir / "artifacts" / model_dir.name, printer
+        )
+    return model_dir, artifact
+
+
+def _measure(
+    options: BenchOptions,
+    labels: int,
+    cells: list[dict[str, Any]],
+    printer: Printer,
+    served: bool,
+) -> dict[str, Any]:
+    plan = options.plan()
+    model_dir, artifact = _prepare(options, labels, printer)
+    name = model_dir.name
+    manifest = load_manifest(artifact)
+    encoder = TextEncoder(artifact / manifest.tokenizer_dir / "tokenizer.json")
+    cells = workload.fit(cells, manifest.max_length)
+    raw_dir = options.out_dir / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for method in METHODS:
+        job = {
+            "method": method,
+            "model_name": name,
+            "labels": labels,
+            "model_dir": str(model_dir),
+            "artifact": str(artifact),
+            "provider": options.provider,
+            "threads": options.threads,
+            "cells": cells,
+            "min_repeats": plan.min_repeats,
+            "max_repeats": plan.max_repeats,
+            "cell_budget_s": plan.cell_budget_s,
+        }
+        results[method] = _run_worker(job, raw_dir / f"{name}-{method}.json", printer)
+    scores = agreement(cells, {m: raw_dir / f"{name}-{m}.npz" for m in METHODS})
+    measured = {
+        "model": name,
+        "labels": labels,
+        "model_dir": str(model_dir),
+        "artifact": str(artifact),
+        "methods": {
+            method: {k: v for k, v in result.items() if k != "cells"}
+            for method, result in results.items()
+        },
+        "cells": [
+            summarize_cell(cell, results, encoder, labels, scores.get(cell["name"]))
+            for cell in cells
+        ],
+    }
+    if served:
+        printer(f"measuring the server ({name}) under {', '.join(map(str, plan.clients))} clients")
+        measured["served"] = measure_served(
+            artifact,
+            corpus.notes(plan.texts),
+            plan.clients,
+            min(workload.MIX_MAX_LENGTH, manifest.max_length),
+            options.provider,
+            options.threads,
+        )
+    return measured
+
+
+def run_benchmark(options: BenchOptions, printer: Printer) -> dict[str, Any]:
+    """Measure, and return the report (``report.write`` turns it into files)."""
+    plan = options.plan()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "environment": environment(options),
+        "model_dir": str(options.model_dir),
+        "quick": options.quick,
+        "plan": asdict(plan),
+        "runs": [],
+    }
+    started = time.perf_counter()
+    for index, labels in enumerate(options.label_counts()):
+        cells = workload.mix_cells(plan, first=index == 0)
+        if index == 0:
+            cells += [*workload.length_cells(plan), workload.sentence_cell(plan)]
+        report["runs"].append(_measure(options, labels, cells, printer, served=index == 0))
+    if options.subset():
+        cells = [workload.subset_cell(plan, options.subset())]
+        report["runs"].append(_measure(options, options.subset(), cells, printer, served=False))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["targets"] = judge(report)
+    return report

@@ -1,0 +1,116 @@
+"""The models a benchmark runs: a classifier with L labels, and its exported artifact (cached).
+
+Timing does not depend on the head's values, so a model with another label count is the same
+encoder with a new, seeded head. ``save_bert_base`` builds a BERT-base-sized classifier from
+a config (random weights, MiniLM's uncased WordPiece tokenizer) for timing a larger model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from gradlight.export.errors import ExportError
+from gradlight.runtime.errors import ArtifactError
+from gradlight.runtime.manifest import load_manifest
+
+Printer = Callable[[str], None]
+SOURCE_STAMP = "bench-source.json"
+
+
+def label_count(model_dir: Path) -> int:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if "id2label" in config:
+        return len(config["id2label"])
+    return int(config.get("num_labels", 2))
+
+
+def reheaded(model_dir: Path, labels: int, out_dir: Path, seed: int = 0) -> Path:
+    """``model_dir``'s encoder with a new seeded ``labels``-way head, saved in ``out_dir``
+    (kept and reused: the same seed gives the same weights)."""
+    if (out_dir / "config.json").is_file():
+        return out_dir
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    names = [f"label_{i}" for i in range(labels)]
+    torch.manual_seed(seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized head": that is the point
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir,
+            local_files_only=True,
+            num_labels=labels,
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+            ignore_mismatched_sizes=True,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    AutoTokenizer.from_pretrained(model_dir, local_files_only=True).save_pretrained(partial)
+    partial.rename(out_dir)
+    return out_dir
+
+
+def save_bert_base(out_dir: Path | str, labels: int = 2, seed: int = 0) -> Path:
+    """A BERT-base-sized classifier (12 layers, hidden 768, 110M parameters) with random
+    weights from ``seed`` and MiniLM-L6's tokenizer (the same 30,522-token uncased vocabulary)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from gradlight.export.minilm import minilm_encoder_dir
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    names = [f"label_{i}" for i in range(labels)]
+    config = BertConfig(
+        num_labels=labels,
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+    )
+    BertForSequenceClassification(config).save_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_encoder_dir(), local_files_only=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def _fingerprint(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_artifact(model_dir: Path, artifact_dir: Path, printer: Printer) -> Path:
+    """``model_dir`` exported (and validated) to ``artifact_dir``; reused when the artifact was
+    made from the same model files and its checksums still verify."""
+    from gradlight.export.options import ExportOptions
+    from gradlight.export.pipeline import export_model
+
+    fingerprint = _fingerprint(model_dir)
+    stamp = artifact_dir / SOURCE_STAMP
+    try:
+        load_manifest(artifact_dir)
+        if json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+            printer(f"reusing the artifact in {artifact_dir} (checksums verified)")
+            return artifact_dir
+    except (ArtifactError, OSError, ValueError):
+        pass
+    printer(f"exporting {model_dir} to {artifact_dir}")
+    manifest = export_model(model_dir, artifact_dir, ExportOptions(overwrite=True), printer)
+    if not manifest.validation.get("passed"):
+        raise ExportError(f"the export of {model_dir} did not validate; see {artifact_dir}")
+    stamp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
+    return artifact_dir

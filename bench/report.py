@@ -1,0 +1,197 @@
+"""The report as files: JSON (everything), CSV (a row per cell and method), Markdown, PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+CSV_COLUMNS = (
+    "model", "labels", "cell", "method", "batch_size", "max_length", "texts", "tokens",
+    "median_ms", "p90_ms", "p99_ms", "calls", "ms_per_text", "texts_per_second",
+    "tokens_per_second", "speedup_vs_reference", "speedup_vs_eager_best",
+    "attribution_over_forward", "max_abs_diff_vs_reference", "top3_agreement_vs_reference",
+    "peak_rss_mb",
+)  # fmt: skip
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (run, cell, method), and one per served concurrency level."""
+    result = []
+    for run in report["runs"]:
+        for cell in run["cells"]:
+            for method, entry in cell["methods"].items():
+                base = method.split(",")[0]
+                agreement = (cell.get("agreement_with_reference") or {}).get(base, {})
+                speedup = cell.get("speedup", {})
+                result.append(
+                    {
+                        "model": run["model"],
+                        "labels": run["labels"],
+                        "cell": cell["name"],
+                        "method": method,
+                        "batch_size": cell["batch_size"],
+                        "max_length": cell["max_length"],
+                        "texts": cell["texts"],
+                        "tokens": cell["tokens"],
+                        **{k: entry["latency"][k] for k in ("median_ms", "p90_ms", "p99_ms")},
+                        "calls": entry["latency"]["calls"],
+                        "ms_per_text": entry["ms_per_text"],
+                        "texts_per_second": entry["texts_per_second"],
+                        "tokens_per_second": entry["tokens_per_second"],
+                        "speedup_vs_reference": speedup.get(f"{method} vs reference"),
+                        "speedup_vs_eager_best": speedup.get(f"{method} vs eager-best"),
+                        "attribution_over_forward": entry.get("attribution_over_forward"),
+                        "max_abs_diff_vs_reference": agreement.get("max_abs_diff_scores"),
+                        "top3_agreement_vs_reference": agreement.get("top3_agreement"),
+                        "peak_rss_mb": run["methods"].get(base, {}).get("peak_rss_mb"),
+                    }
+                )
+        for level in run.get("served", []):
+            result.append(
+                {
+                    "model": run["model"],
+                    "labels": run["labels"],
+                    "cell": f"served, {level['clients']} clients",
+                    "method": "served",
+                    "batch_size": 1,
+                    "texts": level["requests"],
+                    **{k: level["latency"][k] for k in ("median_ms", "p90_ms", "p99_ms")},
+                    "calls": level["latency"]["calls"],
+                    "texts_per_second": level["texts_per_second"],
+                    "tokens_per_second": level["tokens_per_second"],
+                }
+            )
+    return result
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:.0f}{suffix}"
+        return f"{value:.3g}{suffix}" if abs(value) >= 0.01 or value == 0 else f"{value:.1e}"
+    return f"{value}{suffix}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        f"Machine: {env['cpu']}, {env['cores_available']} cores available, "
+        f"{env['threads']} threads for every method (torch intra-op and ONNX Runtime intra-op), "
+        f"provider {env['provider']}{', GPU ' + env['gpu'] if env.get('gpu') else ''}; "
+        f"Python {env['python']}, torch {env['torch']}, transformers {env['transformers']}, "
+        f"onnxruntime {env['onnxruntime']}, grpcio {env['grpcio']}; {env['date']}"
+        f"{' (--quick)' if report['quick'] else ''}.",
+        "",
+        "| model | L | cell | method | median ms | p90 ms | p99 ms | ms/text | texts/s | "
+        "tokens/s | x vs reference | x vs eager-best | attribution / forward | max abs diff "
+        "vs reference | top-3 agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows(report):
+        if row["method"] == "served":
+            continue
+        lines.append(
+            f"| {row['model']} | {row['labels']} | {row['cell']} | {row['method']} | "
+            f"{_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} | "
+            f"{_fmt(row['ms_per_text'])} | {_fmt(row['texts_per_second'])} | "
+            f"{_fmt(row['tokens_per_second'])} | {_fmt(row['speedup_vs_reference'], 'x')} | "
+            f"{_fmt(row['speedup_vs_eager_best'], 'x')} | {_fmt(row['attribution_over_forward'])} "
+            f"| {_fmt(row['max_abs_diff_vs_reference'])} | "
+            f"{_fmt(row['top3_agreement_vs_reference'])} |"
+        )
+    served = [row for row in rows(report) if row["method"] == "served"]
+    if served:
+        lines += [
+            "",
+            "| served (model, L) | clients | median ms | p90 ms | p99 ms | texts/s | tokens/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['model']}, {row['labels']} | {row['cell'].split(', ')[1].split()[0]} | "
+            f"{_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} | "
+            f"{_fmt(row['texts_per_second'])} | {_fmt(row['tokens_per_second'])} |"
+            for row in served
+        ]
+    lines += [
+        "",
+        "| model, L | method | load s | RSS loaded MB | peak RSS MB |",
+        "|---|---|---|---|---|",
+    ]
+    for run in report["runs"]:
+        for method, info in run["methods"].items():
+            lines.append(
+                f"| {run['model']}, {run['labels']} | {method} | {info['load_seconds']} | "
+                f"{info['rss_loaded_mb']:.0f} | {info['peak_rss_mb']:.0f} |"
+            )
+    lines += ["", "| target | threshold | status | measured |", "|---|---|---|---|"]
+    for target in report["targets"]:
+        measured = "; ".join(f"{r['where']}: {_fmt(r['measured'])}" for r in target["rows"])
+        lines.append(
+            f"| {target['target']} | {target['threshold']} | {target['status']} | {measured} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Per-text latency against length per method; served throughput against concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in report["runs"]:
+        cells = [c for c in run["cells"] if c["group"] == "length"]
+        for method in ("reference", "eager-best", "engine"):
+            points = [(c["length"], c["methods"][method]["ms_per_text"]) for c in cells]
+            if points:
+                x, y = zip(*points, strict=True)
+                left.plot(x, y, marker="o", label=f"{method} ({run['model']}, L={run['labels']})")
+    left.set(xlabel="tokens per text", ylabel="ms per text (batch of 8)", yscale="log")
+    left.set_title("Attribution latency against length")
+    for run in report["runs"]:
+        levels = run.get("served", [])
+        if levels:
+            right.plot(
+                [level["clients"] for level in levels],
+                [level["texts_per_second"] for level in levels],
+                marker="o",
+                label=f"served ({run['model']}, L={run['labels']})",
+            )
+            best = max(
+                c["methods"]["engine"]["texts_per_second"]
+                for c in run["cells"]
+                if c["group"] == "mix"
+            )
+            right.axhline(best, linestyle="--", color="gray", label="engine best in-process")
+    right.set(xlabel="concurrent clients", ylabel="texts/s", xscale="log")
+    right.set_title("Served throughput (realistic mix)")
+    for axis in (left, right):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "bench.json",
+        "csv": out_dir / "bench.csv",
+        "markdown": out_dir / "bench.md",
+        "png": out_dir / "bench.png",
+    }
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows(report))
+    paths["markdown"].write_text(markdown(report), encoding="utf-8")
+    plot(report, paths["png"])
+    return paths

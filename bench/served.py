@@ -1,0 +1,107 @@
+"""The server end to end: ``gradlight serve`` in its own process, Attribute over loopback gRPC.
+
+Clients are ``grpc.aio`` tasks in the benchmark's process (on the same cores as the server):
+each sends one-text Attribute requests (token attributions for every label, truncation at the
+mix's ``max_length``) until the level's request count is reached, and checks that each answer
+is its own request's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from gradlight.bench.stats import latency
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
+
+
+class ServerProcess:
+    """``gradlight serve ARTIFACT --port 0`` with the benchmark's provider and thread count."""
+
+    def __init__(self, artifact: Path, provider: str, threads: int) -> None:
+        command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
+        command += ["--port", "0", "--no-http", "--provider", provider]
+        command += ["--intra-op-threads", str(threads)]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.address = ""
+        for line in self.process.stderr:  # type: ignore[union-attr]
+            if match := re.search(r"gradlight serving on (\S+)", line):
+                self.address = match.group(1)
+                break
+        if not self.address:
+            self.process.kill()
+            raise RuntimeError("gradlight serve did not start (see its output above)")
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+async def _level(
+    stub: pb_grpc.AttributorStub, texts: list[str], clients: int, requests: int, max_length: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    tokens = 0
+    next_index = 0
+
+    async def client() -> None:
+        nonlocal next_index, tokens
+        while next_index < requests:
+            text = texts[next_index % len(texts)]
+            next_index += 1
+            request = pb.AttributeRequest(
+                texts=[text], token_attributions=True, max_length=max_length
+            )
+            started = time.perf_counter()
+            response = await stub.Attribute(request)
+            latencies.append(time.perf_counter() - started)
+            if response.results[0].text != text:
+                raise RuntimeError("a served answer is not its request's text")
+            tokens += len(response.results[0].tokens)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "latency": latency(latencies),
+        "texts_per_second": round(len(latencies) / elapsed, 2),
+        "tokens_per_second": round(tokens / elapsed, 1),
+    }
+
+
+async def _measure(
+    address: str, texts: list[str], clients: tuple[int, ...], max_length: int
+) -> list[dict[str, Any]]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.AttributorStub(channel)
+        for text in texts[:4]:  # warm up the server's path
+            await stub.Attribute(pb.AttributeRequest(texts=[text], token_attributions=True))
+        return [
+            await _level(stub, texts, count, max(32, 4 * count), max_length) for count in clients
+        ]
+
+
+def measure_served(
+    artifact: Path,
+    texts: list[str],
+    clients: tuple[int, ...],
+    max_length: int,
+    provider: str,
+    threads: int,
+) -> list[dict[str, Any]]:
+    with ServerProcess(artifact, provider, threads) as server:
+        return asyncio.run(_measure(server.address, texts, clients, max_length))

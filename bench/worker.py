@@ -1,0 +1,145 @@
+"""One method's measurements, in a process of its own (so its peak memory is its own).
+
+    python -m gradlight.bench.worker JOB.json RESULT.json
+
+The job names the method (``reference``, ``eager-best`` or ``engine``), the model or artifact,
+the device, the thread count and the cells (see ``gradlight.bench.workload``). Per cell: one
+untimed warm-up call, then rounds over all its batches until ``min_repeats`` rounds are done and
+the cell's time budget is spent (at most ``max_repeats``). Scores of cells marked ``keep`` are
+saved next to the result for the agreement check. The engine worker never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This process's high-water RSS (VmHWM: unlike ru_maxrss, not inherited from the parent
+    that forked it)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        line = next(line for line in handle if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # kB
+
+
+def _method(job: dict[str, Any]) -> Any:
+    if job["method"] == "engine":
+        from gradlight.bench.methods import EngineMethod
+
+        return EngineMethod(Path(job["artifact"]), job["provider"], job["threads"])
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    from gradlight.bench.eager import EagerMethod
+
+    device = "cuda" if job["provider"] == "cuda" else "cpu"
+    return EagerMethod(Path(job["model_dir"]), job["method"], device)
+
+
+def _timed(
+    call: Callable[[list[str]], Any], batches: list[list[str]], job: dict[str, Any]
+) -> tuple[list[list[float]], list[Any]]:
+    call(batches[0])  # warm-up, untimed
+    times: list[list[float]] = [[] for _ in batches]
+    outputs: list[Any] = []
+    started = time.perf_counter()
+    rounds = 0
+    while True:
+        outputs = []
+        for index, batch in enumerate(batches):
+            begin = time.perf_counter()
+            outputs.append(call(batch))
+            times[index].append(time.perf_counter() - begin)
+        rounds += 1
+        spent = time.perf_counter() - started
+        if rounds >= job["max_repeats"] or (
+            rounds >= job["min_repeats"] and spent >= job["cell_budget_s"]
+        ):
+            return times, outputs
+
+
+def _run_cell(method: Any, cell: dict[str, Any], job: dict[str, Any], keep: dict) -> dict:
+    batches, max_length = cell["batches"], cell["max_length"]
+    result: dict[str, Any] = {"cell": cell["name"]}
+    if cell["kind"] == "sentences":
+        modes = {"one_call": True, "per_variant": False} if job["method"] == "engine" else None
+        if modes is None:  # eager: one call per variant, as the reference does it
+            calls = {"per_variant": lambda b: method.sentences(b, max_length)}
+        else:
+            calls = {
+                mode: (lambda b, one=one: method.sentences(b, max_length, one_call=one))
+                for mode, one in modes.items()
+            }
+        for mode, call in calls.items():
+            result[mode], outputs = _timed(call, batches, job)
+            if cell.get("keep"):
+                for b, texts in enumerate(outputs):
+                    for t, scores in enumerate(texts):
+                        keep[f"{cell['name']}|{mode}|{b}|{t}|sentences"] = scores
+        return result
+    labels = cell.get("labels")
+    result["attribute"], outputs = _timed(
+        lambda b: method.attribute(b, max_length, labels), batches, job
+    )
+    if cell.get("forward"):
+        result["forward"], _ = _timed(lambda b: method.forward(b, max_length), batches, job)
+    if cell.get("keep"):
+        for b, output in enumerate(outputs):
+            keep[f"{cell['name']}|{b}|probabilities"] = output.probabilities
+            for t, scores in enumerate(output.scores):
+                keep[f"{cell['name']}|{b}|{t}|scores"] = scores
+    return result
+
+
+def run(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
+    rss_before = _rss_mb()
+    loading = time.perf_counter()
+    method = _method(job)
+    loaded = {"load_seconds": round(time.perf_counter() - loading, 2), "rss_loaded_mb": _rss_mb()}
+    keep: dict[str, np.ndarray] = {}
+    cells = []
+    for cell in job["cells"]:
+        if job["method"] not in cell.get("methods", [job["method"]]):
+            continue
+        cells.append(_run_cell(method, cell, job, keep))
+        print(f"  {job['method']}: {cell['name']} done", file=sys.stderr, flush=True)
+    result = {
+        "method": job["method"],
+        **loaded,
+        "rss_start_mb": round(rss_before, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "cells": cells,
+    }
+    if job["method"] != "engine":
+        import torch
+
+        result["torch_threads"] = torch.get_num_threads()
+    np.savez(result_path.with_suffix(".npz"), **keep)
+    result_path.write_text(json.dumps(result), encoding="utf-8")
+    return result
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    run(job, Path(sys.argv[2]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``gradlight bench``: flags mapped onto ``gradlight.bench.harness.run_benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from gradlight.bench.harness import BenchOptions, run_benchmark
+    from gradlight.bench.report import write
+
+    if not (args.model_dir / "config.json").is_file():
+        raise ValueError(
+            f"MODEL_DIR {args.model_dir} has no config.json: give a directory written by "
+            "save_pretrained"
+        )
+    if args.artifact is not None and not (args.artifact / "manifest.json").is_file():
+        raise ValueError(
+            f"--artifact {args.artifact} has no manifest.json: give a gradlight "
+            "export output directory, or leave --artifact out to export here"
+        )
+    options = BenchOptions(
+        model_dir=args.model_dir,
+        out_dir=args.out,
+        artifact=args.artifact,
+        quick=args.quick,
+        labels=tuple(args.labels or ()),
+        subset_labels=args.subset_labels,
+        texts=args.texts,
+        threads=args.threads,
+        provider=args.provider,
+    )
+    report = run_benchmark(options, printer=lambda line: print(line, file=sys.stderr, flush=True))
+    paths = write(report, args.out)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("written: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+def add_bench_parser(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure gradlight against eager PyTorch (the reference way and the best eager "
+        "way) and the served path, in one run",
+        description="Measure, on this machine with equal thread counts: the reference (eager "
+        "PyTorch as users run it: pad to 128, parameters requiring grad, one backward per "
+        "label), eager-best (frozen, autograd.grad to the embeddings, padding to the longest), "
+        "gradlight's engine in-process, and the gRPC server under concurrent clients, on a "
+        "bundled corpus and length/batch sweeps. Writes bench.json, bench.csv, bench.md and "
+        "bench.png to --out.",
+    )
+    bench.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    bench.add_argument(
+        "--artifact",
+        type=Path,
+        default=None,
+        help="MODEL_DIR's exported artifact (default: export it into --out, cached)",
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run (a few minutes): the model's own labels, fewer texts and sweeps",
+    )
+    bench.add_argument(
+        "--labels",
+        type=_positive,
+        nargs="+",
+        default=None,
+        help="label counts to measure (the model gets a seeded head of each size; default "
+        "2 and 10, or the model's own count with --quick)",
+    )
+    bench.add_argument(
+        "--subset-labels",
+        type=_count,
+        default=None,
+        help="label count for the label-subset path (3 of them attributed; default 150, none "
+        "with --quick; 0: skip)",
+    )
+    bench.add_argument(
+        "--texts",
+        type=_positive,
+        default=None,
+        help="texts in the realistic mix (default 48, 16 with --quick)",
+    )
+    bench.add_argument(
+        "--threads",
+        type=_positive,
+        default=len(os.sched_getaffinity(0)),
+        help="threads for every method (default: the cores available)",
+    )
+    bench.add_argument(
+        "--provider",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: eager PyTorch on CUDA against ONNX Runtime's CUDA provider",
+    )
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("gradlight-bench"),
+        help="output directory (default ./gradlight-bench)",
+    )
+    bench.set_defaults(handler=_bench)
