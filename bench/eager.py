@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradlight.bench.methods import Output
-from gradlight.runtime.sentences import remove_span, split_sentences
+from gradlight.bench.methods import Output, leave_one_out
 
 REFERENCE_PADDING = 128
 
@@ -82,8 +81,7 @@ class EagerMethod:
         variants are the same as the engine's)."""
         results = []
         for text in texts:
-            spans = split_sentences(text)
-            variants = [text] + [remove_span(text, spans, i) for i in range(len(spans))]
+            variants = leave_one_out(text)
             logits = np.concatenate([self.forward([variant], max_length) for variant in variants])
             probabilities = self._probabilities(torch.from_numpy(logits))
             results.append(probabilities[0][None, :] - probabilities[1:])

@@ -31,6 +31,12 @@ class Output:
         return Output(np.asarray(probabilities, dtype=np.float64), scores)
 
 
+def leave_one_out(text: str) -> list[str]:
+    """``text`` and, for each of its sentences, ``text`` without it (gradlight's splitter)."""
+    spans = split_sentences(text)
+    return [text] + [remove_span(text, spans, i) for i in range(len(spans))]
+
+
 class EngineMethod:
     """gradlight's ONNX Runtime engine in-process: the graphs the server runs, no server."""
 
@@ -67,9 +73,7 @@ class EngineMethod:
         as ONE padded forward call per text, or one call per variant (``one_call=False``)."""
         results = []
         for text in texts:
-            spans = split_sentences(text)
-            variants = [text] + [remove_span(text, spans, i) for i in range(len(spans))]
-            encoded = self.engine.encode(variants, max_length)
+            encoded = self.engine.encode(leave_one_out(text), max_length)
             if one_call:
                 logits = self.engine.forward(self.engine.batch(encoded))
             else:

@@ -78,6 +78,7 @@ def _fmt(value: Any, suffix: str = "") -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
+    table = rows(report)
     lines = [
         f"Machine: {env['cpu']}, {env['cores_available']} cores available, "
         f"{env['threads']} threads for every method (torch intra-op and ONNX Runtime intra-op), "
@@ -91,7 +92,7 @@ def markdown(report: dict[str, Any]) -> str:
         "vs reference | top-3 agreement |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows(report):
+    for row in table:
         if row["method"] == "served":
             continue
         lines.append(
@@ -103,7 +104,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(row['max_abs_diff_vs_reference'])} | "
             f"{_fmt(row['top3_agreement_vs_reference'])} |"
         )
-    served = [row for row in rows(report) if row["method"] == "served"]
+    served = [row for row in table if row["method"] == "served"]
     if served:
         lines += [
             "",

@@ -79,14 +79,13 @@ def _run_cell(method: Any, cell: dict[str, Any], job: dict[str, Any], keep: dict
     batches, max_length = cell["batches"], cell["max_length"]
     result: dict[str, Any] = {"cell": cell["name"]}
     if cell["kind"] == "sentences":
-        modes = {"one_call": True, "per_variant": False} if job["method"] == "engine" else None
-        if modes is None:  # eager: one call per variant, as the reference does it
-            calls = {"per_variant": lambda b: method.sentences(b, max_length)}
-        else:
+        if job["method"] == "engine":
             calls = {
                 mode: (lambda b, one=one: method.sentences(b, max_length, one_call=one))
-                for mode, one in modes.items()
+                for mode, one in (("one_call", True), ("per_variant", False))
             }
+        else:  # eager: one call per variant, as the reference does it
+            calls = {"per_variant": lambda b: method.sentences(b, max_length)}
         for mode, call in calls.items():
             result[mode], outputs = _timed(call, batches, job)
             if cell.get("keep"):

@@ -211,8 +211,12 @@ class DynamicBatcher:
             for position, row in enumerate(rows):
                 key = (group, row.unit) if row.unit is not None else (group, -1 - position)
                 units.setdefault(key, []).append((group, position, row))
-        ordered = sorted(units.values(), key=lambda unit: max(len(i[2].encoded) for i in unit))
-        shapes = [(len(unit), max(len(i[2].encoded) for i in unit)) for unit in ordered]
+        shapes_of = {
+            key: (len(unit), max(len(i[2].encoded) for i in unit)) for key, unit in units.items()
+        }
+        keys = sorted(units, key=lambda key: shapes_of[key][1])
+        ordered = [units[key] for key in keys]
+        shapes = [shapes_of[key] for key in keys]
         settings = self.settings
         outputs: list[dict[int, RowOutput]] = [{} for _ in groups]
         for start, stop in plan_calls(
