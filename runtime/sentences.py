@@ -38,8 +38,6 @@ _TERMINAL = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)")
 _LINE_START_BREAK = re.compile(rf"[ \t]*(?:{_LIST_MARKER}\s|[A-Z][A-Za-z /&]{{0,40}}:)")
 _LINE_END_BREAK = re.compile(r"[:;.!?][\"'\u201d\u2019)\]]*[ \t]*$")
 _BARE_LIST_MARKER = re.compile(r"[ \t]*\(?(?:\d{1,3}|[a-zA-Z])[.)]")
-_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
-_NUMBER_BEFORE = re.compile(r"\d[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -70,22 +68,55 @@ def _trimmed(text: str, start: int, end: int) -> SentenceSpan | None:
 
 
 def _punctuation_cuts(text: str) -> list[int]:
+    """Cut points after sentence-ending punctuation. Linear in the text's length: every look
+    back stops at the previous whitespace or line break (texts of 100,000 characters and more
+    are served)."""
     cuts = []
+    line_start = 0
+    searched = 0  # line_start is the start of the line holding position ``searched``
     for match in _TERMINAL.finditer(text):
         end = match.end()
         if not _SENTENCE_START.match(text, end):
             continue
-        line_start = text.rfind("\n", 0, match.start()) + 1
+        newline = text.rfind("\n", searched, match.start())
+        if newline >= 0:
+            line_start = newline + 1
+        searched = match.start()
         if _BARE_LIST_MARKER.fullmatch(text, line_start, end):
             continue  # "1. Chest pain": the marker belongs to its item
         if match.group().startswith(".") and len(match.group().rstrip("\"'\u201d\u2019)]")) == 1:
-            word = _WORD_BEFORE.search(text, 0, match.start())
-            # A single letter after a number is a unit ("36.8 C."), not an initial ("J. Smith").
-            unit = word and len(word.group(1)) == 1 and _NUMBER_BEFORE.search(text, 0, word.start())
-            if word and _is_abbreviation(word.group(1)) and not unit:
-                continue
+            word_start = _word_start_before(text, match.start())
+            if word_start is not None:
+                word = text[word_start : match.start()]
+                # A single letter after a number is a unit ("36.8 C."), not an initial
+                # ("J. Smith").
+                unit = len(word) == 1 and _number_before(text, word_start)
+                if _is_abbreviation(word) and not unit:
+                    continue
         cuts.append(end)
     return cuts
+
+
+def _word_start_before(text: str, end: int) -> int | None:
+    """Start of the word (a letter, then letters and periods) that ends at ``end``, if any."""
+    start = end
+    while start > 0 and (text[start - 1] == "." or _is_ascii_letter(text[start - 1])):
+        start -= 1
+    while start < end and text[start] == ".":
+        start += 1
+    return start if start < end else None
+
+
+def _number_before(text: str, end: int) -> bool:
+    """Whether a digit, then only spaces or tabs, comes right before ``end``."""
+    position = end
+    while position > 0 and text[position - 1] in " \t":
+        position -= 1
+    return position > 0 and text[position - 1].isdecimal()
+
+
+def _is_ascii_letter(char: str) -> bool:
+    return "a" <= char <= "z" or "A" <= char <= "Z"
 
 
 def _is_abbreviation(word: str) -> bool:

@@ -1,0 +1,97 @@
+"""Leave-one-sentence-out variants of texts, encoded only as far as the model reads them.
+
+A variant is the text with one sentence removed (``remove_span``). Tokenizing every variant of
+a long text in full costs ``sentences x length``: for a 100,000-character note, thousands of
+sentences times 100,000 characters, although the model reads only ``max_length`` tokens of
+each. Two facts keep the work proportional to what the model reads:
+
+- A sentence whose removal starts past the words the model read of the full text cannot
+  change the model's input: the first ``max_length`` tokens stay as they are.
+  Such a sentence gets no variant (``None``: its score is 0, as for any variant the model would
+  see unchanged).
+- A variant is cut at a word's end a little past the point where it has
+  ``max_length`` tokens. Tokenizers split words at whitespace, so the tokens before the cut are
+  those of the whole variant; the cut is accepted only when the cut text still overflows
+  ``max_length`` (so the kept tokens all lie before the cut), and is widened otherwise.
+
+The result equals tokenizing each whole variant (tests compare them on random texts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from gradlight.runtime.sentences import SentenceSpan, remove_span
+from gradlight.runtime.tokenization import EncodedText, TextEncoder
+
+CHARS_PER_TOKEN = 8  # first guess of the characters a token takes, generous (English: ~4-5)
+# Words end only at ASCII whitespace: every tokenizer splits there, while other characters
+# Python calls space ("\x1f") are dropped by some normalizers, joining their neighbours.
+SPACE = frozenset(" \t\n\r")
+_WORD_END = re.compile(r"[^ \t\n\r](?=[ \t\n\r])")
+
+
+def read_until(text: str, encoded: EncodedText) -> int | None:
+    """A point in ``text`` past everything the model reads of it when truncated (None: it
+    reads it all): the end of the last read token, then of its word and of the next word, so
+    that the pre-token a truncated read token came from lies wholly before it (a byte-level
+    space token carries an empty offset next to the word it belongs to)."""
+    if not encoded.truncated:
+        return None
+    pairs = zip(encoded.offsets, encoded.special, strict=True)
+    position = max((end for (_, end), special in pairs if not special), default=0)
+    for in_word in (True, False, True):  # rest of this word, the space after it, next word
+        while position < len(text) and (text[position] in SPACE) != in_word:
+            position += 1
+    return position
+
+
+def encode_variants(
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    spans: Sequence[Sequence[SentenceSpan]],
+    full: Sequence[EncodedText],
+    max_length: int,
+    *,
+    chars_per_token: int = CHARS_PER_TOKEN,
+) -> list[list[EncodedText | None]]:
+    """Per text, per sentence: the encoded text without that sentence, or None where the
+    model's input would not change (a text of one sentence has no variants)."""
+    variants: list[list[EncodedText | None]] = [[None] * len(text_spans) for text_spans in spans]
+    pending: list[tuple[int, int, str, int]] = []  # (text, sentence, variant, its removal point)
+    for t, (text, text_spans, encoded) in enumerate(zip(texts, spans, full, strict=True)):
+        if len(text_spans) < 2:
+            continue
+        limit = read_until(text, encoded)
+        for i, span in enumerate(text_spans):
+            # Where the removal starts: the sentence, or for the last one the space before it.
+            removed_at = text_spans[i - 1].end if i + 1 == len(text_spans) else span.start
+            if limit is not None and removed_at >= limit:
+                continue  # the model never reads what is removed: nothing changes without it
+            pending.append((t, i, remove_span(text, list(text_spans), i), removed_at))
+    window = max_length * chars_per_token
+    while pending:
+        cuts = [_cut(variant, removed_at + window) for _, _, variant, removed_at in pending]
+        encoded = encoder.encode(
+            [variant[:cut] for (_, _, variant, _), cut in zip(pending, cuts, strict=True)],
+            max_length,
+        )
+        retry = []
+        for item, cut, result in zip(pending, cuts, encoded, strict=True):
+            t, i, variant, _ = item
+            if cut < len(variant) and not result.truncated:
+                retry.append(item)  # the cut kept fewer tokens than the model reads: widen
+            elif not result.same_input(full[t]):
+                variants[t][i] = result
+        pending = retry
+        window *= 4
+    return variants
+
+
+def _cut(text: str, at_least: int) -> int:
+    """The first word end at or after ``at_least`` (the text's length when there is none)."""
+    if at_least >= len(text):
+        return len(text)
+    match = _WORD_END.search(text, max(0, at_least - 1))
+    return match.end() if match else len(text)

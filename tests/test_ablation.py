@@ -1,0 +1,96 @@
+"""Leave-one-sentence-out variants encoded only as far as the model reads them equal the whole
+variants tokenized (WordPiece and byte-level BPE), on random texts and on a 100,000-character
+note."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gradlight.runtime.ablation import encode_variants, read_until
+from gradlight.runtime.sentences import remove_span, split_sentences
+from gradlight.runtime.tokenization import TextEncoder
+
+PIECES = [
+    "The patient",
+    " denies",
+    " chest pain",
+    ".",
+    "!",
+    "?",
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    "- ",
+    "Dr. Smith",
+    " e.g. ",
+    " b.i.d.",
+    " 2.5 mg",
+    "Plan:",
+    " No",
+    " fever",
+    " supercalifragilisticexpialidocious",
+    "\u00e9t\u00e9",
+    " \u05e9\u05dc\u05d5\u05dd",
+    " \U0001f600",
+    "e\u0301",
+    "\t",
+    "A",
+    "x" * 40,
+    "\x1f",  # Python's isspace() says yes; BERT's normalizer drops it and joins the words
+    "\u00a0",
+]
+TEXTS = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=6)), max_size=60).map("".join)
+
+
+def _naive(encoder, text, max_length):
+    spans = split_sentences(text)
+    if len(spans) < 2:
+        return []
+    full = encoder.encode([text], max_length)[0]
+    variants = encoder.encode([remove_span(text, spans, i) for i in range(len(spans))], max_length)
+    return [None if variant.same_input(full) else variant for variant in variants]
+
+
+def _same(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.same_input(b)
+            assert a.offsets == b.offsets and a.truncated == b.truncated
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta"])
+def encoder(request, exported):
+    return TextEncoder(exported(request.param) / "tokenizer" / "tokenizer.json")
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS, max_length=st.sampled_from([6, 12, 24, 64]), chars=st.sampled_from([1, 2, 8]))
+def test_variants_equal_the_whole_variants_tokenized(encoder, text, max_length, chars):
+    spans = split_sentences(text)
+    full = encoder.encode([text], max_length)
+    got = encode_variants(encoder, [text], [spans], full, max_length, chars_per_token=chars)[0]
+    _same(got if len(spans) > 1 else [], _naive(encoder, text, max_length))
+
+
+def test_a_100000_character_note_reads_only_what_the_model_reads(encoder):
+    text = " ".join(f"Visit {i} found no chest pain and no fever." for i in range(3000))
+    text = text[:100_000]
+    spans = split_sentences(text)
+    assert len(spans) > 1500
+    full = encoder.encode([text], 64)
+    limit = read_until(text, full[0])
+    assert full[0].truncated and 0 < limit < 1000
+    variants = encode_variants(encoder, [text], [spans], full, 64)[0]
+    read = [i for i, span in enumerate(spans) if span.start < limit]
+    assert 0 < len(read) < 20
+    assert all(variant is None for variant in variants[len(read) :])
+    # The sentences it reads give the same variants as tokenizing the whole text without them.
+    whole = encoder.encode([remove_span(text, spans, i) for i in read], 64)
+    _same(variants[: len(read)], [None if v.same_input(full[0]) else v for v in whole])
