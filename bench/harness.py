@@ -21,6 +21,7 @@ from typing import Any
 
 from gradlight.bench import corpus, workload
 from gradlight.bench.agreement import agreement
+from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.models import cached_artifact, label_count, reheaded
 from gradlight.bench.served import measure_served
 from gradlight.bench.summary import summarize_cell
@@ -67,16 +68,10 @@ def environment(options: BenchOptions) -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "cpu": cpu,
-        "cores_available": len(os.sched_getaffinity(0)),
+        "cpu": cpu_name(),
+        "cores_available": cores_available(),
         "threads": options.threads,
         "gpu": gpu,
         "provider": options.provider,

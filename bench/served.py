@@ -13,7 +13,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +27,32 @@ from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
 
 class ServerProcess:
-    """``gradlight serve ARTIFACT --port 0`` with the benchmark's provider and thread count."""
+    """``gradlight serve ARTIFACT --port 0`` with the benchmark's provider and thread count (and
+    any ``extra`` flags); its log is read all along (kept in ``log``), so it never blocks on a
+    full pipe."""
 
-    def __init__(self, artifact: Path, provider: str, threads: int) -> None:
+    def __init__(
+        self, artifact: Path, provider: str, threads: int, extra: Sequence[str] = ()
+    ) -> None:
         command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
         command += ["--port", "0", "--no-http", "--provider", provider]
-        command += ["--intra-op-threads", str(threads)]
+        command += ["--intra-op-threads", str(threads), *extra]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self.address = ""
+        self.log: list[str] = []
         for line in self.process.stderr:  # type: ignore[union-attr]
+            self.log.append(line)
             if match := re.search(r"gradlight serving on (\S+)", line):
                 self.address = match.group(1)
                 break
         if not self.address:
             self.process.kill()
-            raise RuntimeError("gradlight serve did not start (see its output above)")
+            raise RuntimeError("gradlight serve did not start:\n" + "".join(self.log[-20:]))
+        self._reader = threading.Thread(
+            target=lambda: self.log.extend(self.process.stderr),  # type: ignore[arg-type]
+            daemon=True,
+        )
+        self._reader.start()
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -47,6 +60,7 @@ class ServerProcess:
     def __exit__(self, *_exc: object) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(60)
+        self._reader.join(5)
 
 
 async def _level(

@@ -76,6 +76,24 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument(
         "--grace-period", type=float, default=_LIMITS.grace_period_s, help="seconds (SIGTERM)"
     )
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="PEM certificate (chain): gRPC and HTTP serve TLS only (with --tls-key)",
+    )
+    serve.add_argument(
+        "--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key of --tls-cert"
+    )
+    serve.add_argument(
+        "--auth-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="accepted bearer tokens, one per line (# comments): every call but the health "
+        "check and the visualizer page needs 'authorization: Bearer TOKEN'",
+    )
     serve.set_defaults(handler=_serve, log_level=logging.INFO)
 
 
@@ -112,6 +130,9 @@ def _serve(args: argparse.Namespace) -> int:
             max_receive_message_bytes=args.max_message_bytes,
             grace_period_s=args.grace_period,
         ),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        auth_token_file=args.auth_token_file,
     )
     serve(artifacts, engine, settings)
     return 0
@@ -133,6 +154,23 @@ def add_attribute_parser(commands: Any) -> None:
     attribute.add_argument("--json", action="store_true", help="print the raw response as JSON")
     attribute.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     attribute.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    attribute.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="connect with TLS, trusting this PEM root certificate",
+    )
+    attribute.add_argument(
+        "--tls", action="store_true", help="connect with TLS, trusting the system's roots"
+    )
+    attribute.add_argument(
+        "--auth-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="send the first token of FILE as 'authorization: Bearer TOKEN'",
+    )
     attribute.set_defaults(handler=_attribute)
 
 
@@ -142,8 +180,18 @@ def _attribute(args: argparse.Namespace) -> int:
 
     from gradlight.client import Client
     from gradlight.client.render import render_result
+    from gradlight.runtime.security import load_tokens
 
-    with Client(args.server, timeout=args.timeout) as client:
+    token = load_tokens(args.auth_token_file).first if args.auth_token_file else None
+    tls_ca = None
+    if args.tls_ca is not None:
+        try:
+            tls_ca = args.tls_ca.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"--tls-ca {args.tls_ca}: cannot be read ({exc.strerror})") from None
+    with Client(
+        args.server, timeout=args.timeout, tls=args.tls, tls_ca=tls_ca, token=token
+    ) as client:
         try:
             response = client.attribute(
                 args.texts,

@@ -9,6 +9,9 @@
         for token in result.tokens:
             print(result.text[token.start:token.end], list(token.scores))
 
+A server with TLS and tokens: ``Client(target, tls_ca="ca.pem", token="...")`` (``tls=True``
+trusts the system's roots; the token goes as ``authorization: Bearer`` metadata on every call).
+
 Responses are the protobuf messages of ``gradlight.v1`` (see proto/gradlight/v1/gradlight.proto).
 Errors are ``grpc.RpcError`` with the server's status code and message.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -20,6 +21,16 @@ class ServerNotReadyError(RuntimeError):
     """The server did not report SERVING in time."""
 
 
+def _root_certificates(tls_ca: bytes | str | Path) -> bytes:
+    """PEM bytes from PEM bytes, PEM text, or the path of a PEM file (a str that does not hold
+    a PEM block is a path)."""
+    if isinstance(tls_ca, bytes):
+        return tls_ca
+    if isinstance(tls_ca, str) and "-----BEGIN" in tls_ca:
+        return tls_ca.encode("ascii")
+    return Path(tls_ca).read_bytes()
+
+
 class Client:
     def __init__(
         self,
@@ -27,13 +38,35 @@ class Client:
         *,
         timeout: float | None = 60.0,
         channel: grpc.Channel | None = None,
+        tls: bool = False,
+        tls_ca: bytes | str | Path | None = None,
+        token: str | None = None,
     ) -> None:
-        """``timeout`` is the per-call deadline in seconds (None: no deadline)."""
+        """``timeout`` is the per-call deadline in seconds (None: no deadline).
+
+        TLS: ``tls_ca`` is the root certificate to trust (PEM bytes or text, or a file's path);
+        ``tls=True`` trusts the system's roots. ``token`` is sent as ``authorization: Bearer
+        <token>`` on every call, the health check included. ``channel``: a channel of your own
+        (then without ``tls``/``tls_ca``; ``token`` still applies)."""
         self.target = target
         self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        )
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        if channel is not None:
+            if tls or tls_ca is not None:
+                raise ValueError("give either channel or tls/tls_ca: a channel brings its own")
+            self._channel = channel
+        elif tls or tls_ca is not None:
+            roots = _root_certificates(tls_ca) if tls_ca is not None else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        if token is not None:
+            token = token.strip()
+            if not token or not token.isascii() or not token.isprintable() or " " in token:
+                raise ValueError("token must be printable ASCII without spaces")
+            self._metadata = (("authorization", f"Bearer {token}"),)
         self._stub = pb_grpc.AttributorStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -41,7 +74,7 @@ class Client:
         self, texts: Sequence[str], *, model: str = "", max_length: int = 0
     ) -> pb.PredictResponse:
         request = pb.PredictRequest(model=model, texts=list(texts), max_length=max_length)
-        return self._stub.Predict(request, timeout=self.timeout)
+        return self._stub.Predict(request, timeout=self.timeout, metadata=self._metadata)
 
     def attribute(
         self,
@@ -63,21 +96,25 @@ class Client:
             labels=list(labels),
             raw_scores=raw_scores,
         )
-        return self._stub.Attribute(request, timeout=self.timeout)
+        return self._stub.Attribute(request, timeout=self.timeout, metadata=self._metadata)
 
     def attribute_stream(
         self, requests: Iterable[pb.AttributeRequest], *, timeout: float | None = None
     ) -> Iterator[pb.AttributeResponse]:
         """One response per request, in order (the whole stream shares ``timeout``)."""
-        return self._stub.AttributeStream(iter(requests), timeout=timeout)
+        return self._stub.AttributeStream(iter(requests), timeout=timeout, metadata=self._metadata)
 
     def list_models(self) -> pb.ListModelsResponse:
-        return self._stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+        return self._stub.ListModels(
+            pb.ListModelsRequest(), timeout=self.timeout, metadata=self._metadata
+        )
 
     def health(self, service: str = "") -> str:
         """``SERVING``, ``NOT_SERVING``, ... as reported by the standard health service."""
         response = self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self.timeout,
+            metadata=self._metadata,
         )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 

@@ -42,6 +42,8 @@ class AttributorApi:
 
     async def drained(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the running calls; whether they all finished."""
+        if self._idle.is_set():
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except asyncio.TimeoutError:

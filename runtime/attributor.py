@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradlight.runtime.ablation import encode_variants
 from gradlight.runtime.batcher import DynamicBatcher, Row, RowOutput
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
@@ -24,7 +25,7 @@ from gradlight.runtime.requests import (
     resolve_max_length,
 )
 from gradlight.runtime.scores import normalize_scores
-from gradlight.runtime.sentences import SentenceSpan, remove_span, split_sentences
+from gradlight.runtime.sentences import SentenceSpan, split_sentences
 from gradlight.runtime.tokenization import EncodedText
 
 
@@ -79,9 +80,13 @@ class Attributor:
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
         subset = bool(options.labels)
-        plan = await asyncio.to_thread(
-            self._plan, texts, options, max_length, label_indices, subset
-        )
+        self.batcher.reserve(len(texts))  # a burst is refused before it is tokenized
+        try:
+            plan = await asyncio.to_thread(
+                self._plan, texts, options, max_length, label_indices, subset
+            )
+        finally:
+            self.batcher.release(len(texts))
         forward, attribution = await _gather(
             self.batcher.submit(FORWARD, plan.forward),
             self.batcher.submit(plan.attribution_graph, plan.attribution),
@@ -102,25 +107,18 @@ class Attributor:
         engine = self.engine
         encoded = engine.encode(texts, max_length)
         spans = [split_sentences(text) if options.sentence_attributions else [] for text in texts]
-        variant_texts = [
-            remove_span(text, text_spans, i)
-            for text, text_spans in zip(texts, spans, strict=True)
-            if len(text_spans) > 1
-            for i in range(len(text_spans))
-        ]
-        variants = iter(engine.encode(variant_texts, max_length) if variant_texts else [])
+        # A variant the model would see exactly as the full text (the sentence was cut off by
+        # truncation) is None: it scores exactly 0 and no row is run for it.
+        variants = encode_variants(engine.encoder, texts, spans, encoded, max_length)
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
-        for unit, (text_encoded, text_spans) in enumerate(zip(encoded, spans, strict=True)):
+        for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
             needs_full = options.sentence_attributions or not options.token_attributions
             plan.full_row.append(len(plan.forward) if needs_full else None)
             if needs_full:  # a text and its variants are one unit: one padded call
                 plan.forward.append(Row(text_encoded, unit=unit))
-            rows: list[int | None] = [None] * len(text_spans)
-            for i in range(len(text_spans) if len(text_spans) > 1 else 0):
-                variant = next(variants)
-                # A variant the model sees exactly as the full text (the sentence was cut off by
-                # truncation) scores exactly 0: no row is run for it.
-                if not variant.same_input(text_encoded):
+            rows: list[int | None] = [None] * len(text_variants)
+            for i, variant in enumerate(text_variants):
+                if variant is not None:
                     rows[i] = len(plan.forward)
                     plan.forward.append(Row(variant, unit=unit))
             plan.variants.append(rows)

@@ -21,14 +21,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.errors import QueueFullError, UnavailableError
+from gradlight.runtime.engine import Batch, Engine
+from gradlight.runtime.errors import InferenceError, QueueFullError, UnavailableError
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
 from gradlight.runtime.packing import DEFAULT_CALL_COST_TOKENS, plan_calls
 from gradlight.runtime.settings import BatchSettings
@@ -78,6 +78,7 @@ class DynamicBatcher:
         self.settings = settings
         self._queue: deque[_Work] = deque()
         self._queued_rows = 0
+        self._reserved_rows = 0  # rows of requests admitted but still being prepared
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlight-ort")
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +86,9 @@ class DynamicBatcher:
         self.calls = 0  # ONNX Runtime calls made
         self.dropped_rows = 0  # rows of cancelled requests, never computed
         self.history: deque[CallRecord] = deque(maxlen=256)
+        # Fault injection, for tests only (no flag sets it): called with each call's graph and
+        # padded inputs before ONNX Runtime runs them; it may change the inputs or raise.
+        self.fault_hook: Callable[[str, Batch], None] | None = None
         self.call_cost_tokens = (
             settings.call_cost_tokens
             if settings.call_cost_tokens is not None
@@ -101,18 +105,37 @@ class DynamicBatcher:
             raise ValueError(f"unknown graph {graph!r}")
         if not rows:
             return []
-        if self._closing or self._task is None:
-            raise UnavailableError("the server is shutting down; retry on another replica")
-        if self._queued_rows and self._queued_rows + len(rows) > self.settings.max_queue_size:
-            raise QueueFullError(
-                f"the queue for this model is full ({self._queued_rows} rows waiting, limit "
-                f"{self.settings.max_queue_size}); retry with backoff"
-            )
+        self._check_room(len(rows))
         work = _Work(graph, rows, asyncio.get_running_loop().create_future())
         self._queue.append(work)
         self._queued_rows += len(rows)
         self._arrived.set()
         return await work.future  # cancelling the caller cancels the future: work is dropped
+
+    @property
+    def waiting_rows(self) -> int:
+        """Rows queued or reserved by requests still being prepared."""
+        return self._queued_rows + self._reserved_rows
+
+    def reserve(self, rows: int) -> None:
+        """Hold room in the queue for ``rows`` that a request is still preparing (tokenizing),
+        so that a burst is refused at the door rather than after its work is done; refused like
+        a full queue. ``release`` gives the room back before the rows are submitted."""
+        self._check_room(rows)
+        self._reserved_rows += rows
+
+    def release(self, rows: int) -> None:
+        self._reserved_rows -= rows
+
+    def _check_room(self, rows: int) -> None:
+        if self._closing or self._task is None:
+            raise UnavailableError("the server is shutting down; retry on another replica")
+        waiting = self.waiting_rows
+        if waiting and waiting + rows > self.settings.max_queue_size:
+            raise QueueFullError(
+                f"the queue for this model is full ({waiting} rows waiting, limit "
+                f"{self.settings.max_queue_size}); retry with backoff"
+            )
 
     async def close(self) -> None:
         """Refuse new work, finish what is queued, stop the worker."""
@@ -189,16 +212,21 @@ class DynamicBatcher:
             except Exception as exc:
                 if len(members) == 1:
                     logger.exception("inference failed on %s", graph)
-                    outcomes[members[0]] = exc
+                    outcomes[members[0]] = InferenceError(graph)
                     continue
-                logger.warning("a batched call on %s failed; retrying its requests alone", graph)
+                logger.warning(
+                    "a batched call on %s failed (%s); retrying its %d requests alone",
+                    graph,
+                    exc,
+                    len(members),
+                )
                 results: list[list[RowOutput] | BaseException] = []
                 for index in members:
                     try:
                         results.extend(self._run_rows(graph, [works[index].rows]))
-                    except Exception as exc:
+                    except Exception:
                         logger.exception("inference failed on %s for one request", graph)
-                        results.append(exc)
+                        results.append(InferenceError(graph))
             for index, result in zip(members, results, strict=True):
                 outcomes[index] = result
         return outcomes
@@ -252,6 +280,8 @@ class DynamicBatcher:
     def _call(self, graph: str, rows: list[Row]) -> list[RowOutput]:
         engine = self.engine
         batch = engine.batch([row.encoded for row in rows])
+        if self.fault_hook is not None:
+            self.fault_hook(graph, batch)
         started = time.perf_counter()
         if graph == FORWARD:
             logits = engine.forward(batch)

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def shown(value: str, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters: a message
+    quotes what the client sent without echoing a megabyte of it back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 class GradlightError(Exception):
     """Base class of the errors gradlight reports to its users."""
 
@@ -29,3 +36,24 @@ class QueueFullError(GradlightError):
 
 class UnavailableError(GradlightError):
     """The server is shutting down or not ready; maps to UNAVAILABLE."""
+
+
+class SecurityConfigError(GradlightError):
+    """A TLS certificate or key, or an auth token file, is missing, unreadable or malformed; the
+    message names the file (and never shows a token)."""
+
+
+class UnauthenticatedError(GradlightError):
+    """A call without an accepted bearer token; maps to UNAUTHENTICATED (HTTP 401). The message
+    says what to send and never echoes what was sent."""
+
+
+class InferenceError(GradlightError):
+    """ONNX Runtime failed on a request's rows (the traceback is in the server log); maps to
+    INTERNAL."""
+
+    def __init__(self, graph: str) -> None:
+        super().__init__(
+            f"inference failed on the {graph} graph for this request; the server log has the "
+            "details (other requests were answered)"
+        )

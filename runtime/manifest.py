@@ -146,6 +146,7 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{path} is incomplete or malformed: {exc!r}") from exc
+    _check_fields(path, manifest)
     if FORWARD not in manifest.graphs or ATTRIBUTION_COTANGENT not in manifest.graphs:
         raise ArtifactError(
             f"{path} must name a {FORWARD!r} and an {ATTRIBUTION_COTANGENT!r} graph"
@@ -153,6 +154,22 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
     if verify_files:
         verify_artifact_files(artifact_dir, manifest)
     return manifest
+
+
+def _check_fields(path: Path, manifest: Manifest) -> None:
+    labels = manifest.labels
+    if len(labels) < 2 or not all(isinstance(label, str) and label for label in labels):
+        raise ArtifactError(f"{path}: labels must be 2 or more non-empty strings, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        raise ArtifactError(f"{path}: labels must be distinct; listed twice: {twice}")
+    if manifest.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
+        raise ArtifactError(
+            f"{path}: unknown problem_type {manifest.problem_type!r}; expected {SINGLE_LABEL!r} "
+            f"or {MULTI_LABEL!r}"
+        )
+    if manifest.max_length < 2:
+        raise ArtifactError(f"{path}: max_length must be at least 2, got {manifest.max_length}")
 
 
 def verify_artifact_files(artifact_dir: Path, manifest: Manifest) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from gradlight.runtime.attributor import Attributor
 from gradlight.runtime.batcher import DynamicBatcher
 from gradlight.runtime.engine import Engine
-from gradlight.runtime.errors import ModelNotFoundError, RequestError
+from gradlight.runtime.errors import ModelNotFoundError, RequestError, shown
 from gradlight.runtime.settings import BatchSettings, EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -100,5 +100,5 @@ class ModelRegistry:
             return self.models[name]
         except KeyError:
             raise ModelNotFoundError(
-                f"model {name!r} is not served; serving: {', '.join(self.models)}"
+                f"model {shown(name)} is not served; serving: {', '.join(self.models)}"
             ) from None

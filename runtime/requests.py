@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gradlight.runtime.errors import RequestError
+from gradlight.runtime.errors import RequestError, shown
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,14 @@ def resolve_labels(requested: Sequence[str], limits: ModelLimits) -> tuple[int, 
     indices = []
     for position, label in enumerate(requested):
         if label not in index_of:
-            shown = ", ".join(repr(name) for name in limits.labels[:20])
+            listed = ", ".join(repr(name) for name in limits.labels[:20])
             more = " ..." if len(limits.labels) > 20 else ""
             raise RequestError(
                 f"labels[{position}]",
-                f"unknown label {label!r}; the model's labels are {shown}{more}",
+                f"unknown label {shown(label)}; the model's labels are {listed}{more}",
             )
         if label in seen:
-            raise RequestError(f"labels[{position}]", f"label {label!r} is listed twice")
+            raise RequestError(f"labels[{position}]", f"label {shown(label)} is listed twice")
         seen.add(label)
         indices.append(index_of[label])
     return tuple(indices)

@@ -1,5 +1,6 @@
 """The server's lifecycle: gRPC (with health and reflection) and, optionally, the HTTP
-visualizer and JSON endpoints, both on the same engines and batchers; graceful stop."""
+visualizer and JSON endpoints, both on the same engines and batchers, both behind the same TLS
+and bearer tokens when asked; graceful stop."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from grpc_reflection.v1alpha import reflection
 
 from gradlight.runtime.api import AttributorApi
 from gradlight.runtime.engine import Engine
+from gradlight.runtime.grpc_auth import BearerTokenInterceptor
 from gradlight.runtime.models import ModelRegistry, load_engines
+from gradlight.runtime.security import Security, is_loopback, load_security
 from gradlight.runtime.service import AttributorService
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
 from gradlight.runtime.web import HttpServer, WebApp, start_http
@@ -38,11 +41,32 @@ class ServerSettings:
     http_port: int | None = None  # the visualizer and JSON endpoints; None = no HTTP server
     batch: BatchSettings = field(default_factory=BatchSettings)
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    # PEM files: TLS on both servers (both or neither), and the accepted bearer tokens (one
+    # per line). Only the paths live here; the files are read when the server starts.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth_token_file: Path | None = None
 
     def __post_init__(self) -> None:
         for name, port in (("port", self.port), ("http_port", self.http_port)):
             if port is not None and not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be between 0 and 65535, got {port}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = (
+                ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
+            )
+            raise ValueError(
+                f"{given} is given without {missing}: TLS needs the certificate and its key "
+                "(--tls-cert and --tls-key), or neither"
+            )
+        for name in ("tls_cert", "tls_key", "auth_token_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+    def load_security(self) -> Security:
+        """Read and check the TLS and token files (errors name the file)."""
+        return load_security(self.tls_cert, self.tls_key, self.auth_token_file)
 
 
 class RunningServer:
@@ -59,6 +83,7 @@ class RunningServer:
         http: HttpServer | None,
         ready: asyncio.Event,
         api: AttributorApi,
+        security: Security,
     ) -> None:
         self.server = server
         self.port = port
@@ -68,6 +93,7 @@ class RunningServer:
         self.http = http
         self._ready = ready
         self.api = api
+        self.security = security
         self._stopping: asyncio.Task[None] | None = None
 
     @property
@@ -108,16 +134,22 @@ class RunningServer:
         await self.server.wait_for_termination()
 
 
-async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) -> RunningServer:
-    """Serve already loaded (and warmed up) engines; returns once the port is bound."""
+async def start_server(
+    engines: Mapping[str, Engine], settings: ServerSettings, security: Security | None = None
+) -> RunningServer:
+    """Serve already loaded (and warmed up) engines; returns once the port is bound.
+    ``security``: the loaded TLS and token files (default: loaded from ``settings`` now)."""
+    if security is None:
+        security = settings.load_security()
     limits = settings.limits
     registry = ModelRegistry(engines, settings.batch, limits.max_texts_per_request)
     server = grpc.aio.server(
+        interceptors=[BearerTokenInterceptor(security.tokens)] if security.tokens else None,
         options=[
             ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
             ("grpc.max_send_message_length", limits.max_send_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     api = AttributorApi(registry)
     pb_grpc.add_AttributorServicer_to_server(AttributorService(api), server)
@@ -128,7 +160,11 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if security.tls is not None:
+        port = server.add_secure_port(address, security.tls.grpc_credentials())
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port} (in use?)")
     ready = asyncio.Event()
@@ -139,8 +175,15 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
             max_body_bytes=limits.max_receive_message_bytes,
             is_serving=ready.is_set,
             bind_host=settings.host,
+            tokens=security.tokens,
         ).build()
-        http = await start_http(app, settings.host, settings.http_port, limits.grace_period_s)
+        http = await start_http(
+            app,
+            settings.host,
+            settings.http_port,
+            limits.grace_period_s,
+            ssl_context=security.tls.context if security.tls is not None else None,
+        )
     registry.start()
     try:
         await server.start()
@@ -152,7 +195,9 @@ async def start_server(engines: Mapping[str, Engine], settings: ServerSettings) 
     await health_service.set("", SERVING)
     await health_service.set(SERVICE_NAME, SERVING)
     ready.set()
-    running = RunningServer(server, port, registry, health_service, settings, http, ready, api)
+    running = RunningServer(
+        server, port, registry, health_service, settings, http, ready, api, security
+    )
     _log_summary(running)
     return running
 
@@ -171,6 +216,21 @@ def _log_summary(running: RunningServer) -> None:
             engine.settings.inter_op_threads,
         )
     logger.info("batching: %s; limits: %s", settings.batch, settings.limits)
+    security = running.security
+    logger.info("security: %s", security.describe())
+    if not is_loopback(settings.host):
+        if security.tls is None:
+            logger.warning(
+                "%s is reachable from other machines and TLS is off: requests, answers and "
+                "tokens travel in clear text (give --tls-cert and --tls-key)",
+                settings.host,
+            )
+        if security.tokens is None:
+            logger.warning(
+                "%s is reachable from other machines and authentication is off: anyone who "
+                "reaches it can use it (give --auth-token-file)",
+                settings.host,
+            )
     if running.http is not None:
         logger.info("visualizer and JSON endpoints on %s", running.http.url)
     logger.info("gradlight serving on %s", running.address)
@@ -182,12 +242,15 @@ def serve(
     settings: ServerSettings,
 ) -> None:
     """Load, warm up and serve until SIGTERM or SIGINT; then stop gracefully."""
+    security = settings.load_security()  # bad TLS or token files fail before the models load
     engines = load_engines(artifacts, engine_settings)
-    asyncio.run(_serve(engines, settings))
+    asyncio.run(_serve(engines, settings, security))
 
 
-async def _serve(engines: Mapping[str, Engine], settings: ServerSettings) -> None:
-    running = await start_server(engines, settings)
+async def _serve(
+    engines: Mapping[str, Engine], settings: ServerSettings, security: Security
+) -> None:
+    running = await start_server(engines, settings, security)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

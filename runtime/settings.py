@@ -45,8 +45,9 @@ class BatchSettings:
     - ``max_wait_ms``: how long the first waiting row may wait for others to join its batch.
     - ``max_tokens_per_batch``: rows x padded length per call; larger batches are split (a single
       row longer than this still runs, alone).
-    - ``max_queue_size``: rows waiting per model; a request that would exceed it is refused with
-      RESOURCE_EXHAUSTED (a request is admitted whole into an empty queue whatever its size).
+    - ``max_queue_size``: rows waiting per model (queued, or texts still being tokenized); a
+      request that would exceed it is refused with RESOURCE_EXHAUSTED (a request is admitted
+      whole into an empty queue whatever its size).
     - ``call_cost_tokens``: the fixed cost of one ONNX Runtime call, in padded tokens: rows are
       cut into separate calls where padding them together would cost more (None: by execution
       provider, 16 on CPU and 4096 on CUDA; large values batch everything the limits allow).

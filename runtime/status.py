@@ -7,9 +7,11 @@ import logging
 import grpc
 
 from gradlight.runtime.errors import (
+    InferenceError,
     ModelNotFoundError,
     QueueFullError,
     RequestError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -19,6 +21,7 @@ INTERNAL_MESSAGE = "internal error while serving the request; the server log has
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
@@ -36,7 +39,11 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, QueueFullError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, UnauthenticatedError):
+        return grpc.StatusCode.UNAUTHENTICATED, str(exc)
     if isinstance(exc, UnavailableError):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, InferenceError):  # its traceback is logged where it happened
+        return grpc.StatusCode.INTERNAL, str(exc)
     logger.error("unexpected error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE

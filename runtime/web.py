@@ -7,12 +7,16 @@ gRPC API, served from the same process, engines and batchers.
 - ``POST /v1/attribute``: ``AttributeRequest`` -> ``AttributeResponse``.
 - ``GET /healthz``: ``{"status": "SERVING"}`` (200) or ``NOT_SERVING`` (503).
 
+With tokens (``--auth-token-file``) every route but ``/``, ``/healthz`` and ``/favicon.ico``
+needs ``Authorization: Bearer <token>``; without one the answer is 401 with
+``WWW-Authenticate: Bearer realm="gradlight"``. With TLS the server speaks HTTPS only.
+
 Bodies are protobuf's JSON mapping of the same messages: a request may name fields by their
 proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names and
 print every field. POST bodies must be ``Content-Type: application/json`` (so a cross-site form
 cannot post to a local server). Errors are ``{"error": {"code": ..., "message": ...}}`` with the
-gRPC code's name and an HTTP status: 400 bad field, 404 unknown model, 413 body too large, 415
-wrong content type, 429 queue full, 503 shutting down, 500 anything else.
+gRPC code's name and an HTTP status: 400 bad field, 401 no accepted token, 404 unknown model, 413
+body too large, 415 wrong content type, 429 queue full, 503 shutting down, 500 anything else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,13 +40,15 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from gradlight.runtime.api import AttributorApi
-from gradlight.runtime.errors import RequestError
+from gradlight.runtime.errors import RequestError, shown
+from gradlight.runtime.security import WWW_AUTHENTICATE, TokenSet
 from gradlight.runtime.status import HTTP_STATUS, status_for
 from gradlight.v1 import gradlight_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/favicon.ico"})  # reachable without a token
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,7 +93,7 @@ class Page:
 _FIELD_KIND = {  # what a field must be: (one value, several values)
     FieldDescriptor.TYPE_STRING: ("a string (valid Unicode)", "strings (valid Unicode)"),
     FieldDescriptor.TYPE_BOOL: ("true or false", "true or false values"),
-    FieldDescriptor.TYPE_INT32: ("an integer", "integers"),
+    FieldDescriptor.TYPE_INT32: ("a 32-bit integer", "32-bit integers"),
 }
 
 
@@ -169,6 +176,7 @@ class WebApp:
         is_serving: Callable[[], bool],
         bind_host: str = "127.0.0.1",
         page: Page | None = None,
+        tokens: TokenSet | None = None,
     ) -> None:
         self.api = api
         self.max_body_bytes = max_body_bytes
@@ -177,10 +185,12 @@ class WebApp:
         # whose domain was rebound to 127.0.0.1 (DNS rebinding) is refused.
         self.allowed_hosts = LOOPBACK_NAMES if bind_host in LOOPBACK_NAMES else None
         self.page = page or Page.load()
+        self.tokens = tokens  # None: no authentication
 
     def build(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.max_body_bytes, middlewares=[self._errors, self._host_check]
+            client_max_size=self.max_body_bytes,
+            middlewares=[self._errors, self._host_check, self._auth],
         )
         app.router.add_get("/", self.index)
         app.router.add_get("/healthz", self.health)
@@ -216,7 +226,10 @@ class WebApp:
         except Exception as exc:
             code, message = status_for(exc)
             outcome = str(HTTP_STATUS.get(code, 500))
-            return _error(code, message)
+            response = _error(code, message)
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+            return response
         finally:
             logger.debug(
                 "HTTP %s %s %s %.1f ms",
@@ -236,6 +249,14 @@ class WebApp:
                 "answers 127.0.0.1, localhost and [::1]; bind another --host to serve other "
                 "names)",
             )
+        return await handler(request)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every route but the page and the health check needs an accepted bearer token
+        (UnauthenticatedError: 401 from ``_errors``)."""
+        if self.tokens is not None and request.path not in PUBLIC_PATHS:
+            self.tokens.check(request.headers.getall("Authorization", []))
         return await handler(request)
 
     async def index(self, request: web.Request) -> web.Response:
@@ -287,32 +308,40 @@ class _UnsupportedMediaType(RequestError):
     def __init__(self, content_type: str) -> None:
         super().__init__(
             "Content-Type",
-            f"is {content_type!r}; send the body as application/json",
+            f"is {shown(content_type)}; send the body as application/json",
         )
 
 
 class HttpServer:
     """A started HTTP server (``port`` is the bound one, useful with port 0)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(self, runner: web.AppRunner, host: str, port: int, scheme: str = "http") -> None:
         self.runner = runner
         self.host = host
         self.port = port
+        self.scheme = scheme
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{self.scheme}://{host}:{self.port}/"
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the runner's shutdown timeout)."""
         await self.runner.cleanup()
 
 
-async def start_http(app: web.Application, host: str, port: int, grace: float) -> HttpServer:
+async def start_http(
+    app: web.Application,
+    host: str,
+    port: int,
+    grace: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> HttpServer:
+    """Bind and start; with ``ssl_context`` the server speaks HTTPS only."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -321,4 +350,5 @@ async def start_http(app: web.Application, host: str, port: int, grace: float) -
             f"could not bind the HTTP server to {host}:{port} ({exc.strerror}); choose another "
             "--http-port, or --no-http to serve gRPC only"
         ) from exc
-    return HttpServer(runner, host, runner.addresses[0][1])
+    scheme = "https" if ssl_context is not None else "http"
+    return HttpServer(runner, host, runner.addresses[0][1], scheme)

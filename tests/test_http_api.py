@@ -9,37 +9,14 @@ import urllib.error
 import urllib.request
 
 import pytest
-from google.protobuf import json_format
+from http_json import grpc_json, request, request_json
 
 TEXT = "The patient denies chest pain. No evidence of pneumonia."
 
 
-def _request(url, body=None, *, content_type="application/json", method=None, headers=None):
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
-def _json(url, body=None, **kwargs):
-    status, _, payload = _request(url, body, **kwargs)
-    return status, json.loads(payload)
-
-
-def _grpc_json(message):
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
 def test_attribute_over_http_equals_grpc(tiny_server, tiny_client):
     texts = [TEXT, "Café résumé naïve — 東京 😀."]
-    status, answer = _json(
+    status, answer = request_json(
         tiny_server.http_url + "v1/attribute",
         {
             "model": "bert",
@@ -53,24 +30,24 @@ def test_attribute_over_http_equals_grpc(tiny_server, tiny_client):
     expected = tiny_client.attribute(
         texts, model="bert", sentence_attributions=True, raw_scores=True
     )
-    assert answer == _grpc_json(expected)
+    assert answer == grpc_json(expected)
     assert answer["results"][1]["text"] == texts[1]  # non-ASCII survives the round trip
 
 
 def test_predict_models_and_camel_case_names(tiny_server, tiny_client):
     url = tiny_server.http_url
-    status, answer = _json(url + "v1/predict", {"model": "roberta", "texts": [TEXT]})
+    status, answer = request_json(url + "v1/predict", {"model": "roberta", "texts": [TEXT]})
     assert status == 200
-    assert answer == _grpc_json(tiny_client.predict([TEXT], model="roberta"))
+    assert answer == grpc_json(tiny_client.predict([TEXT], model="roberta"))
     # protobuf's JSON names are accepted as well as the proto names.
-    status, camel = _json(
+    status, camel = request_json(
         url + "v1/attribute",
         {"model": "bert", "texts": [TEXT], "tokenAttributions": True, "maxLength": 12},
     )
     assert status == 200 and camel["results"][0]["num_tokens"] == 12
     assert len(camel["results"][0]["tokens"]) == 12
-    status, models = _json(url + "v1/models")
-    assert status == 200 and models == _grpc_json(tiny_client.list_models())
+    status, models = request_json(url + "v1/models")
+    assert status == 200 and models == grpc_json(tiny_client.list_models())
 
 
 @pytest.mark.parametrize(
@@ -86,7 +63,7 @@ def test_predict_models_and_camel_case_names(tiny_server, tiny_client):
             {"model": "bert", "texts": [TEXT], "max_length": "long"},
             400,
             "INVALID_ARGUMENT",
-            'max_length: must be an integer, got "long"',
+            'max_length: must be a 32-bit integer, got "long"',
         ),
         (
             {"model": "bert", "texts": [TEXT], "raw_scores": "yes"},
@@ -117,7 +94,7 @@ def test_predict_models_and_camel_case_names(tiny_server, tiny_client):
     ],
 )
 def test_bad_bodies_get_a_status_naming_the_field(tiny_server, body, status, code, fragment):
-    got, answer = _json(tiny_server.http_url + "v1/attribute", body)
+    got, answer = request_json(tiny_server.http_url + "v1/attribute", body)
     assert got == status, answer
     assert answer["error"]["code"] == code
     assert fragment in answer["error"]["message"]
@@ -125,14 +102,14 @@ def test_bad_bodies_get_a_status_naming_the_field(tiny_server, body, status, cod
 
 def test_odd_json_is_a_clear_400(tiny_server):
     url = tiny_server.http_url + "v1/attribute"
-    status, answer = _json(url, b'{"model": "bert", "texts": ["\\ud800"]}')  # lone surrogate
+    status, answer = request_json(url, b'{"model": "bert", "texts": ["\\ud800"]}')  # lone surrogate
     assert (
         status == 400
         and "texts: must be a list of strings (valid Unicode)" in (answer["error"]["message"])
     )
-    status, answer = _json(url, b"[" * 100_000 + b"]" * 100_000)
+    status, answer = request_json(url, b"[" * 100_000 + b"]" * 100_000)
     assert status == 400 and answer["error"]["message"].startswith("body: is not")
-    status, answer = _json(url, b'{"max_length": ' + b"9" * 5000 + b"}")
+    status, answer = request_json(url, b'{"max_length": ' + b"9" * 5000 + b"}")
     assert status == 400 and answer["error"]["message"].startswith("body: is not")
 
 
@@ -146,7 +123,7 @@ def test_a_rebound_host_name_is_refused(tiny_server):
         (f"127.0.0.1:{port}", True),
         (f"[::1]:{port}", True),
     ]:
-        status, _, payload = _request(tiny_server.http_url + "v1/models", headers={"Host": host})
+        status, _, payload = request(tiny_server.http_url + "v1/models", headers={"Host": host})
         assert (status == 200) == allowed, host
         if not allowed:
             assert status == 403
@@ -155,24 +132,26 @@ def test_a_rebound_host_name_is_refused(tiny_server):
 
 def test_transport_errors_are_json_too(tiny_server):
     url = tiny_server.http_url
-    status, answer = _json(url + "v1/attribute", {"texts": [TEXT]}, content_type="text/plain")
+    status, answer = request_json(
+        url + "v1/attribute", {"texts": [TEXT]}, content_type="text/plain"
+    )
     assert status == 415 and "Content-Type: is 'text/plain'" in answer["error"]["message"]
     big = json.dumps({"model": "bert", "texts": ["x" * (9 * 1024 * 1024)]}).encode()
-    status, answer = _json(url + "v1/attribute", big)
+    status, answer = request_json(url + "v1/attribute", big)
     assert status == 413 and "body: is larger than the limit" in answer["error"]["message"]
-    status, answer = _json(url + "v1/nothing-here")
+    status, answer = request_json(url + "v1/nothing-here")
     assert status == 404 and answer["error"]["code"] == "NOT_FOUND"
-    status, answer = _json(url + "v1/attribute")  # GET
+    status, answer = request_json(url + "v1/attribute")  # GET
     assert status == 405
-    status, answer = _json(url + "healthz")
+    status, answer = request_json(url + "healthz")
     assert status == 200 and answer == {"status": "SERVING"}
     # And the server still answers after all of that.
-    status, answer = _json(url + "v1/predict", {"model": "bert", "texts": [TEXT]})
+    status, answer = request_json(url + "v1/predict", {"model": "bert", "texts": [TEXT]})
     assert status == 200 and answer["results"][0]["text"] == TEXT
 
 
 def test_the_page_is_self_contained_and_locked_down(tiny_server):
-    status, headers, html = _request(tiny_server.http_url)
+    status, headers, html = request(tiny_server.http_url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     text = html.decode()
     assert "http://" not in text and "https://" not in text and "//cdn" not in text
@@ -196,7 +175,8 @@ def test_in_flight_http_requests_finish_during_a_graceful_stop(engine_for):
     with ThreadPoolExecutor(4) as pool:
         # The only model is served: requests may leave "model" out.
         asked = [
-            pool.submit(_json, url + "v1/predict", {"texts": [f"{TEXT} {i}"]}) for i in range(4)
+            pool.submit(request_json, url + "v1/predict", {"texts": [f"{TEXT} {i}"]})
+            for i in range(4)
         ]
         time.sleep(0.2)  # the requests wait in the batcher (max_wait_ms=500)
         server.stop(grace=5.0)

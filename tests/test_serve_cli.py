@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -15,59 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+from processes import ServeProcess, gradlight
 
 from gradlight.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "The patient denies chest pain. No evidence of pneumonia."
-
-
-def _gradlight(*args):
-    return [sys.executable, "-m", "gradlight.cli.main", *args]
-
-
-class ServeProcess:
-    def __init__(self, *args):
-        self.process = subprocess.Popen(
-            _gradlight(
-                "serve",
-                *args,
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-                "--provider",
-                "cpu",
-                "--grace-period",
-                "5",
-            ),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.log: list[str] = []
-        self.address = None
-        self.http_url = None
-        deadline = time.monotonic() + 120
-        while self.address is None and time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            if match := re.search(r"visualizer and JSON endpoints on (\S+)", line):
-                self.http_url = match.group(1)
-            if match := re.search(r"gradlight serving on (\S+)", line):
-                self.address = match.group(1)
-        assert self.address, "".join(self.log)
-        self._reader = threading.Thread(
-            target=lambda: self.log.extend(self.process.stderr), daemon=True
-        )
-        self._reader.start()
-
-    def terminate(self):
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(60)
-        self._reader.join(5)
-        return code
 
 
 def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
@@ -129,7 +80,7 @@ def test_attribute_command_prints_prediction_and_json(exported):
     server = ServeProcess(str(exported("bert")))
     try:
         plain = subprocess.run(
-            _gradlight("attribute", "--server", server.address, "--sentences", "--no-color", TEXT),
+            gradlight("attribute", "--server", server.address, "--sentences", "--no-color", TEXT),
             capture_output=True,
             text=True,
             check=True,
@@ -138,7 +89,7 @@ def test_attribute_command_prints_prediction_and_json(exported):
         assert "[+" in plain or "[-" in plain
         assert "No evidence of pneumonia." in plain
         raw = subprocess.run(
-            _gradlight(
+            gradlight(
                 "attribute", "--server", server.address, "--json", "--label", "label_2", TEXT
             ),
             capture_output=True,
@@ -149,7 +100,7 @@ def test_attribute_command_prints_prediction_and_json(exported):
         assert response["results"][0]["labels"] == ["label_2"]
         assert response["results"][0]["tokens"][0]["start"] == 0
         bad = subprocess.run(
-            _gradlight("attribute", "--server", server.address, "--label", "nope", TEXT),
+            gradlight("attribute", "--server", server.address, "--label", "nope", TEXT),
             capture_output=True,
             text=True,
         )
@@ -161,7 +112,7 @@ def test_attribute_command_prints_prediction_and_json(exported):
 
 def test_serve_refuses_a_missing_artifact_with_a_clear_message(tmp_path):
     result = subprocess.run(
-        _gradlight("serve", str(tmp_path / "nothing"), "--port", "0"),
+        gradlight("serve", str(tmp_path / "nothing"), "--port", "0"),
         capture_output=True,
         text=True,
     )
@@ -170,7 +121,7 @@ def test_serve_refuses_a_missing_artifact_with_a_clear_message(tmp_path):
 
 
 def test_the_serving_path_does_not_import_torch(exported):
-    script = Path(__file__).with_name("torch_free_serving.py")
+    script = Path(__file__).with_name("isolated_serving.py")
     result = subprocess.run(
         [sys.executable, str(script), str(exported("bert"))], capture_output=True, text=True
     )

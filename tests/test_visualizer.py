@@ -1,13 +1,15 @@
 """The visualizer page in real headless Chromium (Debian's /usr/bin/chromium, driven by
 Playwright), against the real server: predictions equal gRPC's, colours follow the scores'
 signs, tooltips carry exact scores, word and contrast views compute what they say, the URL
-reopens a view, the JSON download is the API's answer, and input text never runs."""
+reopens a view, the JSON download is the API's answer, input text never runs, and a server with
+tokens gets its token from a prompt."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 import time
 import urllib.parse
 from pathlib import Path
@@ -378,6 +380,104 @@ def test_the_demo_classifier_page_explains_the_example_sensibly(browser, minilm)
             page.close()
 
 
+def test_a_server_with_tokens_gets_its_token_from_a_prompt(browser, engine_for, tmp_path):
+    """With --auth-token-file the page asks for the token, says when it is refused, keeps it in
+    the tab's sessionStorage (never in the URL) and sends it with every call; a refused
+    explanation is retried once a token is given."""
+    from serving import ServerThread
+
+    from gradlight.client import Client
+    from gradlight.runtime.server import ServerSettings
+
+    token = "page-" + secrets.token_urlsafe(24)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# the page's\n{token}\n")
+    tokens.chmod(0o600)
+    settings = ServerSettings(port=0, http_port=0, auth_token_file=tokens)
+    with ServerThread({"bert": engine_for("bert")}, settings) as server:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        problems: list[str] = []
+        calls = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on(
+            "request",
+            lambda request: (
+                calls.append(request)
+                if request.url.startswith(server.http_url + "v1/")
+                else None
+                if request.url.startswith(server.http_url)
+                else problems.append(f"external request: {request.url}")
+            ),
+        )
+        try:
+            page.goto(server.http_url + "#" + urllib.parse.urlencode({"text": TEXT}))
+            page.wait_for_selector("body[data-state=auth]")
+            assert page.is_visible("#auth") and page.get_attribute("#token", "type") == "password"
+            assert "needs an access token" in page.text_content("#status")
+            assert "UNAUTHENTICATED" in page.text_content("#status")
+
+            page.evaluate("document.body.dataset.state = 'busy'")
+            page.fill("#token", "wrong-" + token)
+            page.click("#token-submit")
+            page.wait_for_selector("body[data-state=auth]")
+            assert "refused" in page.text_content("#status") and page.is_visible("#auth")
+
+            page.fill("#token", token)
+            page.press("#token", "Enter")
+            page.wait_for_selector("body[data-state=done]", timeout=60_000)
+            assert page.is_hidden("#auth")
+            assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == [
+                "bert"
+            ]
+            with Client(server.address, token=token) as client:
+                expected = client.attribute(
+                    [TEXT], model="bert", sentence_attributions=True, raw_scores=True
+                ).results[0]
+            assert page.text_content("#predicted") == expected.predicted_label
+            items = _items(page)
+            assert len(items) == len(expected.tokens)
+            column = list(expected.labels).index(expected.predicted_label)  # shown by default
+            for (_, score, _, _), piece in zip(items, expected.tokens, strict=True):
+                assert score == pytest.approx(piece.scores[column], abs=1e-5)
+            assert page.evaluate("sessionStorage.getItem('gradlight.token')") == token
+            assert token not in page.url
+
+            # A token refused later (revoked): the explanation asks again, then goes through.
+            page.evaluate("state.token = 'revoked-token'")
+            page.evaluate("document.body.dataset.state = 'busy'")
+            page.click("#submit")
+            page.wait_for_selector("body[data-state=auth]")
+            assert page.is_visible("#auth")
+            page.fill("#token", token)
+            page.click("#token-submit")
+            page.wait_for_selector("body[data-state=done]", timeout=60_000)
+            assert page.text_content("#predicted") == expected.predicted_label
+
+            # The tab keeps the token: a reload explains without asking.
+            page.reload()
+            page.wait_for_selector("body[data-state=done]", timeout=60_000)
+            assert page.is_hidden("#auth")
+            sent = [
+                (call.url.removeprefix(server.http_url), call.all_headers().get("authorization"))
+                for call in calls
+            ]
+        finally:
+            context.close()
+    bearer = f"Bearer {token}"
+    assert sent == [
+        ("v1/models", None),
+        ("v1/models", f"Bearer wrong-{token}"),
+        ("v1/models", bearer),
+        ("v1/attribute", bearer),
+        ("v1/attribute", "Bearer revoked-token"),
+        ("v1/attribute", bearer),
+        ("v1/models", bearer),
+        ("v1/attribute", bearer),
+    ]
+    assert not problems, problems
+
+
 def _record(name, value):
     """Timings seen in the browser, written next to the screenshots (not asserted)."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -385,3 +485,42 @@ def _record(name, value):
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = value
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def test_label_names_from_a_hostile_artifact_are_shown_as_text(browser, exported, tmp_path):
+    """The artifact is input too: label names that are markup (the manifest rewritten; labels
+    are names only, so the graphs still load) are shown, never run, in every place the page
+    prints a label."""
+    import shutil
+
+    from serving import ServerThread
+
+    from gradlight.runtime.engine import Engine
+    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.settings import EngineSettings
+
+    artifact = tmp_path / "hostile"
+    shutil.copytree(exported("bert"), artifact)
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    labels = ['<img src=x onerror=alert("a")>', "<script>alert('b')</script>", "c&amp;<b>d</b>"]
+    manifest["labels"] = labels
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    engine = Engine(artifact, EngineSettings(provider="cpu"))
+    with ServerThread({"bert": engine}, ServerSettings(port=0, http_port=0)) as server:
+        context = browser.new_context()
+        page = context.new_page()
+        problems = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("dialog", lambda dialog: (problems.append(dialog.message), dialog.dismiss()))
+        fragment = urllib.parse.urlencode({"text": TEXT, "label": labels[1], "versus": labels[0]})
+        page.goto(server.http_url + "#" + fragment)
+        page.wait_for_selector("body[data-state=done]", timeout=60_000)
+        page.hover("#text-view .item:not(.special)")
+        shown = page.text_content("body")
+        for label in labels:
+            assert label in shown
+        options = page.eval_on_selector_all("#label option", "nodes => nodes.map(n => n.value)")
+        assert options == labels
+        assert page.query_selector("main img, main script, main b") is None
+        context.close()
+    assert not problems, problems

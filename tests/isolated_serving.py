@@ -1,15 +1,45 @@
 """Run as a script: serve an artifact and answer a gRPC and an HTTP request with torch made
-unimportable, then fail if torch, transformers or onnx were imported. Argument: the artifact
-directory."""
+unimportable and an audit hook (PEP 578) watching; then fail if torch, transformers or onnx
+were imported, or if anything was unpickled, a process spawned, or code compiled, run, imported
+or loaded from the artifact's directory. Argument: the artifact directory."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import urllib.request
 
 sys.modules["torch"] = None  # type: ignore[assignment]  # importing torch now raises
+
+ARTIFACT = os.path.realpath(sys.argv[1])
+SPAWNING = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "subprocess.Popen"}
+violations: list[str] = []
+
+
+def _inside_artifact(value: object) -> bool:
+    path = getattr(value, "co_filename", value)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    return isinstance(path, str) and os.path.realpath(path).startswith(ARTIFACT)
+
+
+def audit(event: str, args: tuple) -> None:
+    if event == "pickle.find_class" or event in SPAWNING:
+        violations.append(f"{event}{args!r}"[:200])
+    elif event in ("exec", "compile", "ctypes.dlopen") and args and _inside_artifact(args[-1]):
+        violations.append(f"{event} of code from the artifact")
+    elif event == "import" and any(_inside_artifact(entry) for entry in args[2] or ()):
+        violations.append(f"import {args[0]} with the artifact on sys.path")
+
+
+sys.addaudithook(audit)
+# The hook must see what it watches for: unpickling a global is caught (then forgotten).
+pickle = __import__("pickle")
+pickle.loads(pickle.dumps(os.path.join))
+assert violations and violations[0].startswith("pickle.find_class"), violations
+violations.clear()
 
 from gradlight.cli.main import build_parser  # noqa: E402
 from gradlight.client import Client  # noqa: E402
@@ -47,3 +77,5 @@ if __name__ == "__main__":
     loaded = sorted({name.split(".")[0] for name, module in sys.modules.items() if module} & heavy)
     if loaded:
         sys.exit(f"the serving path imported {loaded}")
+    if violations:
+        sys.exit("the serving path ran code it must not: " + "; ".join(violations[:5]))
