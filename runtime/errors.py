@@ -34,6 +34,17 @@ class QueueFullError(GradlightError):
     """The model's batching queue is full; maps to RESOURCE_EXHAUSTED (retry with backoff)."""
 
 
+class ResponseTooLargeError(GradlightError):
+    """An answer over the server's send limit; maps to RESOURCE_EXHAUSTED."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the answer would be {size} bytes, over this server's limit of {limit} bytes per "
+            "message: send fewer texts per request (or use AttributeStream), ask for fewer "
+            "labels, or leave raw_scores off"
+        )
+
+
 class UnavailableError(GradlightError):
     """The server is shutting down or not ready; maps to UNAVAILABLE."""
 

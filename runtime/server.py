@@ -152,7 +152,9 @@ async def start_server(
         ],
     )
     api = AttributorApi(registry)
-    pb_grpc.add_AttributorServicer_to_server(AttributorService(api), server)
+    pb_grpc.add_AttributorServicer_to_server(
+        AttributorService(api, limits.max_send_message_bytes), server
+    )
     health_service = health.aio.HealthServicer()
     await health_service.set("", NOT_SERVING)
     await health_service.set(SERVICE_NAME, NOT_SERVING)

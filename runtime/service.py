@@ -11,6 +11,7 @@ from typing import TypeVar
 import grpc
 
 from gradlight.runtime.api import AttributorApi
+from gradlight.runtime.errors import ResponseTooLargeError
 from gradlight.runtime.status import status_for
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
@@ -23,8 +24,17 @@ T = TypeVar("T")
 
 
 class AttributorService(pb_grpc.AttributorServicer):
-    def __init__(self, api: AttributorApi) -> None:
+    def __init__(self, api: AttributorApi, max_send_message_bytes: int) -> None:
         self.api = api
+        self.max_send_message_bytes = max_send_message_bytes
+
+    def _fits(self, response: T) -> T:
+        """``response``, or ResponseTooLargeError when it is over the send limit (gRPC would
+        fail it with a bare message and log a traceback from its core)."""
+        size = response.ByteSize()  # type: ignore[attr-defined]
+        if size > self.max_send_message_bytes:
+            raise ResponseTooLargeError(size, self.max_send_message_bytes)
+        return response
 
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
@@ -63,7 +73,7 @@ class AttributorService(pb_grpc.AttributorServicer):
         try:
             while (task := await window.get()) is not None:
                 try:
-                    response = await task
+                    response = self._fits(await task)
                 except Exception as exc:
                     code, message = status_for(exc)
                     await context.abort(code, f"requests[{index}]: {message}")
@@ -87,7 +97,7 @@ class AttributorService(pb_grpc.AttributorServicer):
         started = time.perf_counter()
         outcome = "OK"
         try:
-            return await call
+            return self._fits(await call)
         except asyncio.CancelledError:
             outcome = "CANCELLED"
             raise

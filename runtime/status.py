@@ -11,6 +11,7 @@ from gradlight.runtime.errors import (
     ModelNotFoundError,
     QueueFullError,
     RequestError,
+    ResponseTooLargeError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -37,7 +38,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, ModelNotFoundError):
         return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, QueueFullError):
+    if isinstance(exc, (QueueFullError, ResponseTooLargeError)):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, UnauthenticatedError):
         return grpc.StatusCode.UNAUTHENTICATED, str(exc)

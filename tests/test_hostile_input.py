@@ -307,3 +307,33 @@ def test_random_unicode_offsets_and_sentences(stub, tokenizers, text, model, max
     assert_offsets_exact(result, tokenizers[model])
     assert_sentences_cover(result)
     assert all(abs(score) <= 1 for token in result.tokens for score in token.scores)
+
+
+def test_an_answer_over_the_send_limit_is_refused_clearly(engine_for, caplog):
+    """gRPC itself would fail such an answer with a bare message and a traceback in the log;
+    the servicer measures it first and says how to get a smaller one."""
+    from serving import ServerThread
+
+    from gradlight.client import Client
+    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.settings import ServiceLimits
+
+    settings = ServerSettings(port=0, limits=ServiceLimits(max_send_message_bytes=2048))
+    with (
+        ServerThread({"bert": engine_for("bert")}, settings) as server,
+        Client(server.address) as client,
+    ):
+        code, details = _code(lambda: client.attribute([TEXT * 4] * 3, raw_scores=True))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over this server's limit of 2048 bytes" in details and "fewer texts" in details
+        stream = client.attribute_stream(
+            [
+                pb.AttributeRequest(texts=["Short."], token_attributions=True),
+                pb.AttributeRequest(texts=[TEXT * 4] * 3, token_attributions=True),
+            ]
+        )
+        assert next(stream).results[0].text == "Short."
+        code, details = _code(lambda: next(stream))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith("requests[1]:")
+        assert client.predict(["Still serving."]).results[0].text == "Still serving."
+    assert "Traceback" not in caplog.text and "ExecuteBatchError" not in caplog.text
