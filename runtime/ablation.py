@@ -1,6 +1,6 @@
 """Leave-one-sentence-out variants of texts, encoded only as far as the model reads them.
 
-A variant is the text with one sentence removed (``remove_span``). Tokenizing every variant of
+A variant is the text with one sentence removed (``removal_range``). Tokenizing every variant of
 a long text in full costs ``sentences x length``: for a 100,000-character note, thousands of
 sentences times 100,000 characters, although the model reads only ``max_length`` tokens of
 each. Two facts keep the work proportional to what the model reads:
@@ -14,17 +14,23 @@ each. Two facts keep the work proportional to what the model reads:
   those of the whole variant; the cut is accepted only when the cut text still overflows
   ``max_length`` (so the kept tokens all lie before the cut), and is widened otherwise.
 
-The result equals tokenizing each whole variant (tests compare them on random texts).
+A text the model reads whole has its variants tokenized whole (shorter, they are read whole too), a
+few at a time when they are long. The result equals tokenizing each whole variant (tests
+compare them on random texts).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
-from gradlight.runtime.sentences import SentenceSpan, remove_span
+from gradlight.runtime.sentences import SentenceSpan, removal_range
 from gradlight.runtime.tokenization import EncodedText, TextEncoder
 
+T = TypeVar("T")
+
+CHUNK_CHARS = 16_000_000  # whole variants tokenized together, at most (about)
 CHARS_PER_TOKEN = 8  # first guess of the characters a token takes, generous (English: ~4-5)
 # Words end only at ASCII whitespace: every tokenizer splits there, while other characters
 # Python calls space ("\x1f") are dropped by some normalizers, joining their neighbours.
@@ -59,39 +65,66 @@ def encode_variants(
     """Per text, per sentence: the encoded text without that sentence, or None where the
     model's input would not change (a text of one sentence has no variants)."""
     variants: list[list[EncodedText | None]] = [[None] * len(text_spans) for text_spans in spans]
-    pending: list[tuple[int, int, str, int]] = []  # (text, sentence, variant, its removal point)
+    whole: list[tuple[int, int, int, int]] = []  # (text, sentence, removal start, end)
+    cut: list[tuple[int, int, int, int]] = []
     for t, (text, text_spans, encoded) in enumerate(zip(texts, spans, full, strict=True)):
         if len(text_spans) < 2:
             continue
         limit = read_until(text, encoded)
-        for i, span in enumerate(text_spans):
-            # Where the removal starts: the sentence, or for the last one the space before it.
-            removed_at = text_spans[i - 1].end if i + 1 == len(text_spans) else span.start
-            if limit is not None and removed_at >= limit:
-                continue  # the model never reads what is removed: nothing changes without it
-            pending.append((t, i, remove_span(text, list(text_spans), i), removed_at))
+        for i in range(len(text_spans)):
+            start, end = removal_range(text_spans, i)
+            if limit is None:  # the model reads the whole text, so every variant whole
+                whole.append((t, i, start, end))
+            elif start < limit:
+                cut.append((t, i, start, end))
+            # else: the model never reads what is removed; nothing changes without it
+    for chunk in _chunks(whole, [len(texts[t]) for t, *_ in whole]):
+        encoded = encoder.encode([_without(texts[t], a, b) for t, _, a, b in chunk], max_length)
+        for (t, i, _, _), result in zip(chunk, encoded, strict=True):
+            if not result.same_input(full[t]):
+                variants[t][i] = result
     window = max_length * chars_per_token
-    while pending:
-        cuts = [_cut(variant, removed_at + window) for _, _, variant, removed_at in pending]
+    while cut:
+        tails = [_word_end(texts[t], b + window) for t, _, _, b in cut]
         encoded = encoder.encode(
-            [variant[:cut] for (_, _, variant, _), cut in zip(pending, cuts, strict=True)],
+            [_without(texts[t], a, b, tail) for (t, _, a, b), tail in zip(cut, tails, strict=True)],
             max_length,
         )
         retry = []
-        for item, cut, result in zip(pending, cuts, encoded, strict=True):
-            t, i, variant, _ = item
-            if cut < len(variant) and not result.truncated:
+        for item, tail, result in zip(cut, tails, encoded, strict=True):
+            t, i, _, _ = item
+            if tail < len(texts[t]) and not result.truncated:
                 retry.append(item)  # the cut kept fewer tokens than the model reads: widen
             elif not result.same_input(full[t]):
                 variants[t][i] = result
-        pending = retry
+        cut = retry
         window *= 4
     return variants
 
 
-def _cut(text: str, at_least: int) -> int:
+def _without(text: str, start: int, end: int, stop: int | None = None) -> str:
+    """``text`` without ``[start, end)``, up to ``stop``."""
+    return text[:start] + text[end:stop]
+
+
+def _word_end(text: str, at_least: int) -> int:
     """The first word end at or after ``at_least`` (the text's length when there is none)."""
     if at_least >= len(text):
         return len(text)
     match = _WORD_END.search(text, max(0, at_least - 1))
     return match.end() if match else len(text)
+
+
+def _chunks(items: list[T], sizes: list[int]) -> Iterator[list[T]]:
+    """``items`` in consecutive chunks of about ``CHUNK_CHARS`` characters (at least one item
+    each), so that whole variants of long texts are never all in memory at once."""
+    chunk: list[T] = []
+    total = 0
+    for item, size in zip(items, sizes, strict=True):
+        if chunk and total + size > CHUNK_CHARS:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += size
+    if chunk:
+        yield chunk

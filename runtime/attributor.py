@@ -80,17 +80,23 @@ class Attributor:
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
         subset = bool(options.labels)
-        self.batcher.reserve(len(texts))  # a burst is refused before it is tokenized
+        admission = self.batcher.admit(len(texts))  # a burst is refused before tokenizing
         try:
-            plan = await asyncio.to_thread(
-                self._plan, texts, options, max_length, label_indices, subset
+            planning = asyncio.ensure_future(
+                asyncio.to_thread(self._plan, texts, options, max_length, label_indices, subset)
+            )
+            try:
+                plan = await asyncio.shield(planning)
+            except asyncio.CancelledError:
+                admission.release_when_done(planning)  # its thread is still tokenizing
+                raise
+            admission.resize(len(plan.forward) + len(plan.attribution))  # admitted whole, or not
+            forward, attribution = await _gather(
+                self.batcher.submit(FORWARD, plan.forward, admission),
+                self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
             )
         finally:
-            self.batcher.release(len(texts))
-        forward, attribution = await _gather(
-            self.batcher.submit(FORWARD, plan.forward),
-            self.batcher.submit(plan.attribution_graph, plan.attribution),
-        )
+            admission.release()
         return [
             self._assemble(index, text, plan, forward, attribution, options, label_indices)
             for index, text in enumerate(texts)

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradlight.runtime.admission import Admission, QueueRoom
 from gradlight.runtime.engine import Batch, Engine
-from gradlight.runtime.errors import InferenceError, QueueFullError, UnavailableError
+from gradlight.runtime.errors import InferenceError, UnavailableError
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
 from gradlight.runtime.packing import DEFAULT_CALL_COST_TOKENS, plan_calls
 from gradlight.runtime.settings import BatchSettings
@@ -77,8 +78,7 @@ class DynamicBatcher:
         self.engine = engine
         self.settings = settings
         self._queue: deque[_Work] = deque()
-        self._queued_rows = 0
-        self._reserved_rows = 0  # rows of requests admitted but still being prepared
+        self.room = QueueRoom(settings.max_queue_size)
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlight-ort")
         self._task: asyncio.Task[None] | None = None
@@ -99,43 +99,36 @@ class DynamicBatcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
-    async def submit(self, graph: str, rows: Sequence[Row]) -> list[RowOutput]:
-        """Run ``rows`` through ``graph`` in some batch; outputs in ``rows`` order."""
+    def admit(self, rows: int) -> Admission:
+        """Hold room in the queue for a request of (at least) ``rows`` rows, before it is
+        prepared; QueueFullError when there is none (see ``gradlight.runtime.admission``)."""
+        self._check_open()
+        return self.room.admit(rows)
+
+    async def submit(
+        self, graph: str, rows: Sequence[Row], admission: Admission
+    ) -> list[RowOutput]:
+        """Run ``rows`` (held by ``admission``) through ``graph`` in some batch; outputs in
+        ``rows`` order."""
         if graph not in GRAPHS:
             raise ValueError(f"unknown graph {graph!r}")
         if not rows:
             return []
-        self._check_room(len(rows))
+        self._check_open()
+        admission.queue(len(rows))
         work = _Work(graph, rows, asyncio.get_running_loop().create_future())
         self._queue.append(work)
-        self._queued_rows += len(rows)
         self._arrived.set()
         return await work.future  # cancelling the caller cancels the future: work is dropped
 
     @property
     def waiting_rows(self) -> int:
-        """Rows queued or reserved by requests still being prepared."""
-        return self._queued_rows + self._reserved_rows
+        """Rows queued, or held by requests still being prepared."""
+        return self.room.waiting
 
-    def reserve(self, rows: int) -> None:
-        """Hold room in the queue for ``rows`` that a request is still preparing (tokenizing),
-        so that a burst is refused at the door rather than after its work is done; refused like
-        a full queue. ``release`` gives the room back before the rows are submitted."""
-        self._check_room(rows)
-        self._reserved_rows += rows
-
-    def release(self, rows: int) -> None:
-        self._reserved_rows -= rows
-
-    def _check_room(self, rows: int) -> None:
+    def _check_open(self) -> None:
         if self._closing or self._task is None:
             raise UnavailableError("the server is shutting down; retry on another replica")
-        waiting = self.waiting_rows
-        if waiting and waiting + rows > self.settings.max_queue_size:
-            raise QueueFullError(
-                f"the queue for this model is full ({waiting} rows waiting, limit "
-                f"{self.settings.max_queue_size}); retry with backoff"
-            )
 
     async def close(self) -> None:
         """Refuse new work, finish what is queued, stop the worker."""
@@ -155,7 +148,7 @@ class DynamicBatcher:
                 self._arrived.clear()
                 await self._arrived.wait()
             deadline = self._queue[0].enqueued + settings.max_wait_ms / 1000
-            while self._queued_rows < settings.max_batch_size and not self._closing:
+            while self.room.queued < settings.max_batch_size and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -190,7 +183,7 @@ class DynamicBatcher:
             if taken and rows + len(work.rows) > self.settings.max_batch_size:
                 break
             self._queue.popleft()
-            self._queued_rows -= len(work.rows)
+            self.room.dequeued(len(work.rows))
             if work.future.cancelled():
                 logger.debug("dropped cancelled work (%d rows)", len(work.rows))
                 self.dropped_rows += len(work.rows)

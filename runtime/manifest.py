@@ -131,7 +131,7 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
             format_version=version,
             model_type=data["model_type"],
             architecture=data["architecture"],
-            labels=tuple(data["labels"]),
+            labels=tuple(_listed(data["labels"], "labels")),
             problem_type=data["problem_type"],
             max_length=int(data["max_length"]),
             pad_token_id=int(data["pad_token_id"]),
@@ -156,10 +156,19 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
     return manifest
 
 
+def _listed(value: Any, name: str) -> list[Any]:
+    """A JSON list as it is (a string or an object would pass through tuple() silently)."""
+    if not isinstance(value, list):
+        raise TypeError(f"{name} must be a JSON list, got {type(value).__name__}")
+    return value
+
+
 def _check_fields(path: Path, manifest: Manifest) -> None:
     labels = manifest.labels
-    if len(labels) < 2 or not all(isinstance(label, str) and label for label in labels):
-        raise ArtifactError(f"{path}: labels must be 2 or more non-empty strings, got {labels!r}")
+    if len(labels) < 2 or not all(isinstance(label, str) and label.strip() for label in labels):
+        raise ArtifactError(
+            f"{path}: labels must be a list of 2 or more non-blank strings, got {labels!r}"
+        )
     if len(set(labels)) != len(labels):
         twice = sorted({label for label in labels if labels.count(label) > 1})
         raise ArtifactError(f"{path}: labels must be distinct; listed twice: {twice}")

@@ -17,6 +17,7 @@ them they cover the whole text.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Lower-cased abbreviations (without their final period) after which a period does not end a
@@ -34,10 +35,12 @@ ABBREVIATIONS = frozenset(
 
 _LIST_MARKER = r"(?:[-*\u2022\u2023\u25e6]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)](?=\s))"
 _SENTENCE_START = re.compile(rf"\s*(?:[\"'\u201c\u2018(\[]*[A-Z0-9\u00c0-\u024f]|{_LIST_MARKER}\s)")
-_TERMINAL = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)")
+# A run of terminal marks is matched from its first mark only (not retried inside the run).
+_TERMINAL = re.compile(r"(?<![.!?])[.!?]+[\"'\u201d\u2019)\]]*(?=\s)")
 _LINE_START_BREAK = re.compile(rf"[ \t]*(?:{_LIST_MARKER}\s|[A-Z][A-Za-z /&]{{0,40}}:)")
 _LINE_END_BREAK = re.compile(r"[:;.!?][\"'\u201d\u2019)\]]*[ \t]*$")
-_BARE_LIST_MARKER = re.compile(r"[ \t]*\(?(?:\d{1,3}|[a-zA-Z])[.)]")
+_BLANKS = re.compile(r"[ \t]*")
+_BARE_LIST_MARKER = re.compile(r"\(?(?:\d{1,3}|[a-zA-Z])[.)]")  # after the line's blanks
 
 
 @dataclass(frozen=True)
@@ -72,17 +75,17 @@ def _punctuation_cuts(text: str) -> list[int]:
     back stops at the previous whitespace or line break (texts of 100,000 characters and more
     are served)."""
     cuts = []
-    line_start = 0
-    searched = 0  # line_start is the start of the line holding position ``searched``
+    line_body = _BLANKS.match(text).end()  # where the current line's text starts
+    searched = 0  # line_body belongs to the line holding position ``searched``
     for match in _TERMINAL.finditer(text):
         end = match.end()
         if not _SENTENCE_START.match(text, end):
             continue
         newline = text.rfind("\n", searched, match.start())
         if newline >= 0:
-            line_start = newline + 1
+            line_body = _BLANKS.match(text, newline + 1).end()  # once per line
         searched = match.start()
-        if _BARE_LIST_MARKER.fullmatch(text, line_start, end):
+        if _BARE_LIST_MARKER.fullmatch(text, line_body, end):
             continue  # "1. Chest pain": the marker belongs to its item
         if match.group().startswith(".") and len(match.group().rstrip("\"'\u201d\u2019)]")) == 1:
             word_start = _word_start_before(text, match.start())
@@ -145,11 +148,16 @@ def _line_cuts(text: str) -> list[int]:
     return cuts
 
 
-def remove_span(text: str, spans: list[SentenceSpan], index: int) -> str:
-    """``text`` without sentence ``index``: its characters and the whitespace after it (or,
-    for the last sentence, the whitespace before it) are removed; the rest stays as written."""
+def removal_range(spans: Sequence[SentenceSpan], index: int) -> tuple[int, int]:
+    """``[start, end)`` of what removing sentence ``index`` takes out of the text: the sentence
+    and the whitespace after it (for the last sentence, the whitespace before it)."""
     span = spans[index]
     if index + 1 < len(spans):
-        return text[: span.start] + text[spans[index + 1].start :]
-    cut = spans[index - 1].end if index > 0 else span.start
-    return text[:cut] + text[span.end :]
+        return span.start, spans[index + 1].start
+    return (spans[index - 1].end if index > 0 else span.start), span.end
+
+
+def remove_span(text: str, spans: Sequence[SentenceSpan], index: int) -> str:
+    """``text`` without sentence ``index`` (``removal_range``); the rest stays as written."""
+    start, end = removal_range(spans, index)
+    return text[:start] + text[end:]

@@ -41,6 +41,7 @@ PIECES = [
     "x" * 40,
     "\x1f",  # Python's isspace() says yes; BERT's normalizer drops it and joins the words
     "\u00a0",
+    " " * 300,  # WordPiece drops spaces: a long text the model may still read whole
 ]
 TEXTS = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=6)), max_size=60).map("".join)
 
@@ -94,3 +95,18 @@ def test_a_100000_character_note_reads_only_what_the_model_reads(encoder):
     # The sentences it reads give the same variants as tokenizing the whole text without them.
     whole = encoder.encode([remove_span(text, spans, i) for i in read], 64)
     _same(variants[: len(read)], [None if v.same_input(full[0]) else v for v in whole])
+
+
+def test_whole_variants_of_long_texts_are_tokenized_a_few_at_a_time(exported, monkeypatch):
+    """A text the model reads whole (WordPiece drops the padding) gets its variants tokenized
+    whole, in chunks of about CHUNK_CHARS characters, equal to tokenizing them all at once."""
+    from gradlight.runtime import ablation
+
+    encoder = TextEncoder(exported("bert") / "tokenizer" / "tokenizer.json")
+    text = (" " * 5_000).join(f"Note {i} is short." for i in range(12))
+    full = encoder.encode([text], 512)
+    assert not full[0].truncated
+    spans = split_sentences(text)
+    monkeypatch.setattr(ablation, "CHUNK_CHARS", 3 * len(text))
+    chunked = encode_variants(encoder, [text], [spans], full, 512)[0]
+    _same(chunked, _naive(encoder, text, 512))

@@ -80,6 +80,18 @@ DAMAGE = {
         lambda a: _edit_manifest(a, _add_label),
         "forward.onnx outputs 3 logits but the manifest lists 4 labels",
     ),
+    "labels as a string": (
+        lambda a: _edit_manifest(a, lambda d: d.update(labels="abc")),
+        "manifest.json is incomplete or malformed: TypeError('labels must be a JSON list",
+    ),
+    "labels as an object": (
+        lambda a: _edit_manifest(a, lambda d: d.update(labels={"0": "x", "1": "y", "2": "z"})),
+        "labels must be a JSON list, got dict",
+    ),
+    "a blank label": (
+        lambda a: _edit_manifest(a, lambda d: d.update(labels=["x", " ", "y"])),
+        "manifest.json: labels must be a list of 2 or more non-blank strings",
+    ),
     "labels listed twice": (
         lambda a: _edit_manifest(a, lambda d: d.update(labels=["x", "x", "y"])),
         "manifest.json: labels must be distinct",

@@ -5,6 +5,7 @@ serving. (SIGTERM under load: tests/test_serve_cli.py.)"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from serving import ServerThread
 from gradlight.client import Client
 from gradlight.runtime.manifest import FORWARD
 from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.service import STREAM_WINDOW
 from gradlight.runtime.settings import BatchSettings
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub
@@ -110,16 +112,20 @@ def test_a_deadline_passing_mid_batch_fails_only_that_request(server, batcher, h
 
 
 def test_a_stream_cancelled_midway_stops_its_work_and_the_server_goes_on(server, batcher):
+    """Of 200 requests, only those read ahead of the cancel (a window of 8) can have run."""
+    before = batcher.calls
     stub = AttributorStub(grpc.insecure_channel(server.address))
     requests = (pb.AttributeRequest(texts=_texts(f"s{i}", 1)) for i in range(200))
     stream = stub.AttributeStream(requests)
     first = next(stream)
     assert first.results[0].text == _texts("s0", 1)[0]
     stream.cancel()
+    time.sleep(1.5)  # past the batch window: whatever was still queued has been dropped
+    assert batcher.waiting_rows == 0
+    computed = sum(call.rows for call in list(batcher.history)[-(batcher.calls - before) :])
+    assert 1 <= computed <= 2 * STREAM_WINDOW, computed
     with Client(server.address) as client:
         assert client.attribute([TEXT], model="bert").results[0].text == TEXT
-    time.sleep(1)  # anything the stream had queued is dropped or done; nothing is left over
-    assert batcher.waiting_rows == 0
 
 
 def _poison(engine, text):
@@ -139,15 +145,20 @@ def _poison(engine, text):
     return hook, calls
 
 
-@pytest.mark.parametrize("method", ["Predict", "Attribute"])
+@pytest.mark.parametrize(
+    ("method", "graph"), [("Predict", "forward"), ("Attribute", "attribution")]
+)
 def test_an_inference_error_in_one_batch_fails_only_its_request(
-    server, batcher, engine_for, caplog, method
+    server, batcher, engine_for, caplog, method, graph
 ):
     poison = "Poisoned note: the embedding lookup will fail."
     hook, calls = _poison(engine_for("bert"), poison)
     batcher.fault_hook = hook
     stub = AttributorStub(grpc.insecure_channel(server.address))
-    message = pb.PredictRequest if method == "Predict" else pb.AttributeRequest
+    if method == "Predict":
+        message = pb.PredictRequest
+    else:  # token attributions: the attribution graph alone (its logits are the prediction)
+        message = functools.partial(pb.AttributeRequest, token_attributions=True)
     rpc = getattr(stub, method)
     good = {tag: rpc.future(message(texts=_texts(tag))) for tag in "abc"}
     bad = rpc.future(message(texts=[poison]))
@@ -156,8 +167,9 @@ def test_an_inference_error_in_one_batch_fails_only_its_request(
     with pytest.raises(grpc.RpcError) as info:
         bad.result(timeout=30)
     assert info.value.code() == grpc.StatusCode.INTERNAL
-    assert "inference failed on the" in info.value.details()
+    assert f"inference failed on the {graph} graph for this request" in info.value.details()
     assert "retrying its 4 requests alone" in caplog.text  # one batch, then each alone
+    assert {name for name, _ in calls} == {graph}
     assert max(rows for _, rows in calls) == 7  # all four requests did share the first call
     batcher.fault_hook = None
     with Client(server.address) as client:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gradlight.runtime.sentences import remove_span, split_sentences
@@ -96,3 +98,26 @@ def test_removing_a_sentence_keeps_the_rest_as_written():
     assert remove_span(text, spans, 0) == "Second  one. Third one."
     assert remove_span(text, spans, 1) == "First one.\nThird one."
     assert remove_span(text, spans, 2) == "First one.\nSecond  one."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "." * 200_000 + "x",  # a run of periods with no space after it
+        " " * 100_000 + "A. " * 33_000,  # one line: long indent, then many initials
+        ("\n" + " " * 40 + "1. Item. ") * 4_000,  # indented list items
+        ('. "' + '"' * 50 + "x") * 4_000,
+        (": " * 20 + "x\n") * 4_000,
+        ("a." * 50 + " B ") * 2_000,
+        " ".join(f"Visit {i}: the patient denies chest pain, e.g. at night." for i in range(4_000)),
+    ],
+    ids=["periods", "indented-initials", "indented-list", "quotes", "colons", "dots", "prose"],
+)
+def test_splitting_is_linear_on_hostile_text(text):
+    """A complexity guard, not a speed test: each of these ~200,000-character texts splits in
+    about 10-50 ms here; the quadratic splitter took minutes on some of them, holding the
+    interpreter lock (and so the whole server) all that time."""
+    started = time.perf_counter()
+    spans = split_sentences(text)
+    assert time.perf_counter() - started < 10
+    assert all(0 <= span.start < span.end <= len(text) for span in spans)
