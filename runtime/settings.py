@@ -45,7 +45,7 @@ class BatchSettings:
     - ``max_wait_ms``: how long the first waiting row may wait for others to join its batch.
     - ``max_tokens_per_batch``: rows x padded length per call; larger batches are split (a single
       row longer than this still runs, alone).
-    - ``max_queue_size``: rows waiting per model (queued, or texts still being tokenized); a
+    - ``max_queue_size``: rows waiting per model (queued, or held by requests being prepared); a
       request that would exceed it is refused with RESOURCE_EXHAUSTED (a request is admitted
       whole into an empty queue whatever its size).
     - ``call_cost_tokens``: the fixed cost of one ONNX Runtime call, in padded tokens: rows are
