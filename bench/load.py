@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spec": asdict(spec),
         "rounds": [],
     }
-    with ServerProcess(args.artifact, "cpu", args.threads) as server:
+    with ServerProcess.for_bench(args.artifact, "cpu", args.threads) as server:
         report["rss_mb_before"] = _rss_mb(server.process.pid)
         for round_index in range(args.rounds):
             result = asyncio.run(run_load(server.address, spec, round_index=round_index))
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(entry), flush=True)
     if args.overload:
         extra = ["--max-queue-size", "8", "--max-wait-ms", "500", "--max-batch-size", "64"]
-        with ServerProcess(args.artifact, "cpu", args.threads, extra) as server:
+        with ServerProcess.for_bench(args.artifact, "cpu", args.threads, extra) as server:
             report["overload"] = {
                 "max_queue_size": 8,
                 "max_wait_ms": 500,

@@ -27,21 +27,20 @@ from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
 
 class ServerProcess:
-    """``gradlight serve ARTIFACT --port 0`` with the benchmark's provider and thread count (and
-    any ``extra`` flags); its log is read all along (kept in ``log``), so it never blocks on a
-    full pipe."""
+    """``gradlight serve ARGS`` in its own process, started like a user starts it: waits until
+    it serves (the log line naming its gRPC address; the visualizer's URL too when it has one)
+    and reads its log all along (kept in ``log``), so it never blocks on a full pipe."""
 
-    def __init__(
-        self, artifact: Path, provider: str, threads: int, extra: Sequence[str] = ()
-    ) -> None:
-        command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
-        command += ["--port", "0", "--no-http", "--provider", provider]
-        command += ["--intra-op-threads", str(threads), *extra]
+    def __init__(self, args: Sequence[str]) -> None:
+        command = [sys.executable, "-m", "gradlight.cli.main", "serve", *args]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self.address = ""
+        self.http_url: str | None = None
         self.log: list[str] = []
         for line in self.process.stderr:  # type: ignore[union-attr]
             self.log.append(line)
+            if match := re.search(r"visualizer and JSON endpoints on (\S+)", line):
+                self.http_url = match.group(1)
             if match := re.search(r"gradlight serving on (\S+)", line):
                 self.address = match.group(1)
                 break
@@ -54,13 +53,33 @@ class ServerProcess:
         )
         self._reader.start()
 
+    @classmethod
+    def for_bench(
+        cls, artifact: Path, provider: str, threads: int, extra: Sequence[str] = ()
+    ) -> ServerProcess:
+        """gRPC only on any free port, with the benchmark's provider and thread count."""
+        engine_flags = ("--provider", provider, "--intra-op-threads", str(threads))
+        return cls([str(artifact), "--port", "0", "--no-http", *engine_flags, *extra])
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def text_log(self) -> str:
+        return "".join(self.log)
+
+    def terminate(self) -> int:
+        """SIGTERM (a graceful stop); its exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        self._reader.join(5)
+        return code
+
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
-        self._reader.join(5)
+        self.terminate()
 
 
 async def _level(
@@ -117,5 +136,5 @@ def measure_served(
     provider: str,
     threads: int,
 ) -> list[dict[str, Any]]:
-    with ServerProcess(artifact, provider, threads) as server:
+    with ServerProcess.for_bench(artifact, provider, threads) as server:
         return asyncio.run(_measure(server.address, texts, clients, max_length))

@@ -16,10 +16,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from processes import ServeProcess
+from processes import serve_process
 from serving import ServerThread
 
 from gradlight.bench.load import LoadSpec, burst, health, run_load
+from gradlight.bench.machine import rss_bytes
 from gradlight.runtime.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
 
@@ -39,13 +40,13 @@ def _round(address: str, round_index: int):
 
 def test_64_clients_mixing_every_call_are_each_answered_and_memory_stays_flat(exported):
     """``gradlight serve`` as users start it; its resident memory is read between rounds."""
-    server = ServeProcess(str(exported("bert")), "--name", "bert")
+    server = serve_process(str(exported("bert")), "--name", "bert")
     try:
         _round(server.address, -1)  # warm-up: ONNX Runtime arenas and gRPC reach their size
         rss = []
         for round_index in range(ROUNDS):
             _round(server.address, round_index)
-            rss.append(server.rss_bytes())
+            rss.append(rss_bytes(server.pid))
         print("server RSS after each round (MB):", [round(value / MB, 1) for value in rss])
         # Allocator noise here is up to ~10 MB between rounds (measured; docs/reliability.md);
         # a leak of 16 KB per call (2,304 calls after round 0) would exceed this.

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from processes import ServeProcess, gradlight
+from processes import gradlight, serve_process
 
 from gradlight.client import Client
 
@@ -23,7 +23,7 @@ TEXT = "The patient denies chest pain. No evidence of pneumonia."
 
 def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
     artifact = exported("bert")
-    server = ServeProcess(str(artifact), "--name", "bert", "--max-wait-ms", "50")
+    server = serve_process(str(artifact), "--name", "bert", "--max-wait-ms", "50")
     outcomes: list[tuple[float, str]] = []  # (when the request was sent, its outcome)
     stop = threading.Event()
 
@@ -69,7 +69,7 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
     assert after.count("CANCELLED") <= len(workers)
 
     # And it serves again after a restart.
-    again = ServeProcess("--model", f"tiny={artifact}")
+    again = serve_process("--model", f"tiny={artifact}")
     with Client(again.address) as client:
         assert [model.name for model in client.list_models().models] == ["tiny"]
         assert client.predict([TEXT]).results[0].text == TEXT
@@ -77,7 +77,7 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(exported):
 
 
 def test_attribute_command_prints_prediction_and_json(exported):
-    server = ServeProcess(str(exported("bert")))
+    server = serve_process(str(exported("bert")))
     try:
         plain = subprocess.run(
             gradlight("attribute", "--server", server.address, "--sentences", "--no-color", TEXT),
