@@ -31,6 +31,26 @@ def _root_certificates(tls_ca: bytes | str | Path) -> bytes:
     return Path(tls_ca).read_bytes()
 
 
+def entity_fields(
+    entities: Sequence[Sequence[tuple[int, int]]] | None,
+    marking: tuple[str, str] | None,
+    context_chars: int | None,
+) -> dict[str, object]:
+    """The request fields for entity-focused classification (see the proto's TextEntities)."""
+    fields: dict[str, object] = {}
+    if entities is not None:
+        fields["entities"] = [
+            pb.TextEntities(spans=[pb.EntitySpan(start=a, end=b) for a, b in spans])
+            for spans in entities
+        ]
+    if marking is not None or context_chars is not None:
+        open_marker, close_marker = marking if marking is not None else (None, None)
+        fields["entity_marking"] = pb.EntityMarking(
+            open=open_marker, close=close_marker, context_chars=context_chars
+        )
+    return fields
+
+
 class Client:
     def __init__(
         self,
@@ -71,9 +91,23 @@ class Client:
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def predict(
-        self, texts: Sequence[str], *, model: str = "", max_length: int = 0
+        self,
+        texts: Sequence[str],
+        *,
+        model: str = "",
+        max_length: int = 0,
+        entities: Sequence[Sequence[tuple[int, int]]] | None = None,
+        markers: tuple[str, str] | None = None,
+        context_chars: int | None = None,
     ) -> pb.PredictResponse:
-        request = pb.PredictRequest(model=model, texts=list(texts), max_length=max_length)
+        """``entities``: per text, the ``(start, end)`` spans to classify on their own (see
+        ``attribute``)."""
+        request = pb.PredictRequest(
+            model=model,
+            texts=list(texts),
+            max_length=max_length,
+            **entity_fields(entities, markers, context_chars),  # type: ignore[arg-type]
+        )
         return self._stub.Predict(request, timeout=self.timeout, metadata=self._metadata)
 
     def attribute(
@@ -86,7 +120,14 @@ class Client:
         sentence_attributions: bool = False,
         labels: Sequence[str] = (),
         raw_scores: bool = False,
+        entities: Sequence[Sequence[tuple[int, int]]] | None = None,
+        markers: tuple[str, str] | None = None,
+        context_chars: int | None = None,
     ) -> pb.AttributeResponse:
+        """``entities``: per text, the ``(start, end)`` code point spans to classify on their
+        own (each read with ``markers`` around it, default ``("<e>", "</e>")``, and
+        ``context_chars`` characters of context on each side, default 100); a text's result
+        then holds one ``entities`` entry per span."""
         request = pb.AttributeRequest(
             model=model,
             texts=list(texts),
@@ -95,6 +136,7 @@ class Client:
             sentence_attributions=sentence_attributions,
             labels=list(labels),
             raw_scores=raw_scores,
+            **entity_fields(entities, markers, context_chars),  # type: ignore[arg-type]
         )
         return self._stub.Attribute(request, timeout=self.timeout, metadata=self._metadata)
 

@@ -60,10 +60,13 @@ def encode_variants(
     full: Sequence[EncodedText],
     max_length: int,
     *,
+    keep: Sequence[tuple[int, int] | None] | None = None,
     chars_per_token: int = CHARS_PER_TOKEN,
 ) -> list[list[EncodedText | None]]:
     """Per text, per sentence: the encoded text without that sentence, or None where the
-    model's input would not change (a text of one sentence has no variants)."""
+    model's input would not change (a text of one sentence has no variants). ``keep``: per
+    text, a range that removing a sentence leaves in place (a marked entity, entities.py)."""
+    kept = list(keep) if keep is not None else [None] * len(texts)
     variants: list[list[EncodedText | None]] = [[None] * len(text_spans) for text_spans in spans]
     whole: list[tuple[int, int, int, int]] = []  # (text, sentence, removal start, end)
     cut: list[tuple[int, int, int, int]] = []
@@ -79,7 +82,9 @@ def encode_variants(
                 cut.append((t, i, start, end))
             # else: the model never reads what is removed; nothing changes without it
     for chunk in _chunks(whole, [len(texts[t]) for t, *_ in whole]):
-        encoded = encoder.encode([_without(texts[t], a, b) for t, _, a, b in chunk], max_length)
+        encoded = encoder.encode(
+            [without_range(texts[t], a, b, kept=kept[t]) for t, _, a, b in chunk], max_length
+        )
         for (t, i, _, _), result in zip(chunk, encoded, strict=True):
             if not result.same_input(full[t]):
                 variants[t][i] = result
@@ -87,7 +92,10 @@ def encode_variants(
     while cut:
         tails = [_word_end(texts[t], b + window) for t, _, _, b in cut]
         encoded = encoder.encode(
-            [_without(texts[t], a, b, tail) for (t, _, a, b), tail in zip(cut, tails, strict=True)],
+            [
+                without_range(texts[t], a, b, tail, kept[t])
+                for (t, _, a, b), tail in zip(cut, tails, strict=True)
+            ],
             max_length,
         )
         retry = []
@@ -102,9 +110,26 @@ def encode_variants(
     return variants
 
 
-def _without(text: str, start: int, end: int, stop: int | None = None) -> str:
-    """``text`` without ``[start, end)``, up to ``stop``."""
-    return text[:start] + text[end:stop]
+def without_range(
+    text: str,
+    start: int,
+    end: int,
+    stop: int | None = None,
+    kept: tuple[int, int] | None = None,
+) -> str:
+    """``text`` without ``[start, end)``, up to ``stop``. What the range shares with ``kept``
+    stays, with the whitespace the range had before and after it (so it is not glued to the
+    neighbouring sentences)."""
+    if kept is None or max(start, kept[0]) >= min(end, kept[1]):
+        return text[:start] + text[end:stop]
+    before = text[start : max(start, kept[0])]
+    after = text[min(end, kept[1]) : end]
+    middle = (
+        before[len(before.lstrip()) :]
+        + text[max(start, kept[0]) : min(end, kept[1])]
+        + after[len(after.rstrip()) :]
+    )
+    return text[:start] + middle + text[end:stop]
 
 
 def _word_end(text: str, at_least: int) -> int:

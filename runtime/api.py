@@ -65,10 +65,14 @@ class AttributorApi:
 
     async def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         model = self.registry.get(request.model)
-        results = await model.attributor.run(request.texts, messages.predict_options(request))
+        results = await model.attributor.run(
+            request.texts, messages.predict_options(request), *messages.entity_request(request)
+        )
         return pb.PredictResponse(model=model.name, results=messages.results(results))
 
     async def _attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
         model = self.registry.get(request.model)
-        results = await model.attributor.run(request.texts, messages.attribute_options(request))
+        results = await model.attributor.run(
+            request.texts, messages.attribute_options(request), *messages.entity_request(request)
+        )
         return pb.AttributeResponse(model=model.name, results=messages.results(results))

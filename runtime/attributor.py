@@ -16,6 +16,14 @@ import numpy as np
 from gradlight.runtime.ablation import encode_variants
 from gradlight.runtime.batcher import DynamicBatcher, Row, RowOutput
 from gradlight.runtime.engine import Engine
+from gradlight.runtime.entities import (
+    DEFAULT_MARKING,
+    EntityMarking,
+    MarkedSpan,
+    in_original,
+    mark_texts,
+)
+from gradlight.runtime.errors import RequestError
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
 from gradlight.runtime.requests import (
     AttributeOptions,
@@ -51,17 +59,34 @@ class TextResult:
     sentences: tuple[SentenceResult, ...] | None = None
 
 
+@dataclass(frozen=True)
+class EntityResult:
+    """One entity span's answer: ``result`` holds offsets into the original text."""
+
+    span: MarkedSpan
+    result: TextResult
+
+
+@dataclass(frozen=True)
+class EntitiesResult:
+    """A text whose entity spans were classified (the text itself was not)."""
+
+    text: str
+    entities: tuple[EntityResult, ...]
+
+
 @dataclass
 class _Plan:
-    """Rows of one request and where each text's outputs will be."""
+    """Rows of one request and where each unit's outputs will be (a unit is a text
+    classified whole, or one entity span of a text, marked)."""
 
     encoded: list[EncodedText]
     forward: list[Row]
     attribution: list[Row]
     attribution_graph: str
-    full_row: list[int | None]  # text -> index of its full-text row in ``forward``
-    variants: list[list[int | None]]  # text -> per sentence, its variant's row in ``forward``
-    spans: list[list[SentenceSpan]]
+    full_row: list[int | None]  # unit -> index of its full-text row in ``forward``
+    variants: list[list[int | None]]  # unit -> per sentence, its variant's row in ``forward``
+    spans: list[list[SentenceSpan]]  # unit -> its sentences, as reported
 
 
 class Attributor:
@@ -75,15 +100,32 @@ class Attributor:
             max_texts=max_texts,
         )
 
-    async def run(self, texts: Sequence[str], options: AttributeOptions) -> list[TextResult]:
+    async def run(
+        self,
+        texts: Sequence[str],
+        options: AttributeOptions,
+        entities: Sequence[Sequence[tuple[int, int]]] = (),
+        marking: EntityMarking = DEFAULT_MARKING,
+    ) -> list[TextResult | EntitiesResult]:
+        """One result per text, in order; a text with entity spans gets an EntitiesResult."""
         check_texts(texts, self.limits, need_content=options.attributions)
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
         subset = bool(options.labels)
-        admission = self.batcher.admit(len(texts))  # a burst is refused before tokenizing
+        marked = mark_texts(texts, entities, marking)
+        units: list[tuple[str, MarkedSpan | None]] = []
+        for text, spans in zip(texts, marked, strict=True):
+            units.extend([(text, None)] if spans is None else [(s.marked_text, s) for s in spans])
+        if len(units) > self.limits.max_texts:
+            raise RequestError(
+                "entities",
+                f"asks for {len(units)} classifications (entity spans, plus texts without "
+                f"spans); the limit is {self.limits.max_texts} per request: split the request",
+            )
+        admission = self.batcher.admit(len(units))  # a burst is refused before tokenizing
         try:
             planning = asyncio.ensure_future(
-                asyncio.to_thread(self._plan, texts, options, max_length, label_indices, subset)
+                asyncio.to_thread(self._plan, units, options, max_length, label_indices, subset)
             )
             try:
                 plan = await asyncio.shield(planning)
@@ -97,25 +139,46 @@ class Attributor:
             )
         finally:
             admission.release()
+        results = iter(
+            self._assemble(index, unit, plan, forward, attribution, options, label_indices)
+            for index, unit in enumerate(units)
+        )
         return [
-            self._assemble(index, text, plan, forward, attribution, options, label_indices)
-            for index, text in enumerate(texts)
+            next(results)
+            if spans is None
+            else EntitiesResult(text, tuple(EntityResult(span, next(results)) for span in spans))
+            for text, spans in zip(texts, marked, strict=True)
         ]
 
     def _plan(
         self,
-        texts: Sequence[str],
+        units: Sequence[tuple[str, MarkedSpan | None]],
         options: AttributeOptions,
         max_length: int,
         label_indices: tuple[int, ...],
         subset: bool,
     ) -> _Plan:
         engine = self.engine
+        texts = [text for text, _ in units]
         encoded = engine.encode(texts, max_length)
-        spans = [split_sentences(text) if options.sentence_attributions else [] for text in texts]
+        spans: list[list[SentenceSpan]] = []  # as reported (into the original text)
+        removed: list[list[SentenceSpan]] = []  # in the text the model reads
+        for text, marked in units:
+            if not options.sentence_attributions:
+                spans.append([])
+                removed.append([])
+            elif marked is None:
+                spans.append(split_sentences(text))
+                removed.append(spans[-1])
+            else:
+                original, in_marked = marked.sentences()
+                spans.append(original)
+                removed.append(in_marked)
         # A variant the model would see exactly as the full text (the sentence was cut off by
-        # truncation) is None: it scores exactly 0 and no row is run for it.
-        variants = encode_variants(engine.encoder, texts, spans, encoded, max_length)
+        # truncation) is None: it scores exactly 0 and no row is run for it. Removing the
+        # sentence of an entity span leaves the marked span in place.
+        keep = [marked.kept if marked is not None else None for _, marked in units]
+        variants = encode_variants(engine.encoder, texts, removed, encoded, max_length, keep=keep)
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
         for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
             needs_full = options.sentence_attributions or not options.token_attributions
@@ -140,7 +203,7 @@ class Attributor:
     def _assemble(
         self,
         index: int,
-        text: str,
+        unit: tuple[str, MarkedSpan | None],
         plan: _Plan,
         forward: list[RowOutput],
         attribution: list[RowOutput],
@@ -178,13 +241,17 @@ class Attributor:
             )
         else:
             chosen = (predicted,)
+        text, marked = unit
+        encoded = plan.encoded[index]
+        if marked is not None:  # offsets into the original text; its text is the outer one's
+            text, encoded = "", in_original(encoded, marked)
         return TextResult(
             text=text,
             labels=labels,
             probabilities=probabilities[list(label_indices)].astype(np.float32),
             predicted_label=predicted,
             predicted_labels=chosen,
-            encoded=plan.encoded[index],
+            encoded=encoded,
             token_scores=token_scores,
             raw_scores=raw if options.raw_scores else None,
             sentences=sentences,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gradlight.runtime.attributor import TextResult
+from gradlight.runtime.attributor import EntitiesResult, TextResult
+from gradlight.runtime.entities import EntityMarking, marking_from
 from gradlight.runtime.models import ServedModel
 from gradlight.runtime.requests import AttributeOptions
 from gradlight.v1 import gradlight_pb2 as pb
@@ -24,7 +25,34 @@ def predict_options(request: pb.PredictRequest) -> AttributeOptions:
     return AttributeOptions(max_length=request.max_length, token_attributions=False)
 
 
-def text_result(result: TextResult) -> pb.TextResult:
+def entity_request(
+    request: pb.PredictRequest | pb.AttributeRequest,
+) -> tuple[list[list[tuple[int, int]]], EntityMarking]:
+    """The request's entity spans per text, and how to mark them."""
+    entities = [[(span.start, span.end) for span in item.spans] for item in request.entities]
+    marking = request.entity_marking
+    return entities, marking_from(
+        marking.open if marking.HasField("open") else None,
+        marking.close if marking.HasField("close") else None,
+        marking.context_chars if marking.HasField("context_chars") else None,
+    )
+
+
+def text_result(result: TextResult | EntitiesResult, source: str | None = None) -> pb.TextResult:
+    """``source``: the text that offsets index, when not ``result.text`` (entity spans)."""
+    if isinstance(result, EntitiesResult):
+        message = pb.TextResult(text=result.text)
+        for entity in result.entities:
+            span = entity.span
+            message.entities.add(
+                start=span.start,
+                end=span.end,
+                context_start=span.context_start,
+                context_end=span.context_end,
+                marked_text=span.marked_text,
+                result=text_result(entity.result, source=result.text),
+            )
+        return message
     encoded = result.encoded
     message = pb.TextResult(
         text=result.text,
@@ -47,13 +75,15 @@ def text_result(result: TextResult) -> pb.TextResult:
                 start=start,
                 end=end,
                 special=encoded.special[position],
+                marker=encoded.is_marker(position),
                 scores=scores[position],
                 raw_scores=raw[position] if raw is not None else (),
             )
     if result.sentences is not None:
+        source = result.text if source is None else source
         for sentence in result.sentences:
             message.sentences.add(
-                sentence=result.text[sentence.start : sentence.end],
+                sentence=source[sentence.start : sentence.end],
                 start=sentence.start,
                 end=sentence.end,
                 scores=sentence.scores.tolist(),
@@ -61,7 +91,7 @@ def text_result(result: TextResult) -> pb.TextResult:
     return message
 
 
-def results(results: Sequence[TextResult]) -> list[pb.TextResult]:
+def results(results: Sequence[TextResult | EntitiesResult]) -> list[pb.TextResult]:
     return [text_result(result) for result in results]
 
 

@@ -28,6 +28,10 @@ class EncodedText:
     offsets: tuple[tuple[int, int], ...]
     special: tuple[bool, ...]
     truncated: bool
+    markers: tuple[bool, ...] = ()  # entity markers' tokens (entities.py); empty: none
+
+    def is_marker(self, position: int) -> bool:
+        return bool(self.markers) and self.markers[position]
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradlight.runtime.ablation import encode_variants, read_until
-from gradlight.runtime.sentences import remove_span, split_sentences
+from gradlight.runtime.ablation import encode_variants, read_until, without_range
+from gradlight.runtime.sentences import removal_range, remove_span, split_sentences
 from gradlight.runtime.tokenization import TextEncoder
 
 PIECES = [
@@ -78,6 +78,39 @@ def test_variants_equal_the_whole_variants_tokenized(encoder, text, max_length, 
     full = encoder.encode([text], max_length)
     got = encode_variants(encoder, [text], [spans], full, max_length, chars_per_token=chars)[0]
     _same(got if len(spans) > 1 else [], _naive(encoder, text, max_length))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=TEXTS.map(lambda text: f"First one. {text} Then <e>some x</e> here. Last."),
+    data=st.data(),
+    max_length=st.sampled_from([6, 12, 24, 64]),
+)
+def test_variants_keeping_a_span_equal_the_whole_variants(encoder, text, data, max_length):
+    """With a kept range (a marked entity), the shortcut for what the model reads still gives
+    what tokenizing each whole variant gives."""
+    spans = split_sentences(text)
+    start = data.draw(st.integers(0, len(text) - 1))
+    kept = (start, data.draw(st.integers(start + 1, len(text))))
+    full = encoder.encode([text], max_length)
+    got = encode_variants(encoder, [text], [spans], full, max_length, keep=[kept])[0]
+    whole = encoder.encode(
+        [without_range(text, *removal_range(spans, i), kept=kept) for i in range(len(spans))],
+        max_length,
+    )
+    _same(got, [None if variant.same_input(full[0]) else variant for variant in whole])
+
+
+def test_a_kept_span_stays_with_the_whitespace_around_its_sentence():
+    text = "One here.  Two <e>x</e> more.  Three."
+    spans = split_sentences(text)
+    kept = (text.index("<e>"), text.index("</e>") + 4)
+    assert without_range(text, *removal_range(spans, 1), kept=kept) == "One here.  <e>x</e>  Three."
+    assert without_range(text, *removal_range(spans, 0), kept=kept) == text.replace(
+        "One here.  ", ""
+    )
 
 
 def test_a_100000_character_note_reads_only_what_the_model_reads(encoder):

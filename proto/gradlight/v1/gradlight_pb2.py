@@ -24,33 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradlight/v1/gradlight.proto\x12\x0cgradlight.v1\"B\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\"\xa3\x01\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x1a\n\x12token_attributions\x18\x04 \x01(\x08\x12\x1d\n\x15sentence_attributions\x18\x05 \x01(\x08\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x12\n\nraw_scores\x18\x07 \x01(\x08\"K\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"M\n\x11\x41ttributeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"\xeb\x01\n\nTextResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x17\n\x0fpredicted_label\x18\x04 \x01(\t\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12#\n\x06tokens\x18\x06 \x03(\x0b\x32\x13.gradlight.v1.Token\x12)\n\tsentences\x18\x07 \x03(\x0b\x32\x16.gradlight.v1.Sentence\x12\x18\n\x10predicted_labels\x18\x08 \x03(\t\x12\x12\n\nnum_tokens\x18\t \x01(\x05\"y\n\x05Token\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0f\n\x07special\x18\x05 \x01(\x08\x12\x0e\n\x06scores\x18\x06 \x03(\x02\x12\x12\n\nraw_scores\x18\x07 \x03(\x02\"H\n\x08Sentence\x12\x10\n\x08sentence\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x05\x12\x0e\n\x06scores\x18\x04 \x03(\x02\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.gradlight.v1.ModelInfo\"\x99\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x14\n\x0cproblem_type\x18\x06 \x01(\t\x12\x12\n\nmodel_type\x18\x07 \x01(\t2\xcb\x02\n\nAttributor\x12\x46\n\x07Predict\x12\x1c.gradlight.v1.PredictRequest\x1a\x1d.gradlight.v1.PredictResponse\x12L\n\tAttribute\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse\x12V\n\x0f\x41ttributeStream\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.gradlight.v1.ListModelsRequest\x1a .gradlight.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradlight/v1/gradlight.proto\x12\x0cgradlight.v1\"\xa5\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12,\n\x08\x65ntities\x18\x04 \x03(\x0b\x32\x1a.gradlight.v1.TextEntities\x12\x33\n\x0e\x65ntity_marking\x18\x05 \x01(\x0b\x32\x1b.gradlight.v1.EntityMarking\"\x86\x02\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x1a\n\x12token_attributions\x18\x04 \x01(\x08\x12\x1d\n\x15sentence_attributions\x18\x05 \x01(\x08\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x12\n\nraw_scores\x18\x07 \x01(\x08\x12,\n\x08\x65ntities\x18\x08 \x03(\x0b\x32\x1a.gradlight.v1.TextEntities\x12\x33\n\x0e\x65ntity_marking\x18\t \x01(\x0b\x32\x1b.gradlight.v1.EntityMarking\"7\n\x0cTextEntities\x12\'\n\x05spans\x18\x01 \x03(\x0b\x32\x18.gradlight.v1.EntitySpan\"(\n\nEntitySpan\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\"w\n\rEntityMarking\x12\x11\n\x04open\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x63lose\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rcontext_chars\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x07\n\x05_openB\x08\n\x06_closeB\x10\n\x0e_context_chars\"K\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"M\n\x11\x41ttributeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"\x99\x02\n\nTextResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x17\n\x0fpredicted_label\x18\x04 \x01(\t\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12#\n\x06tokens\x18\x06 \x03(\x0b\x32\x13.gradlight.v1.Token\x12)\n\tsentences\x18\x07 \x03(\x0b\x32\x16.gradlight.v1.Sentence\x12\x18\n\x10predicted_labels\x18\x08 \x03(\t\x12\x12\n\nnum_tokens\x18\t \x01(\x05\x12,\n\x08\x65ntities\x18\n \x03(\x0b\x32\x1a.gradlight.v1.EntityResult\"\x95\x01\n\x0c\x45ntityResult\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x15\n\rcontext_start\x18\x03 \x01(\x05\x12\x13\n\x0b\x63ontext_end\x18\x04 \x01(\x05\x12\x13\n\x0bmarked_text\x18\x05 \x01(\t\x12(\n\x06result\x18\x06 \x01(\x0b\x32\x18.gradlight.v1.TextResult\"\x89\x01\n\x05Token\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0f\n\x07special\x18\x05 \x01(\x08\x12\x0e\n\x06scores\x18\x06 \x03(\x02\x12\x12\n\nraw_scores\x18\x07 \x03(\x02\x12\x0e\n\x06marker\x18\x08 \x01(\x08\"H\n\x08Sentence\x12\x10\n\x08sentence\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x05\x12\x0e\n\x06scores\x18\x04 \x03(\x02\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.gradlight.v1.ModelInfo\"\x99\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x14\n\x0cproblem_type\x18\x06 \x01(\t\x12\x12\n\nmodel_type\x18\x07 \x01(\t2\xcb\x02\n\nAttributor\x12\x46\n\x07Predict\x12\x1c.gradlight.v1.PredictRequest\x1a\x1d.gradlight.v1.PredictResponse\x12L\n\tAttribute\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse\x12V\n\x0f\x41ttributeStream\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.gradlight.v1.ListModelsRequest\x1a .gradlight.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gradlight.v1.gradlight_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTREQUEST']._serialized_start=46
-  _globals['_PREDICTREQUEST']._serialized_end=112
-  _globals['_ATTRIBUTEREQUEST']._serialized_start=115
-  _globals['_ATTRIBUTEREQUEST']._serialized_end=278
-  _globals['_PREDICTRESPONSE']._serialized_start=280
-  _globals['_PREDICTRESPONSE']._serialized_end=355
-  _globals['_ATTRIBUTERESPONSE']._serialized_start=357
-  _globals['_ATTRIBUTERESPONSE']._serialized_end=434
-  _globals['_TEXTRESULT']._serialized_start=437
-  _globals['_TEXTRESULT']._serialized_end=672
-  _globals['_TOKEN']._serialized_start=674
-  _globals['_TOKEN']._serialized_end=795
-  _globals['_SENTENCE']._serialized_start=797
-  _globals['_SENTENCE']._serialized_end=869
-  _globals['_LISTMODELSREQUEST']._serialized_start=871
-  _globals['_LISTMODELSREQUEST']._serialized_end=890
-  _globals['_LISTMODELSRESPONSE']._serialized_start=892
-  _globals['_LISTMODELSRESPONSE']._serialized_end=953
-  _globals['_MODELINFO']._serialized_start=956
-  _globals['_MODELINFO']._serialized_end=1109
-  _globals['_ATTRIBUTOR']._serialized_start=1112
-  _globals['_ATTRIBUTOR']._serialized_end=1443
+  _globals['_PREDICTREQUEST']._serialized_start=47
+  _globals['_PREDICTREQUEST']._serialized_end=212
+  _globals['_ATTRIBUTEREQUEST']._serialized_start=215
+  _globals['_ATTRIBUTEREQUEST']._serialized_end=477
+  _globals['_TEXTENTITIES']._serialized_start=479
+  _globals['_TEXTENTITIES']._serialized_end=534
+  _globals['_ENTITYSPAN']._serialized_start=536
+  _globals['_ENTITYSPAN']._serialized_end=576
+  _globals['_ENTITYMARKING']._serialized_start=578
+  _globals['_ENTITYMARKING']._serialized_end=697
+  _globals['_PREDICTRESPONSE']._serialized_start=699
+  _globals['_PREDICTRESPONSE']._serialized_end=774
+  _globals['_ATTRIBUTERESPONSE']._serialized_start=776
+  _globals['_ATTRIBUTERESPONSE']._serialized_end=853
+  _globals['_TEXTRESULT']._serialized_start=856
+  _globals['_TEXTRESULT']._serialized_end=1137
+  _globals['_ENTITYRESULT']._serialized_start=1140
+  _globals['_ENTITYRESULT']._serialized_end=1289
+  _globals['_TOKEN']._serialized_start=1292
+  _globals['_TOKEN']._serialized_end=1429
+  _globals['_SENTENCE']._serialized_start=1431
+  _globals['_SENTENCE']._serialized_end=1503
+  _globals['_LISTMODELSREQUEST']._serialized_start=1505
+  _globals['_LISTMODELSREQUEST']._serialized_end=1524
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1526
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1587
+  _globals['_MODELINFO']._serialized_start=1590
+  _globals['_MODELINFO']._serialized_end=1743
+  _globals['_ATTRIBUTOR']._serialized_start=1746
+  _globals['_ATTRIBUTOR']._serialized_end=2077
 # @@protoc_insertion_point(module_scope)

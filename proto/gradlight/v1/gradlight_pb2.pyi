@@ -7,17 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "texts", "max_length")
+    __slots__ = ("model", "texts", "max_length", "entities", "entity_marking")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_MARKING_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ...) -> None: ...
+    entities: _containers.RepeatedCompositeFieldContainer[TextEntities]
+    entity_marking: EntityMarking
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores")
+    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +29,8 @@ class AttributeRequest(_message.Message):
     SENTENCE_ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     RAW_SCORES_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_MARKING_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
@@ -32,7 +38,33 @@ class AttributeRequest(_message.Message):
     sentence_attributions: bool
     labels: _containers.RepeatedScalarFieldContainer[str]
     raw_scores: bool
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ...) -> None: ...
+    entities: _containers.RepeatedCompositeFieldContainer[TextEntities]
+    entity_marking: EntityMarking
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ...) -> None: ...
+
+class TextEntities(_message.Message):
+    __slots__ = ("spans",)
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    spans: _containers.RepeatedCompositeFieldContainer[EntitySpan]
+    def __init__(self, spans: _Optional[_Iterable[_Union[EntitySpan, _Mapping]]] = ...) -> None: ...
+
+class EntitySpan(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class EntityMarking(_message.Message):
+    __slots__ = ("open", "close", "context_chars")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    open: str
+    close: str
+    context_chars: int
+    def __init__(self, open: _Optional[str] = ..., close: _Optional[str] = ..., context_chars: _Optional[int] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("model", "results")
@@ -51,7 +83,7 @@ class AttributeResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[TextResult, _Mapping]]] = ...) -> None: ...
 
 class TextResult(_message.Message):
-    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens")
+    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +93,7 @@ class TextResult(_message.Message):
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_LABELS_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     text: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
@@ -70,10 +103,27 @@ class TextResult(_message.Message):
     sentences: _containers.RepeatedCompositeFieldContainer[Sentence]
     predicted_labels: _containers.RepeatedScalarFieldContainer[str]
     num_tokens: int
-    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ...) -> None: ...
+    entities: _containers.RepeatedCompositeFieldContainer[EntityResult]
+    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ...) -> None: ...
+
+class EntityResult(_message.Message):
+    __slots__ = ("start", "end", "context_start", "context_end", "marked_text", "result")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_START_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_END_FIELD_NUMBER: _ClassVar[int]
+    MARKED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    context_start: int
+    context_end: int
+    marked_text: str
+    result: TextResult
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., context_start: _Optional[int] = ..., context_end: _Optional[int] = ..., marked_text: _Optional[str] = ..., result: _Optional[_Union[TextResult, _Mapping]] = ...) -> None: ...
 
 class Token(_message.Message):
-    __slots__ = ("token_id", "token", "start", "end", "special", "scores", "raw_scores")
+    __slots__ = ("token_id", "token", "start", "end", "special", "scores", "raw_scores", "marker")
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +131,7 @@ class Token(_message.Message):
     SPECIAL_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     RAW_SCORES_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
     token_id: int
     token: str
     start: int
@@ -88,7 +139,8 @@ class Token(_message.Message):
     special: bool
     scores: _containers.RepeatedScalarFieldContainer[float]
     raw_scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, token_id: _Optional[int] = ..., token: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., special: _Optional[bool] = ..., scores: _Optional[_Iterable[float]] = ..., raw_scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    marker: bool
+    def __init__(self, token_id: _Optional[int] = ..., token: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., special: _Optional[bool] = ..., scores: _Optional[_Iterable[float]] = ..., raw_scores: _Optional[_Iterable[float]] = ..., marker: _Optional[bool] = ...) -> None: ...
 
 class Sentence(_message.Message):
     __slots__ = ("sentence", "start", "end", "scores")
