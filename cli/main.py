@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradlight.cli.bench import add_bench_parser
+from gradlight.cli.explain import add_explain_parser
 from gradlight.cli.serving import add_attribute_parser, add_serve_parser
 
 EXIT_OK = 0
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     add_serve_parser(commands)
     add_attribute_parser(commands)
+    add_explain_parser(commands)
     add_bench_parser(commands)
     return parser
 

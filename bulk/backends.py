@@ -1,0 +1,154 @@
+"""Where a bulk job's requests are answered: in this process on an artifact (the serving
+engine, batcher and API, without the transports) or by a running ``gradlight serve`` over gRPC.
+Both answer ``gradlight.v1`` messages, so the output does not depend on which one ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
+
+
+class BackendError(Exception):
+    """A request failed with a gRPC status ``code``; ``message`` is the server's."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    labels: tuple[str, ...]
+    multi_label: bool
+    max_length: int
+    max_texts: int  # per request
+
+
+def _facts(info: pb.ModelInfo, max_texts: int) -> ModelFacts:
+    return ModelFacts(
+        info.name,
+        tuple(info.labels),
+        info.problem_type == "multi_label_classification",
+        info.max_length,
+        max_texts,
+    )
+
+
+class LocalBackend:
+    """The artifact served in this process: engine, dynamic batcher and API, no sockets."""
+
+    def __init__(
+        self,
+        artifact: Path,
+        *,
+        provider: str = "auto",
+        threads: int = 0,
+        max_texts: int = 256,
+    ) -> None:
+        self.artifact = artifact
+        self.provider = provider
+        self.threads = threads
+        self.max_texts = max_texts
+        self._api = None
+        self._registry = None
+
+    async def start(self, model: str = "") -> ModelFacts:
+        """Load the artifact (must be called in the loop that will run the requests)."""
+        from gradlight.runtime.api import AttributorApi
+        from gradlight.runtime.engine import Engine
+        from gradlight.runtime.models import ModelRegistry
+        from gradlight.runtime.settings import BatchSettings, EngineSettings
+
+        settings = EngineSettings(provider=self.provider, intra_op_threads=self.threads)
+        engine = Engine(self.artifact, settings)
+        engine.warm_up()
+        name = model or self.artifact.name
+        self._registry = ModelRegistry({name: engine}, BatchSettings(), self.max_texts)
+        self._registry.start()
+        self._api = AttributorApi(self._registry)
+        (info,) = self._api.list_models().models
+        return _facts(info, self.max_texts)
+
+    async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
+        from gradlight.runtime.status import status_for
+
+        assert self._api is not None, "start() first"
+        request.model = ""  # the only model here
+        try:
+            return await self._api.attribute(request)
+        except Exception as exc:
+            raise BackendError(*status_for(exc)) from exc
+
+    async def close(self) -> None:
+        if self._registry is not None:
+            await self._registry.close()
+
+
+class ServerBackend:
+    """A running ``gradlight serve`` (or several behind a load balancer) over gRPC."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        tls: bool = False,
+        tls_ca: bytes | None = None,
+        token: str | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._credentials = (
+            grpc.ssl_channel_credentials(root_certificates=tls_ca) if tls or tls_ca else None
+        )
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel: grpc.aio.Channel | None = None
+        self._model = ""
+
+    async def start(self, model: str = "") -> ModelFacts:
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        if self._credentials is not None:
+            self._channel = grpc.aio.secure_channel(self.target, self._credentials, options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target, options)
+        self._stub = pb_grpc.AttributorStub(self._channel)
+        try:
+            listed = await self._stub.ListModels(
+                pb.ListModelsRequest(), timeout=30, metadata=self._metadata, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError(exc.code(), f"{self.target}: {exc.details()}") from exc
+        models = {info.name: info for info in listed.models}
+        if model and model not in models:
+            raise BackendError(
+                grpc.StatusCode.NOT_FOUND,
+                f"{self.target} does not serve {model!r}; it serves {', '.join(models)}",
+            )
+        if not model and len(models) != 1:
+            raise BackendError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{self.target} serves {', '.join(models)}; name one with --model",
+            )
+        info = models[model] if model else next(iter(models.values()))
+        self._model = info.name
+        return _facts(info, max_texts=64)  # well under any server's per-request limit
+
+    async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
+        request.model = self._model
+        try:
+            return await self._stub.Attribute(
+                request, timeout=self.timeout, metadata=self._metadata, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError(exc.code(), exc.details() or "") from exc
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()

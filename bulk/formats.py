@@ -1,0 +1,353 @@
+"""Output records of a bulk job, one per input line, in three formats.
+
+- ``gradlight``: the line's prediction (label, probabilities) and its evidence per label, plus
+  sentences when asked; for a line with spans, the same per span under ``entities``.
+- ``prodigy``: a Prodigy task (https://prodi.gy/docs/api-interfaces): ``text``; ``spans``
+  with ``start``, ``end``, ``label``, ``score`` and a ``color`` whose shade follows the score
+  (the evidence words; for a line with spans, its spans labelled with their predicted label);
+  ``html``, the text with the evidence highlighted, for the ``html`` interface or a
+  ``blocks`` layout; ``options`` and ``accept`` (the predicted labels) for the ``choice``
+  interface; and ``meta``.
+- ``label-studio``: a Label Studio task (https://labelstud.io/guide/predictions):
+  ``data.text`` and one prediction whose ``result`` holds a ``choices`` region with the
+  predicted labels and ``labels`` regions for the words that pushed toward a label (the
+  evidence, with its score) and, for a line with spans, for the spans (with their predicted
+  label and probability). ``label_studio_config`` gives the matching labeling config.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from gradlight.bulk.evidence import Evidence, Selection, evidence
+from gradlight.bulk.lines import Item
+from gradlight.v1 import gradlight_pb2 as pb
+
+GRADLIGHT = "gradlight"
+PRODIGY = "prodigy"
+LABEL_STUDIO = "label-studio"
+FORMATS = (GRADLIGHT, PRODIGY, LABEL_STUDIO)
+PREDICTED = "predicted"  # in ``OutputOptions.labels``: the answer's predicted labels
+
+# The visualizer's diverging scale: toward a label blue, away from it orange.
+TOWARD = (33, 102, 172)
+AWAY = (230, 97, 1)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    format: str = GRADLIGHT
+    selection: Selection = field(default_factory=Selection)
+    labels: tuple[str, ...] = ()  # evidence for these labels; () all; (PREDICTED,) predicted
+    sentences: bool = False
+    model: str = ""  # the model's name (Label Studio's model_version)
+
+
+def shade(score: float) -> str:
+    """The visualizer's colour for a score: white at 0, full blue (+1) or orange (-1)."""
+    target = TOWARD if score >= 0 else AWAY
+    a = min(1.0, abs(score))
+    r, g, b = (round(255 + (c - 255) * a) for c in target)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _ink(score: float) -> str:
+    r, g, b = (int(shade(score)[i : i + 2], 16) for i in (1, 3, 5))
+    return "#fff" if (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255 < 0.5 else "#000"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One classification (a line's, or one span's) with its evidence per shown label."""
+
+    result: pb.TextResult
+    evidence: dict[str, list[Evidence]]
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return {
+            label: round(float(p), 6)
+            for label, p in zip(self.result.labels, self.result.probabilities, strict=True)
+        }
+
+
+def _answer(result: pb.TextResult, text: str, options: OutputOptions) -> _Answer:
+    found = evidence(result, text, options.selection) if result.tokens else {}
+    if options.labels == (PREDICTED,):
+        shown = list(result.predicted_labels) or [result.predicted_label]
+    elif options.labels:
+        shown = list(options.labels)
+    else:
+        shown = list(result.labels)
+    return _Answer(result, {label: found[label] for label in shown if label in found})
+
+
+def record(item: Item, result: pb.TextResult, options: OutputOptions) -> dict[str, Any]:
+    """The output record of ``item`` from its answer."""
+    if item.spans is None:
+        answers = [_answer(result, item.text, options)]
+    else:
+        answers = [_answer(entity.result, item.text, options) for entity in result.entities]
+    if options.format == PRODIGY:
+        return _prodigy(item, result, answers)
+    if options.format == LABEL_STUDIO:
+        return _label_studio(item, result, answers, options)
+    return _gradlight(item, result, answers, options)
+
+
+# ---- gradlight ----
+
+
+def _evidence_json(text: str, found: Sequence[Evidence]) -> list[dict[str, Any]]:
+    return [
+        {"start": e.start, "end": e.end, "text": text[e.start : e.end], "score": round(e.score, 4)}
+        for e in found
+    ]
+
+
+def _answer_json(text: str, answer: _Answer, options: OutputOptions) -> dict[str, Any]:
+    result = answer.result
+    data: dict[str, Any] = {
+        "label": result.predicted_label,
+        "labels": list(result.predicted_labels),
+        "probabilities": answer.probabilities,
+        "truncated": result.truncated,
+        "evidence": {label: _evidence_json(text, f) for label, f in answer.evidence.items()},
+    }
+    if options.sentences:
+        data["sentences"] = [
+            {
+                "start": s.start,
+                "end": s.end,
+                "text": s.sentence,
+                "scores": {
+                    label: round(float(v), 6)
+                    for label, v in zip(result.labels, s.scores, strict=True)
+                },
+            }
+            for s in result.sentences
+        ]
+    return data
+
+
+def _gradlight(
+    item: Item, result: pb.TextResult, answers: list[_Answer], options: OutputOptions
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"line": item.number}
+    if item.id is not None:
+        data["id"] = item.id
+    data["text"] = item.text
+    if item.spans is None:
+        data.update(_answer_json(item.text, answers[0], options))
+        return data
+    data["entities"] = [
+        {
+            "start": span.start,
+            "end": span.end,
+            "text": item.text[span.start : span.end],
+            **({"span_label": span.label} if span.label is not None else {}),
+            "context": [entity.context_start, entity.context_end],
+            **_answer_json(item.text, answer, options),
+        }
+        for span, entity, answer in zip(item.spans, result.entities, answers, strict=True)
+    ]
+    return data
+
+
+# ---- Prodigy ----
+
+
+def _highlighted(
+    text: str,
+    window: tuple[int, int],
+    found: list[Evidence],
+    label: str,
+    entity: tuple[int, int] | None = None,
+) -> str:
+    """``text`` in ``window`` as HTML: evidence marked in its shade, the entity underlined."""
+    start, end = window
+    inside = [e for e in found if start <= e.start and e.end <= end]
+    cuts = {start, end} | {e.start for e in inside} | {e.end for e in inside}
+    if entity is not None:
+        cuts |= {min(max(entity[0], start), end), min(max(entity[1], start), end)}
+    by_start = {e.start: e for e in inside}
+    parts = []
+    current: Evidence | None = None
+    bounds = sorted(cuts)
+    for a, b in itertools.pairwise(bounds):
+        current = by_start.get(a, current if current is not None and a < current.end else None)
+        piece = html.escape(text[a:b]).replace("\n", "<br>")
+        if entity is not None and entity[0] <= a and b <= entity[1]:
+            piece = f'<u style="text-decoration-thickness:2px">{piece}</u>'
+        if current is not None:
+            style = (
+                f"background:{shade(current.score)};color:{_ink(current.score)};"
+                "padding:0 2px;border-radius:3px"
+            )
+            title = html.escape(f"{label} {current.score:+.3f}", quote=True)
+            piece = f'<mark style="{style}" title="{title}">{piece}</mark>'
+        parts.append(piece)
+    return "".join(parts)
+
+
+def _answer_html(
+    text: str,
+    answer: _Answer,
+    window: tuple[int, int],
+    heading: str,
+    entity: tuple[int, int] | None = None,
+) -> str:
+    result = answer.result
+    probabilities = answer.probabilities
+    blocks = [f"<p>{heading}</p>"] if heading else []
+    for label, found in answer.evidence.items():
+        p = probabilities.get(label)
+        about = f" (p = {p:.3f})" if p is not None else ""
+        blocks.append(
+            f"<p><b>{html.escape(label)}</b>{html.escape(about)}</p>"
+            f'<p style="line-height:1.9">{_highlighted(text, window, found, label, entity)}</p>'
+        )
+    if not answer.evidence:
+        blocks.append(f"<p><b>{html.escape(result.predicted_label)}</b></p>")
+    return "".join(blocks)
+
+
+def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[str, Any]:
+    text = item.text
+    first = answers[0].result if answers else None
+    labels = list(first.labels) if first is not None else []
+    meta: dict[str, Any] = {"line": item.number}
+    if item.id is not None:
+        meta["id"] = item.id
+    task: dict[str, Any] = {"text": text}
+    if item.spans is None:
+        answer = answers[0]
+        task["spans"] = [
+            {
+                "start": e.start,
+                "end": e.end,
+                "label": label,
+                "score": round(e.score, 4),
+                "color": shade(e.score),
+            }
+            for label, found in answer.evidence.items()
+            for e in found
+        ]
+        task["html"] = (
+            f'<div class="gradlight">{_answer_html(text, answer, (0, len(text)), "")}</div>'
+        )
+        task["accept"] = list(answer.result.predicted_labels)
+        meta["label"] = answer.result.predicted_label
+        meta["p"] = answer.probabilities.get(answer.result.predicted_label)
+    else:
+        task["spans"] = []
+        sections = []
+        for span, entity, answer in zip(item.spans, result.entities, answers, strict=True):
+            predicted = answer.result.predicted_label
+            p = answer.probabilities.get(predicted, 0.0)
+            task["spans"].append(
+                {
+                    "start": span.start,
+                    "end": span.end,
+                    "label": predicted,
+                    "score": round(p, 4),
+                    "color": shade(p),
+                    **({"span_label": span.label} if span.label is not None else {}),
+                }
+            )
+            heading = f"<i>{html.escape(text[span.start : span.end])}</i>"
+            window = (entity.context_start, entity.context_end)
+            entity_span = (span.start, span.end)
+            sections.append(_answer_html(text, answer, window, heading, entity_span))
+        task["html"] = f'<div class="gradlight">{"<hr>".join(sections)}</div>'
+        task["accept"] = []
+    task["options"] = [{"id": label, "text": label} for label in labels]
+    task["meta"] = meta
+    return task
+
+
+# ---- Label Studio ----
+
+LS_TEXT = "text"
+LS_CHOICES = "label"
+LS_EVIDENCE = "evidence"
+LS_ENTITY = "entity"
+
+
+def _region(
+    number: int, name: str, kind: str, value: dict[str, Any], score: float
+) -> dict[str, Any]:
+    return {
+        "id": f"r{number}",
+        "from_name": name,
+        "to_name": LS_TEXT,
+        "type": kind,
+        "value": value,
+        "score": round(score, 4),
+    }
+
+
+def _label_studio(
+    item: Item, result: pb.TextResult, answers: list[_Answer], options: OutputOptions
+) -> dict[str, Any]:
+    text = item.text
+    regions: list[dict[str, Any]] = []
+    evidence_regions: dict[tuple[int, int, str], float] = {}  # toward a label only
+    for answer in answers:
+        for label, found in answer.evidence.items():
+            for e in found:
+                if e.score > 0:
+                    key = (e.start, e.end, label)
+                    evidence_regions[key] = max(e.score, evidence_regions.get(key, 0.0))
+    data: dict[str, Any] = {"text": text, "line": item.number}
+    if item.id is not None:
+        data["id"] = item.id
+    if item.spans is None:
+        answer = answers[0]
+        chosen = list(answer.result.predicted_labels)
+        score = answer.probabilities.get(answer.result.predicted_label, 0.0)
+        if chosen:
+            regions.append(_region(0, LS_CHOICES, "choices", {"choices": chosen}, score))
+    else:
+        scores = []
+        for span, answer in zip(item.spans, answers, strict=True):
+            predicted = answer.result.predicted_label
+            p = answer.probabilities.get(predicted, 0.0)
+            scores.append(p)
+            value = {
+                "start": span.start,
+                "end": span.end,
+                "text": text[span.start : span.end],
+                "labels": [predicted],
+            }
+            regions.append(_region(len(regions), LS_ENTITY, "labels", value, p))
+        score = min(scores, default=0.0)
+    for (start, end, label), value in sorted(evidence_regions.items()):
+        span_value = {"start": start, "end": end, "text": text[start:end], "labels": [label]}
+        regions.append(_region(len(regions), LS_EVIDENCE, "labels", span_value, value))
+    prediction = {"model_version": options.model or "gradlight", "score": round(score, 6)}
+    prediction["result"] = regions
+    return {"data": data, "predictions": [prediction]}
+
+
+def label_studio_config(labels: Sequence[str], multi_label: bool) -> str:
+    """The Label Studio labeling config that the ``label-studio`` tasks are made for."""
+
+    def values(tag: str) -> str:
+        return "".join(f"\n    <{tag} value={quoteattr(label)}/>" for label in labels)
+
+    choice = "multiple" if multi_label else "single"
+    return (
+        "<View>\n"
+        f'  <Text name="{LS_TEXT}" value="$text"/>\n'
+        f'  <Choices name="{LS_CHOICES}" toName="{LS_TEXT}" choice="{choice}" showInline="true">'
+        f"{values('Choice')}\n  </Choices>\n"
+        f'  <Labels name="{LS_EVIDENCE}" toName="{LS_TEXT}">{values("Label")}\n  </Labels>\n'
+        f'  <Labels name="{LS_ENTITY}" toName="{LS_TEXT}">{values("Label")}\n  </Labels>\n'
+        "</View>\n"
+    )

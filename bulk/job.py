@@ -1,0 +1,287 @@
+"""A bulk job: input lines in, one output record per explained line, in input order; bad
+lines reported (stderr and ``OUTPUT.errors.jsonl``) without stopping; progress shown; an
+interrupted job resumed from its checkpoint (checkpoint.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gradlight.bulk import checkpoint
+from gradlight.bulk.backends import ModelFacts
+from gradlight.bulk.checkpoint import CheckpointError, Progress
+from gradlight.bulk.explaining import RequestOptions, units
+from gradlight.bulk.formats import (
+    LABEL_STUDIO,
+    PREDICTED,
+    OutputOptions,
+    label_studio_config,
+    record,
+)
+from gradlight.bulk.lines import BadLine, Item, parse_line
+from gradlight.bulk.pipeline import Pipeline
+from gradlight.runtime.entities import marking_from
+from gradlight.v1 import gradlight_pb2 as pb
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    request: RequestOptions
+    output: OutputOptions
+    model: str = ""  # empty: the only one served
+    lines_per_request: int = 32
+    commit_interval_s: float = 1.0
+    restart: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Summary:
+    lines: int
+    explained: int
+    bad: int
+    seconds: float
+    texts_per_s: float
+    resumed_from: int
+    already_complete: bool = False
+
+
+@dataclass
+class _Chunk:
+    entries: list[tuple[int, Item | BadLine | None]]  # line number, what it holds
+    raw: bytes  # the input bytes of these lines
+    end_offset: int
+
+    @property
+    def items(self) -> list[Item]:
+        return [entry for _, entry in self.entries if isinstance(entry, Item)]
+
+
+def _chunks(
+    handle: BinaryIO, offset: int, first_line: int, max_lines: int, max_units: int
+) -> Iterator[_Chunk]:
+    handle.seek(offset)
+    number = first_line
+    chunk = _Chunk([], b"", offset)
+    parts: list[bytes] = []
+    weight = 0
+    for raw in handle:
+        number += 1
+        entry = parse_line(number, raw.rstrip(b"\r\n"))
+        cost = units(entry) if isinstance(entry, Item) else 0
+        if chunk.entries and (len(chunk.entries) >= max_lines or weight + cost > max_units):
+            chunk.raw = b"".join(parts)
+            yield chunk
+            chunk, parts, weight = _Chunk([], b"", chunk.end_offset), [], 0
+        chunk.entries.append((number, entry))
+        parts.append(raw)
+        chunk.end_offset += len(raw)
+        weight += cost
+    if chunk.entries:
+        chunk.raw = b"".join(parts)
+        yield chunk
+
+
+def _count_lines(path: Path) -> int:
+    count = 0
+    last = b"\n"
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _settings(options: JobOptions, input_path: Path, labels: tuple[str, ...]) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resumption."""
+    return {
+        "input": str(input_path.resolve()),
+        "request": json.loads(json.dumps(asdict(options.request))),
+        "output": json.loads(json.dumps(asdict(options.output))),
+        "model_labels": list(labels),
+    }
+
+
+class _Progress:
+    """A progress bar with texts/s on stderr (tqdm), or nothing."""
+
+    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, initial=initial, unit="text", file=sys.stderr, dynamic_ncols=True
+            )
+
+    def advance(self, lines: int) -> None:
+        if self._bar is not None:
+            self._bar.update(lines)
+
+    def say(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def run_job(
+    input_path: Path, output_path: Path, pipeline: Pipeline, options: JobOptions
+) -> Summary:
+    """Explain ``input_path`` into ``output_path``; raises CheckpointError when the output
+    cannot be (re)started as asked, and lets KeyboardInterrupt through after saving what is
+    done (run again to resume)."""
+    errors_path, checkpoint_path = checkpoint.paths(output_path)
+    if options.restart:
+        for path in (output_path, errors_path, checkpoint_path):
+            path.unlink(missing_ok=True)
+    facts = pipeline.start(options.model)
+    _check_request(options, facts)
+    output = replace(options.output, model=facts.name)
+    settings = _settings(options, input_path, facts.labels)
+    if checkpoint_path.exists():
+        progress = checkpoint.load(checkpoint_path, settings)
+    elif output_path.exists() and output_path.stat().st_size > 0:
+        raise CheckpointError(
+            f"{output_path} exists and has no checkpoint of an interrupted run; pass --restart "
+            "to overwrite it, or choose another output"
+        )
+    else:
+        progress = Progress()
+    started_at = time.perf_counter()
+    resumed_from = progress.lines
+    if progress.complete:
+        return Summary(
+            progress.lines, progress.explained, progress.bad, 0.0, 0.0, resumed_from, True
+        )
+    if output.format == LABEL_STUDIO:
+        config = output_path.with_name(output_path.name + ".label-config.xml")
+        config.write_text(label_studio_config(facts.labels, facts.multi_label), encoding="utf-8")
+    with input_path.open("rb") as source:
+        digest = checkpoint.hash_prefix(source, progress.input_offset)
+        if digest.hexdigest() != progress.input_sha256:
+            raise CheckpointError(
+                f"the first {progress.input_offset} bytes of {input_path} differ from the input "
+                "this output was started from; pass --restart to start over"
+            )
+        total = _count_lines(input_path)
+        bar = _Progress(options.progress, total, progress.lines)
+        with (
+            _open_at(output_path, progress.output_bytes) as out,
+            _open_at(errors_path, progress.errors_bytes) as errors,
+        ):
+            last_commit = time.monotonic()
+
+            def commit(complete: bool = False) -> None:
+                for handle in (out, errors):
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                progress.output_bytes, progress.errors_bytes = out.tell(), errors.tell()
+                progress.input_sha256 = digest.hexdigest()
+                progress.complete = complete
+                checkpoint.save(checkpoint_path, settings, progress)
+
+            chunks = _chunks(
+                source,
+                progress.input_offset,
+                progress.lines,
+                options.lines_per_request,
+                facts.max_texts,
+            )
+            pending: list[_Chunk] = []  # read and sent, not yet written
+
+            def groups() -> Iterator[list[Item]]:
+                for chunk in chunks:
+                    pending.append(chunk)
+                    yield chunk.items
+
+            try:
+                for answers in pipeline.outcomes(groups()):
+                    chunk = pending.pop(0)
+                    _write(chunk, answers, output, out, errors, progress, bar)
+                    digest.update(chunk.raw)
+                    progress.input_offset = chunk.end_offset
+                    progress.lines += len(chunk.entries)
+                    bar.advance(len(chunk.entries))
+                    if time.monotonic() - last_commit >= options.commit_interval_s:
+                        commit()
+                        last_commit = time.monotonic()
+                commit(complete=True)
+            except BaseException:
+                commit()  # what was written is kept; the rest is redone on resume
+                raise
+            finally:
+                bar.close()
+    seconds = time.perf_counter() - started_at
+    done = progress.lines - resumed_from
+    return Summary(
+        progress.lines,
+        progress.explained,
+        progress.bad,
+        seconds,
+        done / seconds if seconds > 0 else 0.0,
+        resumed_from,
+    )
+
+
+def _check_request(options: JobOptions, facts: ModelFacts) -> None:
+    """Refuse at the start what every request would be refused for (not line by line)."""
+    unknown = [label for label in options.output.labels if label not in (*facts.labels, PREDICTED)]
+    if unknown:
+        raise ValueError(
+            f"--labels: {', '.join(map(repr, unknown))} not among the model's labels "
+            f"({', '.join(facts.labels)})"
+        )
+    request = options.request
+    if not 0 <= request.max_length <= facts.max_length:
+        raise ValueError(
+            f"--max-length is {request.max_length}; use 0 (the model's) to {facts.max_length}"
+        )
+    open_marker, close_marker = request.markers or (None, None)
+    marking_from(open_marker, close_marker, request.context_chars)  # raises RequestError
+
+
+def _open_at(path: Path, size: int) -> BinaryIO:
+    """``path`` opened for appending after its first ``size`` bytes (the rest cut off)."""
+    handle = path.open("r+b" if path.exists() else "w+b")
+    handle.truncate(size)
+    handle.seek(size)
+    return handle
+
+
+def _write(
+    chunk: _Chunk,
+    answers: list[pb.TextResult | BadLine],
+    output: OutputOptions,
+    out: BinaryIO,
+    errors: BinaryIO,
+    progress: Progress,
+    bar: _Progress,
+) -> None:
+    answered = iter(answers)
+    for number, entry in chunk.entries:
+        if entry is None:
+            continue  # a blank line
+        outcome = entry if isinstance(entry, BadLine) else next(answered)
+        if isinstance(outcome, BadLine):
+            errors.write(_json_line({"line": number, "error": outcome.reason}))
+            progress.bad += 1
+            bar.say(f"line {number}: {outcome.reason}")
+            continue
+        assert isinstance(entry, Item)
+        out.write(_json_line(record(entry, outcome, output)))
+        progress.explained += 1
+
+
+def _json_line(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")

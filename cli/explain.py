@@ -1,0 +1,222 @@
+"""``gradlight explain``: a bulk job from JSONL to JSONL (gradlight.bulk)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the backend failed (unreachable, wrong model or token): run again to resume
+EXIT_USAGE = 2
+EXIT_BAD_LINES = 3  # finished, but some lines were reported bad
+EXIT_INTERRUPTED = 130
+
+# Defaults that depend on the format: a full dump for gradlight, the strongest evidence of
+# the predicted label for the annotation tools.
+FORMAT_DEFAULTS = {
+    "gradlight": {"labels": (), "top_k": None, "min_score": 0.0},
+    "prodigy": {"labels": ("predicted",), "top_k": 10, "min_score": 0.1},
+    "label-studio": {"labels": ("predicted",), "top_k": 10, "min_score": 0.1},
+}
+
+
+def add_explain_parser(commands: Any) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="explain a JSONL file of texts in bulk (resumable), for analysis or annotation "
+        "tools (Prodigy, Label Studio)",
+        description="Read INPUT (one JSON object per line: 'text', optional 'id', optional "
+        "'spans' [{start, end, label}] to classify each span on its own) and write one record "
+        "per line to OUTPUT in input order. Bad lines are reported (stderr and "
+        "OUTPUT.errors.jsonl) without stopping; an interrupted job resumes when run again. "
+        "Exit status: 0 done, 3 done with bad lines, 1 failed (resumable), 2 usage, 130 "
+        "interrupted (resumable).",
+    )
+    explain.add_argument("input", type=Path, metavar="INPUT.jsonl")
+    explain.add_argument("output", type=Path, metavar="OUTPUT.jsonl")
+    where = explain.add_mutually_exclusive_group(required=True)
+    where.add_argument("--artifact", type=Path, metavar="DIR", help="run this artifact here")
+    where.add_argument(
+        "--server", metavar="HOST:PORT", help="ask a running gradlight serve (or a balancer)"
+    )
+    explain.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on this Ray cluster with Ray Data (with --artifact, a path every node reads)",
+    )
+    explain.add_argument(
+        "--format", choices=tuple(FORMAT_DEFAULTS), default="gradlight", help="(default gradlight)"
+    )
+    explain.add_argument(
+        "--labels",
+        default=None,
+        metavar="L1,L2|predicted",
+        help="evidence for these labels, or 'predicted' for each answer's predicted labels "
+        "(default: all for gradlight, predicted for prodigy and label-studio)",
+    )
+    explain.add_argument(
+        "--unit",
+        choices=("word", "token"),
+        default="word",
+        help="evidence per word (subword pieces merged, default) or per token",
+    )
+    explain.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="keep the K strongest per label (default: all "
+        "for gradlight, 10 for prodigy and label-studio)",
+    )
+    explain.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="keep evidence with |score| >= this, scores in [-1, 1] (default: 0 for gradlight, "
+        "0.1 for prodigy and label-studio)",
+    )
+    explain.add_argument("--sentences", action="store_true", help="also sentence attributions")
+    explain.add_argument("--max-length", type=int, default=0, help="token budget (0 = model's)")
+    explain.add_argument(
+        "--markers",
+        nargs=2,
+        metavar=("OPEN", "CLOSE"),
+        default=None,
+        help="marker strings around entity spans, as the model was trained (default <e> </e>)",
+    )
+    explain.add_argument(
+        "--context-chars",
+        type=int,
+        default=None,
+        help="characters of context on each side of an entity span (default 100)",
+    )
+    explain.add_argument("--model", default="", help="the model's name (--server: which one)")
+    explain.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    explain.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = auto)")
+    explain.add_argument("--lines-per-request", type=int, default=32)
+    explain.add_argument("--ray-actors", type=int, default=None, help="default: cluster CPUs")
+    explain.add_argument("--tls", action="store_true", help="--server over TLS (system roots)")
+    explain.add_argument("--tls-ca", type=Path, default=None, metavar="FILE")
+    explain.add_argument("--auth-token-file", type=Path, default=None, metavar="FILE")
+    explain.add_argument(
+        "--restart", action="store_true", help="start over, discarding OUTPUT and its checkpoint"
+    )
+    explain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    explain.set_defaults(handler=run_explain)
+
+
+def _labels(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    labels = tuple(label.strip() for label in value.split(",") if label.strip())
+    if not labels:
+        raise ValueError("--labels is empty; give label names separated by commas, or predicted")
+    if "predicted" in labels and len(labels) > 1:
+        raise ValueError("--labels: 'predicted' stands alone")
+    return labels
+
+
+def _pipeline(args: argparse.Namespace, request: Any) -> Any:
+    from gradlight.bulk.backends import LocalBackend, ServerBackend
+    from gradlight.bulk.pipeline import AsyncPipeline
+
+    if args.ray:
+        if args.artifact is None:
+            raise ValueError("--ray runs the artifact on the cluster: give --artifact DIR")
+        from gradlight.bulk.ray_pipeline import RayPipeline
+
+        return RayPipeline(args.ray, args.artifact, request, actors=args.ray_actors)
+    if args.artifact is not None:
+        backend = LocalBackend(args.artifact, provider=args.provider, threads=args.threads)
+        return AsyncPipeline(backend, request)
+    from gradlight.runtime.security import load_tokens
+
+    token = load_tokens(args.auth_token_file).first if args.auth_token_file else None
+    tls_ca = args.tls_ca.read_bytes() if args.tls_ca is not None else None
+    return AsyncPipeline(
+        ServerBackend(args.server, tls=args.tls, tls_ca=tls_ca, token=token), request
+    )
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from gradlight.bulk.backends import BackendError
+    from gradlight.bulk.checkpoint import CheckpointError
+    from gradlight.bulk.evidence import Selection
+    from gradlight.bulk.explaining import RequestOptions
+    from gradlight.bulk.formats import OutputOptions
+    from gradlight.bulk.job import JobOptions, run_job
+
+    defaults = FORMAT_DEFAULTS[args.format]
+    labels = _labels(args.labels, defaults["labels"])
+    top_k = args.top_k if args.top_k is not None else defaults["top_k"]
+    min_score = args.min_score if args.min_score is not None else defaults["min_score"]
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top-k is {top_k}; keep at least 1")
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"--min-score is {min_score}; scores are in [-1, 1], use 0 to 1")
+    if args.lines_per_request < 1:
+        raise ValueError("--lines-per-request must be at least 1")
+    if not args.input.is_file():
+        raise ValueError(f"{args.input} is not a file")
+    if args.input.resolve() == args.output.resolve():
+        raise ValueError("OUTPUT must not be INPUT")
+    request = RequestOptions(
+        sentences=args.sentences,
+        labels=() if labels == ("predicted",) else labels,
+        max_length=args.max_length,
+        markers=tuple(args.markers) if args.markers else None,  # type: ignore[arg-type]
+        context_chars=args.context_chars,
+    )
+    output = OutputOptions(
+        format=args.format,
+        selection=Selection(args.unit, top_k, min_score),
+        labels=labels,
+        sentences=args.sentences,
+    )
+    options = JobOptions(
+        request,
+        output,
+        model=args.model,
+        lines_per_request=args.lines_per_request,
+        restart=args.restart,
+        progress=not args.no_progress,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)  # saved and resumable, as Ctrl+C
+    pipeline = _pipeline(args, request)
+    try:
+        summary = run_job(args.input, args.output, pipeline, options)
+    except CheckpointError as exc:
+        print(f"gradlight explain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackendError as exc:
+        print(
+            f"gradlight explain: {exc}; what was finished is kept, run the same command again "
+            "to resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(
+            "gradlight explain: interrupted; what was finished is kept, run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        pipeline.close()
+    if summary.already_complete:
+        print(f"{args.output} is already complete ({summary.lines} lines); --restart redoes it")
+        return EXIT_OK
+    resumed = f", resumed after line {summary.resumed_from}" if summary.resumed_from else ""
+    print(
+        f"explained {summary.explained} lines, {summary.bad} bad (see "
+        f"{args.output}.errors.jsonl){resumed}: {summary.texts_per_s:.1f} texts/s over "
+        f"{summary.seconds:.1f} s"
+    )
+    return EXIT_BAD_LINES if summary.bad else EXIT_OK
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

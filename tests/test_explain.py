@@ -1,0 +1,367 @@
+"""``gradlight explain``: bulk JSONL through the real engine (in process or behind a real
+server), each output format checked against the tool's documented fields, bad lines reported
+without stopping, resumption after a kill, entity spans."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from bulk_formats import assert_same_records, check_label_studio, check_prodigy, html_text
+from processes import gradlight
+
+from gradlight.bulk.evidence import words
+
+NOTE = "The patient denied any chest pain today. She reported no shortness of breath."
+GOOD = [
+    {"id": "a", "text": NOTE},
+    {"id": 7, "text": "Café résumé — 病院 visit 😀. Fever present since Monday."},
+    {"text": "Possible pneumonia; rule out sepsis.\nDr. Smith agrees."},
+    {
+        "id": "entities",
+        "text": NOTE,
+        "spans": [
+            {"start": NOTE.index("chest pain"), "end": NOTE.index("chest pain") + 10, "label": "P"},
+            {"start": NOTE.index("shortness"), "end": len(NOTE) - 1},
+        ],
+    },
+]
+BAD = {
+    "{not json": "is not valid JSON",
+    json.dumps(["a", "list"]): "must be a JSON object",
+    json.dumps({"id": "x"}): "text: must be a string, got missing",
+    json.dumps({"text": "  \t "}): "text: is empty or whitespace only",
+    json.dumps({"text": "ab", "spans": [{"start": 1, "end": 9}]}): "spans[0]: [1, 9) is not",
+    json.dumps({"text": "ab", "id": [1]}): "id: must be a string or an integer",
+    json.dumps({"text": "ab", "spans": [{"start": "0", "end": 1}]}): "spans[0].start: must be",
+}
+
+
+def _write_input(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _mixed_lines():
+    """Good lines with bad ones and a blank one between them; (lines, good line numbers,
+    bad line numbers with their reason)."""
+    lines, good, bad = [], [], {}
+    bad_lines = iter(BAD.items())
+    for record in GOOD:
+        lines.append(json.dumps(record, ensure_ascii=False))
+        good.append(len(lines))
+        raw, reason = next(bad_lines)
+        lines.append(raw)
+        bad[len(lines)] = reason
+    lines.append("")  # blank: skipped
+    for raw, reason in bad_lines:
+        lines.append(raw)
+        bad[len(lines)] = reason
+    lines.append(json.dumps({"id": "last", "text": "No fever."}))
+    good.append(len(lines))
+    return lines, good, bad
+
+
+def _explain(*args, check=True, timeout=300):
+    result = subprocess.run(
+        gradlight("explain", *map(str, args), "--no-progress"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert result.returncode in (0, 3), result.stderr
+    return result
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mixed_input(tmp_path_factory):
+    lines, good, bad = _mixed_lines()
+    path = _write_input(tmp_path_factory.mktemp("explain") / "in.jsonl", lines)
+    return path, good, bad
+
+
+def test_gradlight_format_reports_bad_lines_and_keeps_going(mixed_input, exported, tiny_client):
+    source, good, bad = mixed_input
+    out = source.with_name("out.jsonl")
+    result = _explain(source, out, "--artifact", exported("bert"), "--restart")
+    assert result.returncode == 3  # finished, with bad lines
+    records = _records(out)
+    assert [record["line"] for record in records] == good
+    errors = _records(source.with_name("out.jsonl.errors.jsonl"))
+    assert [error["line"] for error in errors] == list(bad)
+    for error in errors:
+        assert bad[error["line"]] in error["error"]
+        assert f"line {error['line']}: " in result.stderr
+    assert f"explained {len(good)} lines, {len(bad)} bad" in result.stdout
+    labels = next(m.labels for m in tiny_client.list_models().models if m.name == "bert")
+    for record in records:
+        text = record["text"]
+        answers = record.get("entities", [record])
+        for answer in answers:
+            assert answer["label"] in labels and set(answer["probabilities"]) == set(labels)
+            assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert list(answer["evidence"]) == list(labels)  # all labels by default
+            for found in answer["evidence"].values():
+                starts = [e["start"] for e in found]
+                assert starts == sorted(starts)
+                for e in found:
+                    assert text[e["start"] : e["end"]] == e["text"]
+                    assert (e["start"], e["end"]) in words(text)  # whole words
+                    assert -1.0 <= e["score"] <= 1.0 and e["score"] != 0
+    entity_record = next(record for record in records if record.get("id") == "entities")
+    first, second = entity_record["entities"]
+    assert (first["start"], first["end"], first["text"], first["span_label"]) == (
+        23,
+        33,
+        "chest pain",
+        "P",
+    )
+    assert second["text"] == "shortness of breath" and "span_label" not in second
+    assert "label" not in entity_record  # the text itself is not classified
+
+
+def test_token_evidence_is_the_served_raw_score_normalized_over_the_text(
+    mixed_input, exported, tiny_client
+):
+    """Per token, the evidence is the served raw score over the largest |raw| of the text's
+    tokens (special tokens left out; WordPiece: no token shares a character with another)."""
+    source, _, _ = mixed_input
+    out = source.with_name("tokens.jsonl")
+    _explain(source, out, "--artifact", exported("bert"), "--unit", "token", "--restart")
+    records = [record for record in _records(out) if "entities" not in record]
+    served = tiny_client.attribute(
+        [record["text"] for record in records], model="bert", raw_scores=True
+    )
+    for record, result in zip(records, served.results, strict=True):
+        tokens = [t for t in result.tokens if not t.special]
+        for k, label in enumerate(result.labels):
+            peak = max(abs(t.raw_scores[k]) for t in tokens)
+            expected = {
+                (t.start, t.end): t.raw_scores[k] / peak
+                for t in tokens
+                if abs(t.raw_scores[k] / peak) >= 5e-5
+            }
+            got = {(e["start"], e["end"]): e["score"] for e in record["evidence"][label]}
+            assert got.keys() == expected.keys()
+            for span, score in got.items():
+                assert score == pytest.approx(expected[span], abs=1e-4)
+
+
+def test_top_k_min_score_and_labels(mixed_input, exported):
+    source, _, _ = mixed_input
+    full, top = source.with_name("full.jsonl"), source.with_name("top.jsonl")
+    _explain(source, full, "--artifact", exported("bert"), "--restart")
+    _explain(
+        source, top, "--artifact", exported("bert"), "--restart",
+        "--top-k", "3", "--min-score", "0.2", "--labels", "predicted",
+    )  # fmt: skip
+    for everything, record in zip(_records(full), _records(top), strict=True):
+        answers = record.get("entities", [record])
+        for all_of_it, answer in zip(
+            everything.get("entities", [everything]), answers, strict=True
+        ):
+            assert list(answer["evidence"]) == answer["labels"]  # the predicted label only
+            for label, found in answer["evidence"].items():
+                strong = [e for e in all_of_it["evidence"][label] if abs(e["score"]) >= 0.2]
+                strongest = sorted(strong, key=lambda e: -abs(e["score"]))[:3]
+                assert found == sorted(strongest, key=lambda e: e["start"])
+
+
+def test_prodigy_tasks_follow_the_documented_format(mixed_input, exported, tiny_client):
+    source, good, _ = mixed_input
+    out = source.with_name("prodigy.jsonl")
+    _explain(source, out, "--artifact", exported("bert"), "--format", "prodigy", "--restart")
+    labels = next(m.labels for m in tiny_client.list_models().models if m.name == "bert")
+    tasks = _records(out)
+    assert len(tasks) == len(good)
+    for task, line in zip(tasks, good, strict=True):
+        check_prodigy(task, list(labels))
+        assert task["meta"]["line"] == line
+        _, paragraphs = html_text(task["html"])
+        if task["meta"].get("id") == "entities":
+            assert [(s["start"], s["end"]) for s in task["spans"]] == [(23, 33), (57, 76)]
+            assert all(s["label"] in labels for s in task["spans"])
+            assert "<u " in task["html"]  # the entity is underlined in its window
+        else:
+            assert paragraphs == [task["text"]]  # the whole text, evidence marked
+            assert task["accept"] == [task["meta"]["label"]]
+            for span in task["spans"]:
+                assert span["label"] == task["meta"]["label"]  # the predicted label's
+                # a darker shade for a larger |score|, blue toward and orange away
+                assert span["color"][1:3] < "80" if span["score"] > 0.9 else True
+
+
+def test_label_studio_tasks_fit_their_labeling_config(mixed_input, exported):
+    source, good, _ = mixed_input
+    out = source.with_name("ls.jsonl")
+    _explain(source, out, "--artifact", exported("bert"), "--format", "label-studio", "--restart")
+    config = source.with_name("ls.jsonl.label-config.xml").read_text()
+    tasks = _records(out)
+    assert len(tasks) == len(good)
+    evidence = 0
+    for task in tasks:
+        check_label_studio(task, config)
+        regions = task["predictions"][0]["result"]
+        kinds = {region["from_name"] for region in regions}
+        assert ("entity" in kinds) == (task["data"].get("id") == "entities")
+        assert ("label" in kinds) == (task["data"].get("id") != "entities")
+        evidence += sum(region["from_name"] == "evidence" for region in regions)
+        assert all(region["score"] > 0 for region in regions)  # evidence toward a label
+    assert evidence > 0
+
+
+def test_the_checks_catch_broken_tasks(mixed_input, exported):
+    """The format checks above fail on what the tools would refuse."""
+    source, _, _ = mixed_input
+    config = source.with_name("ls.jsonl.label-config.xml").read_text()
+    task = _records(source.with_name("ls.jsonl"))[0]
+    region = next(r for r in task["predictions"][0]["result"] if r["type"] == "labels")
+    for broken in ({"labels": ["nope"]}, {"end": region["value"]["start"]}, {"text": "x"}):
+        damaged = json.loads(json.dumps(task))
+        target = next(r for r in damaged["predictions"][0]["result"] if r["id"] == region["id"])
+        target["value"].update(broken)
+        with pytest.raises(AssertionError):
+            check_label_studio(damaged, config)
+    prodigy = _records(source.with_name("prodigy.jsonl"))[0]
+    for damage in ({"spans": [{"start": 0, "end": 2}]}, {"accept": ["nope"]}, {"html": "<b>x"}):
+        with pytest.raises(Exception):  # noqa: B017, PT011 (schema or assertion)
+            check_prodigy({**prodigy, **damage}, [o["id"] for o in prodigy["options"]])
+
+
+def test_the_server_backend_writes_the_same_output(mixed_input, exported, tiny_server):
+    source, _, _ = mixed_input
+    local, remote = source.with_name("local.jsonl"), source.with_name("remote.jsonl")
+    _explain(source, local, "--artifact", exported("bert"), "--sentences", "--restart")
+    address = tiny_server.address
+    _explain(source, remote, "--server", address, "--model", "bert", "--sentences", "--restart")
+    assert_same_records(_records(remote), _records(local))
+    assert "sentences" in _records(local)[0]
+    failed = _explain(
+        source, remote, "--server", address, "--model", "nope", "--restart", check=False
+    )
+    assert failed.returncode == 1 and "does not serve 'nope'" in failed.stderr
+
+
+def _big_input(path, lines):
+    texts = [record["text"] for record in GOOD]
+    records = [{"id": i, "text": f"{texts[i % len(texts)]} Visit {i}."} for i in range(lines)]
+    return _write_input(path, [json.dumps(record, ensure_ascii=False) for record in records])
+
+
+def _checkpoint(path):
+    try:
+        return json.loads(path.read_text())["progress"]
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_resumes_after_being_stopped_without_redoing_or_duplicating(tmp_path, exported, how):
+    source = _big_input(tmp_path / "in.jsonl", 12_000)
+    artifact = exported("bert")
+    reference = tmp_path / "reference.jsonl"
+    _explain(source, reference, "--artifact", artifact, "--lines-per-request", "4")
+    out = tmp_path / "out.jsonl"
+    checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
+    command = gradlight("explain", source, out, "--artifact", artifact, "--no-progress")
+    process = subprocess.Popen(
+        [*map(str, command), "--lines-per-request", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while (progress := _checkpoint(checkpoint_file)) is None or progress["lines"] == 0:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    if how == signal.SIGTERM:
+        assert process.returncode == 130 and "run the same command again" in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
+    stopped_at = _checkpoint(checkpoint_file)
+    assert not stopped_at["complete"] and 0 < stopped_at["lines"] < 12_000
+    assert out.stat().st_size >= stopped_at["output_bytes"]  # may hold lines past it
+    resumed = _explain(source, out, "--artifact", artifact, "--lines-per-request", "4")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed after line {stopped_at['lines']}" in resumed.stdout
+    records = _records(out)
+    assert [r["line"] for r in records] == list(range(1, 12_001))  # nothing lost, nothing twice
+    assert_same_records(records, _records(reference))
+    finished = out.read_bytes()
+    again = _explain(source, out, "--artifact", artifact)
+    assert "already complete" in again.stdout and out.read_bytes() == finished
+
+
+def test_resume_refuses_other_settings_or_another_input(tmp_path, exported):
+    source = _big_input(tmp_path / "in.jsonl", 20)
+    out = tmp_path / "out.jsonl"
+    artifact = exported("bert")
+    _explain(source, out, "--artifact", artifact)
+    changed = _explain(source, out, "--artifact", artifact, "--top-k", "2", check=False)
+    assert changed.returncode == 2 and "other settings (output differ)" in changed.stderr
+    checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
+    data = json.loads(checkpoint_file.read_text())
+    data["progress"]["complete"] = False  # as if stopped; then the input is edited
+    checkpoint_file.write_text(json.dumps(data))
+    source.write_text(source.read_text().replace("Visit 3.", "Visit 4."))
+    edited = _explain(source, out, "--artifact", artifact, check=False)
+    assert edited.returncode == 2 and "differ from the input" in edited.stderr
+    fresh = tmp_path / "other.jsonl"
+    fresh.write_text("something\n")
+    refused = _explain(source, fresh, "--artifact", artifact, check=False)
+    assert refused.returncode == 2 and "--restart" in refused.stderr
+    assert fresh.read_text() == "something\n"  # not overwritten
+
+
+def test_bad_options_are_refused_before_any_line(mixed_input, exported):
+    source, _, _ = mixed_input
+    out = source.with_name("refused.jsonl")
+    for args, message in [
+        (("--labels", "nope"), "'nope' not among the model's labels"),
+        (("--max-length", "100000"), "--max-length is 100000"),
+        (("--context-chars", "-1"), "entity_marking.context_chars"),
+        (("--top-k", "0"), "--top-k is 0"),
+    ]:
+        result = _explain(source, out, "--artifact", exported("bert"), *args, check=False)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_entity_offsets_map_back_with_markers_as_the_model_was_trained(tmp_path, exported):
+    text = "Meds: aspirin 81 mg daily (stopped). Warfarin continued; heparin held overnight."
+    spans = [
+        {"start": text.index(w), "end": text.index(w) + len(w)} for w in ("aspirin", "heparin")
+    ]
+    source = _write_input(tmp_path / "in.jsonl", [json.dumps({"text": text, "spans": spans})])
+    out = tmp_path / "out.jsonl"
+    _explain(
+        source, out, "--artifact", exported("roberta"), "--unit", "token",
+        "--markers", "[E]", "[/E]", "--context-chars", "20", "--sentences",
+    )  # fmt: skip
+    (record,) = _records(out)
+    for entity, span in zip(record["entities"], spans, strict=True):
+        low, high = entity["context"]
+        assert low <= span["start"] < span["end"] <= high
+        assert span["start"] - low <= 20 and high - span["end"] <= 20
+        for found in entity["evidence"].values():
+            for e in found:
+                assert low <= e["start"] < e["end"] <= high
+                assert text[e["start"] : e["end"]] == e["text"]
+        for sentence in entity["sentences"]:
+            assert text[sentence["start"] : sentence["end"]] == sentence["text"]
+            assert low <= sentence["start"] and sentence["end"] <= high
+    scores = [np.array(list(e["probabilities"].values())) for e in record["entities"]]
+    assert not np.allclose(scores[0], scores[1])  # each span read in its own window

@@ -1,0 +1,77 @@
+"""``gradlight explain --ray``: the bulk job on a local Ray instance (2 CPUs, started here)
+with Ray Data writes what the local run writes, line for line, bad lines included."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from bulk_formats import assert_same_records
+from processes import gradlight
+from ray_cluster import LOOPBACK_ENV, RayHead
+from test_explain import BAD, GOOD
+
+pytest.importorskip("ray", reason="gradlight[ray] is not installed (the test extra has it)")
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    head = RayHead(cpus=2)
+    try:
+        head.wait_ready()
+        yield head
+    finally:
+        head.stop()
+    assert head.processes() == [], "Ray's processes outlived the head"
+
+
+def _input(path, lines):
+    records = []
+    for i in range(lines):
+        if i % 97 == 5:
+            records.append(list(BAD)[i % len(BAD)])
+        else:
+            record = dict(GOOD[i % len(GOOD)])
+            record["id"] = i
+            records.append(json.dumps(record, ensure_ascii=False))
+    path.write_text("".join(line + "\n" for line in records), encoding="utf-8")
+    return path
+
+
+def _run(*args):
+    started = time.perf_counter()
+    result = subprocess.run(
+        [*gradlight("explain", *map(str, args), "--no-progress")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **LOOPBACK_ENV},
+    )
+    assert result.returncode == 3, result.stderr  # done, with the bad lines reported
+    return result, time.perf_counter() - started
+
+
+def test_ray_run_matches_the_local_run_line_for_line(ray_head, tmp_path, exported):
+    source = _input(tmp_path / "in.jsonl", 3000)
+    artifact = exported("bert")
+    local, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    for output_format in ("gradlight", "prodigy"):
+        local_run, local_s = _run(
+            source, local, "--artifact", artifact, "--format", output_format, "--sentences",
+            "--restart",
+        )  # fmt: skip
+        ray_run, ray_s = _run(
+            source, ray_out, "--artifact", artifact, "--ray", ray_head.address,
+            "--format", output_format, "--sentences", "--restart",
+        )  # fmt: skip
+        print(f"{output_format}: local {local_run.stdout.strip()} ({local_s:.1f} s with start)")
+        print(f"{output_format}: ray   {ray_run.stdout.strip()} ({ray_s:.1f} s with start)")
+        local_records = [json.loads(line) for line in local.read_text().splitlines()]
+        ray_records = [json.loads(line) for line in ray_out.read_text().splitlines()]
+        assert len(local_records) == 3000 - len(range(5, 3000, 97))
+        assert_same_records(ray_records, local_records)
+        errors = tmp_path / "local.jsonl.errors.jsonl"
+        assert (tmp_path / "ray.jsonl.errors.jsonl").read_text() == errors.read_text()
