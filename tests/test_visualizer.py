@@ -235,6 +235,66 @@ def test_the_url_reopens_the_same_view(page, browser, tiny_server):
         other.close()
 
 
+def test_an_entity_selected_in_the_text_is_classified_on_its_own(page, browser, tiny_server):
+    """The selection (UTF-16 in the browser) becomes a code point span; the page shows the
+    span's answer, equal to gRPC's, with the markers where they were inserted, the span
+    underlined and the text outside the context window greyed; the link reopens it."""
+    from gradlight.client import Client
+
+    text = "😀 Note: the patient denies chest pain today. Cough resolved last week, no fever."
+    start = text.index("chest pain")  # code points; the emoji is two UTF-16 units
+    end = start + len("chest pain")
+    page.goto(tiny_server.http_url)
+    page.wait_for_selector("body[data-state=ready]")
+    page.select_option("#model", "bert")
+    page.fill("#text", text)
+    page.eval_on_selector(
+        "#text", "(area, span) => area.setSelectionRange(...span)", [start + 1, end + 1]
+    )
+    page.click("#entity-use")
+    assert "chest pain" in page.text_content("#entity-shown")
+    page.fill("#marker-open", "[E]")
+    page.fill("#context-chars", "12")
+    page.evaluate("document.body.dataset.state = 'busy'")
+    page.click("#submit")
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    with Client(tiny_server.address) as client:
+        expected = client.attribute(
+            [text], model="bert", entities=[[(start, end)]], markers=("[E]", "</e>"),
+            context_chars=12, sentence_attributions=True, raw_scores=True,
+        ).results[0].entities[0]  # fmt: skip
+    assert page.text_content("#predicted") == expected.result.predicted_label
+    assert "chest pain" in page.text_content("#predicted-for")
+    items = _items(page)
+    assert len(items) == len(expected.result.tokens)
+    for (_, score, _, special), token in zip(items, expected.result.tokens, strict=True):
+        assert special == token.special
+        assert score == pytest.approx(token.scores[0], abs=1e-5)
+    underlined = page.eval_on_selector_all(".item.entity", "n => n.map(x => x.textContent)")
+    assert "".join(underlined) == "chestpain"
+    markers = page.eval_on_selector_all(".item.marker", "n => n.map(x => x.textContent)")
+    assert markers == [token.token for token in expected.result.tokens if token.marker]
+    assert markers  # "[E]" and "</e>" in the tiny WordPiece vocabulary's pieces
+    page.screenshot(path=str(OUTPUT / "visualizer-entity.png"))
+    shown = page.text_content("#text-view")
+    assert shown.index("chest") < shown.index("pain")  # markers sit around the span
+    grey = "".join(
+        page.eval_on_selector_all("#text-view .unscored", "n => n.map(x => x.textContent)")
+    )
+    outside = text[: expected.context_start] + text[expected.context_end :]
+    assert grey.replace(" ", "") == outside.replace(" ", "")
+    link = page.url
+    assert f"entity={start}-{end}" in link
+    other = browser.new_page()
+    try:
+        other.goto(link)
+        other.wait_for_selector("body[data-state=done]", timeout=60_000)
+        assert other.input_value("#marker-open") == "[E]"
+        assert _items(other) == items
+    finally:
+        other.close()
+
+
 def test_download_is_the_apis_json(page, tiny_server):
     page.goto(tiny_server.http_url)
     _explain(page, TEXT)
