@@ -31,8 +31,10 @@ class ServerProcess:
     it serves (the log line naming its gRPC address; the visualizer's URL too when it has one)
     and reads its log all along (kept in ``log``), so it never blocks on a full pipe."""
 
-    def __init__(self, args: Sequence[str]) -> None:
-        command = [sys.executable, "-m", "gradlight.cli.main", "serve", *args]
+    def __init__(self, args: Sequence[str], *, verbose: bool = False) -> None:
+        """``verbose``: debug logging (a line per call)."""
+        debug = ["--verbose"] if verbose else []
+        command = [sys.executable, "-m", "gradlight.cli.main", *debug, "serve", *args]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self.address = ""
         self.http_url: str | None = None

@@ -113,7 +113,12 @@ class ServerBackend:
         self._model = ""
 
     async def start(self, model: str = "") -> ModelFacts:
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            # A name resolving to several replicas (dns:///gradlight.internal:50051) spreads
+            # the requests over all of them.
+            ("grpc.lb_policy_name", "round_robin"),
+        ]
         if self._credentials is not None:
             self._channel = grpc.aio.secure_channel(self.target, self._credentials, options)
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -365,3 +366,64 @@ def test_entity_offsets_map_back_with_markers_as_the_model_was_trained(tmp_path,
             assert low <= sentence["start"] and sentence["end"] <= high
     scores = [np.array(list(e["probabilities"].values())) for e in record["entities"]]
     assert not np.allclose(scores[0], scores[1])  # each span read in its own window
+
+
+def test_the_bulk_job_does_not_import_torch(mixed_input, exported):
+    """Like serving, ``gradlight explain --artifact`` runs without torch installed."""
+    source, good, _ = mixed_input
+    out = source.with_name("torchless.jsonl")
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from gradlight.cli.main import main\n"
+        "code = main(sys.argv[1:])\n"
+        "assert 'transformers' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    args = ["explain", source, out, "--artifact", exported("bert"), "--no-progress"]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True
+    )
+    assert result.returncode == 3, result.stderr
+    assert len(_records(out)) == len(good)
+
+
+def test_replicas_behind_round_robin_share_the_job_and_one_can_leave(tmp_path, exported):
+    """``--server`` with a name for several replicas (gRPC's ``ipv4:`` list here; DNS with
+    several records in production) spreads the requests over them; one replica stopping
+    (SIGTERM: it drains) mid-job loses nothing."""
+    from processes import serve_process
+
+    source = _big_input(tmp_path / "in.jsonl", 12_000)
+    artifact = str(exported("bert"))
+    first = serve_process(artifact, "--name", "bert", verbose=True)
+    second = serve_process(artifact, "--name", "bert", verbose=True)
+    try:
+        target = f"ipv4:{first.address},{second.address}"
+        out = tmp_path / "out.jsonl"
+        command = gradlight("explain", source, out, "--server", target, "--no-progress")
+        process = subprocess.Popen(
+            [*map(str, command), "--lines-per-request", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
+        deadline = time.monotonic() + 120
+        while (progress := _checkpoint(checkpoint_file)) is None or progress["lines"] < 500:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert first.terminate() == 0  # graceful: its in-flight requests are answered
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+        assert "explained 12000 lines, 0 bad" in stdout
+        assert [r["line"] for r in _records(out)] == list(range(1, 12_001))
+        served = [
+            log.count("Attribute model='bert'") for log in (first.text_log(), second.text_log())
+        ]
+        assert all(count > 50 for count in served), served
+    finally:
+        if first.process.poll() is None:
+            first.terminate()
+        second.terminate()
