@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -136,11 +136,16 @@ class _Progress:
 
 
 def run_job(
-    input_path: Path, output_path: Path, pipeline: Pipeline, options: JobOptions
+    input_path: Path,
+    output_path: Path,
+    pipeline: Pipeline,
+    options: JobOptions,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> Summary:
     """Explain ``input_path`` into ``output_path``; raises CheckpointError when the output
-    cannot be (re)started as asked, and lets KeyboardInterrupt through after saving what is
-    done (run again to resume)."""
+    cannot be (re)started as asked. When ``stop_requested()`` turns true the job stops after
+    the chunk being written, saves what is done and raises KeyboardInterrupt (run again to
+    resume); a KeyboardInterrupt from elsewhere is let through after the same save."""
     errors_path, checkpoint_path = checkpoint.paths(output_path)
     if options.restart:
         for path in (output_path, errors_path, checkpoint_path):
@@ -181,15 +186,14 @@ def run_job(
             _open_at(errors_path, progress.errors_bytes) as errors,
         ):
             last_commit = time.monotonic()
+            done = progress  # after the last whole chunk: replaced in one step, never edited
 
             def commit(complete: bool = False) -> None:
+                """Save ``done``: what the outputs hold up to its sizes is finished."""
                 for handle in (out, errors):
                     handle.flush()
                     os.fsync(handle.fileno())
-                progress.output_bytes, progress.errors_bytes = out.tell(), errors.tell()
-                progress.input_sha256 = digest.hexdigest()
-                progress.complete = complete
-                checkpoint.save(checkpoint_path, settings, progress)
+                checkpoint.save(checkpoint_path, settings, replace(done, complete=complete))
 
             chunks = _chunks(
                 source,
@@ -205,31 +209,49 @@ def run_job(
                     pending.append(chunk)
                     yield chunk.items
 
+            answered = pipeline.outcomes(groups())
             try:
-                for answers in pipeline.outcomes(groups()):
+                for answers in answered:
                     chunk = pending.pop(0)
-                    _write(chunk, answers, output, out, errors, progress, bar)
+                    records, reports = _render(chunk, answers, output)
+                    out.write(b"".join(records))
+                    errors.write(b"".join(line for line, _ in reports))
+                    for _, message in reports:
+                        bar.say(message)
                     digest.update(chunk.raw)
-                    progress.input_offset = chunk.end_offset
-                    progress.lines += len(chunk.entries)
+                    # An interruption (Ctrl+C, SIGTERM) can come between any two statements:
+                    # ``done`` moves to the end of this chunk in one assignment.
+                    done = replace(
+                        done,
+                        input_offset=chunk.end_offset,
+                        lines=done.lines + len(chunk.entries),
+                        explained=done.explained + len(records),
+                        bad=done.bad + len(reports),
+                        output_bytes=out.tell(),
+                        errors_bytes=errors.tell(),
+                        input_sha256=digest.hexdigest(),
+                    )
                     bar.advance(len(chunk.entries))
+                    if stop_requested():
+                        raise KeyboardInterrupt
                     if time.monotonic() - last_commit >= options.commit_interval_s:
                         commit()
                         last_commit = time.monotonic()
                 commit(complete=True)
             except BaseException:
-                commit()  # what was written is kept; the rest is redone on resume
+                commit()  # what was finished is kept; the rest is redone on resume
                 raise
             finally:
+                answered.close()  # requests still in flight are cancelled
                 bar.close()
     seconds = time.perf_counter() - started_at
-    done = progress.lines - resumed_from
+    lines = done.lines - resumed_from
     return Summary(
-        progress.lines,
-        progress.explained,
-        progress.bad,
+        done.lines,
+        done.explained,
+        done.bad,
         seconds,
-        done / seconds if seconds > 0 else 0.0,
+        lines / seconds if seconds > 0 else 0.0,
         resumed_from,
     )
 
@@ -253,34 +275,36 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
 
 def _open_at(path: Path, size: int) -> BinaryIO:
     """``path`` opened for appending after its first ``size`` bytes (the rest cut off)."""
+    found = path.stat().st_size if path.exists() else 0
+    if found < size:
+        raise CheckpointError(
+            f"{path} has {found} bytes but its checkpoint counts {size} finished: it was "
+            "changed after the run stopped; pass --restart to start over"
+        )
     handle = path.open("r+b" if path.exists() else "w+b")
     handle.truncate(size)
     handle.seek(size)
     return handle
 
 
-def _write(
-    chunk: _Chunk,
-    answers: list[pb.TextResult | BadLine],
-    output: OutputOptions,
-    out: BinaryIO,
-    errors: BinaryIO,
-    progress: Progress,
-    bar: _Progress,
-) -> None:
+def _render(
+    chunk: _Chunk, answers: list[pb.TextResult | BadLine], output: OutputOptions
+) -> tuple[list[bytes], list[tuple[bytes, str]]]:
+    """The chunk's output lines, and its bad-line reports (the line, and what stderr says)."""
+    records: list[bytes] = []
+    reports: list[tuple[bytes, str]] = []
     answered = iter(answers)
     for number, entry in chunk.entries:
         if entry is None:
             continue  # a blank line
         outcome = entry if isinstance(entry, BadLine) else next(answered)
         if isinstance(outcome, BadLine):
-            errors.write(_json_line({"line": number, "error": outcome.reason}))
-            progress.bad += 1
-            bar.say(f"line {number}: {outcome.reason}")
-            continue
-        assert isinstance(entry, Item)
-        out.write(_json_line(record(entry, outcome, output)))
-        progress.explained += 1
+            report = _json_line({"line": number, "error": outcome.reason})
+            reports.append((report, f"line {number}: {outcome.reason}"))
+        else:
+            assert isinstance(entry, Item)
+            records.append(_json_line(record(entry, outcome, output)))
+    return records, reports
 
 
 def _json_line(data: dict[str, Any]) -> bytes:

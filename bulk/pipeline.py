@@ -56,11 +56,16 @@ class AsyncPipeline:
         finally:
             for task in pending:
                 task.cancel()
-            if pending:
+            if pending and not self._loop.is_running():
                 self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     def close(self) -> None:
         try:
             self._loop.run_until_complete(self.backend.close())
+            leftover = asyncio.all_tasks(self._loop)
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         finally:
             self._loop.close()

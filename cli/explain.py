@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -183,10 +184,10 @@ def run_explain(args: argparse.Namespace) -> int:
         restart=args.restart,
         progress=not args.no_progress,
     )
-    signal.signal(signal.SIGTERM, _interrupt)  # saved and resumable, as Ctrl+C
+    stop = _StopOnSignal()
     pipeline = _pipeline(args, request)
     try:
-        summary = run_job(args.input, args.output, pipeline, options)
+        summary = run_job(args.input, args.output, pipeline, options, stop.requested)
     except CheckpointError as exc:
         print(f"gradlight explain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -218,5 +219,21 @@ def run_explain(args: argparse.Namespace) -> int:
     return EXIT_BAD_LINES if summary.bad else EXIT_OK
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _StopOnSignal:
+    """Ctrl+C or SIGTERM: stop after the lines being written (saved, resumable); a second
+    one exits at once, as a kill would (the last checkpoint is on disk: resumable too)."""
+
+    def __init__(self) -> None:
+        self._requested = False
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._requested:
+            print("gradlight explain: stopped at once; run again to resume", file=sys.stderr)
+            os._exit(EXIT_INTERRUPTED)
+        self._requested = True
+        print("gradlight explain: stopping after the lines in progress", file=sys.stderr)
+
+    def requested(self) -> bool:
+        return self._requested
