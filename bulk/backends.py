@@ -4,6 +4,7 @@ Both answer ``gradlight.v1`` messages, so the output does not depend on which on
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +30,25 @@ class ModelFacts:
     multi_label: bool
     max_length: int
     max_texts: int  # per request
+    identity: str  # what a resumed job must find again (the artifact's manifest, or the model)
 
 
-def _facts(info: pb.ModelInfo, max_texts: int) -> ModelFacts:
+def _facts(info: pb.ModelInfo, max_texts: int, identity: str = "") -> ModelFacts:
     return ModelFacts(
         info.name,
         tuple(info.labels),
         info.problem_type == "multi_label_classification",
         info.max_length,
         max_texts,
+        identity
+        or f"served {info.name} {info.architecture} {info.model_type} {info.max_length} "
+        f"{','.join(info.labels)}",
     )
+
+
+def artifact_identity(artifact: Path) -> str:
+    """The sha256 of the artifact's manifest (which holds every file's sha256)."""
+    return "artifact " + hashlib.sha256((artifact / "manifest.json").read_bytes()).hexdigest()
 
 
 class LocalBackend:
@@ -74,7 +84,7 @@ class LocalBackend:
         self._registry.start()
         self._api = AttributorApi(self._registry)
         (info,) = self._api.list_models().models
-        return _facts(info, self.max_texts)
+        return _facts(info, self.max_texts, artifact_identity(self.artifact))
 
     async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
         from gradlight.runtime.status import status_for

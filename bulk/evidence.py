@@ -76,12 +76,13 @@ def _is_word(character: str) -> bool:
     return unicodedata.category(character)[0] in "LNM"
 
 
-def _items(result: pb.TextResult, text: str, unit: str) -> list[tuple[int, int, list[int]]]:
+def _items(
+    result: pb.TextResult, spans: Sequence[tuple[int, int]], unit: str
+) -> list[tuple[int, int, list[int]]]:
     """``(start, end, token indices)`` per item; special tokens (markers too) are items of
     their own, with ``start == end == -1``; a whitespace token left alone (byte-level BPE's
     "Ġ" before a marker) has an empty span."""
     items: list[tuple[int, int, list[int]]] = []
-    spans = words(text) if unit == WORD else []
     by_word: dict[int, tuple[int, int, list[int]]] = {}
     current: tuple[int, int, list[int]] | None = None
     w = 0
@@ -112,9 +113,17 @@ def _items(result: pb.TextResult, text: str, unit: str) -> list[tuple[int, int, 
     return items
 
 
-def evidence(result: pb.TextResult, text: str, selection: Selection) -> dict[str, list[Evidence]]:
-    """Per label of ``result`` (which must carry raw scores): its selected evidence."""
-    items = _items(result, text, selection.unit)
+def evidence(
+    result: pb.TextResult,
+    text: str,
+    selection: Selection,
+    text_words: Sequence[tuple[int, int]] | None = None,
+) -> dict[str, list[Evidence]]:
+    """Per label of ``result`` (which must carry raw scores): its selected evidence.
+    ``text_words``: ``words(text)``, when already known (several answers about one text)."""
+    if selection.unit == WORD and text_words is None:
+        text_words = words(text)
+    items = _items(result, text_words or (), selection.unit)
     raw = [list(token.raw_scores) for token in result.tokens]
     chosen: dict[str, list[Evidence]] = {}
     for k, label in enumerate(result.labels):

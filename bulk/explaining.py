@@ -14,6 +14,7 @@ import grpc
 
 from gradlight.bulk.backends import BackendError
 from gradlight.bulk.lines import BadLine, Item
+from gradlight.client.client import entity_fields
 from gradlight.v1 import gradlight_pb2 as pb
 
 RETRIED = frozenset(
@@ -25,6 +26,10 @@ RETRIED = frozenset(
 )
 # A request failing with these is retried line by line: the line alone failing is bad.
 PER_LINE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL})
+# INVALID_ARGUMENT about a line names its own fields; about anything else, the whole job.
+_LINE_FIELDS = re.compile(r"^(texts\[0\]|entities(\[0\])?)[.: ]")
+# RESOURCE_EXHAUSTED that waiting cannot help: the answer is over the send limit.
+_TOO_LARGE = "over this server's limit"
 
 
 class Backend(Protocol):
@@ -33,31 +38,27 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class RequestOptions:
+    """What every request of a job asks. Every label is always attributed: the records need
+    every probability, and the evidence shown is chosen afterwards (formats.py)."""
+
     sentences: bool = False
-    labels: tuple[str, ...] = ()  # attributed labels; () = all
     max_length: int = 0
     markers: tuple[str, str] | None = None
     context_chars: int | None = None
 
 
 def build_request(items: Sequence[Item], options: RequestOptions) -> pb.AttributeRequest:
-    request = pb.AttributeRequest(
+    entities = None
+    if any(item.spans is not None for item in items):
+        entities = [[(s.start, s.end) for s in item.spans or ()] for item in items]
+    return pb.AttributeRequest(
         texts=[item.text for item in items],
         max_length=options.max_length,
         token_attributions=True,
         sentence_attributions=options.sentences,
-        labels=list(options.labels),
         raw_scores=True,
+        **entity_fields(entities, options.markers, options.context_chars),  # type: ignore[arg-type]
     )
-    if any(item.spans is not None for item in items):
-        for item in items:
-            spans = [pb.EntitySpan(start=s.start, end=s.end) for s in item.spans or ()]
-            request.entities.add(spans=spans)
-    if options.markers is not None:
-        request.entity_marking.open, request.entity_marking.close = options.markers
-    if options.context_chars is not None:
-        request.entity_marking.context_chars = options.context_chars
-    return request
 
 
 def units(item: Item) -> int:
@@ -87,17 +88,27 @@ async def explain_items(
     for attempt in range(retries + 1):
         try:
             response = await backend.attribute(request)
-            return list(response.results)
         except BackendError as exc:
-            if exc.code in RETRIED and attempt < retries:
+            too_large = exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE in exc.message
+            if exc.code in RETRIED and attempt < retries and not too_large:
                 await asyncio.sleep(min(backoff_s * 2**attempt, 10.0))
                 continue
-            if exc.code not in PER_LINE:
+            if exc.code not in PER_LINE and not too_large:
                 raise
             if len(items) == 1:
+                if exc.code == grpc.StatusCode.INVALID_ARGUMENT and not _LINE_FIELDS.match(
+                    exc.message
+                ):
+                    raise  # about the options, not the line: every line would fail alike
                 return [BadLine(items[0].number, _line_reason(exc.message))]
             alone = await asyncio.gather(
                 *(explain_items(backend, [item], options, retries=retries) for item in items)
             )
             return [outcome for (outcome,) in alone]
+        if len(response.results) != len(items):
+            raise BackendError(
+                grpc.StatusCode.INTERNAL,
+                f"{len(response.results)} results came back for {len(items)} texts",
+            )
+        return list(response.results)
     raise AssertionError("unreachable")

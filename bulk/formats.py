@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from gradlight.bulk.evidence import Evidence, Selection, evidence
+from gradlight.bulk.evidence import WORD, Evidence, Selection, evidence, words
 from gradlight.bulk.lines import Item
 from gradlight.v1 import gradlight_pb2 as pb
 
@@ -76,8 +76,13 @@ class _Answer:
         }
 
 
-def _answer(result: pb.TextResult, text: str, options: OutputOptions) -> _Answer:
-    found = evidence(result, text, options.selection) if result.tokens else {}
+def _answer(
+    result: pb.TextResult,
+    text: str,
+    options: OutputOptions,
+    text_words: Sequence[tuple[int, int]] | None,
+) -> _Answer:
+    found = evidence(result, text, options.selection, text_words) if result.tokens else {}
     if options.labels == (PREDICTED,):
         shown = list(result.predicted_labels) or [result.predicted_label]
     elif options.labels:
@@ -89,10 +94,13 @@ def _answer(result: pb.TextResult, text: str, options: OutputOptions) -> _Answer
 
 def record(item: Item, result: pb.TextResult, options: OutputOptions) -> dict[str, Any]:
     """The output record of ``item`` from its answer."""
+    text_words = words(item.text) if options.selection.unit == WORD else None
     if item.spans is None:
-        answers = [_answer(result, item.text, options)]
+        answers = [_answer(result, item.text, options, text_words)]
     else:
-        answers = [_answer(entity.result, item.text, options) for entity in result.entities]
+        answers = [
+            _answer(entity.result, item.text, options, text_words) for entity in result.entities
+        ]
     if options.format == PRODIGY:
         return _prodigy(item, result, answers)
     if options.format == LABEL_STUDIO:

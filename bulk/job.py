@@ -27,6 +27,7 @@ from gradlight.bulk.formats import (
 from gradlight.bulk.lines import BadLine, Item, parse_line
 from gradlight.bulk.pipeline import Pipeline
 from gradlight.runtime.entities import marking_from
+from gradlight.runtime.errors import RequestError
 from gradlight.v1 import gradlight_pb2 as pb
 
 
@@ -74,6 +75,12 @@ def _chunks(
     for raw in handle:
         number += 1
         entry = parse_line(number, raw.rstrip(b"\r\n"))
+        if isinstance(entry, Item) and units(entry) > max_units:
+            entry = BadLine(
+                number,
+                f"spans: has {units(entry)} spans; at most {max_units} per line can be "
+                "classified in one request here: split the line",
+            )
         cost = units(entry) if isinstance(entry, Item) else 0
         if chunk.entries and (len(chunk.entries) >= max_lines or weight + cost > max_units):
             chunk.raw = b"".join(parts)
@@ -98,13 +105,14 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
-def _settings(options: JobOptions, input_path: Path, labels: tuple[str, ...]) -> dict[str, Any]:
+def _settings(options: JobOptions, input_path: Path, facts: ModelFacts) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
         "input": str(input_path.resolve()),
         "request": json.loads(json.dumps(asdict(options.request))),
         "output": json.loads(json.dumps(asdict(options.output))),
-        "model_labels": list(labels),
+        "model": facts.identity,
+        "model_labels": list(facts.labels),
     }
 
 
@@ -147,13 +155,13 @@ def run_job(
     the chunk being written, saves what is done and raises KeyboardInterrupt (run again to
     resume); a KeyboardInterrupt from elsewhere is let through after the same save."""
     errors_path, checkpoint_path = checkpoint.paths(output_path)
-    if options.restart:
-        for path in (output_path, errors_path, checkpoint_path):
-            path.unlink(missing_ok=True)
     facts = pipeline.start(options.model)
     _check_request(options, facts)
+    if options.restart:  # only once the model is there and the options are good
+        for path in (output_path, errors_path, checkpoint_path):
+            path.unlink(missing_ok=True)
     output = replace(options.output, model=facts.name)
-    settings = _settings(options, input_path, facts.labels)
+    settings = _settings(options, input_path, facts)
     if checkpoint_path.exists():
         progress = checkpoint.load(checkpoint_path, settings)
     elif output_path.exists() and output_path.stat().st_size > 0:
@@ -165,10 +173,6 @@ def run_job(
         progress = Progress()
     started_at = time.perf_counter()
     resumed_from = progress.lines
-    if progress.complete:
-        return Summary(
-            progress.lines, progress.explained, progress.bad, 0.0, 0.0, resumed_from, True
-        )
     if output.format == LABEL_STUDIO:
         config = output_path.with_name(output_path.name + ".label-config.xml")
         config.write_text(label_studio_config(facts.labels, facts.multi_label), encoding="utf-8")
@@ -179,6 +183,13 @@ def run_job(
                 f"the first {progress.input_offset} bytes of {input_path} differ from the input "
                 "this output was started from; pass --restart to start over"
             )
+        if progress.complete and progress.input_offset > 0:  # lines added since: go on
+            source.seek(progress.input_offset - 1)
+            if source.read(1) != b"\n" and source.read(1):
+                raise CheckpointError(
+                    f"{input_path}'s last line, finished without a line break, has grown "
+                    "since; pass --restart to start over"
+                )
         total = _count_lines(input_path)
         bar = _Progress(options.progress, total, progress.lines)
         with (
@@ -213,6 +224,11 @@ def run_job(
             try:
                 for answers in answered:
                     chunk = pending.pop(0)
+                    if len(answers) != len(chunk.items):
+                        raise RuntimeError(
+                            f"{len(answers)} answers for the {len(chunk.items)} texts of lines "
+                            f"{chunk.entries[0][0]} to {chunk.entries[-1][0]}"
+                        )
                     records, reports = _render(chunk, answers, output)
                     out.write(b"".join(records))
                     errors.write(b"".join(line for line, _ in reports))
@@ -253,12 +269,16 @@ def run_job(
         seconds,
         lines / seconds if seconds > 0 else 0.0,
         resumed_from,
+        already_complete=progress.complete and lines == 0,
     )
 
 
 def _check_request(options: JobOptions, facts: ModelFacts) -> None:
     """Refuse at the start what every request would be refused for (not line by line)."""
-    unknown = [label for label in options.output.labels if label not in (*facts.labels, PREDICTED)]
+    labels = options.output.labels
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--labels names a label twice: {', '.join(labels)}")
+    unknown = [label for label in labels if label not in (*facts.labels, PREDICTED)]
     if unknown:
         raise ValueError(
             f"--labels: {', '.join(map(repr, unknown))} not among the model's labels "
@@ -270,7 +290,11 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
             f"--max-length is {request.max_length}; use 0 (the model's) to {facts.max_length}"
         )
     open_marker, close_marker = request.markers or (None, None)
-    marking_from(open_marker, close_marker, request.context_chars)  # raises RequestError
+    try:
+        marking_from(open_marker, close_marker, request.context_chars)
+    except RequestError as exc:  # said of the command's flags
+        flag = "--context-chars" if exc.field.endswith("context_chars") else "--markers"
+        raise ValueError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
 
 
 def _open_at(path: Path, size: int) -> BinaryIO:

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gradlight.bulk.backends import LocalBackend, ModelFacts
+from gradlight.bulk.backends import LocalBackend, ModelFacts, artifact_identity
 from gradlight.bulk.explaining import RequestOptions
 from gradlight.bulk.lines import BadLine, Item, Span
 from gradlight.bulk.pipeline import AsyncPipeline, Outcome
@@ -72,9 +72,9 @@ class RayExplainer:
     """A Ray Data actor: the artifact loaded once, groups of lines explained per call."""
 
     def __init__(self, artifact: str, model: str, options: dict[str, Any], threads: int) -> None:
-        request = RequestOptions(**{**options, "labels": tuple(options["labels"])})
+        request = RequestOptions(**options)
         if request.markers is not None:
-            request = RequestOptions(**{**asdict(request), "markers": tuple(request.markers)})
+            request = RequestOptions(**{**options, "markers": tuple(request.markers)})
         backend = LocalBackend(Path(artifact), provider="cpu", threads=threads)
         self.pipeline = AsyncPipeline(backend, request)
         self.pipeline.start(model)
@@ -123,10 +123,16 @@ class RayPipeline:
         manifest = load_manifest(self.artifact)
         self._model = model or self.artifact.name
         return ModelFacts(
-            self._model, manifest.labels, manifest.multi_label, manifest.max_length, max_texts=256
+            self._model,
+            manifest.labels,
+            manifest.multi_label,
+            manifest.max_length,
+            max_texts=256,
+            identity=artifact_identity(self.artifact),
         )
 
     def outcomes(self, groups: Iterable[Sequence[Item]]) -> Iterator[list[Outcome]]:
+        import ray
         import ray.data
 
         groups = iter(groups)
@@ -146,19 +152,27 @@ class RayPipeline:
                 batch_format="numpy",
                 max_restarts=0,
             )
-            for expected, row in enumerate(dataset.iter_rows()):
-                if int(row["index"]) != expected:
-                    raise RuntimeError(
-                        f"Ray returned group {row['index']} where {expected} was due"
-                    )
-                yield _outcomes_from(row["outcomes"])
+            returned = 0
+            try:
+                for row in dataset.iter_rows():
+                    if int(row["index"]) != returned:
+                        raise RuntimeError(
+                            f"Ray returned group {row['index']} where {returned} was due"
+                        )
+                    returned += 1
+                    yield _outcomes_from(row["outcomes"])
+            except ray.exceptions.RayError as exc:  # an actor failed: its error, briefly
+                last = [line for line in str(exc).splitlines() if line.strip()][-1:]
+                raise RuntimeError(f"the Ray job failed: {' '.join(last)}") from exc
+            if returned != len(rows):
+                raise RuntimeError(f"Ray returned {returned} of {len(rows)} groups")
 
     def _wave(self, groups: Iterator[Sequence[Item]]) -> list[Sequence[Item]]:
         wave: list[Sequence[Item]] = []
         lines = 0
         while lines < self.wave_lines and (group := next(groups, None)) is not None:
             wave.append(group)
-            lines += len(group)
+            lines += max(1, len(group))  # a group of bad lines only still counts
         return wave
 
     def close(self) -> None:

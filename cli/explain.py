@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradlight.bulk.evidence import UNITS
+from gradlight.bulk.formats import FORMATS
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the backend failed (unreachable, wrong model or token): run again to resume
 EXIT_USAGE = 2
@@ -49,7 +52,7 @@ def add_explain_parser(commands: Any) -> None:
         help="run on this Ray cluster with Ray Data (with --artifact, a path every node reads)",
     )
     explain.add_argument(
-        "--format", choices=tuple(FORMAT_DEFAULTS), default="gradlight", help="(default gradlight)"
+        "--format", choices=FORMATS, default="gradlight", help="(default gradlight)"
     )
     explain.add_argument(
         "--labels",
@@ -60,7 +63,7 @@ def add_explain_parser(commands: Any) -> None:
     )
     explain.add_argument(
         "--unit",
-        choices=("word", "token"),
+        choices=UNITS,
         default="word",
         help="evidence per word (subword pieces merged, default) or per token",
     )
@@ -97,7 +100,18 @@ def add_explain_parser(commands: Any) -> None:
     explain.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     explain.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = auto)")
     explain.add_argument("--lines-per-request", type=int, default=32)
-    explain.add_argument("--ray-actors", type=int, default=None, help="default: cluster CPUs")
+    explain.add_argument(
+        "--ray-actors",
+        type=int,
+        default=None,
+        help="actors (each loads the artifact; default: cluster CPUs / --threads)",
+    )
+    explain.add_argument(
+        "--ray-wave-lines",
+        type=int,
+        default=20_000,
+        help="lines sent to the cluster per Ray Data dataset (default 20000)",
+    )
     explain.add_argument("--tls", action="store_true", help="--server over TLS (system roots)")
     explain.add_argument("--tls-ca", type=Path, default=None, metavar="FILE")
     explain.add_argument("--auth-token-file", type=Path, default=None, metavar="FILE")
@@ -126,9 +140,24 @@ def _pipeline(args: argparse.Namespace, request: Any) -> Any:
     if args.ray:
         if args.artifact is None:
             raise ValueError("--ray runs the artifact on the cluster: give --artifact DIR")
+        if args.provider != "auto":
+            raise ValueError("--provider: Ray actors run the CPU provider; leave it out")
+        if args.ray_wave_lines < 1:
+            raise ValueError("--ray-wave-lines must be at least 1")
+        try:
+            import ray  # noqa: F401
+        except ModuleNotFoundError:
+            raise ValueError("--ray needs Ray: pip install 'gradlight[ray]'") from None
         from gradlight.bulk.ray_pipeline import RayPipeline
 
-        return RayPipeline(args.ray, args.artifact, request, actors=args.ray_actors)
+        return RayPipeline(
+            args.ray,
+            args.artifact,
+            request,
+            actors=args.ray_actors,
+            threads_per_actor=args.threads or 1,
+            wave_lines=args.ray_wave_lines,
+        )
     if args.artifact is not None:
         backend = LocalBackend(args.artifact, provider=args.provider, threads=args.threads)
         return AsyncPipeline(backend, request)
@@ -165,7 +194,6 @@ def run_explain(args: argparse.Namespace) -> int:
         raise ValueError("OUTPUT must not be INPUT")
     request = RequestOptions(
         sentences=args.sentences,
-        labels=() if labels == ("predicted",) else labels,
         max_length=args.max_length,
         markers=tuple(args.markers) if args.markers else None,  # type: ignore[arg-type]
         context_chars=args.context_chars,
@@ -191,7 +219,7 @@ def run_explain(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         print(f"gradlight explain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except BackendError as exc:
+    except (BackendError, RuntimeError) as exc:  # Ray's task errors: see ray_pipeline
         print(
             f"gradlight explain: {exc}; what was finished is kept, run the same command again "
             "to resume",

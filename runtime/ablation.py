@@ -125,9 +125,9 @@ def without_range(
     before = text[start : max(start, kept[0])]
     after = text[min(end, kept[1]) : end]
     middle = (
-        before[len(before.lstrip()) :]
+        before[: len(before) - len(before.lstrip())]  # the whitespace it began with
         + text[max(start, kept[0]) : min(end, kept[1])]
-        + after[len(after.rstrip()) :]
+        + after[len(after.rstrip()) :]  # the whitespace it ended with
     )
     return text[:start] + middle + text[end:stop]
 

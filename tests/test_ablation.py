@@ -107,10 +107,14 @@ def test_a_kept_span_stays_with_the_whitespace_around_its_sentence():
     text = "One here.  Two <e>x</e> more.  Three."
     spans = split_sentences(text)
     kept = (text.index("<e>"), text.index("</e>") + 4)
-    assert without_range(text, *removal_range(spans, 1), kept=kept) == "One here.  <e>x</e>  Three."
-    assert without_range(text, *removal_range(spans, 0), kept=kept) == text.replace(
-        "One here.  ", ""
-    )
+    removed = [without_range(text, *removal_range(spans, i), kept=kept) for i in range(3)]
+    assert removed[1] == "One here.  <e>x</e>  Three."
+    assert removed[0] == text.replace("One here.  ", "")
+    # The last sentence's removal begins with the whitespace before it.
+    last = "One here.  Two (<e>x</e>) more."
+    spans = split_sentences(last)
+    kept = (last.index("<e>"), last.index("</e>") + 4)
+    assert without_range(last, *removal_range(spans, 1), kept=kept) == "One here.  <e>x</e>"
 
 
 def test_a_100000_character_note_reads_only_what_the_model_reads(encoder):

@@ -56,11 +56,17 @@ def test_marked_positions_map_back_to_the_original_text(text, data, markers, con
     # Sentences of the window, in both texts: the same words, the marked ones with markers.
     original, in_marked = marked.sentences()
     for a, b in zip(original, in_marked, strict=True):
-        without_markers = marked.marked_text[b.start : b.end]
-        for marker in markers:
-            if marker:
-                without_markers = without_markers.replace(marker, "", 1)
         assert marked.context_start <= a.start < a.end <= marked.context_end
+        # The marked sentence is the original one, with each marker inside it at its place.
+        opens, closes = a.start <= start < a.end, a.start < end <= a.end
+        expected = (
+            text[a.start : start] + markers[0] if opens else text[a.start : max(a.start, start)]
+        )
+        expected += text[max(a.start, start) : min(a.end, end)] if start < a.end else ""
+        expected += markers[1] + text[end : a.end] if closes else ""
+        if not (start < a.end and a.start < end):  # a sentence away from the span
+            expected = text[a.start : a.end]
+        assert marked.marked_text[b.start : b.end] == expected, (a, b)
 
 
 def test_window_never_cuts_a_word():

@@ -39,6 +39,7 @@ BAD = {
     json.dumps({"text": "ab", "spans": [{"start": 1, "end": 9}]}): "spans[0]: [1, 9) is not",
     json.dumps({"text": "ab", "id": [1]}): "id: must be a string or an integer",
     json.dumps({"text": "ab", "spans": [{"start": "0", "end": 1}]}): "spans[0].start: must be",
+    json.dumps({"text": "ab", "spans": [{"start": 0, "end": 1}] * 300}): "has 300 spans; at most",
 }
 
 
@@ -197,8 +198,11 @@ def test_prodigy_tasks_follow_the_documented_format(mixed_input, exported, tiny_
             assert task["accept"] == [task["meta"]["label"]]
             for span in task["spans"]:
                 assert span["label"] == task["meta"]["label"]  # the predicted label's
-                # a darker shade for a larger |score|, blue toward and orange away
-                assert span["color"][1:3] < "80" if span["score"] > 0.9 else True
+                red, blue = int(span["color"][1:3], 16), int(span["color"][5:7], 16)
+                if span["score"] > 0:  # blue toward the label, deeper for a larger score
+                    assert blue > red and red <= round(255 - 222 * span["score"]) + 1
+                else:  # orange away from it
+                    assert red > blue and blue <= round(255 - 254 * -span["score"]) + 1
 
 
 def test_label_studio_tasks_fit_their_labeling_config(mixed_input, exported):
@@ -329,16 +333,41 @@ def test_resume_refuses_other_settings_or_another_input(tmp_path, exported):
 def test_bad_options_are_refused_before_any_line(mixed_input, exported):
     source, _, _ = mixed_input
     out = source.with_name("refused.jsonl")
+    _explain(source, out, "--artifact", exported("bert"), "--restart")
+    finished = out.read_bytes()
     for args, message in [
         (("--labels", "nope"), "'nope' not among the model's labels"),
+        (("--labels", "label_0,label_0"), "--labels names a label twice"),
         (("--max-length", "100000"), "--max-length is 100000"),
-        (("--context-chars", "-1"), "entity_marking.context_chars"),
+        (("--context-chars", "-1"), "--context-chars: is -1"),
+        (("--markers", "<" * 101, "x"), "--markers: has 101 characters"),
         (("--top-k", "0"), "--top-k is 0"),
     ]:
-        result = _explain(source, out, "--artifact", exported("bert"), *args, check=False)
+        result = _explain(
+            source, out, "--artifact", exported("bert"), "--restart", *args, check=False
+        )
         assert result.returncode == 2, result.stderr
         assert message in result.stderr
-    assert not out.exists() or out.read_text() == ""
+    assert out.read_bytes() == finished  # --restart discards nothing until the options pass
+    # What only the model can refuse, it refuses for every line alike: the job stops (not
+    # every line reported bad) and can be run again with other options.
+    result = _explain(
+        source, out, "--artifact", exported("bert"), "--restart", "--max-length", "2", check=False
+    )
+    assert result.returncode == 1 and "max_length: is 2" in result.stderr
+    assert "line " not in result.stderr
+
+
+def test_lines_added_to_a_finished_input_are_explained_on_the_next_run(tmp_path, exported):
+    source = _big_input(tmp_path / "in.jsonl", 30)
+    out = tmp_path / "out.jsonl"
+    _explain(source, out, "--artifact", exported("bert"))
+    with source.open("a") as handle:
+        handle.write(json.dumps({"id": "new", "text": "Added later."}) + "\n")
+    result = _explain(source, out, "--artifact", exported("bert"))
+    assert "explained 31 lines" in result.stdout and "resumed after line 30" in result.stdout
+    records = _records(out)
+    assert [r["line"] for r in records] == list(range(1, 32)) and records[-1]["id"] == "new"
 
 
 def test_entity_offsets_map_back_with_markers_as_the_model_was_trained(tmp_path, exported):

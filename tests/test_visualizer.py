@@ -276,8 +276,14 @@ def test_an_entity_selected_in_the_text_is_classified_on_its_own(page, browser, 
     assert markers == [token.token for token in expected.result.tokens if token.marker]
     assert markers  # "[E]" and "</e>" in the tiny WordPiece vocabulary's pieces
     page.screenshot(path=str(OUTPUT / "visualizer-entity.png"))
-    shown = page.text_content("#text-view")
-    assert shown.index("chest") < shown.index("pain")  # markers sit around the span
+    kinds = page.eval_on_selector_all(
+        "#text-view .item",
+        """n => n.map(x => x.classList.contains('marker') ? 'M'
+            : x.classList.contains('entity') ? 'E' : '.')""",
+    )
+    first, last = kinds.index("E"), len(kinds) - 1 - kinds[::-1].index("E")
+    assert set(kinds[first : last + 1]) == {"E"}  # the span's pieces, together
+    assert kinds[first - 1] == "M" and kinds[last + 1] == "M"  # the markers enclose it
     grey = "".join(
         page.eval_on_selector_all("#text-view .unscored", "n => n.map(x => x.textContent)")
     )
