@@ -32,6 +32,7 @@ def _export(args: argparse.Namespace) -> int:
         optimize_forward=not args.no_optimize,
         overwrite=args.overwrite,
         threads=args.threads,
+        fp16=args.fp16,
     )
     manifest = export_model(args.model_dir, args.out_dir, options, printer=_stderr)
     sizes = ", ".join(
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace OUT_DIR if it holds something (only after success)",
     )
     export.add_argument("--threads", type=int, default=None, help="torch/ORT CPU threads")
+    export.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write fp16 graphs (inputs and outputs stay int64/fp32), validated against "
+        "fp32; serve them with --precision fp16",
+    )
     export.set_defaults(handler=_export)
 
     validate = commands.add_parser(

@@ -53,6 +53,18 @@ def add_serve_parser(commands: Any) -> None:
     )
     serve.add_argument("--no-http", action="store_true", help="serve gRPC only")
     serve.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    serve.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="fp16: the artifact's fp16 graphs (export --fp16); fp32 runs without TF32 on CUDA",
+    )
+    serve.add_argument(
+        "--io-binding",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bind inputs and outputs on the device, one copy each way per batch (auto: on CUDA)",
+    )
     serve.add_argument("--intra-op-threads", type=int, default=0, help="0 = one per core")
     serve.add_argument("--inter-op-threads", type=int, default=1)
     serve.add_argument("--max-batch-size", type=int, default=_BATCH.max_batch_size)
@@ -113,6 +125,8 @@ def _serve(args: argparse.Namespace) -> int:
         provider=args.provider,
         intra_op_threads=args.intra_op_threads,
         inter_op_threads=args.inter_op_threads,
+        precision=args.precision,
+        io_binding={"auto": None, "on": True, "off": False}[args.io_binding],
     )
     settings = ServerSettings(
         host=args.host,

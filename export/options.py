@@ -21,6 +21,7 @@ class ExportOptions:
     optimize_forward: bool = True
     overwrite: bool = False
     threads: int | None = None
+    fp16: bool = False  # also write fp16 graphs, validated against fp32 (half_precision.py)
 
     def __post_init__(self) -> None:
         if self.opset < 18:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gradlight.export import attribution
+from gradlight.export import attribution, half_precision
 from gradlight.export.errors import ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.model_loading import LoadedClassifier, load_classifier, read_spec
@@ -104,7 +104,7 @@ def _export_into(
     model_dir: Path, staging: Path, options: ExportOptions, printer: Printer | None
 ) -> Manifest:
     loop = read_spec(model_dir).num_labels <= options.max_loop_labels
-    progress = Progress(total_steps=8 if loop else 7, printer=printer)
+    progress = Progress(total_steps=(8 if loop else 7) + options.fp16, printer=printer)
     with progress.step(f"loading {model_dir}", key="load"):
         loaded = load_classifier(model_dir)
     spec = loaded.spec
@@ -189,6 +189,18 @@ def _export_into(
     if not report.passed:
         raise ValidationFailedError(report)
 
+    fp16_graphs: dict[str, GraphInfo] = {}
+    validation = report.to_dict()
+    if options.fp16:
+        with progress.step("converting to fp16 and validating against fp32", key="fp16"):
+            fp16_graphs = half_precision.convert_graphs(staging, graphs)
+            half = half_precision.validate_fp16(staging, graphs, fp16_graphs, loaded)
+            if printer is not None:
+                printer(half.format())
+        if not half.passed:
+            raise half_precision.HalfPrecisionError(half)
+        validation["fp16"] = half.to_dict()
+
     with progress.step("saving the tokenizer and the manifest", key="manifest"):
         loaded.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
         for key, info in graphs.items():
@@ -196,6 +208,12 @@ def _export_into(
         graphs = {
             key: GraphInfo(info.file, info.inputs, info.outputs, details.get(key, {}))
             for key, info in graphs.items()
+        }
+        fp16_graphs = {
+            key: GraphInfo(
+                info.file, info.inputs, info.outputs, {"size_mb": _size_mb(staging / info.file)}
+            )
+            for key, info in fp16_graphs.items()
         }
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -211,7 +229,7 @@ def _export_into(
             tokenizer_dir=TOKENIZER_DIR,
             tools=_tool_versions(),
             files=hash_artifact_files(staging),
-            validation=report.to_dict(),
+            validation=validation,
             export={
                 "source": str(model_dir.resolve()),
                 "max_loop_labels": options.max_loop_labels,
@@ -219,6 +237,7 @@ def _export_into(
                 **weights,
                 "step_seconds": progress.durations,
             },
+            fp16_graphs=fp16_graphs,
         )
         write_manifest(staging, manifest)
     return manifest

@@ -21,14 +21,16 @@ _MIN_BYTES = 1024
 _ALIGNMENT = 64
 
 
-def share_weights(artifact_dir: Path, graph_files: Sequence[str]) -> dict[str, float]:
+def share_weights(
+    artifact_dir: Path, graph_files: Sequence[str], weights_file: str = WEIGHTS_FILE
+) -> dict[str, float]:
     """Rewrite ``graph_files`` (relative to ``artifact_dir``) to use one shared weights file.
 
     Returns the weights file's size and how many bytes the deduplication saved, in MB.
     """
     offsets: dict[str, tuple[int, int]] = {}
     referenced = 0
-    weights_path = artifact_dir / WEIGHTS_FILE
+    weights_path = artifact_dir / weights_file
     with weights_path.open("wb") as weights:
         for name in graph_files:
             model = onnx.load(str(artifact_dir / name))
@@ -45,7 +47,7 @@ def share_weights(artifact_dir: Path, graph_files: Sequence[str]) -> dict[str, f
                     weights.write(data)
                 offset, length = offsets[key]
                 external = numpy_helper.from_array(array, tensor.name)
-                set_external_data(external, location=WEIGHTS_FILE, offset=offset, length=length)
+                set_external_data(external, location=weights_file, offset=offset, length=length)
                 external.ClearField("raw_data")
                 external.data_location = TensorProto.EXTERNAL
                 tensor.CopyFrom(external)

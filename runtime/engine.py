@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -40,6 +41,15 @@ def resolve_providers(choice: str) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
+def provider_options(providers: Sequence[str], precision: str) -> list[tuple[str, dict[str, str]]]:
+    """Each provider with its options: CUDA's TF32 is off for fp32 (TF32 keeps 10 mantissa
+    bits in matrix products, so "fp32" would not mean fp32); fp16 graphs do not use it."""
+    return [
+        (name, {"use_tf32": "0"} if name == CUDA and precision == "fp32" else {})
+        for name in providers
+    ]
+
+
 @dataclass(frozen=True)
 class Batch:
     """Right-padded model inputs for rows of token ids, padded to the longest row only."""
@@ -63,15 +73,24 @@ class Engine:
             self.artifact_dir / self.manifest.tokenizer_dir / "tokenizer.json"
         )
         providers = resolve_providers(self.settings.provider)
+        graphs = self.manifest.graphs
+        if self.settings.precision == "fp16":
+            if not self.manifest.fp16_graphs:
+                raise ArtifactError(
+                    f"{self.artifact_dir} has no fp16 graphs: export it again with --fp16, "
+                    "or serve it in fp32"
+                )
+            graphs = self.manifest.fp16_graphs
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.settings.intra_op_threads
         options.inter_op_num_threads = self.settings.inter_op_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._sessions: dict[str, ort.InferenceSession] = {}
-        for key, graph in self.manifest.graphs.items():
+        chosen = provider_options(providers, self.settings.precision)
+        for key, graph in graphs.items():
             path = self.artifact_dir / graph.file
             try:
-                session = ort.InferenceSession(str(path), options, providers=providers)
+                session = ort.InferenceSession(str(path), options, providers=chosen)
             except Exception as exc:
                 raise ArtifactError(f"{path} could not be loaded by onnxruntime: {exc}") from exc
             names = tuple(node.name for node in session.get_inputs())
@@ -83,6 +102,9 @@ class Engine:
             self._sessions[key] = session
         self.execution_provider = self._sessions[FORWARD].get_providers()[0]
         self._uses_token_types = "token_type_ids" in self.manifest.model_inputs
+        io_binding = self.settings.io_binding
+        self.io_binding = self.execution_provider == CUDA if io_binding is None else io_binding
+        self._device = "cuda" if self.execution_provider == CUDA else "cpu"
 
     def _check_label_count(self, key: str, session: ort.InferenceSession, path: Path) -> None:
         declared = session.get_outputs()[0].shape[-1]
@@ -121,20 +143,34 @@ class Engine:
             feed["token_type_ids"] = token_type_ids
         return Batch(feed=feed, lengths=tuple(len(row) for row in rows))
 
+    def _run(self, key: str, outputs: list[str], feed: dict[str, np.ndarray]) -> list[Any]:
+        """One ONNX Runtime call. With IOBinding the inputs go to the device once, the outputs
+        are bound on the device and copied back once, after the call (one sync per batch)."""
+        session = self._sessions[key]
+        if not self.io_binding:
+            return session.run(outputs, feed)
+        binding = session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, array)
+        for name in outputs:
+            binding.bind_output(name, self._device)
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
     def forward(self, batch: Batch) -> np.ndarray:
         """Logits ``[B, L]``."""
-        (logits,) = self._sessions[FORWARD].run(["logits"], batch.feed)
+        (logits,) = self._run(FORWARD, ["logits"], batch.feed)
         return logits
 
     def attribute_all(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``[B, L]`` and raw scores ``[B, L, S]`` for every label (small L only)."""
-        logits, scores = self._sessions[ATTRIBUTION].run(["logits", "scores"], batch.feed)
+        logits, scores = self._run(ATTRIBUTION, ["logits", "scores"], batch.feed)
         return logits, scores
 
     def attribute_mix(self, batch: Batch, cotangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``[B, L]`` and raw scores ``[B, S]`` of ``sum_c cotangent[b, c] * logit_c``."""
         feed = {**batch.feed, "cotangent": np.ascontiguousarray(cotangent, dtype=np.float32)}
-        logits, scores = self._sessions[ATTRIBUTION_COTANGENT].run(["logits", "scores"], feed)
+        logits, scores = self._run(ATTRIBUTION_COTANGENT, ["logits", "scores"], feed)
         return logits, scores
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:

@@ -58,6 +58,9 @@ class Manifest:
     files: Mapping[str, str]
     validation: Mapping[str, Any]
     export: Mapping[str, Any]
+    # The same graphs in fp16 (``gradlight export --fp16``), validated against fp32; none when
+    # the artifact was exported without it.
+    fp16_graphs: Mapping[str, GraphInfo] = field(default_factory=dict)
 
     @property
     def num_labels(self) -> int:
@@ -118,15 +121,20 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
             f"version {FORMAT_VERSION}: re-export the model with this gradlight"
         )
     try:
-        graphs = {
-            key: GraphInfo(
-                file=value["file"],
-                inputs=tuple(value["inputs"]),
-                outputs=tuple(value["outputs"]),
-                details=dict(value.get("details", {})),
-            )
-            for key, value in data["graphs"].items()
-        }
+
+        def graph_infos(listed: dict[str, Any]) -> dict[str, GraphInfo]:
+            return {
+                key: GraphInfo(
+                    file=value["file"],
+                    inputs=tuple(value["inputs"]),
+                    outputs=tuple(value["outputs"]),
+                    details=dict(value.get("details", {})),
+                )
+                for key, value in listed.items()
+            }
+
+        graphs = graph_infos(data["graphs"])
+        fp16_graphs = graph_infos(data.get("fp16_graphs", {}))
         manifest = Manifest(
             format_version=version,
             model_type=data["model_type"],
@@ -143,6 +151,7 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
             files=dict(data["files"]),
             validation=dict(data["validation"]),
             export=dict(data["export"]),
+            fp16_graphs=fp16_graphs,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{path} is incomplete or malformed: {exc!r}") from exc
@@ -187,7 +196,7 @@ def verify_artifact_files(artifact_dir: Path, manifest: Manifest) -> None:
     for relative in manifest.files:
         if not (root / relative).resolve().is_relative_to(root):
             raise ArtifactError(f"manifest file entry {relative!r} points outside {artifact_dir}")
-    for graph in manifest.graphs.values():
+    for graph in (*manifest.graphs.values(), *manifest.fp16_graphs.values()):
         if graph.file not in manifest.files:
             raise ArtifactError(f"graph file {graph.file} is not listed in the manifest's files")
     for relative, expected in manifest.files.items():

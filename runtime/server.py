@@ -209,11 +209,14 @@ def _log_summary(running: RunningServer) -> None:
     for model in running.registry.models.values():
         engine = model.engine
         logger.info(
-            "serving model %r (%s, labels: %s) on %s, intra-op threads %s, inter-op threads %d",
+            "serving model %r (%s, labels: %s) on %s, %s, IOBinding %s, intra-op threads %s, "
+            "inter-op threads %d",
             model.name,
             engine.manifest.architecture,
             ", ".join(engine.labels),
             engine.execution_provider,
+            engine.settings.precision,
+            "on" if engine.io_binding else "off",
             engine.settings.intra_op_threads or "auto",
             engine.settings.inter_op_threads,
         )

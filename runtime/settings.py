@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROVIDERS = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16")
 
 
 def _check_int(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
@@ -17,21 +18,30 @@ def _check_int(name: str, value: int, minimum: int, maximum: int | None = None) 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """ONNX Runtime execution provider and thread counts.
+    """ONNX Runtime execution provider, precision, IOBinding and thread counts.
 
     ``provider``: ``auto`` (CUDA when onnxruntime offers it, else CPU), ``cpu`` or ``cuda``
-    (an error when CUDA is not available). ``intra_op_threads`` 0 lets ONNX Runtime choose
-    (one per physical core).
+    (an error when CUDA is not available). ``precision``: ``fp32`` (on CUDA without TF32, so
+    fp32 means fp32) or ``fp16`` (the artifact's fp16 graphs, exported with ``--fp16``; inputs
+    and outputs stay int64 / fp32). ``io_binding``: inputs copied to the device once per batch
+    and outputs bound there, copied back once (None: on for CUDA, off for CPU, where it saves
+    nothing). ``intra_op_threads`` 0 lets ONNX Runtime choose (one per physical core).
     """
 
     provider: str = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 1
+    precision: str = "fp32"
+    io_binding: bool | None = None
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
             raise ValueError(
                 f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         _check_int("intra_op_threads", self.intra_op_threads, 0, 1024)
         _check_int("inter_op_threads", self.inter_op_threads, 1, 1024)

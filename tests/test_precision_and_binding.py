@@ -1,0 +1,127 @@
+"""The CPU-testable parts of the GPU path: fp16 graphs exported and validated against fp32,
+served with --precision fp16; the IOBinding code path (on the CPU provider here) equal to plain
+runs; CUDA's provider options (TF32 off for fp32)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import ARCHITECTURE_CASES
+from processes import gradlight
+from serving import ServerThread
+
+from gradlight.client import Client
+from gradlight.runtime.engine import CPU, CUDA, Engine, provider_options
+from gradlight.runtime.manifest import load_manifest
+from gradlight.runtime.settings import EngineSettings
+
+TEXTS = [
+    "The patient denies chest pain. No evidence of pneumonia on the chest x-ray.",
+    "Dr. Smith started amoxicillin 500 mg b.i.d. for ten days.",
+    "Follow up in two weeks.",
+]
+
+
+@pytest.fixture(scope="module")
+def fp16_artifact(tiny_model_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp16") / "bert"
+    result = subprocess.run(
+        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fp16 against fp32:" in result.stderr
+    return out
+
+
+def test_fp16_graphs_are_written_validated_and_checksummed(fp16_artifact):
+    manifest = load_manifest(fp16_artifact)  # verifies every file's sha256, fp16 ones included
+    assert set(manifest.fp16_graphs) == set(manifest.graphs)
+    for key, info in manifest.fp16_graphs.items():
+        assert info.file.endswith("_fp16.onnx") and info.file in manifest.files
+        assert info.inputs == manifest.graphs[key].inputs  # same int64 / fp32 interface
+        assert info.outputs == manifest.graphs[key].outputs
+    assert "weights_fp16.bin" in manifest.files
+    report = manifest.validation["fp16"]
+    assert report["passed"] and len(report["checks"]) == len(manifest.graphs)
+    assert report["thresholds"] == {
+        "logits_max_abs_diff_relative": 0.02,
+        "normalized_scores_max_abs_diff": 0.05,
+        "top3_token_agreement_min": 0.9,
+    }
+    for check in report["checks"]:
+        assert check["normalized_scores_max_abs_diff"] <= 0.05
+        assert check["top3_token_agreement"] >= 0.9
+
+
+def test_served_fp16_agrees_with_fp32_within_the_stated_thresholds(fp16_artifact):
+    engines = {
+        "fp32": Engine(fp16_artifact, EngineSettings(provider="cpu")),
+        "fp16": Engine(fp16_artifact, EngineSettings(provider="cpu", precision="fp16")),
+    }
+    with ServerThread(engines) as server, Client(server.address) as client:
+        full = client.attribute(TEXTS, model="fp32", sentence_attributions=True).results
+        half = client.attribute(TEXTS, model="fp16", sentence_attributions=True).results
+    for a, b in zip(full, half, strict=True):
+        assert a.predicted_label == b.predicted_label
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=0.01)
+        assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
+        scores_a = np.array([t.scores for t in a.tokens])
+        scores_b = np.array([t.scores for t in b.tokens])
+        assert np.abs(scores_a - scores_b).max() <= 0.05
+        assert np.isfinite(scores_b).all()
+
+
+def test_fp16_on_an_artifact_without_it_is_refused_naming_the_fix(exported):
+    result = subprocess.run(
+        gradlight("serve", str(exported("bert")), "--precision", "fp16", "--port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "has no fp16 graphs: export it again with --fp16" in result.stderr
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURE_CASES))
+def test_io_binding_gives_exactly_the_plain_runs_outputs(model_type, exported):
+    plain = Engine(exported(model_type), EngineSettings(provider="cpu"))
+    bound = Engine(exported(model_type), EngineSettings(provider="cpu", io_binding=True))
+    assert not plain.io_binding and bound.io_binding  # auto is off on the CPU provider
+    batch = plain.batch(plain.encode(TEXTS, 64))
+    np.testing.assert_array_equal(bound.forward(batch), plain.forward(batch))
+    labels = plain.manifest.num_labels
+    cotangent = np.eye(labels, dtype=np.float32)[np.arange(len(TEXTS)) % labels]
+    for got, expected in zip(
+        bound.attribute_mix(batch, cotangent), plain.attribute_mix(batch, cotangent), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+    if plain.has_all_labels_graph:
+        for got, expected in zip(
+            bound.attribute_all(batch), plain.attribute_all(batch), strict=True
+        ):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_cuda_runs_fp32_without_tf32():
+    assert provider_options([CUDA, CPU], "fp32") == [(CUDA, {"use_tf32": "0"}), (CPU, {})]
+    assert provider_options([CUDA, CPU], "fp16") == [(CUDA, {}), (CPU, {})]
+    assert provider_options([CPU], "fp32") == [(CPU, {})]
+
+
+def test_the_server_log_states_precision_and_binding(fp16_artifact):
+    from processes import serve_process
+
+    server = serve_process(str(fp16_artifact), "--precision", "fp16", "--io-binding", "on")
+    try:
+        assert "on CPUExecutionProvider, fp16, IOBinding on" in server.text_log()
+        with Client(server.address) as client:
+            answer = client.attribute(TEXTS[:1])
+        assert answer.results[0].tokens
+    finally:
+        assert server.terminate() == 0
+    assert json.loads((fp16_artifact / "manifest.json").read_text())["fp16_graphs"]
