@@ -60,9 +60,12 @@ def reheaded(model_dir: Path, labels: int, out_dir: Path, seed: int = 0) -> Path
     return out_dir
 
 
-def save_bert_base(out_dir: Path | str, labels: int = 2, seed: int = 0) -> Path:
+def save_bert_base(
+    out_dir: Path | str, labels: int = 2, seed: int = 0, tokenizer_dir: Path | str | None = None
+) -> Path:
     """A BERT-base-sized classifier (12 layers, hidden 768, 110M parameters) with random
-    weights from ``seed`` and MiniLM-L6's tokenizer (the same 30,522-token uncased vocabulary)."""
+    weights from ``seed`` and MiniLM-L6's tokenizer (the same 30,522-token uncased vocabulary;
+    ``tokenizer_dir``: a saved copy of it, where the MiniLM package is not installed)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -77,7 +80,8 @@ def save_bert_base(out_dir: Path | str, labels: int = 2, seed: int = 0) -> Path:
         label2id={name: i for i, name in enumerate(names)},
     )
     BertForSequenceClassification(config).save_pretrained(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_encoder_dir(), local_files_only=True)
+    source = tokenizer_dir if tokenizer_dir is not None else minilm_encoder_dir()
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
 

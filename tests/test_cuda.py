@@ -1,0 +1,60 @@
+"""The engine on ONNX Runtime's CUDA provider: IOBinding and fp16 against the CPU provider's
+fp32. These need onnxruntime-gpu and an NVIDIA GPU; elsewhere they skip, saying so.
+bench/gpu/run.sh runs them on a GPU machine."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from serving import ServerThread
+
+from gradlight.client import Client
+from gradlight.runtime.engine import CUDA, Engine
+from gradlight.runtime.settings import EngineSettings
+
+pytestmark = pytest.mark.skipif(
+    CUDA not in ort.get_available_providers(),
+    reason="no CUDAExecutionProvider in this onnxruntime (bench/gpu/run.sh runs these on a GPU)",
+)
+
+TEXTS = [
+    "The patient denies chest pain. No evidence of pneumonia on the chest x-ray.",
+    "Follow up in two weeks.",
+]
+
+
+def _normalized(scores, mask):
+    from gradlight.runtime.scores import normalize_scores
+
+    return normalize_scores(scores, mask)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_with_io_binding_agrees_with_the_cpu(precision, tiny_model_dirs, tmp_path):
+    import subprocess
+
+    from processes import gradlight
+
+    artifact = tmp_path / "bert"
+    export = subprocess.run(
+        gradlight("export", str(tiny_model_dirs["bert"]), str(artifact), "--fp16"),
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0, export.stderr
+    cpu = Engine(artifact, EngineSettings(provider="cpu"))
+    gpu = Engine(artifact, EngineSettings(provider="cuda", precision=precision))
+    assert gpu.execution_provider == CUDA and gpu.io_binding
+    batch = cpu.batch(cpu.encode(TEXTS, 64))
+    tolerance = {"fp32": 1e-3, "fp16": 0.05}[precision]
+    np.testing.assert_allclose(gpu.forward(batch), cpu.forward(batch), atol=tolerance)
+    _, cpu_scores = cpu.attribute_all(batch)
+    _, gpu_scores = gpu.attribute_all(batch)
+    mask = batch.attention_mask
+    difference = np.abs(_normalized(gpu_scores, mask) - _normalized(cpu_scores, mask)).max()
+    assert difference <= tolerance
+    with ServerThread({"bert": gpu}) as server, Client(server.address) as client:
+        (info,) = client.list_models().models
+        assert info.execution_provider == CUDA
+        assert client.attribute(TEXTS).results[0].tokens
