@@ -97,23 +97,28 @@ def _fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def cached_artifact(model_dir: Path, artifact_dir: Path, printer: Printer) -> Path:
+def cached_artifact(
+    model_dir: Path, artifact_dir: Path, printer: Printer, fp16: bool = False
+) -> Path:
     """``model_dir`` exported (and validated) to ``artifact_dir``; reused when the artifact was
-    made from the same model files and its checksums still verify."""
+    made from the same model files, its checksums still verify and it has fp16 graphs when
+    ``fp16`` asks for them."""
     from gradlight.export.options import ExportOptions
     from gradlight.export.pipeline import export_model
 
     fingerprint = _fingerprint(model_dir)
     stamp = artifact_dir / SOURCE_STAMP
     try:
-        load_manifest(artifact_dir)
-        if json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+        has_fp16 = bool(load_manifest(artifact_dir).fp16_graphs)
+        stamped = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
+        if stamped == fingerprint and (has_fp16 or not fp16):
             printer(f"reusing the artifact in {artifact_dir} (checksums verified)")
             return artifact_dir
     except (ArtifactError, OSError, ValueError):
         pass
     printer(f"exporting {model_dir} to {artifact_dir}")
-    manifest = export_model(model_dir, artifact_dir, ExportOptions(overwrite=True), printer)
+    options = ExportOptions(overwrite=True, fp16=fp16)
+    manifest = export_model(model_dir, artifact_dir, options, printer)
     if not manifest.validation.get("passed"):
         raise ExportError(f"the export of {model_dir} did not validate; see {artifact_dir}")
     stamp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")

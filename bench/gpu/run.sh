@@ -4,11 +4,13 @@
 #   1. assembles and installs onnxruntime-gpu and the small wheels into /tmp/site, and gradlight;
 #   2. runs the CUDA tests (tests/test_cuda.py: the CUDA provider with IOBinding, fp32 and fp16,
 #      against the CPU provider) and the precision/IOBinding tests;
-#   3. builds a BERT-base-sized classifier (random weights), exports it with --fp16, and runs
-#      `gradlight bench --provider cuda` (eager PyTorch on CUDA, the reference and eager-best,
-#      against the ONNX Runtime CUDA engine, in one run) at L = 2 and L = 10;
-#   4. profiles one fp16 attribution call (ONNX Runtime's profiler) for the kernels that dominate.
-# Everything lands in $OUT (or ./gpu-out): logs, bench.{json,md,csv,png}, the profile, nvidia-smi.
+#   3. builds a BERT-base-sized classifier (random weights) and runs the batch sweep at 128
+#      tokens, L = 2 and L = 10, batches 1 to 256 (gradlight.bench.throughput: the reference and
+#      eager-best on CUDA, ORT CUDA fp32 and fp16; texts/s, latency, fraction of the peak);
+#   4. runs `gradlight bench --provider cuda` (the realistic text mix, in one run);
+#   5. profiles one fp16 attribution call (ONNX Runtime's profiler) for the kernels that dominate.
+# Everything lands in $OUT (or ./gpu-out): logs, throughput.json, bench.{json,md,csv,png}, the
+# profile, nvidia-smi.
 set -euo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
@@ -40,8 +42,9 @@ from gradlight.bench.models import save_bert_base
 
 save_bert_base("/tmp/bert-base", labels=2, tokenizer_dir=".gpu-wheel0/tokenizer")
 PY
-python3 -m gradlight.cli.main export /tmp/bert-base /tmp/bert-base-artifact --fp16
-python3 -m gradlight.cli.main bench /tmp/bert-base --artifact /tmp/bert-base-artifact \
+python3 -m gradlight.bench.throughput /tmp/bert-base --provider cuda --labels 2 10 \
+    --work-dir /tmp/throughput --out "$out/throughput.json" | tee "$out/throughput.md"
+python3 -m gradlight.cli.main bench /tmp/bert-base --artifact /tmp/throughput/artifact-2-labels \
     --provider cuda --labels 2 10 --texts 64 --subset-labels 0 --out "$out/bench"
 
 python3 - "$out" <<'PY'
@@ -54,7 +57,7 @@ import onnxruntime as ort
 
 from gradlight.runtime.manifest import load_manifest
 
-artifact = Path("/tmp/bert-base-artifact")
+artifact = Path("/tmp/throughput/artifact-2-labels")
 graph = artifact / load_manifest(artifact).fp16_graphs["attribution"].file
 options = ort.SessionOptions()
 options.enable_profiling = True
