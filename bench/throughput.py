@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.stats import latency
 
@@ -59,26 +61,61 @@ def _time(call: Callable[[], object], repeats: int, synchronize: Callable[[], No
     return times
 
 
-def _methods(
-    model_dir: Path, artifact: Path, provider: str
-) -> dict[str, Callable[[Sequence[str], int], object]]:
-    from gradlight.bench.eager import EagerMethod
+def _method(
+    name: str, model_dir: Path, artifact: Path, provider: str
+) -> Callable[[Sequence[str], int], Any]:
+    """One timed method, loaded now (and freed by the caller before the next one loads, so
+    that a large batch of one never runs out of device memory for another's caches)."""
+    if name in ("reference", "eager-best"):
+        from gradlight.bench.eager import EagerMethod
+
+        return EagerMethod(
+            model_dir, name, device="cuda" if provider == "cuda" else "cpu"
+        ).attribute
     from gradlight.runtime.engine import Engine
     from gradlight.runtime.settings import EngineSettings
 
-    device = "cuda" if provider == "cuda" else "cpu"
-    methods: dict[str, Callable[[Sequence[str], int], object]] = {}
-    for name in ("reference", "eager-best"):
-        eager = EagerMethod(model_dir, name, device=device)
-        methods[name] = eager.attribute
-    for precision in ("fp32", "fp16"):
-        engine = Engine(artifact, EngineSettings(provider=provider, precision=precision))
+    engine = Engine(
+        artifact, EngineSettings(provider=provider, precision=name.removeprefix("ort-"))
+    )
 
-        def attribute(texts: Sequence[str], length: int, engine: Engine = engine) -> object:
-            return engine.attribute_all(engine.batch(engine.encode(texts, length)))
+    def attribute(texts: Sequence[str], length: int) -> tuple[Any, Any, Any]:
+        batch = engine.batch(engine.encode(texts, length))
+        logits, scores = engine.attribute_all(batch)
+        return logits, scores, batch.attention_mask
 
-        methods[f"ort-{precision}"] = attribute
-    return methods
+    return attribute
+
+
+def _artifact(
+    head: Path, work_dir: Path, count: int, printer: Callable[[str], None]
+) -> tuple[Path, bool]:
+    """The head's artifact with fp16 graphs, or without them when fp16 fails its validation
+    (the fp32 figures are still worth having)."""
+    from gradlight.bench.models import cached_artifact
+    from gradlight.export.errors import ValidationFailedError
+
+    target = work_dir / f"artifact-{count}-labels"
+    try:
+        return cached_artifact(head, target, printer, fp16=True), True
+    except ValidationFailedError as exc:
+        printer(f"fp16 failed its validation; measuring fp32 only: {exc}")
+        return cached_artifact(head, target, printer), False
+
+
+def _agreement(half: tuple[Any, Any, Any], full: tuple[Any, Any, Any]) -> dict[str, float]:
+    """fp16 against fp32 on the device, on the timed batch: as export validates on the CPU."""
+    from gradlight.export.half_precision import top3_agreement
+    from gradlight.runtime.scores import normalize_scores
+
+    (half_logits, half_scores, mask), (full_logits, full_scores, _) = half, full
+    scale = max(1.0, float(np.max(np.abs(full_logits))))
+    normalized = normalize_scores(half_scores, mask) - normalize_scores(full_scores, mask)
+    return {
+        "logits_max_abs_diff_relative": float(np.max(np.abs(half_logits - full_logits))) / scale,
+        "normalized_scores_max_abs_diff": float(np.max(np.abs(normalized))),
+        "top3_token_agreement": top3_agreement(half_scores, full_scores, mask),
+    }
 
 
 def run(
@@ -91,10 +128,15 @@ def run(
     repeats: int,
     peaks: tuple[float, float] | None,
     printer: Callable[[str], None],
+    saved: Callable[[dict[str, Any]], None] = lambda report: None,
 ) -> dict[str, Any]:
+    """Time every method over the sweep; ``saved`` gets the report after every row (a run cut
+    short keeps what it measured)."""
+    import gc
+
     import torch
 
-    from gradlight.bench.models import cached_artifact, reheaded
+    from gradlight.bench.models import reheaded
 
     synchronize = torch.cuda.synchronize if provider == "cuda" else (lambda: None)
     device_name = torch.cuda.get_device_name(0) if provider == "cuda" else cpu_name()
@@ -102,19 +144,32 @@ def run(
         peaks = next((peak for key, peak in PEAKS.items() if key in device_name), None)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     flops = forward_flops(config, length)
-    rows = []
+    report: dict[str, Any] = {
+        "device": device_name,
+        "provider": provider,
+        "cpu": cpu_name(),
+        "cores": cores_available(),
+        "length": length,
+        "forward_gflop_per_text": round(flops / 1e9, 2),
+        "peak_tflops": {"fp16": peaks[0], "fp32": peaks[1]} if peaks else None,
+        "rows": [],
+        "fp16_agreement": [],
+    }
     for count in labels:
         head = reheaded(model_dir, count, work_dir / f"model-{count}-labels")
-        artifact = cached_artifact(head, work_dir / f"artifact-{count}-labels", printer, fp16=True)
-        methods = _methods(head, artifact, provider)
+        artifact, has_fp16 = _artifact(head, work_dir, count, printer)
         per_text = (1 + count) * flops
-        for batch in batches:
-            texts = [TEXT] * batch
-            for name, method in methods.items():
-                times = _time(lambda m=method, t=texts: m(t, length), repeats, synchronize)
+        names = ["reference", "eager-best", "ort-fp32"] + (["ort-fp16"] if has_fp16 else [])
+        outputs: dict[tuple[str, int], Any] = {}
+        for name in names:  # one method loaded at a time, freed before the next
+            method = _method(name, head, artifact, provider)
+            for batch in batches:
+                texts = [TEXT] * batch
+                times = _time(lambda t=texts, m=method: m(t, length), repeats, synchronize)
+                if name.startswith("ort-"):
+                    outputs[(name, batch)] = method(texts, length)
                 summary = latency(times)
                 texts_per_s = batch / (summary["median_ms"] / 1000)
-                precision = "fp16" if name == "ort-fp16" else "fp32"
                 row = {
                     "labels": count,
                     "batch": batch,
@@ -124,20 +179,21 @@ def run(
                     "tflops": round(texts_per_s * per_text / 1e12, 2),
                 }
                 if peaks is not None:
-                    peak = peaks[0] if precision == "fp16" else peaks[1]
+                    peak = peaks[0] if name == "ort-fp16" else peaks[1]
                     row["fraction_of_peak"] = round(texts_per_s * per_text / (peak * 1e12), 4)
-                rows.append(row)
+                report["rows"].append(row)
                 printer(json.dumps(row))
-    return {
-        "device": device_name,
-        "provider": provider,
-        "cpu": cpu_name(),
-        "cores": cores_available(),
-        "length": length,
-        "forward_gflop_per_text": round(flops / 1e9, 2),
-        "peak_tflops": {"fp16": peaks[0], "fp32": peaks[1]} if peaks else None,
-        "rows": rows,
-    }
+                saved(report)
+            del method
+            gc.collect()
+            if provider == "cuda":
+                torch.cuda.empty_cache()
+        if has_fp16:
+            for batch in batches:
+                agreement = _agreement(outputs[("ort-fp16", batch)], outputs[("ort-fp32", batch)])
+                report["fp16_agreement"].append({"labels": count, "batch": batch, **agreement})
+        saved(report)
+    return report
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -155,6 +211,19 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['p90_ms']} | {row['texts_per_s']} | {row['tflops']} | "
             f"{'' if share is None else f'{100 * share:.1f} %'} |"
         )
+    if report["fp16_agreement"]:
+        lines += [
+            "",
+            "fp16 against fp32 on this device (thresholds: 0.02, 0.05, 0.9):",
+            "",
+            "| L | batch | logits (relative) | normalized scores | top-3 agreement |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {a['labels']} | {a['batch']} | {a['logits_max_abs_diff_relative']:.2e} | "
+            f"{a['normalized_scores_max_abs_diff']:.2e} | {a['top3_token_agreement']:.3f} |"
+            for a in report["fp16_agreement"]
+        ]
     return "\n".join(lines)
 
 
@@ -172,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("throughput-work"))
     parser.add_argument("--out", type=Path, default=Path("throughput.json"))
     args = parser.parse_args(argv)
+
+    def save(report: dict[str, Any]) -> None:
+        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+
     report = run(
         args.model_dir,
         args.work_dir,
@@ -182,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeats,
         tuple(args.peak_tflops) if args.peak_tflops else None,
         lambda line: print(line, file=sys.stderr, flush=True),
+        save,
     )
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(markdown(report))
     return 0
 

@@ -101,6 +101,13 @@ class Engine:
             self._check_label_count(key, session, path)
             self._sessions[key] = session
         self.execution_provider = self._sessions[FORWARD].get_providers()[0]
+        if self.settings.provider == "cuda" and self.execution_provider != CUDA:
+            raise ArtifactError(
+                "provider 'cuda' was asked but ONNX Runtime fell back to "
+                f"{self.execution_provider} (CUDA or cuDNN libraries not found?); check "
+                "LD_LIBRARY_PATH, or use --provider cpu"
+            )
+        self.graph_files = {key: graph.file for key, graph in graphs.items()}
         self._uses_token_types = "token_type_ids" in self.manifest.model_inputs
         io_binding = self.settings.io_binding
         self.io_binding = self.execution_provider == CUDA if io_binding is None else io_binding

@@ -46,4 +46,8 @@ def test_the_sweep_times_every_method_and_states_the_fraction_of_the_peak(
             row["texts_per_s"] * per_text / peak, rel=0.02, abs=1e-4
         )
         assert row["fraction_of_peak"] > 0
+    assert [(a["labels"], a["batch"]) for a in report["fp16_agreement"]] == [(2, 1), (2, 4)]
+    for agreement in report["fp16_agreement"]:  # fp16 against fp32 on the timed batches
+        assert agreement["normalized_scores_max_abs_diff"] <= 0.05
+        assert agreement["top3_token_agreement"] >= 0.9
     assert markdown(report) in capsys.readouterr().out

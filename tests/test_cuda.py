@@ -30,22 +30,29 @@ def _normalized(scores, mask):
     return normalize_scores(scores, mask)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_cuda_with_io_binding_agrees_with_the_cpu(precision, tiny_model_dirs, tmp_path):
+@pytest.fixture(scope="module")
+def artifact(tiny_model_dirs, tmp_path_factory):
     import subprocess
 
     from processes import gradlight
 
-    artifact = tmp_path / "bert"
+    out = tmp_path_factory.mktemp("cuda") / "bert"
     export = subprocess.run(
-        gradlight("export", str(tiny_model_dirs["bert"]), str(artifact), "--fp16"),
+        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16"),
         capture_output=True,
         text=True,
     )
     assert export.returncode == 0, export.stderr
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_with_io_binding_agrees_with_the_cpu(precision, artifact):
     cpu = Engine(artifact, EngineSettings(provider="cpu"))
     gpu = Engine(artifact, EngineSettings(provider="cuda", precision=precision))
     assert gpu.execution_provider == CUDA and gpu.io_binding
+    if precision == "fp32":  # fp32 means fp32: no TF32 in the matrix products
+        assert gpu._sessions["forward"].get_provider_options()[CUDA]["use_tf32"] == "0"
     batch = cpu.batch(cpu.encode(TEXTS, 64))
     tolerance = {"fp32": 1e-3, "fp16": 0.05}[precision]
     np.testing.assert_allclose(gpu.forward(batch), cpu.forward(batch), atol=tolerance)

@@ -58,11 +58,52 @@ def test_fp16_graphs_are_written_validated_and_checksummed(fp16_artifact):
         assert check["top3_token_agreement"] >= 0.9
 
 
+def test_the_fp16_graphs_hold_fp16_weights(fp16_artifact):
+    import onnx
+
+    manifest = load_manifest(fp16_artifact)
+    for info in manifest.fp16_graphs.values():
+        model = onnx.load(str(fp16_artifact / info.file), load_external_data=False)
+        types = {tensor.data_type for tensor in model.graph.initializer}
+        assert onnx.TensorProto.FLOAT16 in types, info.file
+    half = (fp16_artifact / "weights_fp16.bin").stat().st_size
+    full = (fp16_artifact / "weights.bin").stat().st_size
+    assert 0.4 * full < half < 0.6 * full
+
+
+def test_fp16_validation_fails_past_its_thresholds(fp16_artifact, tiny_model_dirs, monkeypatch):
+    from gradlight.export import half_precision
+    from gradlight.export.model_loading import load_classifier
+
+    manifest = load_manifest(fp16_artifact)
+    loaded = load_classifier(tiny_model_dirs["bert"])
+    checks = [manifest.graphs, manifest.fp16_graphs, loaded]
+    assert half_precision.validate_fp16(fp16_artifact, *checks).passed
+    monkeypatch.setattr(half_precision, "LOGIT_TOLERANCE", 0.0)
+    failed = half_precision.validate_fp16(fp16_artifact, *checks)
+    assert not failed.passed and "FAILED" in failed.format()
+    with pytest.raises(half_precision.ValidationFailedError, match="fp16 validation failed"):
+        raise half_precision.HalfPrecisionError(failed)
+
+
+def test_top3_agreement_counts_the_overlap_of_the_strongest_tokens():
+    from gradlight.export.half_precision import top3_agreement
+
+    mask = np.array([[1, 1, 1, 1, 0]])
+    reference = np.array([[[0.9, -0.8, 0.1, 0.7, 5.0]]])  # the padded 5.0 never counts
+    same = np.array([[[0.8, -0.9, 0.0, 0.6, 0.0]]])
+    swapped = np.array([[[0.9, -0.8, 0.7, 0.1, 0.0]]])  # one of three replaced
+    assert top3_agreement(same, reference, mask) == 1.0
+    assert top3_agreement(swapped, reference, mask) == pytest.approx(2 / 3)
+
+
 def test_served_fp16_agrees_with_fp32_within_the_stated_thresholds(fp16_artifact):
     engines = {
         "fp32": Engine(fp16_artifact, EngineSettings(provider="cpu")),
         "fp16": Engine(fp16_artifact, EngineSettings(provider="cpu", precision="fp16")),
     }
+    assert all(name.endswith("_fp16.onnx") for name in engines["fp16"].graph_files.values())
+    assert not any(name.endswith("_fp16.onnx") for name in engines["fp32"].graph_files.values())
     with ServerThread(engines) as server, Client(server.address) as client:
         full = client.attribute(TEXTS, model="fp32", sentence_attributions=True).results
         half = client.attribute(TEXTS, model="fp16", sentence_attributions=True).results

@@ -29,12 +29,14 @@ PY
 mkdir -p .gpu-wheel-big
 fetch .gpu-wheel-big onnxruntime-gpu==1.31.1
 wheel=$(basename .gpu-wheel-big/onnxruntime_gpu-*.whl)
+digest=$(sha256sum ".gpu-wheel-big/$wheel" | cut -d' ' -f1)
 (cd .gpu-wheel-big && split -b 55M -d -a 1 "$wheel" part-)
 for part in .gpu-wheel-big/part-*; do
     n=$((${part##*-} + 1))
     mkdir -p ".gpu-wheel$n"
     mv "$part" ".gpu-wheel$n/"
     echo "$wheel" >".gpu-wheel$n/WHEEL_NAME"
+    echo "$digest" >".gpu-wheel$n/WHEEL_SHA256"
 done
 rm -rf .gpu-wheel-big
 du -sh .gpu-wheel*
