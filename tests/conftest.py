@@ -67,6 +67,24 @@ def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
+def fp16_artifact(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """The tiny BERT exported with ``gradlight export --fp16`` (as a user runs it)."""
+    import subprocess
+
+    from processes import gradlight
+
+    out = tmp_path_factory.mktemp("fp16") / "bert"
+    result = subprocess.run(
+        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fp16 against fp32:" in result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo's real classifier, built as the demo builds it: MiniLM-L6 fine-tuned on the
     bundled clinical assertion notes (about 5 minutes here), then exported.

@@ -30,24 +30,9 @@ def _normalized(scores, mask):
     return normalize_scores(scores, mask)
 
 
-@pytest.fixture(scope="module")
-def artifact(tiny_model_dirs, tmp_path_factory):
-    import subprocess
-
-    from processes import gradlight
-
-    out = tmp_path_factory.mktemp("cuda") / "bert"
-    export = subprocess.run(
-        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16"),
-        capture_output=True,
-        text=True,
-    )
-    assert export.returncode == 0, export.stderr
-    return out
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_cuda_with_io_binding_agrees_with_the_cpu(precision, artifact):
+def test_cuda_with_io_binding_agrees_with_the_cpu(precision, fp16_artifact):
+    artifact = fp16_artifact
     cpu = Engine(artifact, EngineSettings(provider="cpu"))
     gpu = Engine(artifact, EngineSettings(provider="cuda", precision=precision))
     assert gpu.execution_provider == CUDA and gpu.io_binding

@@ -269,6 +269,22 @@ def _checkpoint(path):
         return None
 
 
+def _started(source, out, *args, lines):
+    """``gradlight explain SOURCE OUT ARGS`` in the background (4 lines per request), once
+    its checkpoint counts at least ``lines`` lines done."""
+    command = gradlight("explain", source, out, *args, "--no-progress", "--lines-per-request", "4")
+    process = subprocess.Popen(
+        list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    checkpoint_file = out.with_name(out.name + ".checkpoint.json")
+    deadline = time.monotonic() + 120
+    while (progress := _checkpoint(checkpoint_file)) is None or progress["lines"] < lines:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return process
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_resumes_after_being_stopped_without_redoing_or_duplicating(tmp_path, exported, how):
     source = _big_input(tmp_path / "in.jsonl", 12_000)
@@ -277,18 +293,7 @@ def test_resumes_after_being_stopped_without_redoing_or_duplicating(tmp_path, ex
     _explain(source, reference, "--artifact", artifact, "--lines-per-request", "4")
     out = tmp_path / "out.jsonl"
     checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
-    command = gradlight("explain", source, out, "--artifact", artifact, "--no-progress")
-    process = subprocess.Popen(
-        [*map(str, command), "--lines-per-request", "4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while (progress := _checkpoint(checkpoint_file)) is None or progress["lines"] == 0:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    process = _started(source, out, "--artifact", artifact, lines=1)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=60)
     if how == signal.SIGTERM:
@@ -430,19 +435,7 @@ def test_replicas_behind_round_robin_share_the_job_and_one_can_leave(tmp_path, e
     try:
         target = f"ipv4:{first.address},{second.address}"
         out = tmp_path / "out.jsonl"
-        command = gradlight("explain", source, out, "--server", target, "--no-progress")
-        process = subprocess.Popen(
-            [*map(str, command), "--lines-per-request", "4"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
-        deadline = time.monotonic() + 120
-        while (progress := _checkpoint(checkpoint_file)) is None or progress["lines"] < 500:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        process = _started(source, out, "--server", target, lines=500)
         assert first.terminate() == 0  # graceful: its in-flight requests are answered
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr

@@ -14,8 +14,6 @@ from processes import gradlight
 from ray_cluster import LOOPBACK_ENV, RayHead
 from test_explain import BAD, GOOD
 
-pytest.importorskip("ray", reason="gradlight[ray] is not installed (the test extra has it)")
-
 
 @pytest.fixture(scope="module")
 def ray_head():

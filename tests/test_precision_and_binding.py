@@ -25,19 +25,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fp16_artifact(tiny_model_dirs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fp16") / "bert"
-    result = subprocess.run(
-        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16"),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "fp16 against fp32:" in result.stderr
-    return out
-
-
 def test_fp16_graphs_are_written_validated_and_checksummed(fp16_artifact):
     manifest = load_manifest(fp16_artifact)  # verifies every file's sha256, fp16 ones included
     assert set(manifest.fp16_graphs) == set(manifest.graphs)
