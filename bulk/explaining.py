@@ -22,6 +22,10 @@ RETRIED = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
+        # A replica that stops answers CANCELLED to a call that reached it at that instant
+        # (grpc/grpc#41785, runtime/server.py) or outlived its grace period; the job itself
+        # never cancels a call (it stops between requests), so the call is retried.
+        grpc.StatusCode.CANCELLED,
     }
 )
 # A request failing with these is retried line by line: the line alone failing is bad.
