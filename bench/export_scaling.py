@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gradlight.export.minilm import save_minilm_classifier
+from gradlight.demo.minilm import save_minilm_classifier
 from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_model
 

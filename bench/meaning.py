@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from gradlight.client import Client
-from gradlight.export import assertion_data
-from gradlight.export.assertion_data import Note
+from gradlight.demo import assertion_data
+from gradlight.demo.assertion_data import Note
 from gradlight.v1 import gradlight_pb2 as pb
 
 WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)*")

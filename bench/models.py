@@ -69,7 +69,7 @@ def save_bert_base(
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from gradlight.export.minilm import minilm_encoder_dir
+    from gradlight.demo.minilm import minilm_encoder_dir
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)

@@ -60,7 +60,7 @@ DEMO_TEXT = (
 def _demo(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
-    from gradlight.export.demo import ARTIFACT_DIR, run_demo
+    from gradlight.demo.run import ARTIFACT_DIR, run_demo
 
     manifest = run_demo(args.workdir, printer=_stderr)
     artifact = args.workdir / ARTIFACT_DIR

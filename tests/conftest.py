@@ -89,8 +89,8 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo's real classifier, built as the demo builds it: MiniLM-L6 fine-tuned on the
     bundled clinical assertion notes (about 5 minutes here), then exported.
     Returns (model dir, artifact)."""
+    from gradlight.demo.training import train_assertion_classifier
     from gradlight.export.pipeline import export_model
-    from gradlight.export.training import train_assertion_classifier
 
     root = _workdir(tmp_path_factory, "minilm")
     model_dir, artifact = root / "model", root / "artifact"

@@ -17,8 +17,8 @@ from serving import ServerThread
 
 from gradlight.bench.meaning import TOP_WORDS, evaluate
 from gradlight.client import Client
-from gradlight.export import assertion_data
-from gradlight.export.training import TrainingOptions, read_report
+from gradlight.demo import assertion_data, assertion_vocabulary
+from gradlight.demo.training import TrainingOptions, read_report
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.sentences import split_sentences
 from gradlight.runtime.server import ServerSettings
@@ -27,8 +27,8 @@ from gradlight.runtime.settings import EngineSettings
 OUTPUT = Path(os.environ.get("GRADLIGHT_TEST_OUTPUT", Path(__file__).parents[1] / "test-output"))
 CUES = {
     label: {template[template.index("[") + 1 : template.index("]")].lower()
-            for lab, template in (*assertion_data.TRAIN_TEMPLATES,
-                                  *assertion_data.HELDOUT_TEMPLATES) if lab == label}
+            for lab, template in (*assertion_vocabulary.TRAIN_TEMPLATES,
+                                  *assertion_vocabulary.HELDOUT_TEMPLATES) if lab == label}
     for label in assertion_data.LABELS
 }  # fmt: skip
 
@@ -45,12 +45,12 @@ def test_the_heldout_split_is_unseen_in_training():
     assert len(train) == assertion_data.TRAIN_NOTES and len(heldout) == assertion_data.HELDOUT_NOTES
     assert not {n.template for n in train} & {n.template for n in heldout}
     train_text = "\n".join(note.text.lower() for note in train)
-    for finding in assertion_data.HELDOUT_FINDINGS:
+    for finding in assertion_vocabulary.HELDOUT_FINDINGS:
         assert finding not in train_text, finding
-    for sentence in assertion_data.HELDOUT_NEUTRAL:
+    for sentence in assertion_vocabulary.HELDOUT_NEUTRAL:
         assert sentence.lower() not in train_text, sentence
     heldout_text = "\n".join(note.text.lower() for note in heldout)
-    for finding in assertion_data.TRAIN_FINDINGS:
+    for finding in assertion_vocabulary.TRAIN_FINDINGS:
         assert finding not in heldout_text, finding
 
 

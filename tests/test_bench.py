@@ -25,7 +25,7 @@ from gradlight.runtime.tokenization import TextEncoder
 
 @pytest.fixture(scope="module")
 def minilm_encoder() -> TextEncoder:
-    from gradlight.export.minilm import minilm_encoder_dir
+    from gradlight.demo.minilm import minilm_encoder_dir
 
     return TextEncoder(minilm_encoder_dir() / "tokenizer.json")
 

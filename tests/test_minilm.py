@@ -9,8 +9,8 @@ import pytest
 from eager_reference import input_x_gradient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from gradlight.demo.minilm import minilm_encoder_dir
 from gradlight.export.errors import ExportError
-from gradlight.export.minilm import minilm_encoder_dir
 from gradlight.export.pipeline import export_model
 from gradlight.export.validation import validate_artifact
 from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, load_manifest

