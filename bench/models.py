@@ -109,7 +109,7 @@ def cached_artifact(
     fingerprint = _fingerprint(model_dir)
     stamp = artifact_dir / SOURCE_STAMP
     try:
-        has_fp16 = bool(load_manifest(artifact_dir).fp16_graphs)
+        has_fp16 = "fp16" in load_manifest(artifact_dir).precisions
         stamped = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
         if stamped == fingerprint and (has_fp16 or not fp16):
             printer(f"reusing the artifact in {artifact_dir} (checksums verified)")
@@ -117,7 +117,7 @@ def cached_artifact(
     except (ArtifactError, OSError, ValueError):
         pass
     printer(f"exporting {model_dir} to {artifact_dir}")
-    options = ExportOptions(overwrite=True, fp16=fp16)
+    options = ExportOptions(overwrite=True, precisions=("fp16",) if fp16 else ())
     manifest = export_model(model_dir, artifact_dir, options, printer)
     if not manifest.validation.get("passed"):
         raise ExportError(f"the export of {model_dir} did not validate; see {artifact_dir}")

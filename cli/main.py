@@ -32,7 +32,7 @@ def _export(args: argparse.Namespace) -> int:
         optimize_forward=not args.no_optimize,
         overwrite=args.overwrite,
         threads=args.threads,
-        fp16=args.fp16,
+        precisions=("fp16",) if args.fp16 else (),
     )
     manifest = export_model(args.model_dir, args.out_dir, options, printer=_stderr)
     sizes = ", ".join(

@@ -1,7 +1,7 @@
 """Fuse the forward graph with ONNX Runtime's transformer optimizer and measure the gain.
 
 Only the forward graph is fused: the optimizer refuses fusions where backward ops consume
-forward intermediates, so the attribution graphs stay as exported (export-findings.md).
+forward intermediates, so the attribution graphs stay as exported (docs/export-internals.md).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from gradlight.export.batches import make_batch
 from gradlight.export.model_loading import LoadedClassifier
-from gradlight.export.validation import make_batch, validate_graphs
+from gradlight.export.validation import validate_graphs
 from gradlight.runtime.manifest import FORWARD, GraphInfo
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,17 @@ _SLOWER_BEYOND_NOISE = 1.05
 """Keep the unfused graph when the fused one is more than 5% slower (medians of 10 runs)."""
 
 
-def optimize_forward_graph(source: Path, destination: Path) -> dict[str, int]:
-    """Write the fused graph to ``destination``; return the fused-operator counts (non-zero)."""
+def optimize_forward_graph(source: Path, destination: Path, model_type: str) -> dict[str, int]:
+    """Write the fused graph to ``destination``; return the fused-operator counts (non-zero).
+    ``model_type``: what the optimizer fuses the graph as (export/architectures.py)."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     quiet = logging.getLogger("onnxruntime.transformers")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        # num_heads=0, hidden_size=0: detected from the graph. All four supported
-        # architectures are BERT-shaped encoders for the optimizer's purposes.
-        optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0)
+        # num_heads=0, hidden_size=0: detected from the graph.
+        optimized = optimize_model(str(source), model_type=model_type, num_heads=0, hidden_size=0)
     finally:
         quiet.setLevel(level)
     optimized.save_model_to_file(str(destination))
@@ -70,10 +71,13 @@ def fuse_forward(
     """Replace the forward graph by its fused version when that still validates."""
     if not enabled:
         return {"fused": False, "reason": "disabled (--no-optimize)"}
+    fuse_as = loaded.architecture.fuse_as
+    if fuse_as is None:
+        return {"fused": False, "reason": f"no fusion known for {loaded.spec.model_type}"}
     unfused = staging / _UNFUSED_FORWARD_FILE
     os.replace(staging / info.file, unfused)
     try:
-        fusions = optimize_forward_graph(unfused, staging / info.file)
+        fusions = optimize_forward_graph(unfused, staging / info.file, fuse_as)
         report = validate_graphs(staging, {FORWARD: info}, loaded)
     except Exception as exc:  # the optimizer raises many types; fall back to the plain graph
         report, fusions, failure = None, {}, f"optimizer failed: {exc!r}"

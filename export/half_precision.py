@@ -28,11 +28,13 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+from gradlight.export.batches import validation_batches
 from gradlight.export.errors import ValidationFailedError
+from gradlight.export.graphs import BY_KEY
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.export.shared_weights import share_weights
-from gradlight.export.validation import VALIDATION_ROW_LENGTHS, make_batch, make_cotangent
-from gradlight.runtime.manifest import ATTRIBUTION_COTANGENT, GraphInfo
+from gradlight.export.validation import cpu_session
+from gradlight.runtime.manifest import GraphInfo
 from gradlight.runtime.scores import normalize_scores
 
 FP16_WEIGHTS_FILE = "weights_fp16.bin"
@@ -89,27 +91,17 @@ class HalfPrecisionError(ValidationFailedError):
         self.report = report  # type: ignore[assignment]
 
 
-def fp16_file(name: str) -> str:
-    return name.removesuffix(".onnx") + "_fp16.onnx"
-
-
 def convert_graphs(staging: Path, graphs: Mapping[str, GraphInfo]) -> dict[str, GraphInfo]:
     """Write an fp16 copy of each graph next to it; their weights shared in one file."""
     converted = {}
     for key, info in graphs.items():
         model = onnx.load(str(staging / info.file))  # with its weights from weights.bin
         half = convert_float_to_float16(model, keep_io_types=True, op_block_list=KEPT_IN_FP32)
-        target = fp16_file(info.file)
+        target = info.file.removesuffix(".onnx") + "_fp16.onnx"
         onnx.save(half, str(staging / target), save_as_external_data=False)
         converted[key] = GraphInfo(target, info.inputs, info.outputs)
     share_weights(staging, [info.file for info in converted.values()], FP16_WEIGHTS_FILE)
     return converted
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def top3_agreement(scores: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
@@ -132,42 +124,44 @@ def validate_fp16(
     loaded: LoadedClassifier,
 ) -> HalfPrecisionReport:
     report = HalfPrecisionReport([], [])
-    batches = [
-        make_batch(loaded, lengths, seed=seed)
-        for seed, lengths in enumerate(VALIDATION_ROW_LENGTHS, start=1)
-    ]
+    batches = validation_batches(loaded)
     for key, info in fp16.items():
         try:
-            half, full = _session(staging / info.file), _session(staging / fp32[key].file)
+            half, full = cpu_session(staging / info.file), cpu_session(staging / fp32[key].file)
         except Exception as exc:  # ORT's own exception types
             report.problems.append(f"fp16 graph {key!r} ({info.file}) does not load: {exc}")
             continue
-        logit_diff = score_diff = 0.0
-        agreements = []
-        for seed, batch in enumerate(batches, start=1):
-            feed = dict(batch)
-            if key == ATTRIBUTION_COTANGENT:
-                feed["cotangent"] = make_cotangent(
-                    len(batch["input_ids"]), loaded.spec.num_labels, seed
-                )
-            got, expected = half.run(None, feed), full.run(None, feed)
-            scale = max(1.0, float(np.max(np.abs(expected[0]))))
-            logit_diff = max(logit_diff, float(np.max(np.abs(got[0] - expected[0]))) / scale)
-            if len(got) > 1:
-                mask = batch["attention_mask"]
-                ours, theirs = normalize_scores(got[1], mask), normalize_scores(expected[1], mask)
-                score_diff = max(score_diff, float(np.max(np.abs(ours - theirs))))
-                agreements.append(top3_agreement(got[1], expected[1], mask))
-        agreement = float(np.mean(agreements)) if agreements else 1.0
-        report.checks.append(
-            {
-                "graph": key,
-                "logits_max_abs_diff": logit_diff,
-                "normalized_scores_max_abs_diff": score_diff,
-                "top3_token_agreement": agreement,
-                "passed": logit_diff <= LOGIT_TOLERANCE
-                and score_diff <= SCORE_TOLERANCE
-                and agreement >= TOP3_AGREEMENT,
-            }
-        )
+        report.checks.append(_compare(key, half, full, batches, loaded))
     return report
+
+
+def _compare(
+    key: str,
+    half: ort.InferenceSession,
+    full: ort.InferenceSession,
+    batches: list[tuple[int, dict[str, np.ndarray]]],
+    loaded: LoadedClassifier,
+) -> dict[str, Any]:
+    """The fp16 graph ``key`` against its fp32 graph on the validation batches."""
+    logit_diff = score_diff = 0.0
+    agreements = []
+    for seed, batch in batches:
+        mask = batch["attention_mask"]
+        feed = {**batch, **BY_KEY[key].extra_feed(len(mask), loaded.spec, seed)}
+        got, expected = half.run(None, feed), full.run(None, feed)
+        scale = max(1.0, float(np.max(np.abs(expected[0]))))
+        logit_diff = max(logit_diff, float(np.max(np.abs(got[0] - expected[0]))) / scale)
+        if len(got) > 1:
+            ours, theirs = normalize_scores(got[1], mask), normalize_scores(expected[1], mask)
+            score_diff = max(score_diff, float(np.max(np.abs(ours - theirs))))
+            agreements.append(top3_agreement(got[1], expected[1], mask))
+    agreement = float(np.mean(agreements)) if agreements else 1.0
+    return {
+        "graph": key,
+        "logits_max_abs_diff": logit_diff,
+        "normalized_scores_max_abs_diff": score_diff,
+        "top3_token_agreement": agreement,
+        "passed": logit_diff <= LOGIT_TOLERANCE
+        and score_diff <= SCORE_TOLERANCE
+        and agreement >= TOP3_AGREEMENT,
+    }

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gradlight.export.architectures import ARCHITECTURES, Architecture, architecture_for
 from gradlight.export.errors import ExportError
-from gradlight.runtime.manifest import MULTI_LABEL, SINGLE_LABEL
+from gradlight.runtime.model_spec import MULTI_LABEL, SINGLE_LABEL, ModelSpec
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "distilbert", "electra")
-"""model_type values whose classifiers gradlight exports (MiniLM checkpoints are BERT-shaped)."""
+SUPPORTED_MODEL_TYPES = tuple(ARCHITECTURES)
+"""model_type values whose classifiers gradlight exports (export/architectures.py)."""
 
 _TOKENIZER_FILE = "tokenizer.json"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the export needs to know about a classifier, read from its config."""
-
-    model_type: str
-    architecture: str
-    labels: tuple[str, ...]
-    problem_type: str
-    max_length: int
-    pad_token_id: int
-    uses_token_type_ids: bool
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels)
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        if self.uses_token_type_ids:
-            return ("input_ids", "attention_mask", "token_type_ids")
-        return ("input_ids", "attention_mask")
 
 
 @dataclass(frozen=True)
@@ -46,6 +24,7 @@ class LoadedClassifier:
     model: Any  # transformers.PreTrainedModel, eval mode, frozen, eager attention
     tokenizer: Any  # transformers.PreTrainedTokenizerFast
     spec: ModelSpec
+    architecture: Architecture
 
 
 def _supported() -> str:
@@ -93,19 +72,16 @@ def read_spec(model_dir: Path) -> ModelSpec:
     labels = tuple(str(config.id2label[i]) for i in range(num_labels))
     if len(set(labels)) != len(labels):
         raise ExportError(f"{model_dir}: label names in config.id2label repeat: {list(labels)}")
-    pad = config.pad_token_id if config.pad_token_id is not None else 0
-    max_length = int(config.max_position_embeddings)
-    if model_type == "roberta":
-        max_length -= pad + 1  # RoBERTa's positions start after the padding index
-    uses_token_type_ids = model_type in ("bert", "electra") and config.type_vocab_size > 1
+    pad = int(config.pad_token_id if config.pad_token_id is not None else 0)
+    architecture = architecture_for(model_type)
     return ModelSpec(
         model_type=model_type,
         architecture=classifiers[0],
         labels=labels,
         problem_type=problem_type,
-        max_length=max_length,
-        pad_token_id=int(pad),
-        uses_token_type_ids=uses_token_type_ids,
+        max_length=architecture.max_length(config, pad),
+        pad_token_id=pad,
+        model_inputs=architecture.model_inputs(config),
     )
 
 
@@ -138,13 +114,13 @@ def load_classifier(model_dir: Path | str) -> LoadedClassifier:
             tokenizer.pad_token_id,
             spec.pad_token_id,
         )
-        spec = ModelSpec(**{**spec.__dict__, "pad_token_id": int(tokenizer.pad_token_id)})
+        spec = replace(spec, pad_token_id=int(tokenizer.pad_token_id))
     tokenizer_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_max, int) and 0 < tokenizer_max < spec.max_length:
-        spec = ModelSpec(**{**spec.__dict__, "max_length": tokenizer_max})
+        spec = replace(spec, max_length=tokenizer_max)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, local_files_only=True, attn_implementation="eager", dtype=torch.float32
     )
     model.eval()
     model.requires_grad_(False)
-    return LoadedClassifier(model=model, tokenizer=tokenizer, spec=spec)
+    return LoadedClassifier(model, tokenizer, spec, architecture_for(spec.model_type))

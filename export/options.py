@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradlight.export.errors import ExportError
+from gradlight.runtime.settings import PRECISIONS
+
+REDUCED_PRECISIONS = tuple(name for name in PRECISIONS if name != "fp32")
 
 DEFAULT_OPSET = 18
 DEFAULT_MAX_LOOP_LABELS = 10
@@ -21,7 +24,9 @@ class ExportOptions:
     optimize_forward: bool = True
     overwrite: bool = False
     threads: int | None = None
-    fp16: bool = False  # also write fp16 graphs, validated against fp32 (half_precision.py)
+    # Also write the graphs in these precisions, validated against fp32 (precisions.py); the
+    # names are those `gradlight serve --precision` takes, fp32 aside.
+    precisions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.opset < 18:
@@ -30,3 +35,9 @@ class ExportOptions:
             raise ExportError("max_loop_labels must be 0 or more (0: cotangent graph only)")
         if self.threads is not None and self.threads < 1:
             raise ExportError(f"threads must be 1 or more, got {self.threads}")
+        unknown = [name for name in self.precisions if name not in REDUCED_PRECISIONS]
+        if unknown or len(set(self.precisions)) != len(self.precisions):
+            raise ExportError(
+                f"precisions must be distinct names among {', '.join(REDUCED_PRECISIONS)}, got "
+                f"{list(self.precisions)}"
+            )

@@ -1,37 +1,43 @@
 """``export_model``: a local Hugging Face classifier becomes a validated gradlight artifact.
 
-Everything is written into a temporary sibling of ``OUT_DIR`` and renamed into place only
-after validation passed, so a failed export never leaves a half-written artifact behind.
+The export is a sequence of steps over the table of graphs (export/graphs.py) and the table of
+precisions (export/precisions.py): load the model, build each planned graph, store the weights
+once, validate every graph against eager PyTorch, make and check the reduced-precision copies,
+write the tokenizer and the manifest. Everything is written into a temporary sibling of
+``OUT_DIR`` and renamed into place only after validation passed, so a failed export never
+leaves a half-written artifact behind.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gradlight.export import attribution, half_precision
+from gradlight.export.batches import TRACING_SHAPE, tracing_inputs
 from gradlight.export.errors import ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
+from gradlight.export.graphs import GRAPHS, GraphSpec, planned
 from gradlight.export.model_loading import LoadedClassifier, load_classifier, read_spec
 from gradlight.export.options import ExportOptions
+from gradlight.export.precisions import PRECISIONS, PrecisionSpec
 from gradlight.export.progress import Printer, Progress
 from gradlight.export.shared_weights import share_weights
 from gradlight.export.staging import build_into
-from gradlight.export.tracing import GraphTarget, export_module_to_onnx, trace_to_onnx
-from gradlight.export.validation import (
-    make_cotangent,
-    tracing_inputs,
-    validate_graphs,
+from gradlight.export.tracing import (
+    ForwardModule,
+    GraphTarget,
+    export_module_to_onnx,
+    trace_to_onnx,
 )
+from gradlight.export.validation import validate_graphs
 from gradlight.runtime.manifest import (
-    ATTRIBUTION,
-    ATTRIBUTION_COTANGENT,
     FORMAT_VERSION,
-    FORWARD,
     TOKENIZER_DIR,
     GraphInfo,
     Manifest,
@@ -39,43 +45,9 @@ from gradlight.runtime.manifest import (
     write_manifest,
 )
 
-_FORWARD_FILE = "forward.onnx"
-_ATTRIBUTION_FILE = "attribution.onnx"
-_COTANGENT_FILE = "attribution_cotangent.onnx"
-_AXES = {0: "batch", 1: "sequence"}
 _TOOLS = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "gradlight")
 
-
-class _ForwardModule(torch.nn.Module):
-    """The plain ``input_ids`` forward, with parameters named as the graph's inputs."""
-
-    def __init__(self, loaded: LoadedClassifier) -> None:
-        super().__init__()
-        self.model = loaded.model
-        self._forward = attribution.forward_fn(loaded.model, loaded.spec)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        extra = () if token_type_ids is None else (token_type_ids,)
-        return self._forward(input_ids, attention_mask, *extra)
-
-
-def _tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
-
-
-def _size_mb(path: Path) -> float:
-    return round(path.stat().st_size / 1e6, 3)
+Graphs = dict[str, GraphInfo]
 
 
 def export_model(
@@ -103,141 +75,132 @@ def export_model(
 def _export_into(
     model_dir: Path, staging: Path, options: ExportOptions, printer: Printer | None
 ) -> Manifest:
-    loop = read_spec(model_dir).num_labels <= options.max_loop_labels
-    progress = Progress(total_steps=(8 if loop else 7) + options.fp16, printer=printer)
+    spec = read_spec(model_dir)
+    graphs = planned(spec, options)
+    steps = 4 + len(graphs) + sum(graph.fuse for graph in graphs) + len(options.precisions)
+    progress = Progress(total_steps=steps, printer=printer)
     with progress.step(f"loading {model_dir}", key="load"):
         loaded = load_classifier(model_dir)
-    spec = loaded.spec
-    names = spec.input_names
-    example = tracing_inputs(loaded)
-    axes = {name: _AXES for name in names}
-    outputs = ("logits", "scores")
-    cot_names = (*names, "cotangent")
-    targets = {
-        FORWARD: GraphTarget(
-            staging / _FORWARD_FILE, names, ("logits",), axes, spec.max_length, options.opset
-        ),
-        ATTRIBUTION_COTANGENT: GraphTarget(
-            staging / _COTANGENT_FILE,
-            cot_names,
-            outputs,
-            {**axes, "cotangent": {0: "batch"}},
-            spec.max_length,
-            options.opset,
-        ),
-        ATTRIBUTION: GraphTarget(
-            staging / _ATTRIBUTION_FILE, names, outputs, axes, spec.max_length, options.opset
-        ),
-    }
-    graphs: dict[str, GraphInfo] = {}
-    details: dict[str, dict[str, Any]] = {}
-
-    def written(key: str) -> GraphInfo:
-        target = targets[key]
-        graphs[key] = GraphInfo(target.path.name, target.input_names, target.output_names)
-        return graphs[key]
-
-    with progress.step("exporting the forward graph", key="forward"):
-        export_module_to_onnx(_ForwardModule(loaded), example, targets[FORWARD])
-    with progress.step(
-        "fusing the forward graph (onnxruntime transformer optimizer)", key="forward_fusion"
-    ):
-        details[FORWARD] = fuse_forward(
-            staging,
-            written(FORWARD),
-            loaded,
-            enabled=options.optimize_forward,
-            threads=options.threads or torch.get_num_threads(),
-        )
-
-    with progress.step(
-        f"tracing the cotangent attribution graph ({spec.num_labels} labels)",
-        key="attribution_cotangent",
-    ):
-        cotangent = torch.from_numpy(make_cotangent(len(example[0]), spec.num_labels, 0))
-        timings = trace_to_onnx(
-            attribution.cotangent_fn(loaded.model, spec),
-            (*example, cotangent),
-            targets[ATTRIBUTION_COTANGENT],
-        )
-    written(ATTRIBUTION_COTANGENT)
-    details[ATTRIBUTION_COTANGENT] = {"trace_seconds": timings.rounded()}
-
-    if loop:
-        with progress.step(
-            f"tracing the all-labels attribution graph ({spec.num_labels} backward passes)",
-            key="attribution",
-        ):
-            timings = trace_to_onnx(
-                attribution.all_labels_fn(loaded.model, spec), example, targets[ATTRIBUTION]
-            )
-        written(ATTRIBUTION)
-        details[ATTRIBUTION] = {"trace_seconds": timings.rounded()}
-    elif printer is not None:
-        printer(
-            f"skipping the all-labels graph: {spec.num_labels} labels > max_loop_labels "
-            f"{options.max_loop_labels} (the cotangent graph serves them, one row per label)"
-        )
-
+    for graph in GRAPHS:
+        if graph not in graphs and graph.skipped is not None:
+            progress.say(graph.skipped(spec, options))
+    built = {graph.key: _build_graph(graph, loaded, staging, options, progress) for graph in graphs}
     with progress.step("storing the weights once for all graphs", key="share_weights"):
-        weights = share_weights(staging, [info.file for info in graphs.values()])
-
-    with progress.step("validating every graph against eager PyTorch", key="validation"):
-        report = validate_graphs(staging, graphs, loaded)
-        if printer is not None:
-            printer(report.format())
-    if not report.passed:
-        raise ValidationFailedError(report)
-
-    fp16_graphs: dict[str, GraphInfo] = {}
-    validation = report.to_dict()
-    if options.fp16:
-        with progress.step("converting to fp16 and validating against fp32", key="fp16"):
-            fp16_graphs = half_precision.convert_graphs(staging, graphs)
-            half = half_precision.validate_fp16(staging, graphs, fp16_graphs, loaded)
-            if printer is not None:
-                printer(half.format())
-        if not half.passed:
-            raise half_precision.HalfPrecisionError(half)
-        validation["fp16"] = half.to_dict()
-
+        weights = share_weights(staging, [info.file for info in built.values()])
+    validation = _validate(staging, built, loaded, progress)
+    precisions = {
+        name: _reduced_precision(PRECISIONS[name], staging, built, loaded, progress, validation)
+        for name in options.precisions
+    }
     with progress.step("saving the tokenizer and the manifest", key="manifest"):
         loaded.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
-        for key, info in graphs.items():
-            details.setdefault(key, {})["size_mb"] = _size_mb(staging / info.file)
-        graphs = {
-            key: GraphInfo(info.file, info.inputs, info.outputs, details.get(key, {}))
-            for key, info in graphs.items()
-        }
-        fp16_graphs = {
-            key: GraphInfo(
-                info.file, info.inputs, info.outputs, {"size_mb": _size_mb(staging / info.file)}
-            )
-            for key, info in fp16_graphs.items()
+        export = {
+            "source": str(model_dir.resolve()),
+            "max_loop_labels": options.max_loop_labels,
+            "torch_threads": torch.get_num_threads(),
+            **weights,
+            "step_seconds": progress.durations,
         }
         manifest = Manifest(
+            **vars(loaded.spec),
             format_version=FORMAT_VERSION,
-            model_type=spec.model_type,
-            architecture=spec.architecture,
-            labels=spec.labels,
-            problem_type=spec.problem_type,
-            max_length=spec.max_length,
-            pad_token_id=spec.pad_token_id,
-            model_inputs=names,
             opset=options.opset,
-            graphs=graphs,
+            graphs=_with_sizes(staging, built),
             tokenizer_dir=TOKENIZER_DIR,
             tools=_tool_versions(),
             files=hash_artifact_files(staging),
             validation=validation,
-            export={
-                "source": str(model_dir.resolve()),
-                "max_loop_labels": options.max_loop_labels,
-                "torch_threads": torch.get_num_threads(),
-                **weights,
-                "step_seconds": progress.durations,
-            },
-            fp16_graphs=fp16_graphs,
+            export=export,
+            precisions={name: _with_sizes(staging, graphs) for name, graphs in precisions.items()},
         )
         write_manifest(staging, manifest)
     return manifest
+
+
+def _build_graph(
+    graph: GraphSpec,
+    loaded: LoadedClassifier,
+    staging: Path,
+    options: ExportOptions,
+    progress: Progress,
+) -> GraphInfo:
+    """Trace (or export) one graph into ``staging``; fuse it where its entry says so."""
+    spec = loaded.spec
+    target = GraphTarget(
+        staging / graph.file,
+        graph.inputs(spec),
+        graph.outputs,
+        graph.dynamic_axes(spec),
+        spec.max_length,
+        options.opset,
+    )
+    extra = graph.extra_feed(TRACING_SHAPE[0], spec, seed=0)
+    example = (*tracing_inputs(loaded), *(torch.from_numpy(value) for value in extra.values()))
+    details: dict[str, Any] = {}
+    with progress.step(graph.describe(spec), key=graph.key):
+        if graph.backward:
+            timings = trace_to_onnx(graph.eager(loaded), example, target)
+            details["trace_seconds"] = timings.rounded()
+        else:
+            export_module_to_onnx(ForwardModule(graph.eager(loaded), loaded.model), example, target)
+    info = graph.info(spec)
+    if graph.fuse:
+        with progress.step(
+            f"fusing the {graph.key} graph (onnxruntime transformer optimizer)",
+            key=f"{graph.key}_fusion",
+        ):
+            threads = options.threads or torch.get_num_threads()
+            enabled = options.optimize_forward
+            details.update(fuse_forward(staging, info, loaded, enabled=enabled, threads=threads))
+    return replace(info, details=details)
+
+
+def _validate(
+    staging: Path, built: Graphs, loaded: LoadedClassifier, progress: Progress
+) -> dict[str, Any]:
+    with progress.step("validating every graph against eager PyTorch", key="validation"):
+        report = validate_graphs(staging, built, loaded)
+        progress.say(report.format())
+    if not report.passed:
+        raise ValidationFailedError(report)
+    return report.to_dict()
+
+
+def _reduced_precision(
+    precision: PrecisionSpec,
+    staging: Path,
+    built: Graphs,
+    loaded: LoadedClassifier,
+    progress: Progress,
+    validation: dict[str, Any],
+) -> Graphs:
+    """The graphs in ``precision``, checked against fp32 (the report goes in ``validation``)."""
+    with progress.step(precision.describe, key=precision.name):
+        converted = precision.convert(staging, built)
+        report = precision.validate(staging, built, converted, loaded)
+        progress.say(report.format())
+    if not report.passed:
+        raise precision.error(report)
+    validation[precision.name] = report.to_dict()
+    return converted
+
+
+def _with_sizes(staging: Path, graphs: Mapping[str, GraphInfo]) -> Graphs:
+    return {
+        key: replace(info, details={**info.details, "size_mb": _size_mb(staging / info.file)})
+        for key, info in graphs.items()
+    }
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def _size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 1e6, 3)

@@ -22,7 +22,8 @@ class Progress:
         self._done = 0
         self.durations: dict[str, float] = {}
 
-    def _print(self, message: str) -> None:
+    def say(self, message: str) -> None:
+        """Print ``message`` (a report between steps), if there is a printer."""
         if self._printer is not None:
             self._printer(message)
 
@@ -30,13 +31,13 @@ class Progress:
     def step(self, name: str, key: str | None = None) -> Iterator[None]:
         self._done += 1
         prefix = f"[{self._done}/{self._total}] {name}"
-        self._print(f"{prefix} ...")
+        self.say(f"{prefix} ...")
         stop = threading.Event()
         started = time.perf_counter()
 
         def beat() -> None:
             while not stop.wait(self._heartbeat_s):
-                self._print(f"{prefix}: still running ({time.perf_counter() - started:.0f} s)")
+                self.say(f"{prefix}: still running ({time.perf_counter() - started:.0f} s)")
 
         thread = threading.Thread(target=beat, daemon=True)
         if self._printer is not None:
@@ -49,4 +50,4 @@ class Progress:
                 thread.join()
         elapsed = time.perf_counter() - started
         self.durations[key or name] = round(elapsed, 2)
-        self._print(f"{prefix}: done in {elapsed:.1f} s")
+        self.say(f"{prefix}: done in {elapsed:.1f} s")

@@ -3,7 +3,7 @@
 ``torch.export`` cannot export ``torch.autograd.grad`` directly (pytorch#125984). So the
 function is first traced by ``make_fx`` with symbolic shapes, which records the forward and the
 backward as plain aten ops; that graph is then exported by ``torch.export`` and converted by
-the dynamo ONNX exporter (export-findings.md).
+the dynamo ONNX exporter (docs/export-internals.md).
 """
 
 from __future__ import annotations
@@ -96,6 +96,25 @@ def trace_to_onnx(
         torch_export_s=exported_at - traced,
         onnx_export_s=done - exported_at,
     )
+
+
+class ForwardModule(torch.nn.Module):
+    """A forward-only function ``(*model inputs) -> output`` as a module whose ``forward``
+    parameters are named as the graph's inputs, with the model's parameters registered."""
+
+    def __init__(self, fn: Callable[..., Tensor], model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._fn = fn
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
+        extra = () if token_type_ids is None else (token_type_ids,)
+        return self._fn(input_ids, attention_mask, *extra)
 
 
 def export_module_to_onnx(

@@ -197,7 +197,9 @@ class Attributor:
             else:
                 plan.attribution_graph = ATTRIBUTION_COTANGENT
                 one_hot = np.eye(len(engine.labels), dtype=np.float32)
-                plan.attribution = [Row(row, one_hot[k]) for row in encoded for k in label_indices]
+                plan.attribution = [
+                    Row(row, {"cotangent": one_hot[k]}) for row in encoded for k in label_indices
+                ]
         return plan
 
     def _assemble(

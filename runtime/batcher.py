@@ -21,36 +21,45 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gradlight.runtime.admission import Admission, QueueRoom
-from gradlight.runtime.engine import Batch, Engine
+from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import InferenceError, UnavailableError
-from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
 from gradlight.runtime.packing import DEFAULT_CALL_COST_TOKENS, plan_calls
 from gradlight.runtime.settings import BatchSettings
 from gradlight.runtime.tokenization import EncodedText
 
 logger = logging.getLogger(__name__)
 
-GRAPHS = (FORWARD, ATTRIBUTION, ATTRIBUTION_COTANGENT)
-
 
 @dataclass(frozen=True)
 class Row:
     encoded: EncodedText
-    cotangent: np.ndarray | None = None  # [L], only for the cotangent graph
+    # The graph's inputs beyond the model's, this row's slice of each (the cotangent graph's
+    # ``cotangent``: [L]).
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     unit: int | None = None  # rows of one work with the same unit share one call
 
 
 @dataclass(frozen=True)
 class RowOutput:
-    logits: np.ndarray  # [L]
-    scores: np.ndarray | None  # [L, S] (all labels) or [S] (cotangent); S = the row's length
+    """One row's outputs; a per-token output (its last axis the padded sequence) is cut to the
+    row's own length."""
+
+    outputs: Mapping[str, np.ndarray]
+
+    @property
+    def logits(self) -> np.ndarray:  # [L]
+        return self.outputs["logits"]
+
+    @property
+    def scores(self) -> np.ndarray:  # [L, S] (all labels) or [S] (cotangent)
+        return self.outputs["scores"]
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,6 @@ class DynamicBatcher:
         self.calls = 0  # ONNX Runtime calls made
         self.dropped_rows = 0  # rows of cancelled requests, never computed
         self.history: deque[CallRecord] = deque(maxlen=256)
-        # Fault injection, for tests only (no flag sets it): called with each call's graph and
-        # padded inputs before ONNX Runtime runs them; it may change the inputs or raise.
-        self.fault_hook: Callable[[str, Batch], None] | None = None
         self.call_cost_tokens = (
             settings.call_cost_tokens
             if settings.call_cost_tokens is not None
@@ -110,7 +116,7 @@ class DynamicBatcher:
     ) -> list[RowOutput]:
         """Run ``rows`` (held by ``admission``) through ``graph`` in some batch; outputs in
         ``rows`` order."""
-        if graph not in GRAPHS:
+        if not self.engine.has_graph(graph):
             raise ValueError(f"unknown graph {graph!r}")
         if not rows:
             return []
@@ -196,10 +202,8 @@ class DynamicBatcher:
 
     def _execute(self, works: list[_Work]) -> list[list[RowOutput] | BaseException]:
         outcomes: list[list[RowOutput] | BaseException] = [[] for _ in works]
-        for graph in GRAPHS:
+        for graph in dict.fromkeys(work.graph for work in works):
             members = [index for index, work in enumerate(works) if work.graph == graph]
-            if not members:
-                continue
             try:
                 results = self._run_rows(graph, [works[index].rows for index in members])
             except Exception as exc:
@@ -273,23 +277,10 @@ class DynamicBatcher:
     def _call(self, graph: str, rows: list[Row]) -> list[RowOutput]:
         engine = self.engine
         batch = engine.batch([row.encoded for row in rows])
-        if self.fault_hook is not None:
-            self.fault_hook(graph, batch)
+        extras = {name: np.stack([row.extras[name] for row in rows]) for name in rows[0].extras}
         started = time.perf_counter()
-        if graph == FORWARD:
-            logits = engine.forward(batch)
-            outputs = [RowOutput(logits[i], None) for i in range(len(rows))]
-        elif graph == ATTRIBUTION:
-            logits, scores = engine.attribute_all(batch)
-            outputs = [
-                RowOutput(logits[i], scores[i, :, : batch.lengths[i]]) for i in range(len(rows))
-            ]
-        else:
-            cotangent = np.stack([row.cotangent for row in rows])
-            logits, scores = engine.attribute_mix(batch, cotangent)
-            outputs = [
-                RowOutput(logits[i], scores[i, : batch.lengths[i]]) for i in range(len(rows))
-            ]
+        outputs = engine.run(graph, batch, extras)
+        per_row = [RowOutput(row) for row in engine.per_row(graph, outputs, batch)]
         record = CallRecord(graph, len(rows), max(batch.lengths), time.perf_counter() - started)
         self.history.append(record)
         self.calls += 1
@@ -300,4 +291,4 @@ class DynamicBatcher:
             record.width,
             record.seconds * 1000,
         )
-        return outputs
+        return per_row

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from gradlight.runtime.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
     FORWARD,
+    GraphInfo,
     Manifest,
     load_manifest,
 )
@@ -63,7 +64,10 @@ class Batch:
 
 
 class Engine:
-    """Runs an artifact's forward and attribution graphs on padded batches."""
+    """Runs an artifact's graphs on padded batches: ``run(key, batch, extras)`` for any graph
+    the manifest lists (its inputs beyond the model's come as ``extras``, one row per text),
+    with ``forward``, ``attribute_all`` and ``attribute_mix`` for the three graphs every
+    artifact may hold."""
 
     def __init__(self, artifact_dir: Path | str, settings: EngineSettings | None = None) -> None:
         self.artifact_dir = Path(artifact_dir)
@@ -72,34 +76,11 @@ class Engine:
         self.encoder = TextEncoder(
             self.artifact_dir / self.manifest.tokenizer_dir / "tokenizer.json"
         )
-        providers = resolve_providers(self.settings.provider)
-        graphs = self.manifest.graphs
-        if self.settings.precision == "fp16":
-            if not self.manifest.fp16_graphs:
-                raise ArtifactError(
-                    f"{self.artifact_dir} has no fp16 graphs: export it again with --fp16, "
-                    "or serve it in fp32"
-                )
-            graphs = self.manifest.fp16_graphs
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.intra_op_threads
-        options.inter_op_num_threads = self.settings.inter_op_threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._sessions: dict[str, ort.InferenceSession] = {}
-        chosen = provider_options(providers, self.settings.precision)
-        for key, graph in graphs.items():
-            path = self.artifact_dir / graph.file
-            try:
-                session = ort.InferenceSession(str(path), options, providers=chosen)
-            except Exception as exc:
-                raise ArtifactError(f"{path} could not be loaded by onnxruntime: {exc}") from exc
-            names = tuple(node.name for node in session.get_inputs())
-            if names != graph.inputs:
-                raise ArtifactError(
-                    f"{path} has inputs {names}; the manifest says {graph.inputs}: re-export"
-                )
-            self._check_label_count(key, session, path)
-            self._sessions[key] = session
+        self.graphs = self.manifest.graphs_at(self.settings.precision)
+        chosen = provider_options(
+            resolve_providers(self.settings.provider), self.settings.precision
+        )
+        self._sessions = {key: self._session(info, chosen) for key, info in self.graphs.items()}
         self.execution_provider = self._sessions[FORWARD].get_providers()[0]
         if self.settings.provider == "cuda" and self.execution_provider != CUDA:
             raise ArtifactError(
@@ -107,19 +88,39 @@ class Engine:
                 f"{self.execution_provider} (CUDA or cuDNN libraries not found?); check "
                 "LD_LIBRARY_PATH, or use --provider cpu"
             )
-        self.graph_files = {key: graph.file for key, graph in graphs.items()}
-        self._uses_token_types = "token_type_ids" in self.manifest.model_inputs
+        self.graph_files = {key: graph.file for key, graph in self.graphs.items()}
+        self._per_token = {
+            key: _per_token_outputs(session) for key, session in self._sessions.items()
+        }
+        self._uses_token_types = self.manifest.uses_token_type_ids
         io_binding = self.settings.io_binding
         self.io_binding = self.execution_provider == CUDA if io_binding is None else io_binding
         self._device = "cuda" if self.execution_provider == CUDA else "cpu"
 
-    def _check_label_count(self, key: str, session: ort.InferenceSession, path: Path) -> None:
+    def _session(
+        self, graph: GraphInfo, providers: list[tuple[str, dict[str, str]]]
+    ) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.intra_op_threads
+        options.inter_op_num_threads = self.settings.inter_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = self.artifact_dir / graph.file
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:
+            raise ArtifactError(f"{path} could not be loaded by onnxruntime: {exc}") from exc
+        names = tuple(node.name for node in session.get_inputs())
+        if names != graph.inputs:
+            raise ArtifactError(
+                f"{path} has inputs {names}; the manifest says {graph.inputs}: re-export"
+            )
         declared = session.get_outputs()[0].shape[-1]
         if isinstance(declared, int) and declared != self.manifest.num_labels:
             raise ArtifactError(
                 f"{path} outputs {declared} logits but the manifest lists "
                 f"{self.manifest.num_labels} labels: the artifact is inconsistent, re-export"
             )
+        return session
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -129,9 +130,16 @@ class Engine:
     def max_length(self) -> int:
         return self.manifest.max_length
 
+    def has_graph(self, key: str) -> bool:
+        return key in self._sessions
+
     @property
     def has_all_labels_graph(self) -> bool:
-        return ATTRIBUTION in self._sessions
+        return self.has_graph(ATTRIBUTION)
+
+    def extra_inputs(self, key: str) -> tuple[str, ...]:
+        """The inputs of graph ``key`` beyond the model's (one row per text each)."""
+        return self.graphs[key].inputs[len(self.manifest.model_inputs) :]
 
     def encode(self, texts: Sequence[str], max_length: int) -> list[EncodedText]:
         return self.encoder.encode(texts, max_length)
@@ -150,6 +158,16 @@ class Engine:
             feed["token_type_ids"] = token_type_ids
         return Batch(feed=feed, lengths=tuple(len(row) for row in rows))
 
+    def run(
+        self, key: str, batch: Batch, extras: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Graph ``key``'s outputs by name, for ``batch`` and the graph's extra inputs."""
+        feed = dict(batch.feed)
+        for name in self.extra_inputs(key):
+            feed[name] = np.ascontiguousarray((extras or {})[name], dtype=np.float32)
+        outputs = self.graphs[key].outputs
+        return dict(zip(outputs, self._run(key, list(outputs), feed), strict=True))
+
     def _run(self, key: str, outputs: list[str], feed: dict[str, np.ndarray]) -> list[Any]:
         """One ONNX Runtime call. With IOBinding the inputs go to the device once, the outputs
         are bound on the device and copied back once, after the call (one sync per batch)."""
@@ -164,21 +182,31 @@ class Engine:
         session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
 
+    def per_row(self, key: str, outputs: Mapping[str, np.ndarray], batch: Batch) -> list[dict]:
+        """Each row's outputs; a per-token output (its last axis the sequence) cut to the row's
+        own length."""
+        per_token = self._per_token[key]
+        return [
+            {
+                name: value[i, ..., :length] if name in per_token else value[i]
+                for name, value in outputs.items()
+            }
+            for i, length in enumerate(batch.lengths)
+        ]
+
     def forward(self, batch: Batch) -> np.ndarray:
         """Logits ``[B, L]``."""
-        (logits,) = self._run(FORWARD, ["logits"], batch.feed)
-        return logits
+        return self.run(FORWARD, batch)["logits"]
 
     def attribute_all(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``[B, L]`` and raw scores ``[B, L, S]`` for every label (small L only)."""
-        logits, scores = self._run(ATTRIBUTION, ["logits", "scores"], batch.feed)
-        return logits, scores
+        outputs = self.run(ATTRIBUTION, batch)
+        return outputs["logits"], outputs["scores"]
 
     def attribute_mix(self, batch: Batch, cotangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits ``[B, L]`` and raw scores ``[B, S]`` of ``sum_c cotangent[b, c] * logit_c``."""
-        feed = {**batch.feed, "cotangent": np.ascontiguousarray(cotangent, dtype=np.float32)}
-        logits, scores = self._run(ATTRIBUTION_COTANGENT, ["logits", "scores"], feed)
-        return logits, scores
+        outputs = self.run(ATTRIBUTION_COTANGENT, batch, {"cotangent": cotangent})
+        return outputs["logits"], outputs["scores"]
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Sigmoid for multi-label models, softmax otherwise (float64 for stable differences)."""
@@ -191,12 +219,28 @@ class Engine:
     def warm_up(self) -> None:
         """Run every graph once on short and long inputs, so the first request is not slow."""
         for length in (8, min(self.max_length, 128)):
-            texts = ["warm up " * length]
-            rows = self.encode(texts, length) * 2
+            rows = self.encode(["warm up " * length], length) * 2
             batch = self.batch(rows)
-            self.forward(batch)
-            if self.has_all_labels_graph:
-                self.attribute_all(batch)
-            cotangent = np.zeros((len(rows), self.manifest.num_labels), dtype=np.float32)
-            cotangent[:, 0] = 1.0
-            self.attribute_mix(batch, cotangent)
+            for key in self.graphs:
+                self.run(key, batch, self._ones_for_extras(key, len(rows)))
+
+    def _ones_for_extras(self, key: str, rows: int) -> dict[str, np.ndarray]:
+        """Ones of each extra input's declared shape (a symbolic axis after the batch: 1)."""
+        declared = {node.name: node.shape for node in self._sessions[key].get_inputs()}
+        return {
+            name: np.ones(
+                [rows, *(d if isinstance(d, int) else 1 for d in declared[name][1:])],
+                dtype=np.float32,
+            )
+            for name in self.extra_inputs(key)
+        }
+
+
+def _per_token_outputs(session: ort.InferenceSession) -> frozenset[str]:
+    """The outputs whose last axis is the input's sequence axis (the same symbolic size)."""
+    sequence = session.get_inputs()[0].shape[1]
+    return frozenset(
+        node.name
+        for node in session.get_outputs()
+        if isinstance(sequence, str) and len(node.shape) > 1 and node.shape[-1] == sequence
+    )

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from gradlight.runtime.errors import ArtifactError
+from gradlight.runtime.model_spec import MODEL_SPEC_FIELDS, ModelSpec, model_spec_fields
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: other precisions' graphs under ``precisions`` (1 had ``fp16_graphs``; still read)."""
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 
@@ -28,9 +31,10 @@ ATTRIBUTION = "attribution"
 ATTRIBUTION_COTANGENT = "attribution_cotangent"
 """One weighted mix of labels per row. Extra input ``cotangent [B, L]``; outputs
 ``logits [B, L]``, ``scores [B, S]`` = input x gradient of ``sum_c cotangent[c] * logits[c]``."""
+REQUIRED_GRAPHS = (FORWARD, ATTRIBUTION_COTANGENT)
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
+FP32 = "fp32"
+"""The precision of ``Manifest.graphs``; others are in ``Manifest.precisions``."""
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,11 @@ class GraphInfo:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(ModelSpec):
+    """The model (``ModelSpec``'s fields, stored at the top level of ``manifest.json``), its
+    graphs by key, and how the artifact was made and checked."""
+
     format_version: int
-    model_type: str
-    architecture: str
-    labels: tuple[str, ...]
-    problem_type: str
-    max_length: int
-    pad_token_id: int
-    model_inputs: tuple[str, ...]
     opset: int
     graphs: Mapping[str, GraphInfo]
     tokenizer_dir: str
@@ -58,17 +58,27 @@ class Manifest:
     files: Mapping[str, str]
     validation: Mapping[str, Any]
     export: Mapping[str, Any]
-    # The same graphs in fp16 (``gradlight export --fp16``), validated against fp32; none when
-    # the artifact was exported without it.
-    fp16_graphs: Mapping[str, GraphInfo] = field(default_factory=dict)
+    # The same graphs in other precisions (``gradlight export --fp16``: ``"fp16"``), validated
+    # against fp32; empty when the artifact was exported without them.
+    precisions: Mapping[str, Mapping[str, GraphInfo]] = field(default_factory=dict)
 
     @property
-    def num_labels(self) -> int:
-        return len(self.labels)
+    def model(self) -> ModelSpec:
+        return ModelSpec(**{name: getattr(self, name) for name in MODEL_SPEC_FIELDS})
 
-    @property
-    def multi_label(self) -> bool:
-        return self.problem_type == MULTI_LABEL
+    def graphs_at(self, precision: str) -> Mapping[str, GraphInfo]:
+        """The graphs of ``precision`` (``fp32``, or one of ``precisions``)."""
+        if precision == FP32:
+            return self.graphs
+        if precision not in self.precisions:
+            raise ArtifactError(
+                f"the artifact has no {precision} graphs: export it again with --{precision}, "
+                "or serve it in fp32"
+            )
+        return self.precisions[precision]
+
+    def all_graphs(self) -> list[GraphInfo]:
+        return [*self.graphs.values(), *(g for p in self.precisions.values() for g in p.values())]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -101,6 +111,25 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
     """Read ``manifest.json``; with ``verify_files`` also check every file's sha256."""
     artifact_dir = Path(artifact_dir)
     path = artifact_dir / MANIFEST_NAME
+    data = _read_json(artifact_dir, path)
+    try:
+        manifest = _manifest_from(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{path} is incomplete or malformed: {exc!r}") from exc
+    problems = manifest.problems()
+    if problems:
+        raise ArtifactError(f"{path}: {'; '.join(problems)}")
+    missing = [key for key in REQUIRED_GRAPHS if key not in manifest.graphs]
+    if missing:
+        raise ArtifactError(
+            f"{path} must name a {FORWARD!r} and an {ATTRIBUTION_COTANGENT!r} graph"
+        )
+    if verify_files:
+        verify_artifact_files(artifact_dir, manifest)
+    return manifest
+
+
+def _read_json(artifact_dir: Path, path: Path) -> dict[str, Any]:
     if not artifact_dir.is_dir():
         raise ArtifactError(f"artifact directory {artifact_dir} does not exist")
     if not path.is_file():
@@ -115,79 +144,44 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} must hold a JSON object")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(
             f"{path}: unknown manifest format_version {version!r}; this gradlight reads "
-            f"version {FORMAT_VERSION}: re-export the model with this gradlight"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}: re-export the model with this "
+            "gradlight"
         )
-    try:
+    return data
 
-        def graph_infos(listed: dict[str, Any]) -> dict[str, GraphInfo]:
-            return {
-                key: GraphInfo(
-                    file=value["file"],
-                    inputs=tuple(value["inputs"]),
-                    outputs=tuple(value["outputs"]),
-                    details=dict(value.get("details", {})),
-                )
-                for key, value in listed.items()
-            }
 
-        graphs = graph_infos(data["graphs"])
-        fp16_graphs = graph_infos(data.get("fp16_graphs", {}))
-        manifest = Manifest(
-            format_version=version,
-            model_type=data["model_type"],
-            architecture=data["architecture"],
-            labels=tuple(_listed(data["labels"], "labels")),
-            problem_type=data["problem_type"],
-            max_length=int(data["max_length"]),
-            pad_token_id=int(data["pad_token_id"]),
-            model_inputs=tuple(data["model_inputs"]),
-            opset=int(data["opset"]),
-            graphs=graphs,
-            tokenizer_dir=data["tokenizer_dir"],
-            tools=dict(data["tools"]),
-            files=dict(data["files"]),
-            validation=dict(data["validation"]),
-            export=dict(data["export"]),
-            fp16_graphs=fp16_graphs,
+def _graph_infos(listed: dict[str, Any]) -> dict[str, GraphInfo]:
+    return {
+        key: GraphInfo(
+            file=value["file"],
+            inputs=tuple(value["inputs"]),
+            outputs=tuple(value["outputs"]),
+            details=dict(value.get("details", {})),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{path} is incomplete or malformed: {exc!r}") from exc
-    _check_fields(path, manifest)
-    if FORWARD not in manifest.graphs or ATTRIBUTION_COTANGENT not in manifest.graphs:
-        raise ArtifactError(
-            f"{path} must name a {FORWARD!r} and an {ATTRIBUTION_COTANGENT!r} graph"
-        )
-    if verify_files:
-        verify_artifact_files(artifact_dir, manifest)
-    return manifest
+        for key, value in listed.items()
+    }
 
 
-def _listed(value: Any, name: str) -> list[Any]:
-    """A JSON list as it is (a string or an object would pass through tuple() silently)."""
-    if not isinstance(value, list):
-        raise TypeError(f"{name} must be a JSON list, got {type(value).__name__}")
-    return value
-
-
-def _check_fields(path: Path, manifest: Manifest) -> None:
-    labels = manifest.labels
-    if len(labels) < 2 or not all(isinstance(label, str) and label.strip() for label in labels):
-        raise ArtifactError(
-            f"{path}: labels must be a list of 2 or more non-blank strings, got {labels!r}"
-        )
-    if len(set(labels)) != len(labels):
-        twice = sorted({label for label in labels if labels.count(label) > 1})
-        raise ArtifactError(f"{path}: labels must be distinct; listed twice: {twice}")
-    if manifest.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
-        raise ArtifactError(
-            f"{path}: unknown problem_type {manifest.problem_type!r}; expected {SINGLE_LABEL!r} "
-            f"or {MULTI_LABEL!r}"
-        )
-    if manifest.max_length < 2:
-        raise ArtifactError(f"{path}: max_length must be at least 2, got {manifest.max_length}")
+def _manifest_from(data: dict[str, Any]) -> Manifest:
+    if data["format_version"] == 1:  # version 1 held its fp16 graphs apart
+        precisions = {"fp16": data["fp16_graphs"]} if data.get("fp16_graphs") else {}
+    else:
+        precisions = data.get("precisions", {})
+    return Manifest(
+        **model_spec_fields(data),
+        format_version=int(data["format_version"]),
+        opset=int(data["opset"]),
+        graphs=_graph_infos(data["graphs"]),
+        tokenizer_dir=data["tokenizer_dir"],
+        tools=dict(data["tools"]),
+        files=dict(data["files"]),
+        validation=dict(data["validation"]),
+        export=dict(data["export"]),
+        precisions={name: _graph_infos(graphs) for name, graphs in precisions.items()},
+    )
 
 
 def verify_artifact_files(artifact_dir: Path, manifest: Manifest) -> None:
@@ -196,7 +190,7 @@ def verify_artifact_files(artifact_dir: Path, manifest: Manifest) -> None:
     for relative in manifest.files:
         if not (root / relative).resolve().is_relative_to(root):
             raise ArtifactError(f"manifest file entry {relative!r} points outside {artifact_dir}")
-    for graph in (*manifest.graphs.values(), *manifest.fp16_graphs.values()):
+    for graph in manifest.all_graphs():
         if graph.file not in manifest.files:
             raise ArtifactError(f"graph file {graph.file} is not listed in the manifest's files")
     for relative, expected in manifest.files.items():

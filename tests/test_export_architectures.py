@@ -12,14 +12,8 @@ from eager_reference import input_x_gradient
 from tiny_models import CORPUS
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.runtime.manifest import (
-    ATTRIBUTION,
-    ATTRIBUTION_COTANGENT,
-    FORWARD,
-    MULTI_LABEL,
-    SINGLE_LABEL,
-    load_manifest,
-)
+from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, load_manifest
+from gradlight.runtime.model_spec import MULTI_LABEL, SINGLE_LABEL
 from gradlight.runtime.scores import normalize_scores
 
 ARCHITECTURES = list(ARCHITECTURE_CASES)

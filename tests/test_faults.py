@@ -1,7 +1,7 @@
 """Faults on a real server: clients that cancel or run out of time mid-batch, and an ONNX
-Runtime error inside one batch (caused through the batcher's test-only fault hook: a real
-out-of-range token id fed to the real graph). The others are answered, the server keeps
-serving. (SIGTERM under load: tests/test_serve_cli.py.)"""
+Runtime error inside one batch (the real engine wrapped so that a real out-of-range token id is
+fed to the real graph). The others are answered, the server keeps serving. (SIGTERM under load:
+tests/test_serve_cli.py.)"""
 
 from __future__ import annotations
 
@@ -31,30 +31,51 @@ def _texts(tag: str, count: int = 2) -> list[str]:
     return [f"{tag} {k}: {TEXT}" for k in range(count)]
 
 
+class FaultyEngine:
+    """The real engine; ``fault(graph, batch)``, when set, runs before each ONNX Runtime call
+    and may change the padded inputs or wait."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.fault = None
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def run(self, key, batch, extras=None):
+        if self.fault is not None:
+            self.fault(key, batch)
+        return self._engine.run(key, batch, extras)
+
+
 @pytest.fixture
-def server(engine_for):
-    with ServerThread({"bert": engine_for("bert")}, WINDOW) as running:
+def engine(engine_for):
+    faulty = FaultyEngine(engine_for("bert"))
+    yield faulty
+    faulty.fault = None
+
+
+@pytest.fixture
+def server(engine):
+    with ServerThread({"bert": engine}, WINDOW) as running:
         yield running
 
 
 @pytest.fixture
 def batcher(server):
-    batcher = server.running.registry.models["bert"].batcher
-    yield batcher
-    batcher.fault_hook = None
+    return server.running.registry.models["bert"].batcher
 
 
 @pytest.fixture
-def held(batcher):
-    """Hold the next ONNX Runtime call (through the fault hook) until released: ``(in_call,
-    release)`` events."""
+def held(engine):
+    """Hold the next ONNX Runtime call until released: ``(in_call, release)`` events."""
     in_call, release = threading.Event(), threading.Event()
 
     def hold(graph, batch):
         in_call.set()
         release.wait(10)
 
-    batcher.fault_hook = hold
+    engine.fault = hold
     yield in_call, release
     release.set()
 
@@ -74,9 +95,9 @@ def test_a_request_cancelled_while_queued_is_dropped_and_its_batch_answered(serv
 
 
 def test_a_request_cancelled_during_its_call_leaves_the_others_answered(
-    server, batcher, held, caplog
+    server, engine, held, caplog
 ):
-    """The call is already in ONNX Runtime (held there by the hook): its result for the
+    """The call is already in ONNX Runtime (held there by the fault): its result for the
     cancelled request is discarded, the others get theirs, nothing is logged as an error."""
     in_call, release = held
     stub = AttributorStub(grpc.insecure_channel(server.address))
@@ -91,14 +112,14 @@ def test_a_request_cancelled_during_its_call_leaves_the_others_answered(
     release.set()
     for tag, call in zip("yz", kept, strict=True):
         assert [r.text for r in call.result(timeout=30).results] == _texts(tag)
-    batcher.fault_hook = None
+    engine.fault = None
     with Client(server.address) as client:
         assert client.health() == "SERVING"
         assert client.predict([TEXT], model="bert").results[0].text == TEXT
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_a_deadline_passing_mid_batch_fails_only_that_request(server, batcher, held):
+def test_a_deadline_passing_mid_batch_fails_only_that_request(server, held):
     in_call, release = held
     stub = AttributorStub(grpc.insecure_channel(server.address))
     hurried = stub.Predict.future(pb.PredictRequest(texts=_texts("h")), timeout=1.0)
@@ -129,7 +150,7 @@ def test_a_stream_cancelled_midway_stops_its_work_and_the_server_goes_on(server,
 
 
 def _poison(engine, text):
-    """A hook that feeds a real out-of-range token id to ONNX Runtime for ``text``'s row: the
+    """A fault that feeds a real out-of-range token id to ONNX Runtime for ``text``'s row: the
     graph's embedding lookup fails, exactly like a corrupt input would."""
     poisoned = [engine.encode([text], engine.max_length)[0].ids]
     calls = []
@@ -149,11 +170,11 @@ def _poison(engine, text):
     ("method", "graph"), [("Predict", "forward"), ("Attribute", "attribution")]
 )
 def test_an_inference_error_in_one_batch_fails_only_its_request(
-    server, batcher, engine_for, caplog, method, graph
+    server, engine, caplog, method, graph
 ):
     poison = "Poisoned note: the embedding lookup will fail."
-    hook, calls = _poison(engine_for("bert"), poison)
-    batcher.fault_hook = hook
+    hook, calls = _poison(engine, poison)
+    engine.fault = hook
     stub = AttributorStub(grpc.insecure_channel(server.address))
     if method == "Predict":
         message = pb.PredictRequest
@@ -170,25 +191,23 @@ def test_an_inference_error_in_one_batch_fails_only_its_request(
     assert f"inference failed on the {graph} graph for this request" in info.value.details()
     assert "retrying its 4 requests alone" in caplog.text  # one batch, then each alone
     assert {name for name, _ in calls} == {graph}
-    batcher.fault_hook = None
+    engine.fault = None
     with Client(server.address) as client:
         assert client.health() == "SERVING"
         assert client.predict([poison], model="bert").results[0].text == poison
 
 
-def test_forward_graph_errors_for_sentence_variants_fail_only_their_request(
-    server, batcher, engine_for
-):
+def test_forward_graph_errors_for_sentence_variants_fail_only_their_request(server, engine):
     """The row that fails is a leave-one-sentence-out variant, not a text sent."""
     text = "First sentence here. The second one fails."
     variant = "The second one fails."
-    hook, _ = _poison(engine_for("bert"), variant)
+    hook, _ = _poison(engine, variant)
 
     def on_forward(graph, batch):
         if graph == FORWARD:
             hook(graph, batch)
 
-    batcher.fault_hook = on_forward
+    engine.fault = on_forward
     stub = AttributorStub(grpc.insecure_channel(server.address))
     ok = stub.Attribute.future(pb.AttributeRequest(texts=_texts("ok"), sentence_attributions=True))
     failing = stub.Attribute.future(pb.AttributeRequest(texts=[text], sentence_attributions=True))

@@ -27,8 +27,8 @@ TEXTS = [
 
 def test_fp16_graphs_are_written_validated_and_checksummed(fp16_artifact):
     manifest = load_manifest(fp16_artifact)  # verifies every file's sha256, fp16 ones included
-    assert set(manifest.fp16_graphs) == set(manifest.graphs)
-    for key, info in manifest.fp16_graphs.items():
+    assert set(manifest.precisions["fp16"]) == set(manifest.graphs)
+    for key, info in manifest.precisions["fp16"].items():
         assert info.file.endswith("_fp16.onnx") and info.file in manifest.files
         assert info.inputs == manifest.graphs[key].inputs  # same int64 / fp32 interface
         assert info.outputs == manifest.graphs[key].outputs
@@ -49,7 +49,7 @@ def test_the_fp16_graphs_hold_fp16_weights(fp16_artifact):
     import onnx
 
     manifest = load_manifest(fp16_artifact)
-    for info in manifest.fp16_graphs.values():
+    for info in manifest.precisions["fp16"].values():
         model = onnx.load(str(fp16_artifact / info.file), load_external_data=False)
         types = {tensor.data_type for tensor in model.graph.initializer}
         assert onnx.TensorProto.FLOAT16 in types, info.file
@@ -64,7 +64,7 @@ def test_fp16_validation_fails_past_its_thresholds(fp16_artifact, tiny_model_dir
 
     manifest = load_manifest(fp16_artifact)
     loaded = load_classifier(tiny_model_dirs["bert"])
-    checks = [manifest.graphs, manifest.fp16_graphs, loaded]
+    checks = [manifest.graphs, manifest.precisions["fp16"], loaded]
     assert half_precision.validate_fp16(fp16_artifact, *checks).passed
     monkeypatch.setattr(half_precision, "LOGIT_TOLERANCE", 0.0)
     failed = half_precision.validate_fp16(fp16_artifact, *checks)
@@ -152,4 +152,4 @@ def test_the_server_log_states_precision_and_binding(fp16_artifact):
         assert answer.results[0].tokens
     finally:
         assert server.terminate() == 0
-    assert json.loads((fp16_artifact / "manifest.json").read_text())["fp16_graphs"]
+    assert json.loads((fp16_artifact / "manifest.json").read_text())["precisions"]["fp16"]

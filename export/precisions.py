@@ -1,0 +1,50 @@
+"""Reduced-precision copies of an artifact's graphs, one entry per precision: how the copies
+are made from the fp32 graphs, how they are checked against them, and what a failed check
+raises. ``gradlight export --fp16`` asks for ``fp16``; the runtime serves a precision's graphs
+with ``gradlight serve --precision NAME``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gradlight.export import half_precision
+from gradlight.export.model_loading import LoadedClassifier
+from gradlight.runtime.manifest import GraphInfo
+
+
+class PrecisionReport(Protocol):
+    @property
+    def passed(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def format(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class PrecisionSpec:
+    """``convert(staging, fp32 graphs) -> graphs``; ``validate(staging, fp32 graphs, graphs,
+    loaded) -> report``; ``error(report)``: the exception a failed report raises."""
+
+    name: str
+    describe: str
+    convert: Callable[[Path, Mapping[str, GraphInfo]], dict[str, GraphInfo]]
+    validate: Callable[
+        [Path, Mapping[str, GraphInfo], Mapping[str, GraphInfo], LoadedClassifier],
+        PrecisionReport,
+    ]
+    error: Callable[[Any], Exception]
+
+
+PRECISIONS: dict[str, PrecisionSpec] = {
+    "fp16": PrecisionSpec(
+        "fp16",
+        "converting to fp16 and validating against fp32",
+        half_precision.convert_graphs,
+        half_precision.validate_fp16,
+        half_precision.HalfPrecisionError,
+    ),
+}
