@@ -1,5 +1,6 @@
 """The API's operations on ``gradlight.v1`` messages, shared by the gRPC servicer and the HTTP
-endpoints: look the model up, run its attributor, convert the results back.
+endpoints: look the model up, run its attributor, convert the results back, and count the
+request in the metrics (runtime/metrics.py).
 
 It also drains: after ``stop_accepting()`` new calls are refused with UNAVAILABLE by this code
 (while the transports are still up), and ``drained()`` waits for the calls already running.
@@ -8,34 +9,94 @@ It also drains: after ``stop_accepting()`` new calls are refused with UNAVAILABL
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Coroutine
 from typing import TypeVar
 
-from gradlight.runtime import messages
+import grpc
+
+from gradlight.runtime import messages, status
 from gradlight.runtime.errors import UnavailableError
-from gradlight.runtime.models import ModelRegistry
+from gradlight.runtime.models import ModelRegistry, ReloadOutcome
+from gradlight.runtime.requests import AttributeOptions
 from gradlight.v1 import gradlight_pb2 as pb
 
 T = TypeVar("T")
+
+PREDICT, ATTRIBUTE = "Predict", "Attribute"
+# Refusals: the request was not answered because of the server's state or limits.
+REFUSED = frozenset(
+    {
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
 
 
 class AttributorApi:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
+        self.metrics = registry.metrics
         self._accepting = True
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
-        return await self._admit(self._predict(request))
+    async def predict(
+        self, request: pb.PredictRequest, method: str = PREDICT
+    ) -> pb.PredictResponse:
+        options = messages.predict_options(request)
+        name, results = await self._admit(self._run(request, method, options))
+        return pb.PredictResponse(model=name, results=results)
 
-    async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
-        return await self._admit(self._attribute(request))
+    async def attribute(
+        self, request: pb.AttributeRequest, method: str = ATTRIBUTE
+    ) -> pb.AttributeResponse:
+        options = messages.attribute_options(request)
+        name, results = await self._admit(self._run(request, method, options))
+        return pb.AttributeResponse(model=name, results=results)
+
+    async def counted(
+        self,
+        method: str,
+        request: pb.PredictRequest | pb.AttributeRequest,
+        answer: Awaitable[T],
+    ) -> T:
+        """``answer`` (a transport's whole handling of ``request``: the API call, then the
+        answer's checks), counted in the metrics whatever its outcome."""
+        started = time.perf_counter()
+        outcome = "OK"
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"
+            raise
+        except Exception as exc:
+            code = status.code_of(exc)
+            outcome = code.name
+            if code in REFUSED:
+                self.metrics.refusals.labels(self._name(request), exc.reason).inc()  # type: ignore[attr-defined]
+            raise
+        finally:
+            name = self._name(request)
+            self.metrics.requests.labels(name, method, outcome).inc()
+            self.metrics.request_seconds.labels(name, method).observe(time.perf_counter() - started)
+
+    def _name(self, request: pb.PredictRequest | pb.AttributeRequest) -> str:
+        """The served model a request names ("" for a model not served)."""
+        models = self.registry.models
+        if not request.model and len(models) == 1:
+            return next(iter(models))
+        return request.model if request.model in models else ""
 
     def list_models(self) -> pb.ListModelsResponse:
         models = [messages.model_info(model) for model in self.registry.models.values()]
         return pb.ListModelsResponse(models=models)
+
+    async def reload(self) -> list[ReloadOutcome]:
+        """Reload the models whose artifacts changed on disk (runtime/models.py)."""
+        return await self.registry.reload()
 
     def stop_accepting(self) -> None:
         self._accepting = False
@@ -50,9 +111,9 @@ class AttributorApi:
             return False
         return True
 
-    async def _admit(self, call: Awaitable[T]) -> T:
+    async def _admit(self, call: Coroutine[object, object, T]) -> T:
         if not self._accepting:
-            call.close()  # type: ignore[attr-defined]  # a coroutine never started
+            call.close()  # a coroutine never started
             raise UnavailableError("the server is shutting down; retry on another replica")
         self._running += 1
         self._idle.clear()
@@ -63,16 +124,15 @@ class AttributorApi:
             if self._running == 0:
                 self._idle.set()
 
-    async def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
-        model = self.registry.get(request.model)
-        results = await model.attributor.run(
-            request.texts, messages.predict_options(request), *messages.entity_request(request)
-        )
-        return pb.PredictResponse(model=model.name, results=messages.results(results))
-
-    async def _attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
-        model = self.registry.get(request.model)
-        results = await model.attributor.run(
-            request.texts, messages.attribute_options(request), *messages.entity_request(request)
-        )
-        return pb.AttributeResponse(model=model.name, results=messages.results(results))
+    async def _run(
+        self,
+        request: pb.PredictRequest | pb.AttributeRequest,
+        method: str,
+        options: AttributeOptions,
+    ) -> tuple[str, list[pb.TextResult]]:
+        async with self.registry.use(request.model) as model:
+            entities, marking = messages.entity_request(request)
+            results = await model.attributor.run(
+                request.texts, options, entities, marking, method=method
+            )
+            return model.name, messages.results(results)

@@ -8,6 +8,7 @@ batch limits cut it), and the outputs assembled into per-text results in input o
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,8 +107,10 @@ class Attributor:
         options: AttributeOptions,
         entities: Sequence[Sequence[tuple[int, int]]] = (),
         marking: EntityMarking = DEFAULT_MARKING,
+        method: str = "",
     ) -> list[TextResult | EntitiesResult]:
-        """One result per text, in order; a text with entity spans gets an EntitiesResult."""
+        """One result per text, in order; a text with entity spans gets an EntitiesResult.
+        ``method``: the API method asking (for the metrics)."""
         check_texts(texts, self.limits, need_content=options.attributions)
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
@@ -124,6 +127,7 @@ class Attributor:
             )
         admission = self.batcher.admit(len(units))  # a burst is refused before tokenizing
         try:
+            started = time.perf_counter()
             planning = asyncio.ensure_future(
                 asyncio.to_thread(self._plan, units, options, max_length, label_indices, subset)
             )
@@ -132,6 +136,7 @@ class Attributor:
             except asyncio.CancelledError:
                 admission.release_when_done(planning)  # its thread is still tokenizing
                 raise
+            self.batcher.metrics.tokenized(method, time.perf_counter() - started)
             admission.resize(len(plan.forward) + len(plan.attribution))  # admitted whole, or not
             forward, attribution = await _gather(
                 self.batcher.submit(FORWARD, plan.forward, admission),

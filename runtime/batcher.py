@@ -30,6 +30,7 @@ import numpy as np
 from gradlight.runtime.admission import Admission, QueueRoom
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import InferenceError, UnavailableError
+from gradlight.runtime.metrics import ModelMetrics, ServerMetrics
 from gradlight.runtime.packing import DEFAULT_CALL_COST_TOKENS, plan_calls
 from gradlight.runtime.settings import BatchSettings
 from gradlight.runtime.tokenization import EncodedText
@@ -83,11 +84,15 @@ class _Work:
 class DynamicBatcher:
     """One per model. ``start()`` inside the serving event loop; ``close()`` drains it."""
 
-    def __init__(self, engine: Engine, settings: BatchSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: BatchSettings, metrics: ModelMetrics | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.metrics = metrics or ServerMetrics().model("model")
         self._queue: deque[_Work] = deque()
         self.room = QueueRoom(settings.max_queue_size)
+        self.metrics.queue_depth(lambda: self.room.waiting)
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlight-ort")
         self._task: asyncio.Task[None] | None = None
@@ -194,6 +199,7 @@ class DynamicBatcher:
                 logger.debug("dropped cancelled work (%d rows)", len(work.rows))
                 self.dropped_rows += len(work.rows)
                 continue
+            self.metrics.waited(work.graph, time.monotonic() - work.enqueued)
             taken.append(work)
             rows += len(work.rows)
         return taken
@@ -284,6 +290,7 @@ class DynamicBatcher:
         record = CallRecord(graph, len(rows), max(batch.lengths), time.perf_counter() - started)
         self.history.append(record)
         self.calls += 1
+        self.metrics.called(graph, record.rows, record.width, record.seconds)
         logger.debug(
             "%s: %d rows x %d tokens in %.1f ms",
             graph,

@@ -1,6 +1,10 @@
-"""Errors of the serving side; each message says what is wrong and how to fix it."""
+"""Errors of the serving side; each message says what is wrong and how to fix it, and each
+error names its kind (``reason``: a name of the API's ``ErrorReason``) so that programs can tell
+them apart without reading the message. runtime/status.py maps them to status codes."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 def shown(value: str, limit: int = 60) -> str:
@@ -13,29 +17,47 @@ def shown(value: str, limit: int = 60) -> str:
 class GradlightError(Exception):
     """Base class of the errors gradlight reports to its users."""
 
+    reason = "INTERNAL_ERROR"
+
 
 class ArtifactError(GradlightError):
     """An artifact directory is missing, incomplete, tampered with or of an unknown format."""
 
 
 class RequestError(GradlightError):
-    """A request field is invalid; ``field`` names it (``texts[3]``). Maps to INVALID_ARGUMENT."""
+    """A request field is invalid; ``field`` names it with its index (``texts[3]``) and
+    ``description`` says what is wrong with it. Maps to INVALID_ARGUMENT."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    reason = "INVALID_FIELD"
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
         self.field = field
+        self.description = description
 
 
-class ModelNotFoundError(GradlightError):
-    """The request names a model that is not served; maps to NOT_FOUND."""
+class ModelNotFoundError(RequestError):
+    """The request names a model that is not served (field ``model``); maps to NOT_FOUND."""
+
+    reason = "MODEL_NOT_FOUND"
+
+    def __init__(self, name: str, served: Sequence[str]) -> None:
+        super().__init__("model", f"{shown(name)} is not served; serving: {', '.join(served)}")
+        self.args = (f"model {self.description}",)
 
 
 class QueueFullError(GradlightError):
-    """The model's batching queue is full; maps to RESOURCE_EXHAUSTED (retry with backoff)."""
+    """The model's batching queue is full; maps to RESOURCE_EXHAUSTED with a retry delay."""
+
+    reason = "QUEUE_FULL"
+    retry_after_s = 0.2
 
 
 class ResponseTooLargeError(GradlightError):
-    """An answer over the server's send limit; maps to RESOURCE_EXHAUSTED."""
+    """An answer over the server's send limit; maps to RESOURCE_EXHAUSTED that a retry cannot
+    get past."""
+
+    reason = "RESPONSE_TOO_LARGE"
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
@@ -46,7 +68,10 @@ class ResponseTooLargeError(GradlightError):
 
 
 class UnavailableError(GradlightError):
-    """The server is shutting down or not ready; maps to UNAVAILABLE."""
+    """The server is shutting down or not ready; maps to UNAVAILABLE (retry elsewhere)."""
+
+    reason = "SHUTTING_DOWN"
+    retry_after_s = 0.1
 
 
 class SecurityConfigError(GradlightError):
@@ -58,13 +83,27 @@ class UnauthenticatedError(GradlightError):
     """A call without an accepted bearer token; maps to UNAUTHENTICATED (HTTP 401). The message
     says what to send and never echoes what was sent."""
 
+    reason = "UNAUTHENTICATED"
+
 
 class InferenceError(GradlightError):
     """ONNX Runtime failed on a request's rows (the traceback is in the server log); maps to
     INTERNAL."""
+
+    reason = "INFERENCE_FAILED"
 
     def __init__(self, graph: str) -> None:
         super().__init__(
             f"inference failed on the {graph} graph for this request; the server log has the "
             "details (other requests were answered)"
         )
+
+
+class ReloadError(GradlightError):
+    """A reload was refused (the new artifact failed its checks); the old one keeps serving."""
+
+    reason = "RELOAD_FAILED"
+
+
+class BindError(GradlightError, OSError):
+    """A server could not bind its address (in use, or not this machine's)."""

@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from gradlight.runtime import status
 from gradlight.runtime.errors import UnauthenticatedError
 from gradlight.runtime.security import TokenSet
-from gradlight.runtime.status import status_for
+from gradlight.runtime.status import Status
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +53,16 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             if handler is None:  # an unknown method: UNIMPLEMENTED, as without authentication
                 return None
             logger.debug("gRPC %s refused: %s", method, exc)
-            code, message = status_for(exc)
-            return _refusing(handler, code, message)
+            return _refusing(handler, status.status_of(exc))
         return await continuation(handler_call_details)
 
 
-def _refusing(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler:
-    """A handler of ``handler``'s kind that aborts with ``code`` (the request is not parsed)."""
+def _refusing(handler: grpc.RpcMethodHandler, refusal: Status) -> grpc.RpcMethodHandler:
+    """A handler of ``handler``'s kind that aborts with ``refusal`` (the request is not
+    parsed)."""
 
     async def refuse(_request: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(code, message)
+        await status.abort(context, refusal)
 
     build = _HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
     return build(refuse, request_deserializer=None, response_serializer=handler.response_serializer)

@@ -105,4 +105,6 @@ def model_info(model: ServedModel) -> pb.ModelInfo:
         execution_provider=model.engine.execution_provider,
         problem_type=manifest.problem_type,
         model_type=manifest.model_type,
+        revision=model.revision,
+        precision=model.engine.settings.precision,
     )

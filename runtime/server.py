@@ -18,8 +18,10 @@ from grpc_reflection.v1alpha import reflection
 
 from gradlight.runtime.api import AttributorApi
 from gradlight.runtime.engine import Engine
+from gradlight.runtime.errors import BindError
 from gradlight.runtime.grpc_auth import BearerTokenInterceptor
-from gradlight.runtime.models import ModelRegistry, load_engines
+from gradlight.runtime.metrics import ServerMetrics
+from gradlight.runtime.models import ModelRegistry, ReloadOutcome, load_engines
 from gradlight.runtime.security import Security, is_loopback, load_security
 from gradlight.runtime.service import AttributorService
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
@@ -46,6 +48,8 @@ class ServerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     auth_token_file: Path | None = None
+    # /metrics without a token even when tokens are on (for a Prometheus that has none).
+    metrics_public: bool = False
 
     def __post_init__(self) -> None:
         for name, port in (("port", self.port), ("http_port", self.http_port)):
@@ -133,6 +137,19 @@ class RunningServer:
     async def wait(self) -> None:
         await self.server.wait_for_termination()
 
+    async def reload(self) -> list[ReloadOutcome]:
+        """Reload the models whose artifacts changed on disk (SIGHUP, ``POST /admin/reload``);
+        a broken new artifact is refused and the old one keeps serving."""
+        outcomes = await self.api.reload()
+        for outcome in outcomes:
+            logger.info(
+                "reload: model %s %s (revision %s)",
+                outcome.model,
+                outcome.outcome,
+                outcome.revision,
+            )
+        return outcomes
+
 
 async def start_server(
     engines: Mapping[str, Engine], settings: ServerSettings, security: Security | None = None
@@ -142,50 +159,24 @@ async def start_server(
     if security is None:
         security = settings.load_security()
     limits = settings.limits
-    registry = ModelRegistry(engines, settings.batch, limits.max_texts_per_request)
-    server = grpc.aio.server(
-        interceptors=[BearerTokenInterceptor(security.tokens)] if security.tokens else None,
-        options=[
-            ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
-            ("grpc.max_send_message_length", limits.max_send_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
+    registry = ModelRegistry(
+        engines, settings.batch, limits.max_texts_per_request, metrics=ServerMetrics()
     )
     api = AttributorApi(registry)
-    pb_grpc.add_AttributorServicer_to_server(
-        AttributorService(api, limits.max_send_message_bytes), server
-    )
+    server, port = _grpc_server(api, settings, security)
     health_service = health.aio.HealthServicer()
-    await health_service.set("", NOT_SERVING)
-    await health_service.set(SERVICE_NAME, NOT_SERVING)
+    for service in ("", SERVICE_NAME):
+        await health_service.set(service, NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = f"{settings.host}:{settings.port}"
-    if security.tls is not None:
-        port = server.add_secure_port(address, security.tls.grpc_credentials())
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"could not bind {settings.host}:{settings.port} (in use?)")
     ready = asyncio.Event()
-    http = None
-    if settings.http_port is not None:
-        app = WebApp(
-            api,
-            max_body_bytes=limits.max_receive_message_bytes,
-            is_serving=ready.is_set,
-            bind_host=settings.host,
-            tokens=security.tokens,
-        ).build()
-        http = await start_http(
-            app,
-            settings.host,
-            settings.http_port,
-            limits.grace_period_s,
-            ssl_context=security.tls.context if security.tls is not None else None,
-        )
+    http = (
+        await _http_server(api, settings, security, ready)
+        if settings.http_port is not None
+        else None
+    )
     registry.start()
     try:
         await server.start()
@@ -194,14 +185,65 @@ async def start_server(
             await http.stop()
         await registry.close()
         raise
-    await health_service.set("", SERVING)
-    await health_service.set(SERVICE_NAME, SERVING)
+    for service in ("", SERVICE_NAME):
+        await health_service.set(service, SERVING)
     ready.set()
     running = RunningServer(
         server, port, registry, health_service, settings, http, ready, api, security
     )
     _log_summary(running)
     return running
+
+
+def _grpc_server(
+    api: AttributorApi, settings: ServerSettings, security: Security
+) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server with the Attributor service, bound (not started)."""
+    limits = settings.limits
+    server = grpc.aio.server(
+        interceptors=[BearerTokenInterceptor(security.tokens)] if security.tokens else None,
+        options=[
+            ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
+            ("grpc.max_send_message_length", limits.max_send_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_AttributorServicer_to_server(
+        AttributorService(api, limits.max_send_message_bytes), server
+    )
+    address = f"{settings.host}:{settings.port}"
+    if security.tls is not None:
+        port = server.add_secure_port(address, security.tls.grpc_credentials())
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise BindError(
+            f"could not bind gRPC to {address} (in use?); choose another --port (0: any free one)"
+        )
+    return server, port
+
+
+async def _http_server(
+    api: AttributorApi, settings: ServerSettings, security: Security, ready: asyncio.Event
+) -> HttpServer:
+    limits = settings.limits
+    app = WebApp(
+        api,
+        max_body_bytes=limits.max_receive_message_bytes,
+        max_response_bytes=limits.max_send_message_bytes,
+        is_serving=ready.is_set,
+        bind_host=settings.host,
+        tokens=security.tokens,
+        metrics_public=settings.metrics_public,
+    ).build()
+    assert settings.http_port is not None
+    return await start_http(
+        app,
+        settings.host,
+        settings.http_port,
+        limits.grace_period_s,
+        ssl_context=security.tls.context if security.tls is not None else None,
+    )
 
 
 def _log_summary(running: RunningServer) -> None:
@@ -246,7 +288,8 @@ def serve(
     engine_settings: EngineSettings,
     settings: ServerSettings,
 ) -> None:
-    """Load, warm up and serve until SIGTERM or SIGINT; then stop gracefully."""
+    """Load, warm up and serve until SIGTERM or SIGINT; then stop gracefully. SIGHUP
+    reloads the artifacts that changed on disk."""
     security = settings.load_security()  # bad TLS or token files fail before the models load
     engines = load_engines(artifacts, engine_settings)
     asyncio.run(_serve(engines, settings, security))
@@ -260,5 +303,13 @@ async def _serve(
     stop_requested = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(running.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop_requested.wait()
     await running.stop()

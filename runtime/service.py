@@ -10,15 +10,16 @@ from typing import TypeVar
 
 import grpc
 
-from gradlight.runtime.api import AttributorApi
+from gradlight.runtime import status
+from gradlight.runtime.api import ATTRIBUTE, PREDICT, AttributorApi
 from gradlight.runtime.errors import ResponseTooLargeError
-from gradlight.runtime.status import status_for
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
 STREAM_WINDOW = 8  # AttributeStream requests computed ahead of the one being sent
+STREAM = "AttributeStream"
 
 T = TypeVar("T")
 
@@ -28,23 +29,32 @@ class AttributorService(pb_grpc.AttributorServicer):
         self.api = api
         self.max_send_message_bytes = max_send_message_bytes
 
-    def _fits(self, response: T) -> T:
-        """``response``, or ResponseTooLargeError when it is over the send limit (gRPC would
-        fail it with a bare message and log a traceback from its core)."""
+    async def _fits(self, call: Awaitable[T]) -> T:
+        """``call``'s response, or ResponseTooLargeError when it is over the send limit (gRPC
+        would fail it with a bare message and log a traceback from its core)."""
+        response = await call
         size = response.ByteSize()  # type: ignore[attr-defined]
         if size > self.max_send_message_bytes:
             raise ResponseTooLargeError(size, self.max_send_message_bytes)
         return response
 
+    def _answer(
+        self, method: str, request: pb.PredictRequest | pb.AttributeRequest, call: Awaitable[T]
+    ) -> Awaitable[T]:
+        """The checked response to ``request``, counted in the metrics."""
+        return self.api.counted(method, request, self._fits(call))
+
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        return await self._unary("Predict", request, context, self.api.predict(request))
+        answer = self._answer(PREDICT, request, self.api.predict(request))
+        return await self._unary(PREDICT, request, context, answer)
 
     async def Attribute(
         self, request: pb.AttributeRequest, context: grpc.aio.ServicerContext
     ) -> pb.AttributeResponse:
-        return await self._unary("Attribute", request, context, self.api.attribute(request))
+        answer = self._answer(ATTRIBUTE, request, self.api.attribute(request))
+        return await self._unary(ATTRIBUTE, request, context, answer)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -64,7 +74,8 @@ class AttributorService(pb_grpc.AttributorServicer):
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    await window.put(asyncio.ensure_future(self.api.attribute(request)))
+                    call = self.api.attribute(request, STREAM)
+                    await window.put(asyncio.ensure_future(self._answer(STREAM, request, call)))
             finally:
                 await window.put(None)
 
@@ -73,10 +84,9 @@ class AttributorService(pb_grpc.AttributorServicer):
         try:
             while (task := await window.get()) is not None:
                 try:
-                    response = self._fits(await task)
+                    response = await task
                 except Exception as exc:
-                    code, message = status_for(exc)
-                    await context.abort(code, f"requests[{index}]: {message}")
+                    await status.abort(context, status.status_of(exc).within(f"requests[{index}]"))
                 yield response
                 index += 1
             await reader
@@ -92,19 +102,19 @@ class AttributorService(pb_grpc.AttributorServicer):
         method: str,
         request: pb.PredictRequest | pb.AttributeRequest,
         context: grpc.aio.ServicerContext,
-        call: Awaitable[T],
+        answer: Awaitable[T],
     ) -> T:
         started = time.perf_counter()
         outcome = "OK"
         try:
-            return self._fits(await call)
+            return await answer
         except asyncio.CancelledError:
             outcome = "CANCELLED"
             raise
         except Exception as exc:
-            code, message = status_for(exc)
-            outcome = code.name
-            await context.abort(code, message)
+            found = status.status_of(exc)
+            outcome = found.code.name
+            await status.abort(context, found)
             raise  # unreachable: abort raises
         finally:
             logger.debug(

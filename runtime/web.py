@@ -6,25 +6,35 @@ gRPC API, served from the same process, engines and batchers.
 - ``POST /v1/predict``: ``PredictRequest`` -> ``PredictResponse``.
 - ``POST /v1/attribute``: ``AttributeRequest`` -> ``AttributeResponse``.
 - ``GET /healthz``: ``{"status": "SERVING"}`` (200) or ``NOT_SERVING`` (503).
+- ``GET /metrics``: the Prometheus metrics (runtime/metrics.py).
+- ``POST /admin/reload``: reload the models whose artifacts changed on disk (as SIGHUP does):
+  ``{"models": [{"model", "outcome", "revision", "error"}]}``, 409 when one was refused.
 
 With tokens (``--auth-token-file``) every route but ``/``, ``/healthz`` and ``/favicon.ico``
-needs ``Authorization: Bearer <token>``; without one the answer is 401 with
+(and ``/metrics`` with ``--metrics-public``) needs ``Authorization: Bearer <token>``; without
+one the answer is 401 with
 ``WWW-Authenticate: Bearer realm="gradlight"``. With TLS the server speaks HTTPS only.
 
 Bodies are protobuf's JSON mapping of the same messages: a request may name fields by their
 proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names and
 print every field. POST bodies must be ``Content-Type: application/json`` (so a cross-site form
-cannot post to a local server). Errors are ``{"error": {"code": ..., "message": ...}}`` with the
-gRPC code's name and an HTTP status: 400 bad field, 401 no accepted token, 404 unknown model, 413
-body too large, 415 wrong content type, 429 queue full, 503 shutting down, 500 anything else.
+cannot post to a local server). Errors are ``{"error": {"code", "message", "reason", "field",
+"retry_after_s"}}`` (runtime/status.py: the gRPC code's name, the API's ErrorReason name, the
+offending field with its index or null, and a retry delay or null) with an HTTP status: 400 bad
+field, 401 no accepted token, 404 unknown model or route, 413 body too large, 415 wrong content
+type, 429 queue full or answer too large, 503 shutting down, 500 anything else; 429 and 503 that
+a retry may get past say when in ``Retry-After``. An answer over the server's message limit is
+refused as over gRPC (RESPONSE_TOO_LARGE).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import re
 import ssl
 import time
@@ -39,10 +49,19 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from gradlight.runtime.api import AttributorApi
-from gradlight.runtime.errors import RequestError, shown
+from gradlight.runtime import status
+from gradlight.runtime.api import ATTRIBUTE, PREDICT, AttributorApi
+from gradlight.runtime.errors import (
+    BindError,
+    ReloadError,
+    RequestError,
+    ResponseTooLargeError,
+    shown,
+)
+from gradlight.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gradlight.runtime.models import REFUSED
 from gradlight.runtime.security import WWW_AUTHENTICATE, TokenSet
-from gradlight.runtime.status import HTTP_STATUS, status_for
+from gradlight.runtime.status import Status
 from gradlight.v1 import gradlight_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -158,11 +177,13 @@ def _host_name(host: str) -> str:
     return host.split(":", 1)[0]
 
 
-def _error(code: grpc.StatusCode, message: str, status: int | None = None) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code.name, "message": message}},
-        status=status or HTTP_STATUS.get(code, 500),
-    )
+def _error(found: Status, http_status: int | None = None) -> web.Response:
+    response = web.json_response(found.http_body(), status=http_status or found.http_status)
+    if found.retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(found.retry_after_s)))
+    if found.code == grpc.StatusCode.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
 
 
 class WebApp:
@@ -173,19 +194,23 @@ class WebApp:
         api: AttributorApi,
         *,
         max_body_bytes: int,
+        max_response_bytes: int = 64 * 1024 * 1024,
         is_serving: Callable[[], bool],
         bind_host: str = "127.0.0.1",
         page: Page | None = None,
         tokens: TokenSet | None = None,
+        metrics_public: bool = False,
     ) -> None:
         self.api = api
         self.max_body_bytes = max_body_bytes
+        self.max_response_bytes = max_response_bytes
         self.is_serving = is_serving
         # Bound to loopback, only loopback names may appear in the Host header: a web page
         # whose domain was rebound to 127.0.0.1 (DNS rebinding) is refused.
         self.allowed_hosts = LOOPBACK_NAMES if bind_host in LOOPBACK_NAMES else None
         self.page = page or Page.load()
         self.tokens = tokens  # None: no authentication
+        self.public_paths = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -198,6 +223,8 @@ class WebApp:
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/predict", self.predict)
         app.router.add_post("/v1/attribute", self.attribute)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/admin/reload", self.reload)
         return app
 
     @web.middleware
@@ -210,26 +237,32 @@ class WebApp:
             return response
         except web.HTTPRequestEntityTooLarge:
             outcome = "413"
+            description = (
+                f"is larger than the limit of {self.max_body_bytes} bytes; send fewer or "
+                "shorter texts per request"
+            )
             return _error(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"body: is larger than the limit of {self.max_body_bytes} bytes; send fewer or "
-                "shorter texts per request",
+                Status(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"body: {description}",
+                    "REQUEST_TOO_LARGE",
+                    "body",
+                    description,
+                ),
                 413,
             )
         except _UnsupportedMediaType as exc:
             outcome = "415"
-            return _error(grpc.StatusCode.INVALID_ARGUMENT, str(exc), 415)
+            return _error(status.status_of(exc), 415)
         except web.HTTPException as exc:  # 404 / 405 from the router
             outcome = str(exc.status)
             code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.UNIMPLEMENTED
-            return _error(code, f"{request.method} {request.path}: {exc.reason}", exc.status)
+            message = f"{request.method} {request.path}: {exc.reason}"
+            return _error(Status(code, message, "NO_SUCH_ROUTE"), exc.status)
         except Exception as exc:
-            code, message = status_for(exc)
-            outcome = str(HTTP_STATUS.get(code, 500))
-            response = _error(code, message)
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-            return response
+            found = status.status_of(exc)
+            outcome = str(found.http_status)
+            return _error(found)
         finally:
             logger.debug(
                 "HTTP %s %s %s %.1f ms",
@@ -243,11 +276,19 @@ class WebApp:
     async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         allowed = self.allowed_hosts
         if allowed is not None and _host_name(request.host).lower() not in allowed:
-            return _error(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"Host: {_shown(request.host)} is not a loopback name of this server (it only "
+            description = (
+                f"{_shown(request.host)} is not a loopback name of this server (it only "
                 "answers 127.0.0.1, localhost and [::1]; bind another --host to serve other "
-                "names)",
+                "names)"
+            )
+            return _error(
+                Status(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"Host: {description}",
+                    "HOST_NOT_ALLOWED",
+                    "Host",
+                    description,
+                )
             )
         return await handler(request)
 
@@ -255,7 +296,7 @@ class WebApp:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Every route but the page and the health check needs an accepted bearer token
         (UnauthenticatedError: 401 from ``_errors``)."""
-        if self.tokens is not None and request.path not in PUBLIC_PATHS:
+        if self.tokens is not None and request.path not in self.public_paths:
             self.tokens.check(request.headers.getall("Authorization", []))
         return await handler(request)
 
@@ -282,26 +323,54 @@ class WebApp:
         )
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response(to_json(self.api.list_models()))
+        return self._json(self.api.list_models())
 
     async def predict(self, request: web.Request) -> web.Response:
         message = parse_message(await self._body(request), pb.PredictRequest)
-        return self._json(await self.api.predict(message))
+        return await self.api.counted(PREDICT, message, self._answer(self.api.predict(message)))
 
     async def attribute(self, request: web.Request) -> web.Response:
         message = parse_message(await self._body(request), pb.AttributeRequest)
-        return self._json(await self.api.attribute(message))
+        answer = self._answer(self.api.attribute(message))
+        return await self.api.counted(ATTRIBUTE, message, answer)
+
+    async def _answer(self, call: Awaitable[Message]) -> web.Response:
+        return self._json(await call)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """The Prometheus metrics (runtime/metrics.py), in its text format."""
+        body = self.api.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Reload the models whose artifacts changed on disk; 409 when one was refused (it
+        keeps serving its old artifact). Like every POST, it needs ``Content-Type:
+        application/json`` (so a cross-site form cannot trigger it); the body is not read."""
+        if request.content_type != "application/json":
+            raise _UnsupportedMediaType(request.content_type)
+        outcomes = await self.api.reload()
+        models = [dataclasses.asdict(outcome) for outcome in outcomes]
+        refused = [outcome for outcome in outcomes if outcome.outcome == REFUSED]
+        if not refused:
+            return web.json_response({"models": models})
+        error = ReloadError(
+            "; ".join(f"model {o.model}: {o.error}" for o in refused)
+            + " (the old artifacts keep serving)"
+        )
+        body = {**status.status_of(error).http_body(), "models": models}
+        return web.json_response(body, status=status.status_of(error).http_status)
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_type != "application/json":
             raise _UnsupportedMediaType(request.content_type)
         return await request.read()
 
-    @staticmethod
-    def _json(message: Message) -> web.Response:
-        return web.json_response(
-            to_json(message), dumps=lambda data: json.dumps(data, ensure_ascii=False)
-        )
+    def _json(self, message: Message) -> web.Response:
+        """The message as a JSON answer; ResponseTooLargeError over the send limit."""
+        body = json.dumps(to_json(message), ensure_ascii=False).encode("utf-8")
+        if len(body) > self.max_response_bytes:
+            raise ResponseTooLargeError(len(body), self.max_response_bytes)
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 class _UnsupportedMediaType(RequestError):
@@ -346,7 +415,7 @@ async def start_http(
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise OSError(
+        raise BindError(
             f"could not bind the HTTP server to {host}:{port} ({exc.strerror}); choose another "
             "--http-port, or --no-http to serve gRPC only"
         ) from exc

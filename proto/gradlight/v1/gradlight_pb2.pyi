@@ -1,10 +1,40 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    INVALID_FIELD: _ClassVar[ErrorReason]
+    MODEL_NOT_FOUND: _ClassVar[ErrorReason]
+    QUEUE_FULL: _ClassVar[ErrorReason]
+    RESPONSE_TOO_LARGE: _ClassVar[ErrorReason]
+    SHUTTING_DOWN: _ClassVar[ErrorReason]
+    UNAUTHENTICATED: _ClassVar[ErrorReason]
+    INFERENCE_FAILED: _ClassVar[ErrorReason]
+    INTERNAL_ERROR: _ClassVar[ErrorReason]
+    REQUEST_TOO_LARGE: _ClassVar[ErrorReason]
+    HOST_NOT_ALLOWED: _ClassVar[ErrorReason]
+    NO_SUCH_ROUTE: _ClassVar[ErrorReason]
+    RELOAD_FAILED: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+INVALID_FIELD: ErrorReason
+MODEL_NOT_FOUND: ErrorReason
+QUEUE_FULL: ErrorReason
+RESPONSE_TOO_LARGE: ErrorReason
+SHUTTING_DOWN: ErrorReason
+UNAUTHENTICATED: ErrorReason
+INFERENCE_FAILED: ErrorReason
+INTERNAL_ERROR: ErrorReason
+REQUEST_TOO_LARGE: ErrorReason
+HOST_NOT_ALLOWED: ErrorReason
+NO_SUCH_ROUTE: ErrorReason
+RELOAD_FAILED: ErrorReason
 
 class PredictRequest(_message.Message):
     __slots__ = ("model", "texts", "max_length", "entities", "entity_marking")
@@ -165,7 +195,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "labels", "max_length", "architecture", "execution_provider", "problem_type", "model_type")
+    __slots__ = ("name", "labels", "max_length", "architecture", "execution_provider", "problem_type", "model_type", "revision", "precision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +203,8 @@ class ModelInfo(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_TYPE_FIELD_NUMBER: _ClassVar[int]
     MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
@@ -180,4 +212,6 @@ class ModelInfo(_message.Message):
     execution_provider: str
     problem_type: str
     model_type: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., problem_type: _Optional[str] = ..., model_type: _Optional[str] = ...) -> None: ...
+    revision: str
+    precision: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., problem_type: _Optional[str] = ..., model_type: _Optional[str] = ..., revision: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...
