@@ -1,6 +1,6 @@
 """The eager PyTorch ways to compute the same attributions, timed against the engine.
 
-- ``reference``: as users run it today (reference-semantics.md): every text padded to
+- ``reference``: as users run it today (docs/semantics.md): every text padded to
   ``max(128, max_length)``, parameters requiring grad, one forward, then one
   ``backward(retain_graph=True)`` per label (weight gradients included) reading the embeddings'
   ``.grad``. Its semantic defect (embedding twice) is NOT copied: like gradlight it attributes
