@@ -5,22 +5,32 @@ Both answer ``gradlight.v1`` messages, so the output does not depend on which on
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 
+from gradlight.client.connection import Connection, connection_for
+from gradlight.client.errors import ErrorDetails, error_details
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
 
 class BackendError(Exception):
-    """A request failed with a gRPC status ``code``; ``message`` is the server's."""
+    """A request failed; ``details`` says how, as a program reads it (client/errors.py)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
+    def __init__(self, details: ErrorDetails) -> None:
+        super().__init__(f"{details.code.name}: {details.message}")
+        self.details = details
+
+    @classmethod
+    def of(cls, code: grpc.StatusCode, message: str) -> BackendError:
+        """An error found by the job itself (not a server's answer)."""
+        return cls(ErrorDetails(code, message))
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        return self.details.code
 
 
 @dataclass(frozen=True)
@@ -87,14 +97,14 @@ class LocalBackend:
         return _facts(info, self.max_texts, artifact_identity(self.artifact))
 
     async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
-        from gradlight.runtime.status import status_for
+        from gradlight.runtime import status
 
         assert self._api is not None, "start() first"
         request.model = ""  # the only model here
         try:
             return await self._api.attribute(request)
         except Exception as exc:
-            raise BackendError(*status_for(exc)) from exc
+            raise BackendError(status.status_of(exc)) from exc
 
     async def close(self) -> None:
         if self._registry is not None:
@@ -102,52 +112,50 @@ class LocalBackend:
 
 
 class ServerBackend:
-    """A running ``gradlight serve`` (or several behind a load balancer) over gRPC."""
+    """A running ``gradlight serve`` (or several behind a load balancer) over gRPC.
+
+    ``connection`` (client/connection.py) says how to reach it; or give ``target`` with
+    ``tls``/``tls_ca``/``token``, which connect with round robin over the name's addresses (a
+    name resolving to several replicas, ``dns:///gradlight.internal:50051``, spreads the
+    requests over all of them) and gRPC's retries of UNAVAILABLE and RESOURCE_EXHAUSTED."""
 
     def __init__(
         self,
-        target: str,
+        target: str | None = None,
         *,
         tls: bool = False,
         tls_ca: bytes | None = None,
         token: str | None = None,
         timeout: float = 300.0,
+        connection: Connection | None = None,
     ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self._credentials = (
-            grpc.ssl_channel_credentials(root_certificates=tls_ca) if tls or tls_ca else None
+        self.connection = connection_for(
+            connection, target, tls=tls, tls_ca=tls_ca, token=token, round_robin=True
         )
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.target = self.connection.target
+        self.timeout = timeout
+        self._metadata = self.connection.metadata
         self._channel: grpc.aio.Channel | None = None
         self._model = ""
 
     async def start(self, model: str = "") -> ModelFacts:
-        options = [
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            # A name resolving to several replicas (dns:///gradlight.internal:50051) spreads
-            # the requests over all of them.
-            ("grpc.lb_policy_name", "round_robin"),
-        ]
-        if self._credentials is not None:
-            self._channel = grpc.aio.secure_channel(self.target, self._credentials, options)
-        else:
-            self._channel = grpc.aio.insecure_channel(self.target, options)
+        self._channel = self.connection.aio_channel()
         self._stub = pb_grpc.AttributorStub(self._channel)
         try:
             listed = await self._stub.ListModels(
                 pb.ListModelsRequest(), timeout=30, metadata=self._metadata, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as exc:
-            raise BackendError(exc.code(), f"{self.target}: {exc.details()}") from exc
+            found = error_details(exc)
+            raise BackendError(replace(found, message=f"{self.target}: {found.message}")) from exc
         models = {info.name: info for info in listed.models}
         if model and model not in models:
-            raise BackendError(
+            raise BackendError.of(
                 grpc.StatusCode.NOT_FOUND,
                 f"{self.target} does not serve {model!r}; it serves {', '.join(models)}",
             )
         if not model and len(models) != 1:
-            raise BackendError(
+            raise BackendError.of(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{self.target} serves {', '.join(models)}; name one with --model",
             )
@@ -162,7 +170,7 @@ class ServerBackend:
                 request, timeout=self.timeout, metadata=self._metadata, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as exc:
-            raise BackendError(exc.code(), exc.details() or "") from exc
+            raise BackendError(error_details(exc)) from exc
 
     async def close(self) -> None:
         if self._channel is not None:

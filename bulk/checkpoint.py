@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gradlight.runtime.errors import GradlightError
+
 VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(GradlightError):
     """The output cannot be resumed as asked (different input or settings)."""
 
 

@@ -1,10 +1,13 @@
 """One request per group of lines, with the rules that keep a bulk job going: a line the
 model refuses is retried alone and reported as a bad line; a busy or unreachable server is
-retried with backoff, then the job stops (and resumes later)."""
+retried with backoff, then the job stops (and resumes later). The rules read the error's code,
+retry delay and field (``decide``), never its message."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,11 +18,11 @@ import grpc
 from gradlight.bulk.backends import BackendError
 from gradlight.bulk.lines import BadLine, Item
 from gradlight.client.client import entity_fields
+from gradlight.client.errors import ErrorDetails
 from gradlight.v1 import gradlight_pb2 as pb
 
-RETRIED = frozenset(
+TRANSIENT = frozenset(
     {
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         # A replica that stops answers CANCELLED to a call that reached it at that instant
@@ -28,12 +31,48 @@ RETRIED = frozenset(
         grpc.StatusCode.CANCELLED,
     }
 )
-# A request failing with these is retried line by line: the line alone failing is bad.
-PER_LINE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL})
-# INVALID_ARGUMENT about a line names its own fields; about anything else, the whole job.
-_LINE_FIELDS = re.compile(r"^(texts\[0\]|entities(\[0\])?)[.: ]")
-# RESOURCE_EXHAUSTED that waiting cannot help: the answer is over the send limit.
-_TOO_LARGE = "over this server's limit"
+# Refusals that may be about one line of a group: the group is retried line by line.
+PER_LINE = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,  # when its field is a line's (below)
+        grpc.StatusCode.INTERNAL,  # inference failed on some row
+        grpc.StatusCode.RESOURCE_EXHAUSTED,  # when no retry can help: the answer is too large
+    }
+)
+# The request fields that belong to one line: its text, its spans (or their count).
+_LINE_FIELD = re.compile(r"^(?:texts\[\d+\]|entities(?:\[\d+\])?)(?:\.|$)")
+
+
+class Decision(enum.Enum):
+    RETRY = "retry"  # the same request again, after a backoff
+    PER_LINE = "per line"  # each line of the group alone
+    BAD_LINE = "bad line"  # this (single) line is reported bad; the job goes on
+    STOP = "stop"  # nothing a line caused: the job stops (and resumes later)
+
+
+def decide(error: ErrorDetails, lines: int) -> Decision:
+    """What a refused request of ``lines`` lines leads to, from its code, its retry delay and
+    its field (never from its message)."""
+    if error.code in TRANSIENT or (
+        error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retryable
+    ):
+        return Decision.RETRY
+    if error.code not in PER_LINE:
+        return Decision.STOP
+    if error.code == grpc.StatusCode.INVALID_ARGUMENT and not _LINE_FIELD.match(error.field or ""):
+        return Decision.STOP  # about the options, not a line: every line would fail alike
+    return Decision.PER_LINE if lines > 1 else Decision.BAD_LINE
+
+
+def line_reason(error: ErrorDetails) -> str:
+    """Why a line is bad, said of the line: ``texts[0]`` is its text, ``entities[0]`` its
+    spans."""
+    field = error.field or ""
+    said = re.sub(r"^entities\[\d+\]\.", "", re.sub(r"^texts\[\d+\]", "text", field))
+    said = "spans" if said.startswith("entities") else said
+    if said and error.description:
+        return f"{said}: {error.description}"
+    return error.message
 
 
 class Backend(Protocol):
@@ -70,12 +109,6 @@ def units(item: Item) -> int:
     return len(item.spans) if item.spans is not None else 1
 
 
-def _line_reason(message: str) -> str:
-    """A message about request field ``texts[0]``/``entities[0]`` said of the line."""
-    message = re.sub(r"^entities\[0\]\.", "", message)
-    return re.sub(r"^texts\[0\]", "text", message)
-
-
 async def explain_items(
     backend: Backend,
     items: Sequence[Item],
@@ -93,24 +126,21 @@ async def explain_items(
         try:
             response = await backend.attribute(request)
         except BackendError as exc:
-            too_large = exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE in exc.message
-            if exc.code in RETRIED and attempt < retries and not too_large:
-                await asyncio.sleep(min(backoff_s * 2**attempt, 10.0))
+            decision = decide(exc.details, len(items))
+            if decision is Decision.RETRY and attempt < retries:
+                wait = min(backoff_s * 2**attempt, 10.0) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(max(wait, exc.details.retry_after_s or 0.0))
                 continue
-            if exc.code not in PER_LINE and not too_large:
+            if decision is Decision.BAD_LINE:
+                return [BadLine(items[0].number, line_reason(exc.details))]
+            if decision is not Decision.PER_LINE:
                 raise
-            if len(items) == 1:
-                if exc.code == grpc.StatusCode.INVALID_ARGUMENT and not _LINE_FIELDS.match(
-                    exc.message
-                ):
-                    raise  # about the options, not the line: every line would fail alike
-                return [BadLine(items[0].number, _line_reason(exc.message))]
             alone = await asyncio.gather(
                 *(explain_items(backend, [item], options, retries=retries) for item in items)
             )
             return [outcome for (outcome,) in alone]
         if len(response.results) != len(items):
-            raise BackendError(
+            raise BackendError.of(
                 grpc.StatusCode.INTERNAL,
                 f"{len(response.results)} results came back for {len(items)} texts",
             )

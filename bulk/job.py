@@ -27,7 +27,7 @@ from gradlight.bulk.formats import (
 from gradlight.bulk.lines import BadLine, Item, parse_line
 from gradlight.bulk.pipeline import Pipeline
 from gradlight.runtime.entities import marking_from
-from gradlight.runtime.errors import RequestError
+from gradlight.runtime.errors import GradlightError, RequestError
 from gradlight.v1 import gradlight_pb2 as pb
 
 
@@ -273,20 +273,25 @@ def run_job(
     )
 
 
+class JobOptionsError(GradlightError, ValueError):
+    """The job's options are refused for this model (its labels, its maximum length): every
+    request would be; said in the command's flag names."""
+
+
 def _check_request(options: JobOptions, facts: ModelFacts) -> None:
     """Refuse at the start what every request would be refused for (not line by line)."""
     labels = options.output.labels
     if len(set(labels)) != len(labels):
-        raise ValueError(f"--labels names a label twice: {', '.join(labels)}")
+        raise JobOptionsError(f"--labels names a label twice: {', '.join(labels)}")
     unknown = [label for label in labels if label not in (*facts.labels, PREDICTED)]
     if unknown:
-        raise ValueError(
+        raise JobOptionsError(
             f"--labels: {', '.join(map(repr, unknown))} not among the model's labels "
             f"({', '.join(facts.labels)})"
         )
     request = options.request
     if not 0 <= request.max_length <= facts.max_length:
-        raise ValueError(
+        raise JobOptionsError(
             f"--max-length is {request.max_length}; use 0 (the model's) to {facts.max_length}"
         )
     open_marker, close_marker = request.markers or (None, None)
@@ -294,7 +299,7 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
         marking_from(open_marker, close_marker, request.context_chars)
     except RequestError as exc:  # said of the command's flags
         flag = "--context-chars" if exc.field.endswith("context_chars") else "--markers"
-        raise ValueError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
+        raise JobOptionsError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
 
 
 def _open_at(path: Path, size: int) -> BinaryIO:

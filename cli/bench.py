@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradlight.cli.errors import UsageError
+from gradlight.cli.flags import add_execution_flags
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -28,12 +31,12 @@ def _bench(args: argparse.Namespace) -> int:
     from gradlight.bench.report import write
 
     if not (args.model_dir / "config.json").is_file():
-        raise ValueError(
+        raise UsageError(
             f"MODEL_DIR {args.model_dir} has no config.json: give a directory written by "
             "save_pretrained"
         )
     if args.artifact is not None and not (args.artifact / "manifest.json").is_file():
-        raise ValueError(
+        raise UsageError(
             f"--artifact {args.artifact} has no manifest.json: give a gradlight "
             "export output directory, or leave --artifact out to export here"
         )
@@ -74,43 +77,16 @@ def add_bench_parser(commands: Any) -> None:
         default=None,
         help="MODEL_DIR's exported artifact (default: export it into --out, cached)",
     )
-    bench.add_argument(
-        "--quick",
-        action="store_true",
-        help="a small run (a few minutes): the model's own labels, fewer texts and sweeps",
-    )
-    bench.add_argument(
-        "--labels",
-        type=_positive,
-        nargs="+",
-        default=None,
-        help="label counts to measure (the model gets a seeded head of each size; default "
-        "2 and 10, or the model's own count with --quick)",
-    )
-    bench.add_argument(
-        "--subset-labels",
-        type=_count,
-        default=None,
-        help="label count for the label-subset path (3 of them attributed; default 150, none "
-        "with --quick; 0: skip)",
-    )
-    bench.add_argument(
-        "--texts",
-        type=_positive,
-        default=None,
-        help="texts in the realistic mix (default 48, 16 with --quick)",
-    )
-    bench.add_argument(
-        "--threads",
-        type=_positive,
-        default=len(os.sched_getaffinity(0)),
-        help="threads for every method (default: the cores available)",
-    )
-    bench.add_argument(
-        "--provider",
-        choices=("cpu", "cuda"),
-        default="cpu",
-        help="cuda: eager PyTorch on CUDA against ONNX Runtime's CUDA provider",
+    _add_workload_flags(bench)
+    add_execution_flags(
+        bench,
+        threads_flag="--threads",
+        threads_type=_positive,
+        threads_default=len(os.sched_getaffinity(0)),
+        threads_help="threads for every method (default: the cores available)",
+        providers=("cpu", "cuda"),
+        provider_default="cpu",
+        provider_help="cuda: eager PyTorch on CUDA against ONNX Runtime's CUDA provider",
     )
     bench.add_argument(
         "--out",
@@ -119,3 +95,33 @@ def add_bench_parser(commands: Any) -> None:
         help="output directory (default ./gradlight-bench)",
     )
     bench.set_defaults(handler=_bench)
+
+
+def _add_workload_flags(bench: argparse.ArgumentParser) -> None:
+    group = bench.add_argument_group("what is measured")
+    group.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run (a few minutes): the model's own labels, fewer texts and sweeps",
+    )
+    group.add_argument(
+        "--labels",
+        type=_positive,
+        nargs="+",
+        default=None,
+        help="label counts to measure (the model gets a seeded head of each size; default "
+        "2 and 10, or the model's own count with --quick)",
+    )
+    group.add_argument(
+        "--subset-labels",
+        type=_count,
+        default=None,
+        help="label count for the label-subset path (3 of them attributed; default 150, none "
+        "with --quick; 0: skip)",
+    )
+    group.add_argument(
+        "--texts",
+        type=_positive,
+        default=None,
+        help="texts in the realistic mix (default 48, 16 with --quick)",
+    )

@@ -7,10 +7,22 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlight.bulk.evidence import UNITS
 from gradlight.bulk.formats import FORMATS
+from gradlight.cli.errors import UsageError
+from gradlight.cli.flags import (
+    add_connection_flags,
+    add_execution_flags,
+    connection_from_flags,
+    said_as_flags,
+)
+from gradlight.runtime.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from gradlight.bulk.job import JobOptions
+    from gradlight.bulk.pipeline import Pipeline
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the backend failed (unreachable, wrong model or token): run again to resume
@@ -41,80 +53,14 @@ def add_explain_parser(commands: Any) -> None:
     )
     explain.add_argument("input", type=Path, metavar="INPUT.jsonl")
     explain.add_argument("output", type=Path, metavar="OUTPUT.jsonl")
-    where = explain.add_mutually_exclusive_group(required=True)
-    where.add_argument("--artifact", type=Path, metavar="DIR", help="run this artifact here")
-    where.add_argument(
-        "--server", metavar="HOST:PORT", help="ask a running gradlight serve (or a balancer)"
+    _add_model_flags(explain)
+    _add_output_flags(explain)
+    _add_request_flags(explain)
+    add_execution_flags(
+        explain, threads_flag="--threads", threads_help="ONNX Runtime threads (0 = auto)"
     )
-    explain.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        help="run on this Ray cluster with Ray Data (with --artifact, a path every node reads)",
-    )
-    explain.add_argument(
-        "--format", choices=FORMATS, default="gradlight", help="(default gradlight)"
-    )
-    explain.add_argument(
-        "--labels",
-        default=None,
-        metavar="L1,L2|predicted",
-        help="evidence for these labels, or 'predicted' for each answer's predicted labels "
-        "(default: all for gradlight, predicted for prodigy and label-studio)",
-    )
-    explain.add_argument(
-        "--unit",
-        choices=UNITS,
-        default="word",
-        help="evidence per word (subword pieces merged, default) or per token",
-    )
-    explain.add_argument(
-        "--top-k",
-        type=int,
-        default=None,
-        help="keep the K strongest per label (default: all "
-        "for gradlight, 10 for prodigy and label-studio)",
-    )
-    explain.add_argument(
-        "--min-score",
-        type=float,
-        default=None,
-        help="keep evidence with |score| >= this, scores in [-1, 1] (default: 0 for gradlight, "
-        "0.1 for prodigy and label-studio)",
-    )
-    explain.add_argument("--sentences", action="store_true", help="also sentence attributions")
-    explain.add_argument("--max-length", type=int, default=0, help="token budget (0 = model's)")
-    explain.add_argument(
-        "--markers",
-        nargs=2,
-        metavar=("OPEN", "CLOSE"),
-        default=None,
-        help="marker strings around entity spans, as the model was trained (default <e> </e>)",
-    )
-    explain.add_argument(
-        "--context-chars",
-        type=int,
-        default=None,
-        help="characters of context on each side of an entity span (default 100)",
-    )
-    explain.add_argument("--model", default="", help="the model's name (--server: which one)")
-    explain.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
-    explain.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = auto)")
-    explain.add_argument("--lines-per-request", type=int, default=32)
-    explain.add_argument(
-        "--ray-actors",
-        type=int,
-        default=None,
-        help="actors (each loads the artifact; default: cluster CPUs / --threads)",
-    )
-    explain.add_argument(
-        "--ray-wave-lines",
-        type=int,
-        default=20_000,
-        help="lines sent to the cluster per Ray Data dataset (default 20000)",
-    )
-    explain.add_argument("--tls", action="store_true", help="--server over TLS (system roots)")
-    explain.add_argument("--tls-ca", type=Path, default=None, metavar="FILE")
-    explain.add_argument("--auth-token-file", type=Path, default=None, metavar="FILE")
+    _add_ray_flags(explain)
+    add_connection_flags(explain, title="connection (with --server)")
     explain.add_argument(
         "--restart", action="store_true", help="start over, discarding OUTPUT and its checkpoint"
     )
@@ -122,76 +68,143 @@ def add_explain_parser(commands: Any) -> None:
     explain.set_defaults(handler=run_explain)
 
 
+def _add_model_flags(explain: argparse.ArgumentParser) -> None:
+    group = explain.add_argument_group("the model (one of --artifact and --server)")
+    where = group.add_mutually_exclusive_group(required=True)
+    where.add_argument("--artifact", type=Path, metavar="DIR", help="run this artifact here")
+    where.add_argument(
+        "--server", metavar="HOST:PORT", help="ask a running gradlight serve (or a balancer)"
+    )
+    group.add_argument("--model", default="", help="the model's name (--server: which one)")
+
+
+def _add_output_flags(explain: argparse.ArgumentParser) -> None:
+    group = explain.add_argument_group("output")
+    group.add_argument("--format", choices=FORMATS, default="gradlight", help="(default gradlight)")
+    group.add_argument(
+        "--labels",
+        default=None,
+        metavar="L1,L2|predicted",
+        help="evidence for these labels, or 'predicted' for each answer's predicted labels "
+        "(default: all for gradlight, predicted for prodigy and label-studio)",
+    )
+    group.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="word",
+        help="evidence per word (subword pieces merged, default) or per token",
+    )
+    group.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="keep the K strongest per label (default: all "
+        "for gradlight, 10 for prodigy and label-studio)",
+    )
+    group.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="keep evidence with |score| >= this, scores in [-1, 1] (default: 0 for gradlight, "
+        "0.1 for prodigy and label-studio)",
+    )
+    group.add_argument("--sentences", action="store_true", help="also sentence attributions")
+
+
+def _add_request_flags(explain: argparse.ArgumentParser) -> None:
+    group = explain.add_argument_group("requests")
+    group.add_argument("--max-length", type=int, default=0, help="token budget (0 = model's)")
+    group.add_argument(
+        "--markers",
+        nargs=2,
+        metavar=("OPEN", "CLOSE"),
+        default=None,
+        help="marker strings around entity spans, as the model was trained (default <e> </e>)",
+    )
+    group.add_argument(
+        "--context-chars",
+        type=int,
+        default=None,
+        help="characters of context on each side of an entity span (default 100)",
+    )
+    group.add_argument("--lines-per-request", type=int, default=32)
+
+
+def _add_ray_flags(explain: argparse.ArgumentParser) -> None:
+    group = explain.add_argument_group("Ray")
+    group.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on this Ray cluster with Ray Data (with --artifact, a path every node reads)",
+    )
+    group.add_argument(
+        "--ray-actors",
+        type=int,
+        default=None,
+        help="actors (each loads the artifact; default: cluster CPUs / --threads)",
+    )
+    group.add_argument(
+        "--ray-wave-lines",
+        type=int,
+        default=20_000,
+        help="lines sent to the cluster per Ray Data dataset (default 20000)",
+    )
+
+
 def _labels(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if value is None:
         return default
     labels = tuple(label.strip() for label in value.split(",") if label.strip())
     if not labels:
-        raise ValueError("--labels is empty; give label names separated by commas, or predicted")
+        raise UsageError("--labels is empty; give label names separated by commas, or predicted")
     if "predicted" in labels and len(labels) > 1:
-        raise ValueError("--labels: 'predicted' stands alone")
+        raise UsageError("--labels: 'predicted' stands alone")
     return labels
 
 
-def _pipeline(args: argparse.Namespace, request: Any) -> Any:
-    from gradlight.bulk.backends import LocalBackend, ServerBackend
-    from gradlight.bulk.pipeline import AsyncPipeline
+def _check_paths(args: argparse.Namespace) -> None:
+    if not args.input.is_file():
+        raise UsageError(f"{args.input} is not a file")
+    if args.input.resolve() == args.output.resolve():
+        raise UsageError("OUTPUT must not be INPUT")
+    if not args.output.resolve().parent.is_dir():
+        raise UsageError(f"OUTPUT {args.output}: its directory does not exist")
 
+
+def _check_execution(args: argparse.Namespace) -> None:
+    """``--provider`` and ``--threads``, as the artifact's engine will take them."""
+    if args.artifact is None:
+        return
     if args.ray:
-        if args.artifact is None:
-            raise ValueError("--ray runs the artifact on the cluster: give --artifact DIR")
         if args.provider != "auto":
-            raise ValueError("--provider: Ray actors run the CPU provider; leave it out")
+            raise UsageError("--provider: Ray actors run the CPU provider; leave it out")
         if args.ray_wave_lines < 1:
-            raise ValueError("--ray-wave-lines must be at least 1")
-        try:
-            import ray  # noqa: F401
-        except ModuleNotFoundError:
-            raise ValueError("--ray needs Ray: pip install 'gradlight[ray]'") from None
-        from gradlight.bulk.ray_pipeline import RayPipeline
-
-        return RayPipeline(
-            args.ray,
-            args.artifact,
-            request,
-            actors=args.ray_actors,
-            threads_per_actor=args.threads or 1,
-            wave_lines=args.ray_wave_lines,
-        )
-    if args.artifact is not None:
-        backend = LocalBackend(args.artifact, provider=args.provider, threads=args.threads)
-        return AsyncPipeline(backend, request)
-    from gradlight.runtime.security import load_tokens
-
-    token = load_tokens(args.auth_token_file).first if args.auth_token_file else None
-    tls_ca = args.tls_ca.read_bytes() if args.tls_ca is not None else None
-    return AsyncPipeline(
-        ServerBackend(args.server, tls=args.tls, tls_ca=tls_ca, token=token), request
-    )
+            raise UsageError("--ray-wave-lines must be at least 1")
+    with said_as_flags({"intra_op_threads": "--threads"}):
+        EngineSettings(provider=args.provider, intra_op_threads=args.threads)
 
 
-def run_explain(args: argparse.Namespace) -> int:
-    from gradlight.bulk.backends import BackendError
-    from gradlight.bulk.checkpoint import CheckpointError
+def _job_options(args: argparse.Namespace) -> JobOptions:
+    """The job's options from the flags; flags that cannot work are refused here."""
     from gradlight.bulk.evidence import Selection
     from gradlight.bulk.explaining import RequestOptions
     from gradlight.bulk.formats import OutputOptions
-    from gradlight.bulk.job import JobOptions, run_job
+    from gradlight.bulk.job import JobOptions
 
     defaults = FORMAT_DEFAULTS[args.format]
     labels = _labels(args.labels, defaults["labels"])
     top_k = args.top_k if args.top_k is not None else defaults["top_k"]
     min_score = args.min_score if args.min_score is not None else defaults["min_score"]
     if top_k is not None and top_k < 1:
-        raise ValueError(f"--top-k is {top_k}; keep at least 1")
+        raise UsageError(f"--top-k is {top_k}; keep at least 1")
     if not 0.0 <= min_score <= 1.0:
-        raise ValueError(f"--min-score is {min_score}; scores are in [-1, 1], use 0 to 1")
+        raise UsageError(f"--min-score is {min_score}; scores are in [-1, 1], use 0 to 1")
     if args.lines_per_request < 1:
-        raise ValueError("--lines-per-request must be at least 1")
-    if not args.input.is_file():
-        raise ValueError(f"{args.input} is not a file")
-    if args.input.resolve() == args.output.resolve():
-        raise ValueError("OUTPUT must not be INPUT")
+        raise UsageError("--lines-per-request must be at least 1")
+    if args.ray and args.artifact is None:
+        raise UsageError("--ray runs the artifact on the cluster: give --artifact DIR")
+    _check_execution(args)
+    _check_paths(args)
     request = RequestOptions(
         sentences=args.sentences,
         max_length=args.max_length,
@@ -204,7 +217,7 @@ def run_explain(args: argparse.Namespace) -> int:
         labels=labels,
         sentences=args.sentences,
     )
-    options = JobOptions(
+    return JobOptions(
         request,
         output,
         model=args.model,
@@ -212,26 +225,62 @@ def run_explain(args: argparse.Namespace) -> int:
         restart=args.restart,
         progress=not args.no_progress,
     )
+
+
+def _pipeline(args: argparse.Namespace, options: JobOptions) -> Pipeline:
+    from gradlight.bulk.backends import LocalBackend, ServerBackend
+    from gradlight.bulk.pipeline import AsyncPipeline
+
+    if args.ray:
+        try:
+            import ray  # noqa: F401
+        except ModuleNotFoundError:
+            raise UsageError("--ray needs Ray: pip install 'gradlight[ray]'") from None
+        from gradlight.bulk.ray_pipeline import RayPipeline
+
+        pipeline: Pipeline = RayPipeline(
+            args.ray,
+            args.artifact,
+            options.request,
+            actors=args.ray_actors,
+            threads_per_actor=args.threads or 1,
+            wave_lines=args.ray_wave_lines,
+        )
+    elif args.artifact is not None:
+        backend = LocalBackend(args.artifact, provider=args.provider, threads=args.threads)
+        pipeline = AsyncPipeline(backend, options.request)
+    else:
+        connection = connection_from_flags(args, args.server, round_robin=True)
+        pipeline = AsyncPipeline(ServerBackend(connection=connection), options.request)
+    return pipeline
+
+
+_RESUME = "what was finished is kept, run the same command again to resume"
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from gradlight.bulk.backends import BackendError
+    from gradlight.bulk.checkpoint import CheckpointError
+    from gradlight.bulk.job import run_job
+
+    options = _job_options(args)
     stop = _StopOnSignal()
-    pipeline = _pipeline(args, request)
+    pipeline = _pipeline(args, options)
     try:
         summary = run_job(args.input, args.output, pipeline, options, stop.requested)
     except CheckpointError as exc:
         print(f"gradlight explain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (BackendError, RuntimeError) as exc:  # Ray's task errors: see ray_pipeline
-        print(
-            f"gradlight explain: {exc}; what was finished is kept, run the same command again "
-            "to resume",
-            file=sys.stderr,
-        )
+    except BackendError as exc:
+        print(f"gradlight explain: {exc}; {_RESUME}", file=sys.stderr)
+        return EXIT_FAILED
+    except RuntimeError as exc:
+        if not args.ray:
+            raise  # outside Ray, a RuntimeError is a bug: its traceback is wanted
+        print(f"gradlight explain: {exc}; {_RESUME}", file=sys.stderr)  # see ray_pipeline
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(
-            "gradlight explain: interrupted; what was finished is kept, run the same command "
-            "again to resume",
-            file=sys.stderr,
-        )
+        print(f"gradlight explain: interrupted; {_RESUME}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         pipeline.close()

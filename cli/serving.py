@@ -9,6 +9,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradlight.cli.errors import UsageError
+from gradlight.cli.flags import (
+    add_connection_flags,
+    add_execution_flags,
+    add_server_security_flags,
+    connection_from_flags,
+    port,
+    said_as_flags,
+    server_security_from_flags,
+)
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
 
 _BATCH = BatchSettings()
@@ -42,113 +52,142 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument(
         "--name", default=None, help="name of ARTIFACT_DIR's model (default: its directory name)"
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=50051, help="port (default 50051; 0 = any)")
-    serve.add_argument(
+    _add_address_flags(serve)
+    _add_engine_flags(serve)
+    _add_batching_flags(serve)
+    _add_limit_flags(serve)
+    add_server_security_flags(serve)
+    serve.set_defaults(handler=_serve, log_level=logging.INFO)
+
+
+def _add_address_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("addresses")
+    group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    group.add_argument("--port", type=port, default=50051, help="port (default 50051; 0 = any)")
+    group.add_argument(
         "--http-port",
-        type=int,
+        type=port,
         default=8080,
         help="port of the visualizer page and the JSON endpoints, on --host (default 8080; "
         "0 = any)",
     )
-    serve.add_argument("--no-http", action="store_true", help="serve gRPC only")
-    serve.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
-    serve.add_argument(
+    group.add_argument("--no-http", action="store_true", help="serve gRPC only")
+
+
+def _add_engine_flags(serve: argparse.ArgumentParser) -> None:
+    group = add_execution_flags(
+        serve, threads_flag="--intra-op-threads", threads_help="0 = one per core"
+    )
+    group.add_argument("--inter-op-threads", type=int, default=1)
+    group.add_argument(
         "--precision",
         choices=("fp32", "fp16"),
         default="fp32",
         help="fp16: the artifact's fp16 graphs (export --fp16); fp32 runs without TF32 on CUDA",
     )
-    serve.add_argument(
+    group.add_argument(
         "--io-binding",
         choices=("auto", "on", "off"),
         default="auto",
         help="bind inputs and outputs on the device, one copy each way per batch (auto: on CUDA)",
     )
-    serve.add_argument("--intra-op-threads", type=int, default=0, help="0 = one per core")
-    serve.add_argument("--inter-op-threads", type=int, default=1)
-    serve.add_argument("--max-batch-size", type=int, default=_BATCH.max_batch_size)
-    serve.add_argument("--max-wait-ms", type=float, default=_BATCH.max_wait_ms)
-    serve.add_argument("--max-tokens-per-batch", type=int, default=_BATCH.max_tokens_per_batch)
-    serve.add_argument("--max-queue-size", type=int, default=_BATCH.max_queue_size)
-    serve.add_argument(
+
+
+def _add_batching_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("dynamic batching")
+    group.add_argument("--max-batch-size", type=int, default=_BATCH.max_batch_size)
+    group.add_argument("--max-wait-ms", type=float, default=_BATCH.max_wait_ms)
+    group.add_argument("--max-tokens-per-batch", type=int, default=_BATCH.max_tokens_per_batch)
+    group.add_argument("--max-queue-size", type=int, default=_BATCH.max_queue_size)
+    group.add_argument(
         "--call-cost-tokens",
         type=int,
         default=None,
         help="fixed cost of one ONNX Runtime call in padded tokens: rows are cut into separate "
         "calls where padding them together costs more (default: 16 on CPU, 4096 on CUDA)",
     )
-    serve.add_argument("--max-texts-per-request", type=int, default=_LIMITS.max_texts_per_request)
-    serve.add_argument(
+
+
+def _add_limit_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("limits")
+    group.add_argument("--max-texts-per-request", type=int, default=_LIMITS.max_texts_per_request)
+    group.add_argument(
         "--max-message-bytes",
         type=int,
         default=_LIMITS.max_receive_message_bytes,
         help="largest request accepted",
     )
-    serve.add_argument(
+    group.add_argument(
         "--grace-period", type=float, default=_LIMITS.grace_period_s, help="seconds (SIGTERM)"
     )
-    serve.add_argument(
-        "--tls-cert",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="PEM certificate (chain): gRPC and HTTP serve TLS only (with --tls-key)",
-    )
-    serve.add_argument(
-        "--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key of --tls-cert"
-    )
-    serve.add_argument(
-        "--auth-token-file",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="accepted bearer tokens, one per line (# comments): every call but the health "
-        "check and the visualizer page needs 'authorization: Bearer TOKEN'",
-    )
-    serve.set_defaults(handler=_serve, log_level=logging.INFO)
+
+
+# The settings whose flag is not named after them (the others: max_batch_size, --max-batch-size).
+_SERVE_FLAGS = {
+    "max_receive_message_bytes": "--max-message-bytes",
+    "grace_period_s": "--grace-period",
+}
+
+
+def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
+    """The models to serve by name; a name gradlight cannot serve is refused naming its flag."""
+    from gradlight.runtime.models import check_model_name
+
+    named: list[tuple[str, Path, str]] = []  # name, artifact, where the name comes from
+    if args.artifact_dir is not None:
+        source = "--name" if args.name else "ARTIFACT_DIR's directory name (or give --name)"
+        named.append((args.name or args.artifact_dir.resolve().name, args.artifact_dir, source))
+    named += [(name, path, "--model") for name, path in args.model]
+    if not named:
+        raise UsageError("nothing to serve: give ARTIFACT_DIR or --model NAME=ARTIFACT_DIR")
+    artifacts: dict[str, Path] = {}
+    for name, path, source in named:
+        if name in artifacts:
+            raise UsageError(f"model name {name!r} is given twice")
+        try:
+            check_model_name(name)
+        except ValueError as exc:  # check_model_name's only error: the name is unusable
+            raise UsageError(f"{source}: {exc}") from None
+        artifacts[name] = path
+    return artifacts
 
 
 def _serve(args: argparse.Namespace) -> int:
     from gradlight.runtime.server import ServerSettings, serve
 
-    artifacts: dict[str, Path] = {}
-    if args.artifact_dir is not None:
-        artifacts[args.name or args.artifact_dir.resolve().name] = args.artifact_dir
-    for name, path in args.model:
-        if name in artifacts:
-            raise ValueError(f"model name {name!r} is given twice")
-        artifacts[name] = path
-    if not artifacts:
-        raise ValueError("nothing to serve: give ARTIFACT_DIR or --model NAME=ARTIFACT_DIR")
-    engine = EngineSettings(
-        provider=args.provider,
-        intra_op_threads=args.intra_op_threads,
-        inter_op_threads=args.inter_op_threads,
-        precision=args.precision,
-        io_binding={"auto": None, "on": True, "off": False}[args.io_binding],
-    )
-    settings = ServerSettings(
-        host=args.host,
-        port=args.port,
-        http_port=None if args.no_http else args.http_port,
-        batch=BatchSettings(
+    artifacts = _artifacts(args)
+    security = server_security_from_flags(args)
+    with said_as_flags(_SERVE_FLAGS):
+        engine = EngineSettings(
+            provider=args.provider,
+            intra_op_threads=args.intra_op_threads,
+            inter_op_threads=args.inter_op_threads,
+            precision=args.precision,
+            io_binding={"auto": None, "on": True, "off": False}[args.io_binding],
+        )
+        batch = BatchSettings(
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
             max_tokens_per_batch=args.max_tokens_per_batch,
             max_queue_size=args.max_queue_size,
             call_cost_tokens=args.call_cost_tokens,
-        ),
-        limits=ServiceLimits(
+        )
+        limits = ServiceLimits(
             max_texts_per_request=args.max_texts_per_request,
             max_receive_message_bytes=args.max_message_bytes,
             grace_period_s=args.grace_period,
-        ),
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        auth_token_file=args.auth_token_file,
+        )
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        http_port=None if args.no_http else args.http_port,
+        batch=batch,
+        limits=limits,
+        metrics_public=args.metrics_public,
+        **security,
     )
-    serve(artifacts, engine, settings)
+    with said_as_flags(_SERVE_FLAGS):  # settings refused while the models load, too
+        serve(artifacts, engine, settings)
     return 0
 
 
@@ -168,23 +207,7 @@ def add_attribute_parser(commands: Any) -> None:
     attribute.add_argument("--json", action="store_true", help="print the raw response as JSON")
     attribute.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     attribute.add_argument("--timeout", type=float, default=60.0, help="seconds")
-    attribute.add_argument(
-        "--tls-ca",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="connect with TLS, trusting this PEM root certificate",
-    )
-    attribute.add_argument(
-        "--tls", action="store_true", help="connect with TLS, trusting the system's roots"
-    )
-    attribute.add_argument(
-        "--auth-token-file",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="send the first token of FILE as 'authorization: Bearer TOKEN'",
-    )
+    add_connection_flags(attribute)
     attribute.set_defaults(handler=_attribute)
 
 
@@ -194,18 +217,9 @@ def _attribute(args: argparse.Namespace) -> int:
 
     from gradlight.client import Client
     from gradlight.client.render import render_result
-    from gradlight.runtime.security import load_tokens
 
-    token = load_tokens(args.auth_token_file).first if args.auth_token_file else None
-    tls_ca = None
-    if args.tls_ca is not None:
-        try:
-            tls_ca = args.tls_ca.read_bytes()
-        except OSError as exc:
-            raise ValueError(f"--tls-ca {args.tls_ca}: cannot be read ({exc.strerror})") from None
-    with Client(
-        args.server, timeout=args.timeout, tls=args.tls, tls_ca=tls_ca, token=token
-    ) as client:
+    connection = connection_from_flags(args, args.server)
+    with Client(connection=connection, timeout=args.timeout) as client:
         try:
             response = client.attribute(
                 args.texts,

@@ -12,6 +12,11 @@
 A server with TLS and tokens: ``Client(target, tls_ca="ca.pem", token="...")`` (``tls=True``
 trusts the system's roots; the token goes as ``authorization: Bearer`` metadata on every call).
 
+Calls answered UNAVAILABLE or RESOURCE_EXHAUSTED are retried by gRPC itself with a jittered
+exponential backoff, within the call's deadline. The whole connection (target, TLS, token,
+message limit, load balancing, retry policy) is one ``Connection``
+(client/connection.py): ``Client(connection=Connection(target, retry=RetryPolicy(...)))``.
+
 Responses are the protobuf messages of ``gradlight.v1`` (see proto/gradlight/v1/gradlight.proto).
 Errors are ``grpc.RpcError`` with the server's status code and message.
 """
@@ -19,5 +24,6 @@ Errors are ``grpc.RpcError`` with the server's status code and message.
 from __future__ import annotations
 
 from gradlight.client.client import Client, ServerNotReadyError
+from gradlight.client.connection import Connection, RetryPolicy
 
-__all__ = ["Client", "ServerNotReadyError"]
+__all__ = ["Client", "Connection", "RetryPolicy", "ServerNotReadyError"]

@@ -10,25 +10,20 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gradlight.client.connection import (
+    DEFAULT_TARGET,
+    MAX_MESSAGE_BYTES,
+    Connection,
+    connection_for,
+)
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+__all__ = ["DEFAULT_TARGET", "MAX_MESSAGE_BYTES", "Client", "ServerNotReadyError", "entity_fields"]
 
 
 class ServerNotReadyError(RuntimeError):
     """The server did not report SERVING in time."""
-
-
-def _root_certificates(tls_ca: bytes | str | Path) -> bytes:
-    """PEM bytes from PEM bytes, PEM text, or the path of a PEM file (a str that does not hold
-    a PEM block is a path)."""
-    if isinstance(tls_ca, bytes):
-        return tls_ca
-    if isinstance(tls_ca, str) and "-----BEGIN" in tls_ca:
-        return tls_ca.encode("ascii")
-    return Path(tls_ca).read_bytes()
 
 
 def entity_fields(
@@ -54,39 +49,33 @@ def entity_fields(
 class Client:
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
         timeout: float | None = 60.0,
         channel: grpc.Channel | None = None,
         tls: bool = False,
         tls_ca: bytes | str | Path | None = None,
         token: str | None = None,
+        connection: Connection | None = None,
     ) -> None:
-        """``timeout`` is the per-call deadline in seconds (None: no deadline).
+        """``target``: ``HOST:PORT`` (default 127.0.0.1:50051). ``timeout`` is the per-call
+        deadline in seconds, retries included (None: no deadline).
 
         TLS: ``tls_ca`` is the root certificate to trust (PEM bytes or text, or a file's path);
         ``tls=True`` trusts the system's roots. ``token`` is sent as ``authorization: Bearer
-        <token>`` on every call, the health check included. ``channel``: a channel of your own
-        (then without ``tls``/``tls_ca``; ``token`` still applies)."""
-        self.target = target
+        <token>`` on every call, the health check included. ``connection``: all of these, and
+        the retry policy, in one ``gradlight.client.connection.Connection`` (instead of
+        ``target``/``tls``/``tls_ca``/``token``). ``channel``: a channel of your own (then
+        without ``tls``/``tls_ca``/``connection``; ``token`` still applies)."""
+        if channel is not None and (tls or tls_ca is not None or connection is not None):
+            raise ValueError(
+                "give either channel or tls/tls_ca/connection: a channel brings its own"
+            )
+        self.connection = connection_for(connection, target, tls=tls, tls_ca=tls_ca, token=token)
+        self.target = self.connection.target
         self.timeout = timeout
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        if channel is not None:
-            if tls or tls_ca is not None:
-                raise ValueError("give either channel or tls/tls_ca: a channel brings its own")
-            self._channel = channel
-        elif tls or tls_ca is not None:
-            roots = _root_certificates(tls_ca) if tls_ca is not None else None
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self._channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._metadata: tuple[tuple[str, str], ...] = ()
-        if token is not None:
-            token = token.strip()
-            if not token or not token.isascii() or not token.isprintable() or " " in token:
-                raise ValueError("token must be printable ASCII without spaces")
-            self._metadata = (("authorization", f"Bearer {token}"),)
+        self._channel = channel if channel is not None else self.connection.channel()
+        self._metadata = self.connection.metadata
         self._stub = pb_grpc.AttributorStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 

@@ -21,7 +21,7 @@ from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import ModelNotFoundError, RequestError
 from gradlight.runtime.manifest import MANIFEST_NAME, sha256_file
 from gradlight.runtime.metrics import ServerMetrics
-from gradlight.runtime.settings import BatchSettings, EngineSettings
+from gradlight.runtime.settings import BatchSettings, EngineSettings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,10 @@ RELOADED, UNCHANGED, REFUSED = "reloaded", "unchanged", "refused"
 
 def check_model_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise ValueError(
-            f"model name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+        raise SettingsError(
+            "model name",
+            f"{name!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
         )
     return name
 
@@ -204,7 +205,8 @@ class ModelRegistry:
 
 def _check_budget(engine: Engine, batch: BatchSettings) -> None:
     if batch.max_tokens_per_batch < engine.max_length:
-        raise ValueError(
-            f"max_tokens_per_batch ({batch.max_tokens_per_batch}) must be at least the "
-            f"longest model input ({engine.max_length} tokens)"
+        raise SettingsError(
+            "max_tokens_per_batch",
+            f"must be at least the longest model input ({engine.max_length} tokens), got "
+            f"{batch.max_tokens_per_batch}",
         )

@@ -212,10 +212,13 @@ def _grpc_server(
         AttributorService(api, limits.max_send_message_bytes), server
     )
     address = f"{settings.host}:{settings.port}"
-    if security.tls is not None:
-        port = server.add_secure_port(address, security.tls.grpc_credentials())
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if security.tls is not None:
+            port = server.add_secure_port(address, security.tls.grpc_credentials())
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio refuses an address it cannot bind this way (1.85)
+        port = 0
     if port == 0:
         raise BindError(
             f"could not bind gRPC to {address} (in use?); choose another --port (0: any free one)"

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradlight.runtime.errors import GradlightError
+
 PROVIDERS = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16")
 
 
+class SettingsError(GradlightError, ValueError):
+    """A setting out of its range; ``setting`` names the field (``max_batch_size``) and
+    ``requirement`` says what it must be (``must be between 1 and 4096, got 0``), so that the
+    command line can say it in its flag's name. A ``ValueError`` too, for library callers."""
+
+    def __init__(self, setting: str, requirement: str) -> None:
+        super().__init__(f"{setting} {requirement}")
+        self.setting = setting
+        self.requirement = requirement
+
+
 def _check_int(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise SettingsError(name, f"must be an integer, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+        raise SettingsError(name, f"must be {bound}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -36,12 +49,12 @@ class EngineSettings:
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
-            raise ValueError(
-                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            raise SettingsError(
+                "provider", f"must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
             )
         if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            raise SettingsError(
+                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         _check_int("intra_op_threads", self.intra_op_threads, 0, 1024)
         _check_int("inter_op_threads", self.inter_op_threads, 1, 1024)
@@ -72,9 +85,11 @@ class BatchSettings:
     def __post_init__(self) -> None:
         _check_int("max_batch_size", self.max_batch_size, 1, 4096)
         if not isinstance(self.max_wait_ms, (int, float)) or isinstance(self.max_wait_ms, bool):
-            raise ValueError(f"max_wait_ms must be a number, got {self.max_wait_ms!r}")
+            raise SettingsError("max_wait_ms", f"must be a number, got {self.max_wait_ms!r}")
         if not 0 <= self.max_wait_ms <= 10_000:
-            raise ValueError(f"max_wait_ms must be between 0 and 10000, got {self.max_wait_ms}")
+            raise SettingsError(
+                "max_wait_ms", f"must be between 0 and 10000, got {self.max_wait_ms}"
+            )
         _check_int("max_tokens_per_batch", self.max_tokens_per_batch, 1)
         _check_int("max_queue_size", self.max_queue_size, 1)
         if self.call_cost_tokens is not None:
@@ -95,6 +110,6 @@ class ServiceLimits:
         _check_int("max_receive_message_bytes", self.max_receive_message_bytes, 1024)
         _check_int("max_send_message_bytes", self.max_send_message_bytes, 1024)
         if not 0 <= self.grace_period_s <= 3600:
-            raise ValueError(
-                f"grace_period_s must be between 0 and 3600, got {self.grace_period_s}"
+            raise SettingsError(
+                "grace_period_s", f"must be between 0 and 3600, got {self.grace_period_s}"
             )

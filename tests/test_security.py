@@ -564,7 +564,7 @@ def test_a_certificate_needs_its_key_and_the_cli_exits_2_naming_the_file(pki, tm
         ServerSettings(tls_key=pki.key)
     missing = tmp_path / "missing.pem"
     for flags, message in (
-        (["--tls-cert", str(pki.cert)], "tls_cert is given without tls_key"),
+        (["--tls-cert", str(pki.cert)], "--tls-cert is given without --tls-key"),
         (
             ["--tls-cert", str(missing), "--tls-key", str(pki.key)],
             f"TLS certificate {missing}: does not exist",

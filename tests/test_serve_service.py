@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from serving import ServerThread
 
-from gradlight.client import Client
+from gradlight.client import Client, Connection
 from gradlight.runtime.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
@@ -225,7 +225,8 @@ def test_full_queue_is_refused_with_resource_exhausted(engine_for):
     )
     with (
         ServerThread({"bert": engine_for("bert")}, settings) as server,
-        Client(server.address) as client,
+        # Without retries, to see the refusal itself (Client retries it by default).
+        Client(connection=Connection(server.address, retry=None)) as client,
     ):
         first = threading.Thread(target=lambda: client.predict([TEXT, TEXT]))
         first.start()

@@ -1,0 +1,141 @@
+"""The bulk job decides "retry", "line by line", "bad line" or "stop" from an error's code,
+retry delay and field, never from its message: with every message the server sends reworded,
+a real job over a real server makes exactly the same decisions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import grpc
+import numpy as np
+import pytest
+from serving import ServerThread
+from test_faults import FaultyEngine
+
+from gradlight.bulk.backends import BackendError, ServerBackend
+from gradlight.bulk.explaining import Decision, RequestOptions, decide
+from gradlight.bulk.formats import OutputOptions
+from gradlight.bulk.job import JobOptions, run_job
+from gradlight.bulk.pipeline import AsyncPipeline
+from gradlight.client.errors import ErrorDetails
+from gradlight.runtime import status
+from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.settings import ServiceLimits
+
+Code = grpc.StatusCode
+
+
+@pytest.mark.parametrize(
+    ("error", "lines", "decision"),
+    [
+        (ErrorDetails(Code.UNAVAILABLE, ""), 3, Decision.RETRY),
+        (ErrorDetails(Code.CANCELLED, ""), 1, Decision.RETRY),
+        (ErrorDetails(Code.DEADLINE_EXCEEDED, ""), 1, Decision.RETRY),
+        (ErrorDetails(Code.RESOURCE_EXHAUSTED, "", retry_after_s=0.2), 3, Decision.RETRY),
+        (ErrorDetails(Code.RESOURCE_EXHAUSTED, ""), 3, Decision.PER_LINE),  # too large
+        (ErrorDetails(Code.RESOURCE_EXHAUSTED, ""), 1, Decision.BAD_LINE),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="texts[2]"), 3, Decision.PER_LINE),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="texts[0]"), 1, Decision.BAD_LINE),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="entities"), 1, Decision.BAD_LINE),
+        (
+            ErrorDetails(Code.INVALID_ARGUMENT, "", field="entities[0].spans[3]"),
+            1,
+            Decision.BAD_LINE,
+        ),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="texts"), 3, Decision.STOP),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="max_length"), 1, Decision.STOP),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="entity_marking.open"), 2, Decision.STOP),
+        (ErrorDetails(Code.INVALID_ARGUMENT, ""), 1, Decision.STOP),  # no field: not a line's
+        (ErrorDetails(Code.INTERNAL, ""), 2, Decision.PER_LINE),
+        (ErrorDetails(Code.INTERNAL, ""), 1, Decision.BAD_LINE),
+        (ErrorDetails(Code.NOT_FOUND, "", field="model"), 1, Decision.STOP),
+        (ErrorDetails(Code.UNAUTHENTICATED, ""), 1, Decision.STOP),
+    ],
+)
+def test_decisions_follow_code_retry_delay_and_field(error, lines, decision):
+    assert decide(error, lines) is decision
+
+
+POISON = "Poisoned note: its rows fail in ONNX Runtime."
+TEXT = "The patient denies chest pain. No fever."
+
+
+def _lines() -> list[dict]:
+    many_spans = [{"start": 4, "end": 11}] * 10  # over the server's 4 classifications a request
+    return [
+        {"id": 1, "text": TEXT},
+        {"id": 2, "text": "Possible pneumonia."},
+        {"id": 3, "text": TEXT, "spans": many_spans},
+        {"id": 4, "text": "Fever since Monday."},
+        {"id": 5, "text": POISON},
+        {"id": 6, "text": "She reports a cough."},
+    ]
+
+
+def _job(server: ServerThread, tmp_path, name: str, max_length: int = 0):
+    """Run the bulk job; ``(records' ids, bad lines with reasons, the error that stopped it)``."""
+    source = tmp_path / f"{name}.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in _lines()))
+    output = tmp_path / f"{name}.out.jsonl"
+    request = RequestOptions(max_length=max_length)
+    options = JobOptions(request, OutputOptions(), lines_per_request=2, progress=False)
+    pipeline = AsyncPipeline(ServerBackend(server.address), request)
+    stopped = None
+    try:
+        run_job(source, output, pipeline, options)
+    except BackendError as exc:
+        stopped = exc.details
+    finally:
+        pipeline.close()
+    records = [json.loads(line)["id"] for line in output.read_text().splitlines()]
+    errors_path = output.with_name(output.name + ".errors.jsonl")
+    bad = {}
+    if errors_path.exists():
+        bad = {e["line"]: e["error"] for e in map(json.loads, errors_path.read_text().splitlines())}
+    return records, bad, stopped
+
+
+def _poisoning(engine):
+    poisoned = engine.encode([POISON], engine.max_length)[0].ids
+
+    def fault(graph, batch):
+        ids = batch.feed["input_ids"]
+        for row in range(ids.shape[0]):
+            if batch.lengths[row] == len(poisoned) and np.array_equal(
+                ids[row, : len(poisoned)], poisoned
+            ):
+                ids[row, 1] = 10**6  # an out-of-range id: the embedding lookup fails
+
+    return fault
+
+
+def test_reworded_messages_leave_every_decision_unchanged(engine_for, tmp_path, monkeypatch):
+    engine = FaultyEngine(engine_for("bert"))
+    engine.fault = _poisoning(engine)
+    settings = ServerSettings(port=0, limits=ServiceLimits(max_texts_per_request=4))
+    with ServerThread({"bert": engine}, settings) as server:
+        plain = _job(server, tmp_path, "plain")
+        plain_stop = _job(server, tmp_path, "plain-stop", max_length=2)
+        said = status.status_of
+        monkeypatch.setattr(
+            status,
+            "status_of",
+            lambda exc: dataclasses.replace(
+                said(exc), message="something went wrong", description="reworded"
+            ),
+        )
+        reworded = _job(server, tmp_path, "reworded")
+        reworded_stop = _job(server, tmp_path, "reworded-stop", max_length=2)
+
+    records, bad, stopped = plain
+    assert records == [1, 2, 4, 6] and stopped is None
+    assert set(bad) == {3, 5}
+    assert bad[3].startswith("spans: ") and "inference failed" in bad[5]
+    assert reworded[0] == records and reworded[2] is None
+    assert reworded[1] == {3: "spans: reworded", 5: "something went wrong"}
+    # A refusal of the options, not of a line: the job stops at the first request, either way.
+    for stop in (plain_stop, reworded_stop):
+        assert stop[:2] == ([], {})
+        assert (stop[2].code, stop[2].field) == (Code.INVALID_ARGUMENT, "max_length")
+    assert reworded_stop[2].message == "something went wrong"
