@@ -48,3 +48,20 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FaultyEngine:
+    """The real engine; ``fault(graph, batch)``, when set, runs before each ONNX Runtime call
+    and may change the padded inputs or wait."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.fault = None
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def run(self, key, batch, extras=None):
+        if self.fault is not None:
+            self.fault(key, batch)
+        return self._engine.run(key, batch, extras)

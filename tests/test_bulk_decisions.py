@@ -10,8 +10,7 @@ import json
 import grpc
 import numpy as np
 import pytest
-from serving import ServerThread
-from test_faults import FaultyEngine
+from serving import FaultyEngine, ServerThread
 
 from gradlight.bulk.backends import BackendError, ServerBackend
 from gradlight.bulk.explaining import Decision, RequestOptions, decide

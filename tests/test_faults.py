@@ -13,7 +13,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from serving import ServerThread
+from serving import FaultyEngine, ServerThread
 
 from gradlight.client import Client
 from gradlight.runtime.manifest import FORWARD
@@ -29,23 +29,6 @@ WINDOW = ServerSettings(port=0, batch=BatchSettings(max_wait_ms=600, max_batch_s
 
 def _texts(tag: str, count: int = 2) -> list[str]:
     return [f"{tag} {k}: {TEXT}" for k in range(count)]
-
-
-class FaultyEngine:
-    """The real engine; ``fault(graph, batch)``, when set, runs before each ONNX Runtime call
-    and may change the padded inputs or wait."""
-
-    def __init__(self, engine):
-        self._engine = engine
-        self.fault = None
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def run(self, key, batch, extras=None):
-        if self.fault is not None:
-            self.fault(key, batch)
-        return self._engine.run(key, batch, extras)
 
 
 @pytest.fixture
