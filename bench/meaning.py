@@ -3,11 +3,11 @@ running server (the product's own path: tokenization, batching, the ONNX graphs,
 
 For each note, with the model's predicted label:
 
-- **cue in the top 3 words**: the note's words are scored as in the visualizer's word view
-  (subword pieces' raw scores summed per word); the 3 highest-scoring words (letters and
-  digits only; special tokens and punctuation are not word positions) include a word of the
-  note's cue phrase ("denies", "no", "cannot rule out", ...; a training note with several
-  assertions: of any of them).
+- **cue in the top 3 words**: the note's words (runtime/words.py's) are scored as in the
+  visualizer's word view (each token's raw score added to the word at or after its start); the 3
+  highest-scoring words that hold a letter or digit (special tokens and punctuation are not
+  word positions) include a word of the note's cue phrase ("denies", "no", "cannot rule out",
+  ...; a training note with several assertions: of any of them).
 - **cue sentence first** (notes of 2 or more sentences): the sentence holding the cue (any
   cue) has the largest leave-one-out score, p(label | note) - p(label | note without the sentence).
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from gradlight.client import Client
 from gradlight.demo import assertion_data
 from gradlight.demo.assertion_data import Note
+from gradlight.runtime.words import has_letter_or_digit, token_words, words
 from gradlight.v1 import gradlight_pb2 as pb
 
-WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)*")
 TOP_WORDS = 3
 
 
@@ -63,17 +62,20 @@ class MeaningReport:
 
 
 def word_scores(result: pb.TextResult, column: int) -> list[tuple[int, int, float]]:
-    """``(start, end, score)`` per word of the text: its tokens' raw scores summed."""
-    spans = [(m.start(), m.end()) for m in WORD.finditer(result.text)]
+    """``(start, end, score)`` per word of the text that holds a letter or digit: its tokens'
+    raw scores summed (runtime/words.py's words and ``token_words``, as the visualizer's word
+    view and the bulk evidence)."""
+    spans = words(result.text)
+    tokens = [token for token in result.tokens if not token.special]
     totals = [0.0] * len(spans)
-    for token in result.tokens:
-        if token.special:
-            continue
-        for index, (start, end) in enumerate(spans):
-            if start <= token.start < end:
-                totals[index] += token.raw_scores[column]
-                break
-    return [(start, end, total) for (start, end), total in zip(spans, totals, strict=True)]
+    for token, owner in zip(tokens, token_words(spans, [t.start for t in tokens]), strict=True):
+        if owner is not None:
+            totals[owner] += token.raw_scores[column]
+    return [
+        (start, end, total)
+        for (start, end), total in zip(spans, totals, strict=True)
+        if has_letter_or_digit(result.text[start:end])
+    ]
 
 
 def judge(note: Note, result: pb.TextResult) -> NoteVerdict:

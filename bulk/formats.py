@@ -26,6 +26,7 @@ from xml.sax.saxutils import quoteattr
 
 from gradlight.bulk.evidence import WORD, Evidence, Selection, evidence, words
 from gradlight.bulk.lines import Item
+from gradlight.client import palette
 from gradlight.v1 import gradlight_pb2 as pb
 
 GRADLIGHT = "gradlight"
@@ -33,10 +34,6 @@ PRODIGY = "prodigy"
 LABEL_STUDIO = "label-studio"
 FORMATS = (GRADLIGHT, PRODIGY, LABEL_STUDIO)
 PREDICTED = "predicted"  # in ``OutputOptions.labels``: the answer's predicted labels
-
-# The visualizer's diverging scale: toward a label blue, away from it orange.
-TOWARD = (33, 102, 172)
-AWAY = (230, 97, 1)
 
 
 @dataclass(frozen=True)
@@ -49,16 +46,13 @@ class OutputOptions:
 
 
 def shade(score: float) -> str:
-    """The visualizer's colour for a score: white at 0, full blue (+1) or orange (-1)."""
-    target = TOWARD if score >= 0 else AWAY
-    a = min(1.0, abs(score))
-    r, g, b = (round(255 + (c - 255) * a) for c in target)
-    return f"#{r:02x}{g:02x}{b:02x}"
+    """The visualizer's colour for a score (client/palette.py): white at 0, full blue (+1) or
+    orange (-1), as ``#rrggbb``."""
+    return palette.hex_colour(palette.shade(score))
 
 
 def _ink(score: float) -> str:
-    r, g, b = (int(shade(score)[i : i + 2], 16) for i in (1, 3, 5))
-    return "#fff" if (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255 < 0.5 else "#000"
+    return "#fff" if palette.ink(score) == palette.WHITE else "#000"
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+from gradlight.client.palette import ink, shade
 from gradlight.v1 import gradlight_pb2 as pb
-
-# Diverging scale, readable for the common colour-vision deficiencies: red-orange for
-# negative (pushes away from the label), blue for positive (pushes toward it).
-NEGATIVE = (214, 96, 77)
-POSITIVE = (67, 147, 195)
 
 
 def _background(score: float) -> str:
-    strength = min(abs(score), 1.0)
-    target = POSITIVE if score >= 0 else NEGATIVE
-    red, green, blue = (round(255 + (channel - 255) * strength) for channel in target)
-    return f"\x1b[48;2;{red};{green};{blue}m\x1b[38;2;0;0;0m"
+    """ANSI 24-bit background and text colours of ``score`` (client/palette.py's scale: blue
+    toward the label, orange away from it)."""
+    return "\x1b[48;2;{};{};{}m\x1b[38;2;{};{};{}m".format(*shade(score), *ink(score))
 
 
 def render_tokens(result: pb.TextResult, label: str, *, color: bool) -> str:
@@ -46,7 +41,7 @@ def render_result(result: pb.TextResult, label: str | None, *, color: bool) -> s
         for name, probability in zip(result.labels, result.probabilities, strict=True)
     )
     if result.tokens:
-        lines.append(f"tokens, coloured for label {label!r} (blue: toward, red: away):")
+        lines.append(f"tokens, coloured for label {label!r} (blue: toward, orange: away):")
         lines.append("  " + render_tokens(result, label, color=color))
     if result.sentences:
         column = list(result.labels).index(label)

@@ -42,7 +42,7 @@ def read_until(text: str, encoded: EncodedText) -> int | None:
     """A point in ``text`` past everything the model reads of it when truncated (None: it
     reads it all): the end of the last read token, then of its word and of the next word, so
     that the pre-token a truncated read token came from lies wholly before it (a byte-level
-    space token carries an empty offset next to the word it belongs to)."""
+    space token's span ends where the word it belongs to begins)."""
     if not encoded.truncated:
         return None
     pairs = zip(encoded.offsets, encoded.special, strict=True)

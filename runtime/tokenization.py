@@ -12,6 +12,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from gradlight.runtime.errors import ArtifactError
+from gradlight.runtime.words import WHITE_SPACE
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class EncodedText:
     """One text as the model sees it: ids with special tokens, and where each token came from.
 
     ``offsets`` are ``[start, end)`` code point indices into the original Python string
-    (special tokens: ``(0, 0)``).
+    (special tokens: ``(0, 0)``); a token standing for whitespace alone has the span of that
+    whitespace (``whitespace_spans``).
     """
 
     ids: np.ndarray  # int64 [S]
@@ -83,14 +85,37 @@ class TextEncoder:
                 f"{self.num_special_tokens} special tokens"
             )
         encodings = self._tokenizer(max_length).encode_batch(list(texts))
-        return [
-            EncodedText(
-                ids=np.asarray(encoding.ids, dtype=np.int64),
-                type_ids=np.asarray(encoding.type_ids, dtype=np.int64),
-                tokens=tuple(encoding.tokens),
-                offsets=tuple(encoding.offsets),
-                special=tuple(bool(flag) for flag in encoding.special_tokens_mask),
-                truncated=bool(encoding.overflowing),
+        encoded = []
+        for text, encoding in zip(texts, encodings, strict=True):
+            special = tuple(bool(flag) for flag in encoding.special_tokens_mask)
+            encoded.append(
+                EncodedText(
+                    ids=np.asarray(encoding.ids, dtype=np.int64),
+                    type_ids=np.asarray(encoding.type_ids, dtype=np.int64),
+                    tokens=tuple(encoding.tokens),
+                    offsets=whitespace_spans(text, encoding.offsets, special),
+                    special=special,
+                    truncated=bool(encoding.overflowing),
+                )
             )
-            for encoding in encodings
-        ]
+        return encoded
+
+
+def whitespace_spans(
+    text: str, offsets: Sequence[tuple[int, int]], special: Sequence[bool]
+) -> tuple[tuple[int, int], ...]:
+    """``offsets`` with the empty span of each token that stands for whitespace widened to that
+    whitespace. Byte-level BPE that trims offsets (RoBERTa's ``trim_offsets``) moves a token's
+    start past its leading spaces, so a token of spaces alone ("Ġ" before a CJK character or
+    before another space) is left an empty span where its spaces end: it stands for the white
+    space right before that point that no earlier token covers. Other spans stay as they are."""
+    widened = []
+    covered = 0  # the end of the text's tokens so far
+    for (start, end), is_special in zip(offsets, special, strict=True):
+        if not is_special:
+            if start == end:
+                while start > covered and text[start - 1] in WHITE_SPACE:
+                    start -= 1
+            covered = max(covered, end)
+        widened.append((start, end))
+    return tuple(widened)

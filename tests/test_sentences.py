@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 (unusual characters on purpose)
 """Sentence splitting with offsets on clinical and general text."""
 
 from __future__ import annotations
@@ -5,6 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradlight.runtime.sentences import remove_span, split_sentences
 
@@ -117,6 +120,118 @@ def test_splitting_is_linear_on_hostile_text(text):
     """A complexity guard, not a speed test: each of these ~200,000-character texts splits in
     about 10-50 ms here; the quadratic splitter took minutes on some of them, holding the
     interpreter lock (and so the whole server) all that time."""
+    started = time.perf_counter()
+    spans = split_sentences(text)
+    assert time.perf_counter() - started < 10
+    assert all(0 <= span.start < span.end <= len(text) for span in spans)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # Chinese: no space after the full stop
+            "病人否认胸痛。无发热！需要复查吗？是的。",
+            ["病人否认胸痛。", "无发热！", "需要复查吗？", "是的。"],
+        ),
+        (  # Japanese: closing brackets stay with their sentence; halfwidth full stop
+            "彼は「行きます。」と言った。明日は晴れ｡ 本当？！はい",
+            ["彼は「行きます。」", "と言った。", "明日は晴れ｡", "本当？！", "はい"],
+        ),
+        (  # fullwidth digits keep their decimal point
+            "薬は３．５ｍｇです。次回．終わり",
+            ["薬は３．５ｍｇです。", "次回．", "終わり"],
+        ),
+        (  # Hindi: danda and double danda
+            "रोगी को बुखार नहीं है। खांसी है॥ ठीक है",
+            ["रोगी को बुखार नहीं है।", "खांसी है॥", "ठीक है"],
+        ),
+        (  # Arabic question mark, Urdu full stop
+            "هل يوجد ألم؟ لا يوجد ألم۔ شكرا",
+            ["هل يوجد ألم؟", "لا يوجد ألم۔", "شكرا"],
+        ),
+        (  # Ethiopic, Armenian, and the double marks in English
+            "ደህና ነው። Բարեւ։ Wow‼ really⁉ yes⁇ no",
+            ["ደህና ነው።", "Բարեւ։", "Wow‼", "really⁉", "yes⁇", "no"],
+        ),
+        (  # mixed: "." "!" "?" keep the English rules (a CJK word after them is not a
+            # sentence-like start, as in test_split's "Très bien! 東京に行きます。")
+            "Seen by Dr. Smith. Fine. 患者は元気です。He is fine! 好。Ok",
+            ["Seen by Dr. Smith.", "Fine. 患者は元気です。", "He is fine! 好。", "Ok"],
+        ),
+    ],
+)
+def test_split_at_other_scripts_terminators(text, expected):
+    assert _split(text) == expected
+
+
+def test_other_terminators_are_unicodes_sentence_terminal():
+    """The listed code points are Unicode's Sentence_Terminal less ASCII . ! ? (checked against
+    the ``regex`` package's tables, where it is installed)."""
+    import re
+    import sys
+
+    from gradlight.runtime.sentences import _OTHER_TERMINALS
+
+    regex = pytest.importorskip("regex")
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    listed = set(re.findall(f"[{_OTHER_TERMINALS}]", everything))
+    assert listed == set(regex.findall(r"\p{STerm}", everything)) - set(".!?")
+    assert set("。！？．｡‼⁇⁈⁉।॥؟۔።։") <= listed
+
+
+PIECES = [
+    "Patient denies pain",
+    ". ",
+    "! ",
+    "?",
+    "。",
+    "！",
+    "？",
+    "．",
+    "।",
+    "؟",
+    "‼",
+    "」",
+    "”",
+    ")",
+    " ",
+    "\n",
+    "\n\n",
+    "- ",
+    "1. ",
+    "Dr. ",
+    "３",
+    "2.5",
+    "東京",
+    "हिंदी",
+    "عربي",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=40).map("".join))
+def test_spans_cover_the_text_in_order(text):
+    spans = split_sentences(text)
+    previous_end = 0
+    for span in spans:
+        assert previous_end <= span.start < span.end <= len(text)
+        assert not text[span.start].isspace() and not text[span.end - 1].isspace()
+        assert text[previous_end : span.start].strip() == ""
+        previous_end = span.end
+    assert text[previous_end:].strip() == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "。" * 200_000 + "x",
+        ("３．" * 50_000) + "５",
+        "!。" * 100_000,
+        ("a。」" + "」" * 50) * 2_000,
+    ],
+    ids=["full-stops", "fullwidth-decimals", "mixed-marks", "closers"],
+)
+def test_splitting_at_other_terminators_is_linear(text):
     started = time.perf_counter()
     spans = split_sentences(text)
     assert time.perf_counter() - started < 10

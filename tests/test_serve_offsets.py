@@ -1,7 +1,7 @@
 # ruff: noqa: RUF001 (unusual characters on purpose)
 """Character offsets of served tokens are code point offsets into the original text, right for
 accents, CJK, emoji and other non-BMP characters; with the real MiniLM tokenizer and byte-level
-BPE."""
+BPE, whose space tokens ("Ġ" before a CJK character) are served with the span of their space."""
 
 from __future__ import annotations
 
@@ -20,21 +20,23 @@ TEXTS = [
 ]
 
 
-def _check_offsets(result, text, whitespace_tokens=()):
+def _check_offsets(result, text):
     previous = 0
     for token in result.tokens:
         if token.special:
             assert (token.start, token.end) == (0, 0)
             continue
-        assert 0 <= token.start <= token.end <= len(text)
-        # Only a token that stands for whitespace alone (byte-level "Ġ") has an empty span.
-        assert token.start < token.end or token.token in whitespace_tokens
+        # Every token has a span, a token standing for whitespace alone too (byte-level "Ġ":
+        # its space, "Ċ": its newline).
+        assert 0 <= token.start < token.end <= len(text)
         assert token.start >= previous
         previous = token.start
         # No token's span carries surrounding whitespace, unless the token stands for
-        # whitespace alone (byte-level "Ċ" is a newline, span and all).
+        # whitespace alone.
         surface = text[token.start : token.end]
         assert surface.strip() in (surface, "")
+        if set(token.token) == {"Ġ"}:
+            assert surface == " " * len(token.token)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_minilm_offsets_give_each_tokens_surface(minilm_client):
 def test_byte_level_bpe_offsets(tiny_client):
     response = tiny_client.attribute(TEXTS, model="roberta")
     for text, result in zip(TEXTS, response.results, strict=True):
-        _check_offsets(result, text, whitespace_tokens=("Ġ",))
+        _check_offsets(result, text)
         # Every non-space character of what the model saw is covered by some token: all of the
         # text, or (truncated: math letters are 4 bytes, so 4 tokens each) a prefix of it.
         covered = set()
@@ -75,3 +77,5 @@ def test_byte_level_bpe_offsets(tiny_client):
         assert result.truncated == (seen < len(text.rstrip()))
         assert {i for i, char in enumerate(text[:seen]) if not char.isspace()} <= covered
     assert [result.truncated for result in response.results] == [False, True, False]
+    spaces = [t for r in response.results for t in r.tokens if set(t.token) == {"Ġ"}]
+    assert spaces  # a space token standing alone ("Ġ" before "病"), served with its space

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradlight.runtime.words import token_words, words
+
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = Path(os.environ.get("GRADLIGHT_TEST_OUTPUT", Path(__file__).parents[1] / "test-output"))
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -172,8 +174,10 @@ def test_word_view_sums_pieces_and_renormalizes(page, tiny_server, tiny_client):
     page.check('input[name="view"][value="words"]')
     expected = _grpc(tiny_client, text)
     raw = np.array([list(token.raw_scores) for token in expected.tokens])  # [S, K]
-    # Words as the page defines them (ASCII here): letter/digit runs, or one other symbol.
-    spans = [(m.start(), m.end()) for m in re.finditer(r"[A-Za-z0-9]+|\S", text)]
+    # Words as the page defines them: runtime/words.py's (tests/test_words.py compares the two),
+    # each token in the word at or after its start.
+    spans = words(text)
+    owners = iter(token_words(spans, [t.start for t in expected.tokens if not t.special]))
     groups: list[tuple[str, list[int]]] = []
     previous_word = None
     for index, token in enumerate(expected.tokens):
@@ -181,7 +185,7 @@ def test_word_view_sums_pieces_and_renormalizes(page, tiny_server, tiny_client):
             groups.append((token.token, [index]))
             previous_word = None
             continue
-        word = next(span for span in spans if span[0] <= token.start < span[1])
+        word = spans[next(owners)]
         if word == previous_word:
             groups[-1][1].append(index)
         else:
