@@ -25,7 +25,7 @@ from gradlight.bulk.formats import (
     record,
 )
 from gradlight.bulk.lines import BadLine, Item, parse_line
-from gradlight.bulk.pipeline import Pipeline
+from gradlight.bulk.pipeline import Outcome, Pipeline
 from gradlight.runtime.entities import marking_from
 from gradlight.runtime.errors import GradlightError, RequestError
 from gradlight.v1 import gradlight_pb2 as pb
@@ -162,115 +162,153 @@ def run_job(
             path.unlink(missing_ok=True)
     output = replace(options.output, model=facts.name)
     settings = _settings(options, input_path, facts)
-    if checkpoint_path.exists():
-        progress = checkpoint.load(checkpoint_path, settings)
-    elif output_path.exists() and output_path.stat().st_size > 0:
-        raise CheckpointError(
-            f"{output_path} exists and has no checkpoint of an interrupted run; pass --restart "
-            "to overwrite it, or choose another output"
-        )
-    else:
-        progress = Progress()
+    progress = _starting_point(output_path, checkpoint_path, settings)
     started_at = time.perf_counter()
-    resumed_from = progress.lines
     if output.format == LABEL_STUDIO:
         config = output_path.with_name(output_path.name + ".label-config.xml")
         config.write_text(label_studio_config(facts.labels, facts.multi_label), encoding="utf-8")
     with input_path.open("rb") as source:
-        digest = checkpoint.hash_prefix(source, progress.input_offset)
-        if digest.hexdigest() != progress.input_sha256:
-            raise CheckpointError(
-                f"the first {progress.input_offset} bytes of {input_path} differ from the input "
-                "this output was started from; pass --restart to start over"
-            )
-        if progress.complete and progress.input_offset > 0:  # lines added since: go on
-            source.seek(progress.input_offset - 1)
-            if source.read(1) != b"\n" and source.read(1):
-                raise CheckpointError(
-                    f"{input_path}'s last line, finished without a line break, has grown "
-                    "since; pass --restart to start over"
-                )
-        total = _count_lines(input_path)
-        bar = _Progress(options.progress, total, progress.lines)
+        digest = _verified_prefix(source, input_path, progress)
+        bar = _Progress(options.progress, _count_lines(input_path), progress.lines)
         with (
             _open_at(output_path, progress.output_bytes) as out,
             _open_at(errors_path, progress.errors_bytes) as errors,
         ):
-            last_commit = time.monotonic()
-            done = progress  # after the last whole chunk: replaced in one step, never edited
-
-            def commit(complete: bool = False) -> None:
-                """Save ``done``: what the outputs hold up to its sizes is finished."""
-                for handle in (out, errors):
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                checkpoint.save(checkpoint_path, settings, replace(done, complete=complete))
-
+            writer = _Writer(out, errors, checkpoint_path, settings, progress, digest)
             chunks = _chunks(
-                source,
-                progress.input_offset,
-                progress.lines,
-                options.lines_per_request,
+                source, progress.input_offset, progress.lines, options.lines_per_request,
                 facts.max_texts,
-            )
-            pending: list[_Chunk] = []  # read and sent, not yet written
-
-            def groups() -> Iterator[list[Item]]:
-                for chunk in chunks:
-                    pending.append(chunk)
-                    yield chunk.items
-
-            answered = pipeline.outcomes(groups())
-            try:
-                for answers in answered:
-                    chunk = pending.pop(0)
-                    if len(answers) != len(chunk.items):
-                        raise RuntimeError(
-                            f"{len(answers)} answers for the {len(chunk.items)} texts of lines "
-                            f"{chunk.entries[0][0]} to {chunk.entries[-1][0]}"
-                        )
-                    records, reports = _render(chunk, answers, output)
-                    out.write(b"".join(records))
-                    errors.write(b"".join(line for line, _ in reports))
-                    for _, message in reports:
-                        bar.say(message)
-                    digest.update(chunk.raw)
-                    # An interruption (Ctrl+C, SIGTERM) can come between any two statements:
-                    # ``done`` moves to the end of this chunk in one assignment.
-                    done = replace(
-                        done,
-                        input_offset=chunk.end_offset,
-                        lines=done.lines + len(chunk.entries),
-                        explained=done.explained + len(records),
-                        bad=done.bad + len(reports),
-                        output_bytes=out.tell(),
-                        errors_bytes=errors.tell(),
-                        input_sha256=digest.hexdigest(),
-                    )
-                    bar.advance(len(chunk.entries))
-                    if stop_requested():
-                        raise KeyboardInterrupt
-                    if time.monotonic() - last_commit >= options.commit_interval_s:
-                        commit()
-                        last_commit = time.monotonic()
-                commit(complete=True)
-            except BaseException:
-                commit()  # what was finished is kept; the rest is redone on resume
-                raise
-            finally:
-                answered.close()  # requests still in flight are cancelled
-                bar.close()
+            )  # fmt: skip
+            done = writer.run(chunks, pipeline, output, bar, options, stop_requested)
     seconds = time.perf_counter() - started_at
-    lines = done.lines - resumed_from
+    lines = done.lines - progress.lines
     return Summary(
         done.lines,
         done.explained,
         done.bad,
         seconds,
         lines / seconds if seconds > 0 else 0.0,
-        resumed_from,
+        progress.lines,
         already_complete=progress.complete and lines == 0,
     )
+
+
+def _starting_point(output_path: Path, checkpoint_path: Path, settings: dict[str, Any]) -> Progress:
+    """Where the job starts: its checkpoint's progress (checked against ``settings``), or the
+    beginning of an output that does not exist yet."""
+    if checkpoint_path.exists():
+        return checkpoint.load(checkpoint_path, settings)
+    if output_path.exists() and output_path.stat().st_size > 0:
+        raise CheckpointError(
+            f"{output_path} exists and has no checkpoint of an interrupted run; pass --restart "
+            "to overwrite it, or choose another output"
+        )
+    return Progress()
+
+
+def _verified_prefix(source: BinaryIO, input_path: Path, progress: Progress) -> Any:
+    """The sha256 of the input bytes already done, checked against the checkpoint's."""
+    digest = checkpoint.hash_prefix(source, progress.input_offset)
+    if digest.hexdigest() != progress.input_sha256:
+        raise CheckpointError(
+            f"the first {progress.input_offset} bytes of {input_path} differ from the input "
+            "this output was started from; pass --restart to start over"
+        )
+    if progress.complete and progress.input_offset > 0:  # lines added since: go on
+        source.seek(progress.input_offset - 1)
+        if source.read(1) != b"\n" and source.read(1):
+            raise CheckpointError(
+                f"{input_path}'s last line, finished without a line break, has grown "
+                "since; pass --restart to start over"
+            )
+    return digest
+
+
+class _Writer:
+    """Writes the answers chunk by chunk and keeps ``done``: the progress after the last whole
+    chunk, replaced in one step, never edited (an interruption can come between any two
+    statements); ``commit`` saves it, the outputs synced first."""
+
+    def __init__(
+        self,
+        out: BinaryIO,
+        errors: BinaryIO,
+        checkpoint_path: Path,
+        settings: dict[str, Any],
+        done: Progress,
+        digest: Any,
+    ) -> None:
+        self.out, self.errors = out, errors
+        self.checkpoint_path, self.settings = checkpoint_path, settings
+        self.done, self.digest = done, digest
+
+    def commit(self, complete: bool = False) -> None:
+        """Save ``done``: what the outputs hold up to its sizes is finished."""
+        for handle in (self.out, self.errors):
+            handle.flush()
+            os.fsync(handle.fileno())
+        checkpoint.save(self.checkpoint_path, self.settings, replace(self.done, complete=complete))
+
+    def run(
+        self,
+        chunks: Iterator[_Chunk],
+        pipeline: Pipeline,
+        output: OutputOptions,
+        bar: _Progress,
+        options: JobOptions,
+        stop_requested: Callable[[], bool],
+    ) -> Progress:
+        pending: list[_Chunk] = []  # read and sent, not yet written
+
+        def groups() -> Iterator[list[Item]]:
+            for chunk in chunks:
+                pending.append(chunk)
+                yield chunk.items
+
+        answered = pipeline.outcomes(groups())
+        last_commit = time.monotonic()
+        try:
+            for answers in answered:
+                self.write(pending.pop(0), answers, output, bar)
+                if stop_requested():
+                    raise KeyboardInterrupt
+                if time.monotonic() - last_commit >= options.commit_interval_s:
+                    self.commit()
+                    last_commit = time.monotonic()
+            self.commit(complete=True)
+        except BaseException:
+            self.commit()  # what was finished is kept; the rest is redone on resume
+            raise
+        finally:
+            answered.close()  # requests still in flight are cancelled
+            bar.close()
+        return self.done
+
+    def write(
+        self, chunk: _Chunk, answers: list[Outcome], output: OutputOptions, bar: _Progress
+    ) -> None:
+        if len(answers) != len(chunk.items):
+            raise RuntimeError(
+                f"{len(answers)} answers for the {len(chunk.items)} texts of lines "
+                f"{chunk.entries[0][0]} to {chunk.entries[-1][0]}"
+            )
+        records, reports = _render(chunk, answers, output)
+        self.out.write(b"".join(records))
+        self.errors.write(b"".join(line for line, _ in reports))
+        for _, message in reports:
+            bar.say(message)
+        self.digest.update(chunk.raw)
+        self.done = replace(
+            self.done,
+            input_offset=chunk.end_offset,
+            lines=self.done.lines + len(chunk.entries),
+            explained=self.done.explained + len(records),
+            bad=self.done.bad + len(reports),
+            output_bytes=self.out.tell(),
+            errors_bytes=self.errors.tell(),
+            input_sha256=self.digest.hexdigest(),
+        )
+        bar.advance(len(chunk.entries))
 
 
 class JobOptionsError(GradlightError, ValueError):

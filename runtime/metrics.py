@@ -28,89 +28,62 @@ _ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _TOKENS = (16, 64, 256, 1024, 4096, 8192, 16384, 65536, 262144)
 
 
+# (attribute, kind, name, help, labels, buckets): every metric a server exports.
+_METRICS = (
+    ("requests", Counter, "gradlight_requests",
+     "Requests answered, by model, method and status code (an HTTP request by the gRPC code "
+     "its status maps from)", ("model", "method", "code"), None),
+    ("request_seconds", Histogram, "gradlight_request_seconds",
+     "Whole requests, from the API taking them to the answer", ("model", "method"), _SECONDS),
+    ("tokenize_seconds", Histogram, "gradlight_tokenize_seconds",
+     "Tokenizing and planning a request's rows (sentence variants and label rows)",
+     ("model", "method"), _SECONDS),
+    ("queue_wait_seconds", Histogram, "gradlight_queue_wait_seconds",
+     "Time a request's rows for one graph waited in the batching queue", ("model", "graph"),
+     _SECONDS),
+    ("inference_seconds", Histogram, "gradlight_inference_seconds",
+     "One ONNX Runtime call", ("model", "graph"), _SECONDS),
+    ("batch_rows", Histogram, "gradlight_batch_rows",
+     "Rows (token sequences) per ONNX Runtime call", ("model", "graph"), _ROWS),
+    ("batch_padded_tokens", Histogram, "gradlight_batch_padded_tokens",
+     "Rows x padded length per ONNX Runtime call", ("model", "graph"), _TOKENS),
+    ("queue_rows", Gauge, "gradlight_queue_rows",
+     "Rows waiting for a model: queued, or held by requests being prepared", ("model",), None),
+    ("refusals", Counter, "gradlight_refusals",
+     "Requests refused because of the server's state or limits, by reason (QUEUE_FULL, "
+     "RESPONSE_TOO_LARGE, SHUTTING_DOWN, UNAUTHENTICATED)", ("model", "reason"), None),
+    ("reloads", Counter, "gradlight_reloads",
+     "Artifact reloads, by outcome (reloaded, unchanged, refused)", ("model", "outcome"), None),
+    ("model_info", Gauge, "gradlight_model_info",
+     "The artifact each model serves (1 for the current revision)",
+     ("model", "revision", "precision", "provider"), None),
+)  # fmt: skip
+
+
 class ServerMetrics:
-    """The metrics of one server. ``model(name)`` gives the view a model's batcher and
-    attributor record into."""
+    """The metrics of one server (``_METRICS``, each an attribute). ``model(name)`` gives the
+    view a model's batcher and attributor record into."""
+
+    requests: Counter
+    request_seconds: Histogram
+    tokenize_seconds: Histogram
+    queue_wait_seconds: Histogram
+    inference_seconds: Histogram
+    batch_rows: Histogram
+    batch_padded_tokens: Histogram
+    queue_rows: Gauge
+    refusals: Counter
+    reloads: Counter
+    model_info: Gauge
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
         PlatformCollector(registry=self.registry)
-        r = self.registry
-        self.requests = Counter(
-            "gradlight_requests",
-            "Requests answered, by model, method and gRPC status code (HTTP requests by the "
-            "code their status maps from)",
-            ["model", "method", "code"],
-            registry=r,
-        )
-        self.request_seconds = Histogram(
-            "gradlight_request_seconds",
-            "Whole requests, from the API taking them to the answer",
-            ["model", "method"],
-            buckets=_SECONDS,
-            registry=r,
-        )
-        self.tokenize_seconds = Histogram(
-            "gradlight_tokenize_seconds",
-            "Tokenizing and planning a request's rows (sentence variants and label rows)",
-            ["model", "method"],
-            buckets=_SECONDS,
-            registry=r,
-        )
-        self.queue_wait_seconds = Histogram(
-            "gradlight_queue_wait_seconds",
-            "Time a request's rows for one graph waited in the batching queue",
-            ["model", "graph"],
-            buckets=_SECONDS,
-            registry=r,
-        )
-        self.inference_seconds = Histogram(
-            "gradlight_inference_seconds",
-            "One ONNX Runtime call",
-            ["model", "graph"],
-            buckets=_SECONDS,
-            registry=r,
-        )
-        self.batch_rows = Histogram(
-            "gradlight_batch_rows",
-            "Rows (token sequences) per ONNX Runtime call",
-            ["model", "graph"],
-            buckets=_ROWS,
-            registry=r,
-        )
-        self.batch_padded_tokens = Histogram(
-            "gradlight_batch_padded_tokens",
-            "Rows x padded length per ONNX Runtime call",
-            ["model", "graph"],
-            buckets=_TOKENS,
-            registry=r,
-        )
-        self.queue_rows = Gauge(
-            "gradlight_queue_rows",
-            "Rows waiting for a model: queued, or held by requests being prepared",
-            ["model"],
-            registry=r,
-        )
-        self.refusals = Counter(
-            "gradlight_refusals",
-            "Requests refused without an answer because of the server's state or limits, by "
-            "reason (QUEUE_FULL, RESPONSE_TOO_LARGE, SHUTTING_DOWN, UNAUTHENTICATED)",
-            ["model", "reason"],
-            registry=r,
-        )
-        self.reloads = Counter(
-            "gradlight_reloads",
-            "Artifact reloads, by outcome (reloaded, unchanged, refused)",
-            ["model", "outcome"],
-            registry=r,
-        )
-        self.model_info = Gauge(
-            "gradlight_model_info",
-            "The artifact each model serves (1 for the current revision)",
-            ["model", "revision", "precision", "provider"],
-            registry=r,
-        )
+        for attribute, kind, name, description, labels, buckets in _METRICS:
+            extra = {"buckets": buckets} if buckets is not None else {}
+            metric = kind(name, description, labels, registry=self.registry, **extra)
+            setattr(self, attribute, metric)
 
     def model(self, name: str) -> ModelMetrics:
         return ModelMetrics(self, name)

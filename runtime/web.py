@@ -41,12 +41,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
-from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from gradlight.runtime import status
@@ -58,6 +55,7 @@ from gradlight.runtime.errors import (
     ResponseTooLargeError,
     shown,
 )
+from gradlight.runtime.json_messages import parse_message, shown_json, to_json
 from gradlight.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gradlight.runtime.models import REFUSED
 from gradlight.runtime.security import WWW_AUTHENTICATE, TokenSet
@@ -69,7 +67,6 @@ logger = logging.getLogger(__name__)
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/favicon.ico"})  # reachable without a token
 
-M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -107,67 +104,6 @@ class Page:
             "frame-ancestors 'none'"
         )
         return cls(html.encode("utf-8"), csp)
-
-
-_FIELD_KIND = {  # what a field must be: (one value, several values)
-    FieldDescriptor.TYPE_STRING: ("a string (valid Unicode)", "strings (valid Unicode)"),
-    FieldDescriptor.TYPE_BOOL: ("true or false", "true or false values"),
-    FieldDescriptor.TYPE_INT32: ("a 32-bit integer", "32-bit integers"),
-}
-
-
-def _expected(field: FieldDescriptor) -> str:
-    one, several = _FIELD_KIND.get(field.type, ("a value of its type", "values of its type"))
-    return f"a list of {several}" if field.is_repeated else one
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value)  # ASCII: a lone surrogate in the input cannot break the reply
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_message(body: bytes, message_type: type[M]) -> M:
-    """A request message from a JSON body; errors name the field and say what it must be."""
-    name = message_type.DESCRIPTOR.name
-    try:
-        data = json.loads(body.decode("utf-8-sig"))  # JSON travels as UTF-8 (RFC 8259)
-    except UnicodeDecodeError:
-        raise RequestError("body", "is not UTF-8 text; send UTF-8 encoded JSON") from None
-    except json.JSONDecodeError as exc:
-        raise RequestError(
-            "body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    except (RecursionError, ValueError) as exc:  # nesting too deep, a number too long
-        raise RequestError("body", f"is not usable JSON ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise RequestError(
-            "body", f"must be a JSON object with the fields of {name}, got {_shown(data)}"
-        )
-    fields: dict[str, FieldDescriptor] = {}
-    for field in message_type.DESCRIPTOR.fields:
-        fields[field.name] = field
-        fields[field.json_name] = field
-    message = message_type()
-    for key, value in data.items():
-        field = fields.get(key)
-        if field is None:
-            known = ", ".join(field.name for field in message_type.DESCRIPTOR.fields)
-            raise RequestError(key, f"is not a field of {name}; its fields are {known}")
-        part = message_type()
-        try:
-            json_format.ParseDict({key: value}, part)
-        except json_format.ParseError:
-            raise RequestError(
-                field.name, f"must be {_expected(field)}, got {_shown(value)}"
-            ) from None
-        message.MergeFrom(part)
-    return message
-
-
-def to_json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
 
 
 def _host_name(host: str) -> str:
@@ -277,7 +213,7 @@ class WebApp:
         allowed = self.allowed_hosts
         if allowed is not None and _host_name(request.host).lower() not in allowed:
             description = (
-                f"{_shown(request.host)} is not a loopback name of this server (it only "
+                f"{shown_json(request.host)} is not a loopback name of this server (it only "
                 "answers 127.0.0.1, localhost and [::1]; bind another --host to serve other "
                 "names)"
             )
