@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradlight.cli.errors import UsageError
+from gradlight.runtime.security import tls_pair_problem
 from gradlight.runtime.settings import PROVIDERS, SettingsError
 
 if TYPE_CHECKING:
@@ -66,15 +67,9 @@ def add_connection_flags(parser: argparse.ArgumentParser, title: str = "connecti
 
 def _read_tls_ca(path: Path) -> bytes:
     from gradlight.client.connection import is_pem_certificate
+    from gradlight.runtime.security import read_file
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--tls-ca {path}: does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"--tls-ca {path}: is a directory, not a file") from None
-    except OSError as exc:
-        raise UsageError(f"--tls-ca {path}: cannot be read ({exc.strerror})") from None
+    data = read_file("--tls-ca", path)
     if not is_pem_certificate(data):
         raise UsageError(
             f"--tls-ca {path}: is not a PEM certificate (no -----BEGIN CERTIFICATE----- line)"
@@ -159,14 +154,8 @@ def add_server_security_flags(parser: argparse.ArgumentParser) -> None:
 def server_security_from_flags(args: argparse.Namespace) -> dict[str, Path | None]:
     """``ServerSettings``' ``tls_cert``, ``tls_key`` and ``auth_token_file`` (runtime/server.py
     reads and checks the files, naming each)."""
-    if (args.tls_cert is None) != (args.tls_key is None):
-        given, missing = (
-            ("--tls-cert", "--tls-key") if args.tls_key is None else ("--tls-key", "--tls-cert")
-        )
-        raise UsageError(
-            f"{given} is given without {missing}: TLS needs the certificate and its key "
-            "(--tls-cert and --tls-key), or neither"
-        )
+    if problem := tls_pair_problem(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key")):
+        raise UsageError(problem)
     return {
         "tls_cert": args.tls_cert,
         "tls_key": args.tls_key,

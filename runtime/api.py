@@ -9,9 +9,10 @@ It also drains: after ``stop_accepting()`` new calls are refused with UNAVAILABL
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -22,6 +23,8 @@ from gradlight.runtime.requests import AttributeOptions
 from gradlight.v1 import gradlight_pb2 as pb
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 PREDICT, ATTRIBUTE = "Predict", "Attribute"
 # Refusals: the request was not answered because of the server's state or limits.
@@ -46,16 +49,14 @@ class AttributorApi:
     async def predict(
         self, request: pb.PredictRequest, method: str = PREDICT
     ) -> pb.PredictResponse:
-        options = messages.predict_options(request)
-        name, results = await self._admit(self._run(request, method, options))
-        return pb.PredictResponse(model=name, results=results)
+        answer = self._run(request, method, messages.predict_options(request))
+        return pb.PredictResponse(**await self._admit(answer))
 
     async def attribute(
         self, request: pb.AttributeRequest, method: str = ATTRIBUTE
     ) -> pb.AttributeResponse:
-        options = messages.attribute_options(request)
-        name, results = await self._admit(self._run(request, method, options))
-        return pb.AttributeResponse(model=name, results=results)
+        answer = self._run(request, method, messages.attribute_options(request))
+        return pb.AttributeResponse(**await self._admit(answer))
 
     async def counted(
         self,
@@ -79,9 +80,17 @@ class AttributorApi:
                 self.metrics.refusals.labels(self._name(request), exc.reason).inc()  # type: ignore[attr-defined]
             raise
         finally:
-            name = self._name(request)
+            name, seconds = self._name(request), time.perf_counter() - started
             self.metrics.requests.labels(name, method, outcome).inc()
-            self.metrics.request_seconds.labels(name, method).observe(time.perf_counter() - started)
+            self.metrics.request_seconds.labels(name, method).observe(seconds)
+            logger.debug(
+                "%s model=%r texts=%d %s %.1f ms",
+                method,
+                request.model,
+                len(request.texts),
+                outcome,
+                seconds * 1000,
+            )
 
     def _name(self, request: pb.PredictRequest | pb.AttributeRequest) -> str:
         """The served model a request names ("" for a model not served)."""
@@ -129,10 +138,11 @@ class AttributorApi:
         request: pb.PredictRequest | pb.AttributeRequest,
         method: str,
         options: AttributeOptions,
-    ) -> tuple[str, list[pb.TextResult]]:
+    ) -> dict[str, Any]:
+        """The response's fields: the model's name and the results."""
         async with self.registry.use(request.model) as model:
             entities, marking = messages.entity_request(request)
             results = await model.attributor.run(
                 request.texts, options, entities, marking, method=method
             )
-            return model.name, messages.results(results)
+            return {"model": model.name, "results": messages.results(results)}

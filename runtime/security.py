@@ -31,7 +31,8 @@ _PRIVATE_KEY = re.compile(rb"-----BEGIN (?:RSA |EC |DSA )?PRIVATE KEY-----")
 _HOW = 'send "authorization: Bearer <token>" with a token from the server\'s --auth-token-file'
 
 
-def _read(kind: str, path: Path) -> bytes:
+def read_file(kind: str, path: Path) -> bytes:
+    """The bytes of a file a user named; SecurityConfigError naming ``kind`` and the file."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -58,8 +59,8 @@ class TlsMaterial:
 
 def load_tls(cert_file: Path, key_file: Path) -> TlsMaterial:
     """Read and check a PEM certificate and key; errors name the file at fault."""
-    cert_pem = _read("TLS certificate", cert_file)
-    key_pem = _read("TLS key", key_file)
+    cert_pem = read_file("TLS certificate", cert_file)
+    key_pem = read_file("TLS key", key_file)
     if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
         raise SecurityConfigError(
             f"TLS certificate {cert_file}: is not a PEM certificate (no -----BEGIN "
@@ -155,7 +156,7 @@ class TokenSet:
 
 def load_tokens(path: Path) -> TokenSet:
     """One token per line; blank lines and lines starting with ``#`` are ignored."""
-    data = _read("auth token file", path)
+    data = read_file("auth token file", path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -210,6 +211,20 @@ class Security:
         else:
             auth = "authentication off"
         return f"{tls}; {auth}"
+
+
+def tls_pair_problem(
+    cert: object, key: object, names: tuple[str, str] = ("tls_cert", "tls_key")
+) -> str | None:
+    """What is wrong when only one of the certificate and its key is given (None: nothing);
+    ``names``: how the two are called where they were given."""
+    if (cert is None) == (key is None):
+        return None
+    given, missing = names if key is None else names[::-1]
+    return (
+        f"{given} is given without {missing}: TLS needs the certificate and its key "
+        "(--tls-cert and --tls-key), or neither"
+    )
 
 
 def load_security(

@@ -22,7 +22,7 @@ from gradlight.runtime.errors import BindError
 from gradlight.runtime.grpc_auth import BearerTokenInterceptor
 from gradlight.runtime.metrics import ServerMetrics
 from gradlight.runtime.models import ModelRegistry, ReloadOutcome, load_engines
-from gradlight.runtime.security import Security, is_loopback, load_security
+from gradlight.runtime.security import Security, is_loopback, load_security, tls_pair_problem
 from gradlight.runtime.service import AttributorService
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
 from gradlight.runtime.web import HttpServer, WebApp, start_http
@@ -55,14 +55,8 @@ class ServerSettings:
         for name, port in (("port", self.port), ("http_port", self.http_port)):
             if port is not None and not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be between 0 and 65535, got {port}")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            given, missing = (
-                ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
-            )
-            raise ValueError(
-                f"{given} is given without {missing}: TLS needs the certificate and its key "
-                "(--tls-cert and --tls-key), or neither"
-            )
+        if problem := tls_pair_problem(self.tls_cert, self.tls_key):
+            raise ValueError(problem)
         for name in ("tls_cert", "tls_key", "auth_token_file"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):

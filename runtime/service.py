@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -48,13 +47,13 @@ class AttributorService(pb_grpc.AttributorServicer):
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
         answer = self._answer(PREDICT, request, self.api.predict(request))
-        return await self._unary(PREDICT, request, context, answer)
+        return await self._unary(context, answer)
 
     async def Attribute(
         self, request: pb.AttributeRequest, context: grpc.aio.ServicerContext
     ) -> pb.AttributeResponse:
         answer = self._answer(ATTRIBUTE, request, self.api.attribute(request))
-        return await self._unary(ATTRIBUTE, request, context, answer)
+        return await self._unary(context, answer)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -97,31 +96,10 @@ class AttributorService(pb_grpc.AttributorServicer):
                     task.cancel()
             logger.debug("AttributeStream: %d responses", index)
 
-    async def _unary(
-        self,
-        method: str,
-        request: pb.PredictRequest | pb.AttributeRequest,
-        context: grpc.aio.ServicerContext,
-        answer: Awaitable[T],
-    ) -> T:
-        started = time.perf_counter()
-        outcome = "OK"
+    @staticmethod
+    async def _unary(context: grpc.aio.ServicerContext, answer: Awaitable[T]) -> T:
         try:
             return await answer
-        except asyncio.CancelledError:
-            outcome = "CANCELLED"
-            raise
         except Exception as exc:
-            found = status.status_of(exc)
-            outcome = found.code.name
-            await status.abort(context, found)
+            await status.abort(context, status.status_of(exc))
             raise  # unreachable: abort raises
-        finally:
-            logger.debug(
-                "%s model=%r texts=%d %s %.1f ms",
-                method,
-                request.model,
-                len(request.texts),
-                outcome,
-                (time.perf_counter() - started) * 1000,
-            )
