@@ -36,22 +36,23 @@ def _judge(name: str, threshold: str, rows: list[tuple[str, float, bool]]) -> di
     }
 
 
-def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
-    mix = [
+def _speedups(
+    report: dict[str, Any], group: str, speedup: str, per_label_count: bool = True
+) -> list[tuple[str, float]]:
+    return [
         (
-            f"{run['model']}, L={run['labels']}, {cell['name']}",
-            cell["speedup"]["engine vs reference"],
+            f"{run['model']}, L={run['labels']}, {cell['name']}"
+            if per_label_count
+            else f"{run['model']}, {cell['name']}",
+            cell["speedup"][speedup],
         )
-        for run, cell in _cells(report, "mix")
+        for run, cell in _cells(report, group)
     ]
-    padding = [
-        (
-            f"{run['model']}, L={run['labels']}, {cell['name']}",
-            cell["speedup"]["engine vs eager-best"],
-        )
-        for run, cell in _cells(report, "length")
-    ]
-    cost = [
+
+
+def _costs(report: dict[str, Any]) -> list[tuple[str, float]]:
+    """The engine's attribution cost over its forward cost, at L = 2."""
+    return [
         (
             f"{run['model']}, L=2, {cell['name']}",
             cell["methods"]["engine"]["attribution_over_forward"],
@@ -60,6 +61,10 @@ def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
         for run, cell in _cells(report, group, labels=2)
         if "attribution_over_forward" in cell["methods"].get("engine", {})
     ]
+
+
+def _served(report: dict[str, Any]) -> list[tuple[str, float]]:
+    """Served texts/s at 32 clients over the engine's best in-process texts/s."""
     served = []
     for run in report["runs"]:
         best = engine_best_in_process(run)
@@ -67,37 +72,43 @@ def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
             if level["clients"] == 32 and best:
                 where = f"{run['model']}, L={run['labels']}, 32 clients / engine best {best}"
                 served.append((where, round(level["texts_per_second"] / best, 3)))
-    sentences = [
+    return served
+
+
+def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = (
         (
-            f"{run['model']}, {cell['name']}",
-            cell["speedup"]["one call vs one call per variant (engine)"],
-        )
-        for run, cell in _cells(report, "sentences")
-    ]
-    return [
-        _judge(
             "engine vs reference, realistic mix, per text",
             ">= 5x",
-            [(w, v, v >= 5) for w, v in mix],
+            _speedups(report, "mix", "engine vs reference"),
+            lambda v: v >= 5,
         ),
-        _judge(
+        (
             "engine vs eager-best at equal padding",
             ">= 1.3x",
-            [(w, v, v >= 1.3) for w, v in padding],
+            _speedups(report, "length", "engine vs eager-best"),
+            lambda v: v >= 1.3,
         ),
-        _judge(
+        (
             "engine attribution cost in forward-equivalents at L = 2",
             "<= 3.45 (1 + L, +15%)",
-            [(w, v, v <= 3 * 1.15) for w, v in cost],
+            _costs(report),
+            lambda v: v <= 3 * 1.15,
         ),
-        _judge(
+        (
             "served at 32 clients vs the engine's best in-process throughput",
             ">= 0.8",
-            [(w, v, v >= 0.8) for w, v in served],
+            _served(report),
+            lambda v: v >= 0.8,
         ),
-        _judge(
+        (
             "sentence attributions: one padded call vs one call per variant",
             ">= 2x",
-            [(w, v, v >= 2) for w, v in sentences],
+            _speedups(report, "sentences", "one call vs one call per variant (engine)", False),
+            lambda v: v >= 2,
         ),
+    )
+    return [
+        _judge(name, threshold, [(w, v, met(v)) for w, v in measured])
+        for name, threshold, measured, met in targets
     ]

@@ -132,19 +132,38 @@ def run(
 ) -> dict[str, Any]:
     """Time every method over the sweep; ``saved`` gets the report after every row (a run cut
     short keeps what it measured)."""
-    import gc
-
-    import torch
-
     from gradlight.bench.models import reheaded
 
-    synchronize = torch.cuda.synchronize if provider == "cuda" else (lambda: None)
+    report, flops = _report_head(model_dir, provider, length, peaks)
+    sweep = _Sweep(provider, batches, length, repeats, flops, report, printer, saved)
+    for count in labels:
+        head = reheaded(model_dir, count, work_dir / f"model-{count}-labels")
+        artifact, has_fp16 = _artifact(head, work_dir, count, printer)
+        names = ["reference", "eager-best", "ort-fp32"] + (["ort-fp16"] if has_fp16 else [])
+        outputs: dict[tuple[str, int], Any] = {}
+        for name in names:  # one method loaded at a time, freed before the next
+            outputs.update(sweep.measure(name, count, head, artifact))
+        if has_fp16:
+            for batch in batches:
+                agreement = _agreement(outputs[("ort-fp16", batch)], outputs[("ort-fp32", batch)])
+                report["fp16_agreement"].append({"labels": count, "batch": batch, **agreement})
+        saved(report)
+    return report
+
+
+def _report_head(
+    model_dir: Path, provider: str, length: int, peaks: tuple[float, float] | None
+) -> tuple[dict[str, Any], float]:
+    """The report's machine, model and FLOP figures, with no rows yet; and the FLOPs of one
+    text's forward."""
+    import torch
+
     device_name = torch.cuda.get_device_name(0) if provider == "cuda" else cpu_name()
     if peaks is None and provider == "cuda":
         peaks = next((peak for key, peak in PEAKS.items() if key in device_name), None)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     flops = forward_flops(config, length)
-    report: dict[str, Any] = {
+    report = {
         "device": device_name,
         "provider": provider,
         "cpu": cpu_name(),
@@ -155,45 +174,72 @@ def run(
         "rows": [],
         "fp16_agreement": [],
     }
-    for count in labels:
-        head = reheaded(model_dir, count, work_dir / f"model-{count}-labels")
-        artifact, has_fp16 = _artifact(head, work_dir, count, printer)
-        per_text = (1 + count) * flops
-        names = ["reference", "eager-best", "ort-fp32"] + (["ort-fp16"] if has_fp16 else [])
-        outputs: dict[tuple[str, int], Any] = {}
-        for name in names:  # one method loaded at a time, freed before the next
-            method = _method(name, head, artifact, provider)
-            for batch in batches:
-                texts = [TEXT] * batch
-                times = _time(lambda t=texts, m=method: m(t, length), repeats, synchronize)
-                if name.startswith("ort-"):
-                    outputs[(name, batch)] = method(texts, length)
-                summary = latency(times)
-                texts_per_s = batch / (summary["median_ms"] / 1000)
-                row = {
-                    "labels": count,
-                    "batch": batch,
-                    "method": name,
-                    **summary,
-                    "texts_per_s": round(texts_per_s, 1),
-                    "tflops": round(texts_per_s * per_text / 1e12, 2),
-                }
-                if peaks is not None:
-                    peak = peaks[0] if name == "ort-fp16" else peaks[1]
-                    row["fraction_of_peak"] = round(texts_per_s * per_text / (peak * 1e12), 4)
-                report["rows"].append(row)
-                printer(json.dumps(row))
-                saved(report)
-            del method
-            gc.collect()
-            if provider == "cuda":
-                torch.cuda.empty_cache()
-        if has_fp16:
-            for batch in batches:
-                agreement = _agreement(outputs[("ort-fp16", batch)], outputs[("ort-fp32", batch)])
-                report["fp16_agreement"].append({"labels": count, "batch": batch, **agreement})
-        saved(report)
-    return report
+    return report, flops
+
+
+class _Sweep:
+    """One method over the batch sizes: a report row per batch size."""
+
+    def __init__(
+        self,
+        provider: str,
+        batches: Sequence[int],
+        length: int,
+        repeats: int,
+        flops: float,
+        report: dict[str, Any],
+        printer: Callable[[str], None],
+        saved: Callable[[dict[str, Any]], None],
+    ) -> None:
+        import torch
+
+        self.provider, self.batches, self.length, self.repeats = provider, batches, length, repeats
+        self.report, self.printer, self.saved = report, printer, saved
+        self.synchronize = torch.cuda.synchronize if provider == "cuda" else (lambda: None)
+        self.flops = flops  # of one text's forward
+
+    def measure(
+        self, name: str, labels: int, head: Path, artifact: Path
+    ) -> dict[tuple[str, int], Any]:
+        """Time ``name`` at every batch size; the ORT methods' outputs, by (name, batch)."""
+        import gc
+
+        import torch
+
+        method = _method(name, head, artifact, self.provider)
+        outputs = {}
+        for batch in self.batches:
+            texts = [TEXT] * batch
+            timed = lambda t=texts, m=method: m(t, self.length)  # noqa: E731
+            times = _time(timed, self.repeats, self.synchronize)
+            if name.startswith("ort-"):
+                outputs[(name, batch)] = method(texts, self.length)
+            row = self._row(name, labels, batch, latency(times))
+            self.report["rows"].append(row)
+            self.printer(json.dumps(row))
+            self.saved(self.report)
+        del method
+        gc.collect()
+        if self.provider == "cuda":
+            torch.cuda.empty_cache()
+        return outputs
+
+    def _row(self, name: str, labels: int, batch: int, summary: dict[str, Any]) -> dict[str, Any]:
+        per_text = (1 + labels) * self.flops
+        texts_per_s = batch / (summary["median_ms"] / 1000)
+        row = {
+            "labels": labels,
+            "batch": batch,
+            "method": name,
+            **summary,
+            "texts_per_s": round(texts_per_s, 1),
+            "tflops": round(texts_per_s * per_text / 1e12, 2),
+        }
+        peaks = self.report["peak_tflops"]
+        if peaks is not None:
+            peak = peaks["fp16"] if name == "ort-fp16" else peaks["fp32"]
+            row["fraction_of_peak"] = round(texts_per_s * per_text / (peak * 1e12), 4)
+        return row
 
 
 def markdown(report: dict[str, Any]) -> str:

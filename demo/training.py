@@ -188,21 +188,7 @@ def _fit(
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     steps_per_epoch = math.ceil(len(train) / options.batch_size)
-    total = steps_per_epoch * options.epochs
-    warmup = max(1, int(total * options.warmup_fraction))
-    head = list(model.classifier.parameters())
-    encoder = [p for p in model.bert.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder, "lr": options.learning_rate},
-            {"params": head, "lr": options.learning_rate * options.head_learning_rate_factor},
-        ],
-        weight_decay=options.weight_decay,
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))),
-    )
+    optimizer, schedule = _optimizer(model, options, steps_per_epoch * options.epochs)
     label_ids = torch.tensor([labels.index(note.label) for note in train])
     say(
         f"training MiniLM-L6 on {len(train)} assertion notes: {options.epochs} epochs of "
@@ -237,6 +223,26 @@ def _fit(
             f"{final['classification']:.4f}, explanation loss {final['explanation']:.4f}"
         )
     return final
+
+
+def _optimizer(model: Any, options: TrainingOptions, total: int) -> tuple[Any, Any]:
+    """AdamW over the trainable encoder layers and the head (the head at a higher rate), with a
+    linear warm-up over ``warmup_fraction`` of the ``total`` steps, then a linear decay."""
+    warmup = max(1, int(total * options.warmup_fraction))
+    head = list(model.classifier.parameters())
+    encoder = [p for p in model.bert.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder, "lr": options.learning_rate},
+            {"params": head, "lr": options.learning_rate * options.head_learning_rate_factor},
+        ],
+        weight_decay=options.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))),
+    )
+    return optimizer, schedule
 
 
 def _encode_with_cues(
