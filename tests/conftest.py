@@ -138,3 +138,75 @@ def tiny_client(tiny_server):
 
     with Client(tiny_server.address, timeout=60) as client:
         yield client
+
+
+# ---- TLS and tokens: tests/test_tls.py, test_tokens.py, test_security_startup.py ----
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory):
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (secure_serving.Pki)."""
+    from secure_serving import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A token file with secure_serving's TOKEN and SECOND."""
+    from secure_serving import write_token_file
+
+    return write_token_file(tmp_path_factory.mktemp("tokens"))
+
+
+@pytest.fixture(scope="module")
+def auth_server(engine_for, token_file: Path):
+    """A real server (gRPC and HTTP, loopback) serving the tiny BERT behind the token file."""
+    from secure_serving import start_server
+
+    server = start_server(engine_for, auth_token_file=token_file)
+    yield server
+    server.stop()
+
+
+# ---- the visualizer in Chromium: tests/test_visualizer_views.py, _links.py, _safety.py ----
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless (visualizer_page.py); skipped where it is not installed."""
+    from visualizer_page import launch_chromium, require_chromium
+
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, tiny_server):
+    """A fresh tab (downloads allowed) for the tiny models' server; a page error, a dialog or a
+    request to anywhere but that server fails the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
+    page.on(
+        "dialog",
+        lambda dialog: (page.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()),
+    )
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith(tiny_server.http_url)
+            or request.url.startswith(("blob:", "data:"))
+            else page.problems.append(f"external request: {request.url}")
+        ),
+    )
+    yield page
+    context.close()
+    assert not page.problems, page.problems

@@ -10,9 +10,9 @@ import time
 
 import pytest
 from bulk_formats import assert_same_records, html_text
+from explain_runs import BAD, GOOD
 from processes import gradlight
 from ray_cluster import LOOPBACK_ENV, RayHead
-from test_explain import BAD, GOOD
 
 
 @pytest.fixture(scope="module")

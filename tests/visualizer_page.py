@@ -1,6 +1,8 @@
-"""The visualizer page alone in headless Chromium (Debian's /usr/bin/chromium, driven by
-Playwright), for tests that run its JavaScript functions: served at a made-up origin with the
-Content-Security-Policy the server sends (runtime/web.py's Page), with no model behind it."""
+"""Debian's Chromium (/usr/bin/chromium) driven by Playwright, for every browser test: the one
+definition of its path and launch arguments (also used by the ``browser`` fixture in conftest.py
+for tests/test_visualizer_*.py), and the visualizer page alone, for tests that run its JavaScript
+functions: served at a made-up origin with the Content-Security-Policy the server sends
+(runtime/web.py's Page), with no model behind it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ def require_chromium() -> None:
         if os.environ.get("GRADLIGHT_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing but GRADLIGHT_REQUIRE_BROWSER is set (CI)")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)")
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Chromium, headless, launched by a running Playwright (``sync_playwright()``)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
 
 
 @contextmanager
@@ -51,7 +58,7 @@ def standalone_page() -> Iterator[Any]:
             route.fulfill(status=404, content_type="application/json", body=json.dumps({}))
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             problems: list[str] = []

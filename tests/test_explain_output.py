@@ -1,51 +1,20 @@
-"""``gradlight explain``: bulk JSONL through the real engine (in process or behind a real
-server), each output format checked against the tool's documented fields, bad lines reported
-without stopping, resumption after a kill, entity spans."""
+"""``gradlight explain`` output: bulk JSONL through the real engine (in process or behind a
+real server), each output format checked against the tool's documented fields, bad lines
+reported without stopping, evidence options, bad options refused before any line, entity spans,
+no torch needed. Stopping and resuming: tests/test_explain_resume.py."""
 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from bulk_formats import assert_same_records, check_label_studio, check_prodigy, html_text
-from processes import gradlight
+from explain_runs import BAD, GOOD, explain, read_records, write_input
 
 from gradlight.bulk.evidence import words
-
-NOTE = "The patient denied any chest pain today. She reported no shortness of breath."
-GOOD = [
-    {"id": "a", "text": NOTE},
-    {"id": 7, "text": "Café résumé — 病院 visit 😀. Fever present since Monday."},
-    {"text": "Possible pneumonia; rule out sepsis.\nDr. Smith agrees."},
-    {
-        "id": "entities",
-        "text": NOTE,
-        "spans": [
-            {"start": NOTE.index("chest pain"), "end": NOTE.index("chest pain") + 10, "label": "P"},
-            {"start": NOTE.index("shortness"), "end": len(NOTE) - 1},
-        ],
-    },
-]
-BAD = {
-    "{not json": "is not valid JSON",
-    json.dumps(["a", "list"]): "must be a JSON object",
-    json.dumps({"id": "x"}): "text: must be a string, got missing",
-    json.dumps({"text": "  \t "}): "text: is empty or whitespace only",
-    json.dumps({"text": "ab", "spans": [{"start": 1, "end": 9}]}): "spans[0]: [1, 9) is not",
-    json.dumps({"text": "ab", "id": [1]}): "id: must be a string or an integer",
-    json.dumps({"text": "ab", "spans": [{"start": "0", "end": 1}]}): "spans[0].start: must be",
-    json.dumps({"text": "ab", "spans": [{"start": 0, "end": 1}] * 300}): "has 300 spans; at most",
-}
-
-
-def _write_input(path, lines):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def _mixed_lines():
@@ -68,37 +37,21 @@ def _mixed_lines():
     return lines, good, bad
 
 
-def _explain(*args, check=True, timeout=300):
-    result = subprocess.run(
-        gradlight("explain", *map(str, args), "--no-progress"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check:
-        assert result.returncode in (0, 3), result.stderr
-    return result
-
-
-def _records(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 @pytest.fixture(scope="module")
 def mixed_input(tmp_path_factory):
     lines, good, bad = _mixed_lines()
-    path = _write_input(tmp_path_factory.mktemp("explain") / "in.jsonl", lines)
+    path = write_input(tmp_path_factory.mktemp("explain") / "in.jsonl", lines)
     return path, good, bad
 
 
 def test_gradlight_format_reports_bad_lines_and_keeps_going(mixed_input, exported, tiny_client):
     source, good, bad = mixed_input
     out = source.with_name("out.jsonl")
-    result = _explain(source, out, "--artifact", exported("bert"), "--restart")
+    result = explain(source, out, "--artifact", exported("bert"), "--restart")
     assert result.returncode == 3  # finished, with bad lines
-    records = _records(out)
+    records = read_records(out)
     assert [record["line"] for record in records] == good
-    errors = _records(source.with_name("out.jsonl.errors.jsonl"))
+    errors = read_records(source.with_name("out.jsonl.errors.jsonl"))
     assert [error["line"] for error in errors] == list(bad)
     for error in errors:
         assert bad[error["line"]] in error["error"]
@@ -138,8 +91,8 @@ def test_token_evidence_is_the_served_raw_score_normalized_over_the_text(
     tokens (special tokens left out; WordPiece: no token shares a character with another)."""
     source, _, _ = mixed_input
     out = source.with_name("tokens.jsonl")
-    _explain(source, out, "--artifact", exported("bert"), "--unit", "token", "--restart")
-    records = [record for record in _records(out) if "entities" not in record]
+    explain(source, out, "--artifact", exported("bert"), "--unit", "token", "--restart")
+    records = [record for record in read_records(out) if "entities" not in record]
     served = tiny_client.attribute(
         [record["text"] for record in records], model="bert", raw_scores=True
     )
@@ -161,12 +114,12 @@ def test_token_evidence_is_the_served_raw_score_normalized_over_the_text(
 def test_top_k_min_score_and_labels(mixed_input, exported):
     source, _, _ = mixed_input
     full, top = source.with_name("full.jsonl"), source.with_name("top.jsonl")
-    _explain(source, full, "--artifact", exported("bert"), "--restart")
-    _explain(
+    explain(source, full, "--artifact", exported("bert"), "--restart")
+    explain(
         source, top, "--artifact", exported("bert"), "--restart",
         "--top-k", "3", "--min-score", "0.2", "--labels", "predicted",
     )  # fmt: skip
-    for everything, record in zip(_records(full), _records(top), strict=True):
+    for everything, record in zip(read_records(full), read_records(top), strict=True):
         answers = record.get("entities", [record])
         for all_of_it, answer in zip(
             everything.get("entities", [everything]), answers, strict=True
@@ -181,9 +134,9 @@ def test_top_k_min_score_and_labels(mixed_input, exported):
 def test_prodigy_tasks_follow_the_documented_format(mixed_input, exported, tiny_client):
     source, good, _ = mixed_input
     out = source.with_name("prodigy.jsonl")
-    _explain(source, out, "--artifact", exported("bert"), "--format", "prodigy", "--restart")
+    explain(source, out, "--artifact", exported("bert"), "--format", "prodigy", "--restart")
     labels = next(m.labels for m in tiny_client.list_models().models if m.name == "bert")
-    tasks = _records(out)
+    tasks = read_records(out)
     assert len(tasks) == len(good)
     for task, line in zip(tasks, good, strict=True):
         check_prodigy(task, list(labels))
@@ -208,9 +161,9 @@ def test_prodigy_tasks_follow_the_documented_format(mixed_input, exported, tiny_
 def test_label_studio_tasks_fit_their_labeling_config(mixed_input, exported):
     source, good, _ = mixed_input
     out = source.with_name("ls.jsonl")
-    _explain(source, out, "--artifact", exported("bert"), "--format", "label-studio", "--restart")
+    explain(source, out, "--artifact", exported("bert"), "--format", "label-studio", "--restart")
     config = source.with_name("ls.jsonl.label-config.xml").read_text()
-    tasks = _records(out)
+    tasks = read_records(out)
     assert len(tasks) == len(good)
     evidence = 0
     for task in tasks:
@@ -228,7 +181,7 @@ def test_the_checks_catch_broken_tasks(mixed_input, exported):
     """The format checks above fail on what the tools would refuse."""
     source, _, _ = mixed_input
     config = source.with_name("ls.jsonl.label-config.xml").read_text()
-    task = _records(source.with_name("ls.jsonl"))[0]
+    task = read_records(source.with_name("ls.jsonl"))[0]
     region = next(r for r in task["predictions"][0]["result"] if r["type"] == "labels")
     for broken in ({"labels": ["nope"]}, {"end": region["value"]["start"]}, {"text": "x"}):
         damaged = json.loads(json.dumps(task))
@@ -236,7 +189,7 @@ def test_the_checks_catch_broken_tasks(mixed_input, exported):
         target["value"].update(broken)
         with pytest.raises(AssertionError):
             check_label_studio(damaged, config)
-    prodigy = _records(source.with_name("prodigy.jsonl"))[0]
+    prodigy = read_records(source.with_name("prodigy.jsonl"))[0]
     for damage in ({"spans": [{"start": 0, "end": 2}]}, {"accept": ["nope"]}, {"html": "<b>x"}):
         with pytest.raises(Exception):  # noqa: B017, PT011 (schema or assertion)
             check_prodigy({**prodigy, **damage}, [o["id"] for o in prodigy["options"]])
@@ -245,100 +198,21 @@ def test_the_checks_catch_broken_tasks(mixed_input, exported):
 def test_the_server_backend_writes_the_same_output(mixed_input, exported, tiny_server):
     source, _, _ = mixed_input
     local, remote = source.with_name("local.jsonl"), source.with_name("remote.jsonl")
-    _explain(source, local, "--artifact", exported("bert"), "--sentences", "--restart")
+    explain(source, local, "--artifact", exported("bert"), "--sentences", "--restart")
     address = tiny_server.address
-    _explain(source, remote, "--server", address, "--model", "bert", "--sentences", "--restart")
-    assert_same_records(_records(remote), _records(local))
-    assert "sentences" in _records(local)[0]
-    failed = _explain(
+    explain(source, remote, "--server", address, "--model", "bert", "--sentences", "--restart")
+    assert_same_records(read_records(remote), read_records(local))
+    assert "sentences" in read_records(local)[0]
+    failed = explain(
         source, remote, "--server", address, "--model", "nope", "--restart", check=False
     )
     assert failed.returncode == 1 and "does not serve 'nope'" in failed.stderr
 
 
-def _big_input(path, lines):
-    texts = [record["text"] for record in GOOD]
-    records = [{"id": i, "text": f"{texts[i % len(texts)]} Visit {i}."} for i in range(lines)]
-    return _write_input(path, [json.dumps(record, ensure_ascii=False) for record in records])
-
-
-def _checkpoint(path):
-    try:
-        return json.loads(path.read_text())["progress"]
-    except (OSError, ValueError):
-        return None
-
-
-def _started(source, out, *args, lines):
-    """``gradlight explain SOURCE OUT ARGS`` in the background (4 lines per request), once
-    its checkpoint counts at least ``lines`` lines done."""
-    command = gradlight("explain", source, out, *args, "--no-progress", "--lines-per-request", "4")
-    process = subprocess.Popen(
-        list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    checkpoint_file = out.with_name(out.name + ".checkpoint.json")
-    deadline = time.monotonic() + 120
-    while (progress := _checkpoint(checkpoint_file)) is None or progress["lines"] < lines:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    return process
-
-
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_resumes_after_being_stopped_without_redoing_or_duplicating(tmp_path, exported, how):
-    source = _big_input(tmp_path / "in.jsonl", 12_000)
-    artifact = exported("bert")
-    reference = tmp_path / "reference.jsonl"
-    _explain(source, reference, "--artifact", artifact, "--lines-per-request", "4")
-    out = tmp_path / "out.jsonl"
-    checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
-    process = _started(source, out, "--artifact", artifact, lines=1)
-    process.send_signal(how)
-    _, stderr = process.communicate(timeout=60)
-    if how == signal.SIGTERM:
-        assert process.returncode == 130 and "run the same command again" in stderr
-    else:
-        assert process.returncode == -signal.SIGKILL
-    stopped_at = _checkpoint(checkpoint_file)
-    assert not stopped_at["complete"] and 0 < stopped_at["lines"] < 12_000
-    assert out.stat().st_size >= stopped_at["output_bytes"]  # may hold lines past it
-    resumed = _explain(source, out, "--artifact", artifact, "--lines-per-request", "4")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed after line {stopped_at['lines']}" in resumed.stdout
-    records = _records(out)
-    assert [r["line"] for r in records] == list(range(1, 12_001))  # nothing lost, nothing twice
-    assert_same_records(records, _records(reference))
-    finished = out.read_bytes()
-    again = _explain(source, out, "--artifact", artifact)
-    assert "already complete" in again.stdout and out.read_bytes() == finished
-
-
-def test_resume_refuses_other_settings_or_another_input(tmp_path, exported):
-    source = _big_input(tmp_path / "in.jsonl", 20)
-    out = tmp_path / "out.jsonl"
-    artifact = exported("bert")
-    _explain(source, out, "--artifact", artifact)
-    changed = _explain(source, out, "--artifact", artifact, "--top-k", "2", check=False)
-    assert changed.returncode == 2 and "other settings (output differ)" in changed.stderr
-    checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
-    data = json.loads(checkpoint_file.read_text())
-    data["progress"]["complete"] = False  # as if stopped; then the input is edited
-    checkpoint_file.write_text(json.dumps(data))
-    source.write_text(source.read_text().replace("Visit 3.", "Visit 4."))
-    edited = _explain(source, out, "--artifact", artifact, check=False)
-    assert edited.returncode == 2 and "differ from the input" in edited.stderr
-    fresh = tmp_path / "other.jsonl"
-    fresh.write_text("something\n")
-    refused = _explain(source, fresh, "--artifact", artifact, check=False)
-    assert refused.returncode == 2 and "--restart" in refused.stderr
-    assert fresh.read_text() == "something\n"  # not overwritten
-
-
 def test_bad_options_are_refused_before_any_line(mixed_input, exported):
     source, _, _ = mixed_input
     out = source.with_name("refused.jsonl")
-    _explain(source, out, "--artifact", exported("bert"), "--restart")
+    explain(source, out, "--artifact", exported("bert"), "--restart")
     finished = out.read_bytes()
     for args, message in [
         (("--labels", "nope"), "'nope' not among the model's labels"),
@@ -348,7 +222,7 @@ def test_bad_options_are_refused_before_any_line(mixed_input, exported):
         (("--markers", "<" * 101, "x"), "--markers: has 101 characters"),
         (("--top-k", "0"), "--top-k is 0"),
     ]:
-        result = _explain(
+        result = explain(
             source, out, "--artifact", exported("bert"), "--restart", *args, check=False
         )
         assert result.returncode == 2, result.stderr
@@ -356,23 +230,11 @@ def test_bad_options_are_refused_before_any_line(mixed_input, exported):
     assert out.read_bytes() == finished  # --restart discards nothing until the options pass
     # What only the model can refuse, it refuses for every line alike: the job stops (not
     # every line reported bad) and can be run again with other options.
-    result = _explain(
+    result = explain(
         source, out, "--artifact", exported("bert"), "--restart", "--max-length", "2", check=False
     )
     assert result.returncode == 1 and "max_length: is 2" in result.stderr
     assert "line " not in result.stderr
-
-
-def test_lines_added_to_a_finished_input_are_explained_on_the_next_run(tmp_path, exported):
-    source = _big_input(tmp_path / "in.jsonl", 30)
-    out = tmp_path / "out.jsonl"
-    _explain(source, out, "--artifact", exported("bert"))
-    with source.open("a") as handle:
-        handle.write(json.dumps({"id": "new", "text": "Added later."}) + "\n")
-    result = _explain(source, out, "--artifact", exported("bert"))
-    assert "explained 31 lines" in result.stdout and "resumed after line 30" in result.stdout
-    records = _records(out)
-    assert [r["line"] for r in records] == list(range(1, 32)) and records[-1]["id"] == "new"
 
 
 def test_entity_offsets_map_back_with_markers_as_the_model_was_trained(tmp_path, exported):
@@ -380,13 +242,13 @@ def test_entity_offsets_map_back_with_markers_as_the_model_was_trained(tmp_path,
     spans = [
         {"start": text.index(w), "end": text.index(w) + len(w)} for w in ("aspirin", "heparin")
     ]
-    source = _write_input(tmp_path / "in.jsonl", [json.dumps({"text": text, "spans": spans})])
+    source = write_input(tmp_path / "in.jsonl", [json.dumps({"text": text, "spans": spans})])
     out = tmp_path / "out.jsonl"
-    _explain(
+    explain(
         source, out, "--artifact", exported("roberta"), "--unit", "token",
         "--markers", "[E]", "[/E]", "--context-chars", "20", "--sentences",
     )  # fmt: skip
-    (record,) = _records(out)
+    (record,) = read_records(out)
     for entity, span in zip(record["entities"], spans, strict=True):
         low, high = entity["context"]
         assert low <= span["start"] < span["end"] <= high
@@ -419,33 +281,4 @@ def test_the_bulk_job_does_not_import_torch(mixed_input, exported):
         [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True
     )
     assert result.returncode == 3, result.stderr
-    assert len(_records(out)) == len(good)
-
-
-def test_replicas_behind_round_robin_share_the_job_and_one_can_leave(tmp_path, exported):
-    """``--server`` with a name for several replicas (gRPC's ``ipv4:`` list here; DNS with
-    several records in production) spreads the requests over them; one replica stopping
-    (SIGTERM: it drains) mid-job loses nothing."""
-    from processes import serve_process
-
-    source = _big_input(tmp_path / "in.jsonl", 12_000)
-    artifact = str(exported("bert"))
-    first = serve_process(artifact, "--name", "bert", verbose=True)
-    second = serve_process(artifact, "--name", "bert", verbose=True)
-    try:
-        target = f"ipv4:{first.address},{second.address}"
-        out = tmp_path / "out.jsonl"
-        process = _started(source, out, "--server", target, lines=500)
-        assert first.terminate() == 0  # graceful: its in-flight requests are answered
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr
-        assert "explained 12000 lines, 0 bad" in stdout
-        assert [r["line"] for r in _records(out)] == list(range(1, 12_001))
-        served = [
-            log.count("Attribute model='bert'") for log in (first.text_log(), second.text_log())
-        ]
-        assert all(count > 50 for count in served), served
-    finally:
-        if first.process.poll() is None:
-            first.terminate()
-        second.terminate()
+    assert len(read_records(out)) == len(good)
