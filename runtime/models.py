@@ -1,5 +1,6 @@
 """The models one server process serves, each with its engine, batcher and attributor, and
-their reload: a model whose artifact changed on disk is loaded again beside the one serving,
+their reload: a model whose artifact changed on disk (its manifest, or any file's size or
+modification time) is loaded again beside the one serving,
 checked (every file's sha256, then loaded and warmed up in ONNX Runtime) and swapped in; the
 requests already using the old one finish on it, then its batcher drains and closes. A new
 artifact that fails its checks is refused and the old one keeps serving."""
@@ -45,6 +46,17 @@ def revision(artifact_dir: Path) -> str:
     return sha256_file(artifact_dir / MANIFEST_NAME)[:16]
 
 
+def on_disk(artifact_dir: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """What a reload compares: the revision, and every file's size and modification time (a
+    file changed under an unchanged manifest is a change too, and then fails its checksum)."""
+    files = sorted(path for path in artifact_dir.rglob("*") if path.is_file())
+    stats = tuple(
+        (path.relative_to(artifact_dir).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in files
+    )
+    return revision(artifact_dir), stats
+
+
 def load_engine(name: str, artifact: Path | str, settings: EngineSettings) -> Engine:
     """Load and warm up one artifact (checksums verified). Blocking."""
     started = time.perf_counter()
@@ -76,10 +88,13 @@ class ServedModel:
     engine: Engine
     batcher: DynamicBatcher
     attributor: Attributor
-    revision: str
+    seen: tuple[str, tuple[tuple[str, int, int], ...]]  # ``on_disk`` before it was loaded
     users: int = 0  # requests using this model now
-    retired: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def revision(self) -> str:
+        return self.seen[0]
 
     def release(self) -> None:
         self.users -= 1
@@ -88,7 +103,6 @@ class ServedModel:
 
     async def retire(self) -> None:
         """Wait for the requests using this model, then drain and close its batcher."""
-        self.retired = True
         if self.users:
             self.idle.clear()
             await self.idle.wait()
@@ -121,15 +135,18 @@ class ModelRegistry:
         self.max_texts = max_texts
         self.metrics = metrics or ServerMetrics()
         self.models: dict[str, ServedModel] = {
-            name: self._served(name, engine) for name, engine in engines.items()
+            name: self._served(name, engine, on_disk(engine.artifact_dir))
+            for name, engine in engines.items()
         }
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()
 
-    def _served(self, name: str, engine: Engine) -> ServedModel:
+    def _served(
+        self, name: str, engine: Engine, seen: tuple[str, tuple[tuple[str, int, int], ...]]
+    ) -> ServedModel:
         batcher = DynamicBatcher(engine, self.batch, self.metrics.model(name))
         attributor = Attributor(engine, batcher, self.max_texts)
-        model = ServedModel(name, engine, batcher, attributor, revision(engine.artifact_dir))
+        model = ServedModel(name, engine, batcher, attributor, seen)
         self.metrics.model_info.labels(
             name, model.revision, engine.settings.precision, engine.execution_provider
         ).set(1)
@@ -177,7 +194,8 @@ class ModelRegistry:
         old = self.models[name]
         artifact = old.engine.artifact_dir
         try:
-            if await asyncio.to_thread(revision, artifact) == old.revision:
+            seen = await asyncio.to_thread(on_disk, artifact)
+            if seen == old.seen:
                 return self._counted(ReloadOutcome(name, UNCHANGED, old.revision))
             engine = await asyncio.to_thread(load_engine, name, artifact, old.engine.settings)
             _check_budget(engine, self.batch)
@@ -186,7 +204,7 @@ class ModelRegistry:
                 "reload of model %s refused, still serving %s: %s", name, old.revision, exc
             )
             return self._counted(ReloadOutcome(name, REFUSED, old.revision, str(exc)))
-        new = self._served(name, engine)
+        new = self._served(name, engine, seen)
         new.batcher.start()
         self.models[name] = new
         self.metrics.model_info.remove(

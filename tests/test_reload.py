@@ -135,6 +135,25 @@ def test_a_broken_artifact_is_refused_and_the_old_one_keeps_serving(artifact, ex
         assert metrics == {("model", "refused"): 1.0}
 
 
+def test_a_file_changed_under_an_unchanged_manifest_is_a_change_and_refused(artifact, tmp_path):
+    """The same manifest with a damaged weights file (a bad copy) swapped in: refused. (A
+    served file must never be changed in place: ONNX Runtime maps the weights file into
+    memory, so the running engine would read the damage.)"""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(artifact, damaged)
+    with (damaged / "weights.bin").open("r+b") as weights:
+        weights.truncate(1000)
+    engine = Engine(artifact, EngineSettings(provider="cpu"))
+    with ServerThread({"model": engine}, ServerSettings(port=0)) as server:
+        stub = AttributorStub(grpc.insecure_channel(server.address))
+        before = _revision(stub)
+        _swap_in(damaged, artifact)
+        (outcome,) = server.call(server.running.reload())
+        assert (outcome.outcome, outcome.revision) == ("refused", before[0])
+        assert "weights.bin does not match its sha256" in outcome.error
+        assert len(stub.Predict(pb.PredictRequest(texts=TEXTS)).results) == 2  # still serving
+
+
 def _scrape_reloads(url: str) -> tuple[int, dict[tuple[str, str], float]]:
     from http_json import request
     from prometheus_client.parser import text_string_to_metric_families
