@@ -78,6 +78,21 @@ def test_manifest_round_trip(tmp_path):
     assert manifest.graphs["forward"].file == "forward.onnx"
 
 
+def test_a_version_1_manifest_still_loads_its_fp16_graphs(tmp_path):
+    """Format 1 held the fp16 graphs under ``fp16_graphs``; format 2 under ``precisions``."""
+    graph = {"inputs": ["input_ids", "attention_mask"], "outputs": ["logits"], "details": {}}
+    artifact = _write_artifact(
+        tmp_path / "art",
+        format_version=1,
+        fp16_graphs={"forward": {**graph, "file": "forward.onnx"}},
+    )
+    manifest = load_manifest(artifact)
+    assert manifest.format_version == 1 and set(manifest.precisions) == {"fp16"}
+    assert manifest.graphs_at("fp16")["forward"].file == "forward.onnx"
+    with pytest.raises(ArtifactError, match="no int8 graphs: export it again"):
+        manifest.graphs_at("int8")
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
