@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -172,7 +173,6 @@ def test_other_terminators_are_unicodes_sentence_terminal():
 
     from gradlight.runtime.sentences import _OTHER_TERMINALS
 
-    regex = pytest.importorskip("regex")
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
     listed = set(re.findall(f"[{_OTHER_TERMINALS}]", everything))
     assert listed == set(regex.findall(r"\p{STerm}", everything)) - set(".!?")

@@ -10,6 +10,7 @@ import sys
 import unicodedata
 
 import pytest
+import regex
 from tiny_models import _bpe_tokenizer
 from visualizer_page import standalone_page
 
@@ -54,11 +55,10 @@ def _surfaces(text):
 
 
 def test_white_space_is_unicodes_white_space():
-    """``str.isspace`` less U+001C..U+001F (and, where the ``regex`` package is there, exactly
-    its \\p{White_Space})."""
+    """``str.isspace`` less U+001C..U+001F, and exactly the ``regex`` package's
+    \\p{White_Space}."""
     spaces = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
     assert spaces - WHITE_SPACE == set("\x1c\x1d\x1e\x1f") and spaces >= WHITE_SPACE
-    regex = pytest.importorskip("regex")
     assert {c for c in spaces | {"\ufeff"} if regex.fullmatch(r"\p{White_Space}", c)} == (
         WHITE_SPACE
     )
