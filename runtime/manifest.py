@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlight.runtime.errors import ArtifactError
-from gradlight.runtime.model_spec import MODEL_SPEC_FIELDS, ModelSpec, model_spec_fields
+from gradlight.runtime.model_spec import ModelSpec, model_spec_fields
 
 FORMAT_VERSION = 2
 """2: other precisions' graphs under ``precisions`` (1 had ``fp16_graphs``; still read)."""
@@ -61,10 +61,6 @@ class Manifest(ModelSpec):
     # The same graphs in other precisions (``gradlight export --fp16``: ``"fp16"``), validated
     # against fp32; empty when the artifact was exported without them.
     precisions: Mapping[str, Mapping[str, GraphInfo]] = field(default_factory=dict)
-
-    @property
-    def model(self) -> ModelSpec:
-        return ModelSpec(**{name: getattr(self, name) for name in MODEL_SPEC_FIELDS})
 
     def graphs_at(self, precision: str) -> Mapping[str, GraphInfo]:
         """The graphs of ``precision`` (``fp32``, or one of ``precisions``)."""

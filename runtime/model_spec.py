@@ -3,7 +3,7 @@ one definition of the fields both hold (torch-free, so the runtime reads it too)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 SINGLE_LABEL = "single_label_classification"
@@ -77,9 +77,6 @@ def model_spec_fields(data: dict[str, Any]) -> dict[str, Any]:
         "pad_token_id": int(data["pad_token_id"]),
         "model_inputs": tuple(_listed(data["model_inputs"], "model_inputs")),
     }
-
-
-MODEL_SPEC_FIELDS = tuple(field.name for field in fields(ModelSpec))
 
 
 def _listed(value: Any, name: str) -> list[Any]:

@@ -113,30 +113,31 @@ class Status(ErrorDetails):
         }
 
 
+def _mapped_code(exc: BaseException) -> grpc.StatusCode | None:
+    """The code of one of gradlight's own errors (None: an unexpected error)."""
+    return next((code for kind, code in _CODES if isinstance(exc, kind)), None)
+
+
 def code_of(exc: BaseException) -> grpc.StatusCode:
     """The status code of ``exc`` (unexpected errors: INTERNAL)."""
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            return code
-    return grpc.StatusCode.INTERNAL
+    return _mapped_code(exc) or grpc.StatusCode.INTERNAL
 
 
 def status_of(exc: BaseException) -> Status:
     """The status a client sees for ``exc`` (unexpected errors: INTERNAL with a fixed message,
     the traceback in the server log)."""
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            field = getattr(exc, "field", None)
-            return Status(
-                code,
-                str(exc),
-                exc.reason,
-                field,
-                getattr(exc, "description", ""),
-                getattr(exc, "retry_after_s", None),
-            )
-    logger.error("unexpected error", exc_info=exc)
-    return Status(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "INTERNAL_ERROR")
+    code = _mapped_code(exc)
+    if code is None:
+        logger.error("unexpected error", exc_info=exc)
+        return Status(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, "INTERNAL_ERROR")
+    return Status(
+        code,
+        str(exc),
+        exc.reason,  # type: ignore[attr-defined]
+        getattr(exc, "field", None),
+        getattr(exc, "description", ""),
+        getattr(exc, "retry_after_s", None),
+    )
 
 
 async def abort(context: grpc.aio.ServicerContext, status: Status) -> None:

@@ -293,8 +293,8 @@ class WebApp:
             "; ".join(f"model {o.model}: {o.error}" for o in refused)
             + " (the old artifacts keep serving)"
         )
-        body = {**status.status_of(error).http_body(), "models": models}
-        return web.json_response(body, status=status.status_of(error).http_status)
+        found = status.status_of(error)
+        return web.json_response({**found.http_body(), "models": models}, status=found.http_status)
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_type != "application/json":
