@@ -8,12 +8,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlight.cli.bench import add_bench_parser
 from gradlight.cli.explain import add_explain_parser
 from gradlight.cli.flags import port
 from gradlight.cli.serving import add_attribute_parser, add_serve_parser
+
+if TYPE_CHECKING:
+    from gradlight.runtime.manifest import Manifest
 
 EXIT_OK = 0
 EXIT_VALIDATION_FAILED = 1
@@ -25,8 +28,9 @@ def _stderr(message: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from gradlight.export.cnlpt import is_cnlpt_checkpoint
     from gradlight.export.options import ExportOptions
-    from gradlight.export.pipeline import export_model
+    from gradlight.export.pipeline import export_cnlpt, export_model
 
     options = ExportOptions(
         opset=args.opset,
@@ -36,13 +40,22 @@ def _export(args: argparse.Namespace) -> int:
         threads=args.threads,
         precisions=("fp16",) if args.fp16 else (),
     )
+    if is_cnlpt_checkpoint(args.model_dir):
+        manifests = export_cnlpt(args.model_dir, args.out_dir, options, printer=_stderr)
+        for task, manifest in manifests.items():
+            print(f"exported {_summary(manifest)} to {args.out_dir / task}")
+        print(f"serve them all with: gradlight serve {args.out_dir} (as NAME/TASK)")
+        return EXIT_OK
     manifest = export_model(args.model_dir, args.out_dir, options, printer=_stderr)
+    print(f"exported {_summary(manifest)} to {args.out_dir}")
+    return EXIT_OK
+
+
+def _summary(manifest: Manifest) -> str:
     sizes = ", ".join(
         f"{key} {info.details.get('size_mb', '?')} MB" for key, info in manifest.graphs.items()
     )
-    labels = f"{manifest.num_labels} labels"
-    print(f"exported {manifest.architecture} ({labels}) to {args.out_dir}: {sizes}")
-    return EXIT_OK
+    return f"{manifest.architecture} ({manifest.num_labels} labels): {sizes}"
 
 
 def _validate(args: argparse.Namespace) -> int:

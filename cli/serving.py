@@ -132,6 +132,7 @@ _SERVE_FLAGS = {
 def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
     """The models to serve by name; a name gradlight cannot serve is refused naming its flag."""
     from gradlight.runtime.models import check_model_name
+    from gradlight.runtime.tasks import served_artifacts
 
     named: list[tuple[str, Path, str]] = []  # name, artifact, where the name comes from
     if args.artifact_dir is not None:
@@ -141,14 +142,16 @@ def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
     if not named:
         raise UsageError("nothing to serve: give ARTIFACT_DIR or --model NAME=ARTIFACT_DIR")
     artifacts: dict[str, Path] = {}
-    for name, path, source in named:
-        if name in artifacts:
-            raise UsageError(f"model name {name!r} is given twice")
+    for given, path, source in named:
         try:
-            check_model_name(name)
-        except ValueError as exc:  # check_model_name's only error: the name is unusable
+            check_model_name(given)
+            served = served_artifacts(given, path)  # a multi-task model: one per task
+        except ValueError as exc:  # an unusable name, or an unreadable tasks.json
             raise UsageError(f"{source}: {exc}") from None
-        artifacts[name] = path
+        for name, artifact in served.items():
+            if name in artifacts:
+                raise UsageError(f"model name {name!r} is given twice")
+            artifacts[name] = artifact
     return artifacts
 
 

@@ -4,7 +4,9 @@ Each function takes the model inputs positionally (``input_ids, attention_mask``
 the architecture uses them, ``token_type_ids``), then the graph's extra inputs, so that it can
 be traced with ``make_fx`` and run eagerly as the validation reference. Scores are input x
 gradient with respect to the *word* embeddings (docs/semantics.md):
-``sum_h d logit / d e[s, h] * e[s, h]``; padding positions are zeroed.
+``sum_h d logit / d e[s, h] * e[s, h]``; padding positions are zeroed. Where the word
+embeddings feed a normalization directly, ``e`` is that normalization's output
+(export/architectures.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradlight.export.errors import ExportError
 from gradlight.export.model_loading import LoadedClassifier
 
 ModelFn = Callable[..., Any]
@@ -30,12 +33,28 @@ def _model_kwargs(loaded: LoadedClassifier, inputs: tuple[Tensor, ...]) -> dict[
 def _attributed_logits(
     loaded: LoadedClassifier, inputs: tuple[Tensor, ...]
 ) -> tuple[Tensor, Tensor]:
-    """``(embeds, logits)``: the word embeddings as a leaf that takes gradients, and the logits
-    of the forward that reads them as the ``input_ids`` forward reads the ids."""
-    model, architecture = loaded.model, loaded.architecture
-    embeds = architecture.word_embeddings(model)(inputs[0]).detach().requires_grad_(True)
-    kwargs = {**_model_kwargs(loaded, inputs), **architecture.embeds_kwargs(model, inputs[0])}
-    return embeds, model(inputs_embeds=embeds, **kwargs).logits
+    """``(embeds, logits)`` of one forward through the model's own ``input_ids`` path (its own
+    position ids, token types and normalizations), where the explained module's output (the
+    word embeddings, docs/semantics.md) is swapped for a leaf that takes gradients. The
+    attributed pass is the predicting pass: the text is embedded once."""
+    explained = loaded.architecture.explained_module(loaded.model)
+    leaves: list[Tensor] = []
+
+    def swap_for_leaf(_module: Any, _inputs: Any, output: Tensor) -> Tensor:
+        if leaves:
+            raise ExportError(
+                f"{type(explained).__name__} ran twice in one forward of "
+                f"{loaded.spec.architecture}: gradlight cannot tell which of its outputs to explain"
+            )
+        leaves.append(output.detach().requires_grad_(True))
+        return leaves[0]
+
+    handle = explained.register_forward_hook(swap_for_leaf)
+    try:
+        logits = loaded.model(input_ids=inputs[0], **_model_kwargs(loaded, inputs)).logits
+    finally:
+        handle.remove()
+    return leaves[0], logits
 
 
 def forward_fn(loaded: LoadedClassifier) -> ModelFn:
@@ -82,3 +101,17 @@ def cotangent_fn(loaded: LoadedClassifier) -> ModelFn:
         return logits.detach(), scores.detach()
 
     return attribute
+
+
+def gradient_alignment(loaded: LoadedClassifier, inputs: tuple[Tensor, ...]) -> float:
+    """Median over unpadded tokens of ``|cos(d sum(logits) / d e, e)|``.
+
+    Input x gradient is ``|grad| |e| cos``; when everything after ``e`` is invariant to its
+    scale (a LayerNorm with nothing added), ``grad`` is orthogonal to ``e`` and the scores are
+    rounding noise. Ordinary models give values near ``1 / sqrt(hidden)``, such ones ~1e-5.
+    """
+    with torch.enable_grad():
+        embeds, logits = _attributed_logits(loaded, inputs)
+        (grad,) = torch.autograd.grad(logits.sum(), embeds)
+    cosines = torch.nn.functional.cosine_similarity(grad, embeds.detach(), dim=-1).abs()
+    return float(cosines[inputs[1].bool()].median())

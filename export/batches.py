@@ -1,5 +1,6 @@
 """The batches graphs are traced and validated on: random ordinary tokens framed by the
-tokenizer's special tokens, right-padded, with sizes other than the tracing sizes."""
+tokenizer's special tokens, right-padded, with sizes other than the tracing sizes; for a model
+that reads entity markers, a marked span in every other row."""
 
 from __future__ import annotations
 
@@ -57,7 +58,10 @@ def make_batch(
     attention_mask = np.zeros((len(lengths), width), dtype=np.int64)
     for row, length in enumerate(lengths):
         body_length = max(min(length, width) - len(prefix) - len(suffix), 1)
-        ids = [*prefix, *rng.choice(ordinary, size=body_length).tolist(), *suffix][:width]
+        body = rng.choice(ordinary, size=body_length).tolist()
+        if loaded.entity_markers is not None and row % 2 == 0 and body_length >= 5:
+            body[1], body[4] = loaded.entity_markers  # a marked span in every other row
+        ids = [*prefix, *body, *suffix][:width]
         input_ids[row, : len(ids)] = ids
         attention_mask[row, : len(ids)] = 1
     batch = {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}

@@ -21,7 +21,9 @@ class ValidationFailedError(GradlightError):
         failed = [check for check in report.checks if not check.passed]
         lines = [
             f"validation failed: {len(failed)} of {len(report.checks)} checks exceed tolerance"
+            + (f", {len(report.problems)} problems" if report.problems else "")
         ]
         lines += [f"  {check.describe()}" for check in failed]
+        lines += [f"  PROBLEM: {problem}" for problem in report.problems]
         super().__init__("\n".join(lines))
         self.report = report

@@ -7,14 +7,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gradlight.export.architectures import ARCHITECTURES, Architecture, architecture_for
+from gradlight.export.architectures import Architecture, architecture_for
 from gradlight.export.errors import ExportError
 from gradlight.runtime.model_spec import MULTI_LABEL, SINGLE_LABEL, ModelSpec
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_MODEL_TYPES = tuple(ARCHITECTURES)
-"""model_type values whose classifiers gradlight exports (export/architectures.py)."""
 
 _TOKENIZER_FILE = "tokenizer.json"
 
@@ -25,14 +22,13 @@ class LoadedClassifier:
     tokenizer: Any  # transformers.PreTrainedTokenizerFast
     spec: ModelSpec
     architecture: Architecture
-
-
-def _supported() -> str:
-    return ", ".join(f"{name}" for name in SUPPORTED_MODEL_TYPES)
+    # (start, end) token ids of the entity markers a model reads (a tagged cnlpt task); the
+    # validation batches then mark a span in some rows.
+    entity_markers: tuple[int, int] | None = None
 
 
 def read_spec(model_dir: Path) -> ModelSpec:
-    """Check that ``model_dir`` holds a supported sequence classifier; describe it."""
+    """Check that ``model_dir`` holds a sequence classifier gradlight can explain; describe it."""
     from transformers import AutoConfig
 
     if not model_dir.is_dir():
@@ -44,11 +40,6 @@ def read_spec(model_dir: Path) -> ModelSpec:
         )
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     model_type = config.model_type
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ExportError(
-            f"{model_dir}: model_type {model_type!r} is not supported; gradlight exports "
-            f"sequence classifiers of these architectures: {_supported()}"
-        )
     architectures = list(config.architectures or [])
     classifiers = [name for name in architectures if name.endswith("ForSequenceClassification")]
     if not classifiers:
@@ -72,7 +63,13 @@ def read_spec(model_dir: Path) -> ModelSpec:
     labels = tuple(str(config.id2label[i]) for i in range(num_labels))
     if len(set(labels)) != len(labels):
         raise ExportError(f"{model_dir}: label names in config.id2label repeat: {list(labels)}")
-    pad = int(config.pad_token_id if config.pad_token_id is not None else 0)
+    pad = getattr(config, "pad_token_id", None)
+    pad = int(pad if pad is not None else 0)
+    if getattr(config, "max_position_embeddings", None) is None:
+        raise ExportError(
+            f"{model_dir}: config.json has no max_position_embeddings; set it to the longest "
+            "input (in tokens) the model reads"
+        )
     architecture = architecture_for(model_type)
     return ModelSpec(
         model_type=model_type,
@@ -97,6 +94,10 @@ def load_tokenizer(model_dir: Path) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise ExportError(f"{model_dir}: the tokenizer must be a fast tokenizer")
+    # A tokenizer.json saved with fixed padding or truncation (cnlpt's are) would pad every
+    # text; gradlight pads batches itself and truncates at the request's max_length.
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.backend_tokenizer.no_truncation()
     return tokenizer
 
 

@@ -11,16 +11,18 @@ leaves a half-written artifact behind.
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gradlight.export import cnlpt
 from gradlight.export.batches import TRACING_SHAPE, tracing_inputs
-from gradlight.export.errors import ValidationFailedError
+from gradlight.export.errors import ExportError, ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.graphs import GRAPHS, GraphSpec, planned
 from gradlight.export.model_loading import LoadedClassifier, load_classifier, read_spec
@@ -34,8 +36,9 @@ from gradlight.export.tracing import (
     GraphTarget,
     export_module_to_onnx,
     trace_to_onnx,
+    untraceable,
 )
-from gradlight.export.validation import validate_graphs
+from gradlight.export.validation import check_scores_are_defined, validate_graphs
 from gradlight.runtime.manifest import (
     FORMAT_VERSION,
     TOKENIZER_DIR,
@@ -44,10 +47,24 @@ from gradlight.runtime.manifest import (
     hash_artifact_files,
     write_manifest,
 )
+from gradlight.runtime.model_spec import ModelSpec
+from gradlight.runtime.models import check_model_name
+from gradlight.runtime.tasks import TaskList, write_tasks
 
 _TOOLS = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "gradlight")
 
 Graphs = dict[str, GraphInfo]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a classifier comes from: ``read_spec`` checks it cheaply, ``load`` loads it;
+    ``details`` go into the manifest's export record."""
+
+    path: Path
+    read_spec: Callable[[], ModelSpec]
+    load: Callable[[], LoadedClassifier]
+    details: Mapping[str, Any]
 
 
 def export_model(
@@ -65,22 +82,74 @@ def export_model(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if options.threads:
         torch.set_num_threads(options.threads)
+    source = _Source(
+        model_dir, partial(read_spec, model_dir), partial(load_classifier, model_dir), {}
+    )
     return build_into(
         out_dir,
         options.overwrite,
-        lambda staging: _export_into(model_dir, staging, options, printer),
+        lambda staging: _export_into(source, staging, options, printer),
     )
 
 
+def export_cnlpt(
+    model_dir: Path | str,
+    out_dir: Path | str,
+    options: ExportOptions | None = None,
+    printer: Printer | None = None,
+) -> dict[str, Manifest]:
+    """Export every classification task of a cnlp_transformers checkpoint (export/cnlpt.py),
+    each as its own validated artifact in ``out_dir/TASK``, listed in ``out_dir/tasks.json``;
+    return their manifests by task. All or nothing, like ``export_model``."""
+    options = options or ExportOptions()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    checkpoint = cnlpt.read_checkpoint(model_dir)
+    refused = checkpoint.refused()
+    if not checkpoint.classification_tasks:
+        raise ExportError(
+            f"{model_dir}: no classification task to explain: "
+            + "; ".join(f"{name}: {why}" for name, why in refused.items())
+        )
+    for name in (task.name for task in checkpoint.classification_tasks):
+        try:
+            check_model_name(name)
+        except ValueError as exc:
+            raise ExportError(f"{model_dir}: task {name!r} cannot name a model: {exc}") from None
+    say = printer or (lambda line: None)
+    for name, why in refused.items():
+        say(f"not exporting task {name}: {why}")
+
+    def build(staging: Path) -> dict[str, Manifest]:
+        manifests = {}
+        for task in checkpoint.classification_tasks:
+            say(f"task {task.name} ({len(task.labels)} labels)")
+            (staging / task.name).mkdir()
+            source = _Source(
+                model_dir,
+                partial(cnlpt.read_task_spec, model_dir, task.name),
+                partial(cnlpt.load_task, model_dir, task.name),
+                {"cnlpt_task": task.name},
+            )
+            manifests[task.name] = _export_into(source, staging / task.name, options, printer)
+        write_tasks(staging, TaskList({task: task for task in manifests}, refused))
+        return manifests
+
+    return build_into(out_dir, options.overwrite, build)
+
+
 def _export_into(
-    model_dir: Path, staging: Path, options: ExportOptions, printer: Printer | None
+    source: _Source, staging: Path, options: ExportOptions, printer: Printer | None
 ) -> Manifest:
-    spec = read_spec(model_dir)
+    spec = source.read_spec()
     graphs = planned(spec, options)
-    steps = 4 + len(graphs) + sum(graph.fuse for graph in graphs) + len(options.precisions)
+    steps = 5 + len(graphs) + sum(graph.fuse for graph in graphs) + len(options.precisions)
     progress = Progress(total_steps=steps, printer=printer)
-    with progress.step(f"loading {model_dir}", key="load"):
-        loaded = load_classifier(model_dir)
+    with progress.step(f"loading {source.path}", key="load"):
+        loaded = source.load()
+    with progress.step("checking that input x gradient is defined for this model", key="check"):
+        check_scores_are_defined(loaded)
     for graph in GRAPHS:
         if graph not in graphs and graph.skipped is not None:
             progress.say(graph.skipped(spec, options))
@@ -95,7 +164,9 @@ def _export_into(
     with progress.step("saving the tokenizer and the manifest", key="manifest"):
         loaded.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
         export = {
-            "source": str(model_dir.resolve()),
+            "source": str(source.path.resolve()),
+            **source.details,
+            "explains": loaded.architecture.explained(loaded.model.config),
             "max_loop_labels": options.max_loop_labels,
             "torch_threads": torch.get_num_threads(),
             **weights,
@@ -137,7 +208,7 @@ def _build_graph(
     extra = graph.extra_feed(TRACING_SHAPE[0], spec, seed=0)
     example = (*tracing_inputs(loaded), *(torch.from_numpy(value) for value in extra.values()))
     details: dict[str, Any] = {}
-    with progress.step(graph.describe(spec), key=graph.key):
+    with progress.step(graph.describe(spec), key=graph.key), untraceable(spec, graph.key):
         if graph.backward:
             timings = trace_to_onnx(graph.eager(loaded), example, target)
             details["trace_seconds"] = timings.rounded()

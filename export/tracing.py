@@ -8,16 +8,23 @@ the dynamo ONNX exporter (docs/export-internals.md).
 
 from __future__ import annotations
 
+import linecache
 import logging
+import re
 import time
+import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from gradlight.export.errors import ExportError
+from gradlight.runtime.model_spec import ModelSpec
 
 MAX_BATCH = 65536
 
@@ -175,3 +182,41 @@ def _simplify(model: Any) -> None:
     passes.CommonSubexpressionEliminationPass()(model)
     passes.RemoveUnusedNodesPass()(model)
     passes.RemoveUnusedOpsetsPass()(model)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TRACERS = ("/torch/", "/onnxscript/", "/onnx_ir/", "/contextlib.py", str(Path(__file__).parent))
+
+
+@contextmanager
+def untraceable(spec: ModelSpec, graph: str) -> Iterator[None]:
+    """Turn a failure to trace or convert into an ``ExportError`` naming the operation: the
+    exception's first line and the model's own source line that was running."""
+    try:
+        yield
+    except ExportError:
+        raise
+    except Exception as exc:  # torch and onnxscript raise many types; all mean "cannot trace"
+        cause = exc
+        while cause.__cause__ is not None:  # the exporters wrap the tracer's own error
+            cause = cause.__cause__
+        lines = [line for line in _ANSI.sub("", str(cause)).splitlines() if line.strip()]
+        what = lines[0].strip()[:400] if lines else ""
+        raise ExportError(
+            f"{spec.model_type} ({spec.architecture}) cannot be traced into the {graph} graph: "
+            f"{type(cause).__name__}: {what}{_model_line(exc)}"
+        ) from exc
+
+
+def _model_line(exc: BaseException | None) -> str:
+    """`` at FILE:LINE `source` ``: the innermost frame outside the tracers (the model's code)."""
+    frames = []
+    while exc is not None:  # outermost first, so the innermost model frame comes last
+        frames += traceback.extract_tb(exc.__traceback__)
+        exc = exc.__cause__
+    frames = [frame for frame in frames if not any(t in frame.filename for t in _TRACERS)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    source = linecache.getline(frame.filename, frame.lineno or 0).strip()
+    return f" (at {Path(frame.filename).name}:{frame.lineno} `{source}`)"

@@ -121,10 +121,10 @@ class DynamicBatcher:
     ) -> list[RowOutput]:
         """Run ``rows`` (held by ``admission``) through ``graph`` in some batch; outputs in
         ``rows`` order."""
+        if not rows:  # nothing to run (a Predict asks no attribution graph for anything)
+            return []
         if not self.engine.has_graph(graph):
             raise ValueError(f"unknown graph {graph!r}")
-        if not rows:
-            return []
         self._check_open()
         admission.queue(len(rows))
         work = _Work(graph, rows, asyncio.get_running_loop().create_future())

@@ -26,7 +26,7 @@ from gradlight.runtime.settings import BatchSettings, EngineSettings, SettingsEr
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?")
 RELOADED, UNCHANGED, REFUSED = "reloaded", "unchanged", "refused"
 
 
@@ -35,7 +35,7 @@ def check_model_name(name: str) -> str:
         raise SettingsError(
             "model name",
             f"{name!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit",
+            "or digit (a task of a multi-task model: MODEL/TASK, each part so)",
         )
     return name
 

@@ -20,8 +20,8 @@ class EncodedText:
     """One text as the model sees it: ids with special tokens, and where each token came from.
 
     ``offsets`` are ``[start, end)`` code point indices into the original Python string
-    (special tokens: ``(0, 0)``); a token standing for whitespace alone has the span of that
-    whitespace (``whitespace_spans``).
+    (special tokens: ``(0, 0)``): the token's surface, without surrounding whitespace; a token
+    standing for whitespace alone has the span of that whitespace (``surface_spans``).
     """
 
     ids: np.ndarray  # int64 [S]
@@ -93,7 +93,7 @@ class TextEncoder:
                     ids=np.asarray(encoding.ids, dtype=np.int64),
                     type_ids=np.asarray(encoding.type_ids, dtype=np.int64),
                     tokens=tuple(encoding.tokens),
-                    offsets=whitespace_spans(text, encoding.offsets, special),
+                    offsets=surface_spans(text, encoding.offsets, special),
                     special=special,
                     truncated=bool(encoding.overflowing),
                 )
@@ -101,21 +101,31 @@ class TextEncoder:
         return encoded
 
 
-def whitespace_spans(
+def surface_spans(
     text: str, offsets: Sequence[tuple[int, int]], special: Sequence[bool]
 ) -> tuple[tuple[int, int], ...]:
-    """``offsets`` with the empty span of each token that stands for whitespace widened to that
-    whitespace. Byte-level BPE that trims offsets (RoBERTa's ``trim_offsets``) moves a token's
-    start past its leading spaces, so a token of spaces alone ("Ġ" before a CJK character or
-    before another space) is left an empty span where its spaces end: it stands for the white
-    space right before that point that no earlier token covers. Other spans stay as they are."""
-    widened = []
+    """``offsets`` with every token's span made its surface: whitespace around a token that is
+    more than whitespace is left out, and the empty span of a token that stands for whitespace
+    alone is widened to that whitespace.
+
+    Tokenizers differ: a SentencePiece piece "▁r" (DeBERTa-v3) or a byte-level "Ġr" without
+    ``trim_offsets`` (ModernBERT) spans the space before it; byte-level BPE that trims offsets
+    (RoBERTa's ``trim_offsets``) moves a token's start past its leading spaces, so a token of
+    spaces alone ("Ġ" before a CJK character or before another space) is left an empty span
+    where its spaces end: it stands for the white space right before that point that no
+    earlier token covers."""
+    spans = []
     covered = 0  # the end of the text's tokens so far
     for (start, end), is_special in zip(offsets, special, strict=True):
         if not is_special:
             if start == end:
                 while start > covered and text[start - 1] in WHITE_SPACE:
                     start -= 1
+            elif any(char not in WHITE_SPACE for char in text[start:end]):
+                while text[start] in WHITE_SPACE:
+                    start += 1
+                while text[end - 1] in WHITE_SPACE:
+                    end -= 1
             covered = max(covered, end)
-        widened.append((start, end))
-    return tuple(widened)
+        spans.append((start, end))
+    return tuple(spans)

@@ -4,6 +4,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -11,12 +12,29 @@ sys.path.insert(0, str(Path(__file__).parent))  # helpers: tiny_models, eager_re
 
 from tiny_models import save_tiny_classifier
 
-# (model_type, labels, multi-label): one tiny classifier per architecture, varied label setups.
+
+class Case(NamedTuple):
+    """One tiny classifier per architecture, varied label setups. ``all_labels_graph``: also
+    export the all-labels graph (else the cotangent graph serves every label); ``fp16``: also
+    export and validate fp16 graphs."""
+
+    num_labels: int
+    multi_label: bool
+    all_labels_graph: bool = False
+    fp16: bool = False
+
+
 ARCHITECTURE_CASES = {
-    "bert": (3, False),
-    "roberta": (2, False),
-    "distilbert": (3, True),
-    "electra": (4, False),
+    "bert": Case(3, False, all_labels_graph=True),
+    "roberta": Case(2, False),
+    "distilbert": Case(3, True),
+    "electra": Case(4, False, all_labels_graph=True),
+    "deberta-v2": Case(3, False, fp16=True),
+    "modernbert": Case(2, False, fp16=True),
+    "xlm-roberta": Case(2, True, fp16=True),
+    "camembert": Case(3, False, fp16=True),
+    "mpnet": Case(2, False, fp16=True),
+    "albert": Case(3, False, fp16=True),
 }
 
 
@@ -41,13 +59,14 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
         else save_tiny_classifier(
             root / model_type, model_type, num_labels, multi_label=multi_label
         ).path
-        for model_type, (num_labels, multi_label) in ARCHITECTURE_CASES.items()
+        for model_type, (num_labels, multi_label, *_) in ARCHITECTURE_CASES.items()
     }
 
 
 @pytest.fixture(scope="session")
 def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """Export each tiny classifier once per session (lazily); return its artifact directory."""
+    from gradlight.export.options import ExportOptions
     from gradlight.export.pipeline import export_model
 
     root = _workdir(tmp_path_factory, "artifacts")
@@ -59,7 +78,14 @@ def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
             if REUSE is not None and (out / "manifest.json").is_file():
                 cache[model_type] = out
                 return out
-            export_model(tiny_model_dirs[model_type], out, printer=logging.getLogger("export").info)
+            case = ARCHITECTURE_CASES[model_type]
+            options = ExportOptions(
+                max_loop_labels=case.num_labels if case.all_labels_graph else 0,
+                precisions=("fp16",) if case.fp16 else (),
+            )
+            export_model(
+                tiny_model_dirs[model_type], out, options, printer=logging.getLogger("export").info
+            )
             cache[model_type] = out
         return cache[model_type]
 

@@ -1,4 +1,4 @@
-"""Unusable inputs: a clear error saying what is wrong and what is supported, nothing written."""
+"""Unusable inputs: a clear error saying what is wrong and what to do, nothing written."""
 
 from __future__ import annotations
 
@@ -36,14 +36,73 @@ def test_a_bare_encoder_is_not_a_sequence_classifier(tmp_path):
     _assert_nothing_written(out)
 
 
-def test_an_unsupported_architecture_lists_the_supported_ones(tmp_path):
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+def test_scores_that_would_be_rounding_noise_are_refused_before_tracing(tmp_path, monkeypatch):
+    """DeBERTa-v3 normalizes its word embeddings with nothing added to them: input x gradient
+    there is zero by construction. Without its architecture entry (as for an untested model
+    type built the same way), the export stops at once and says what to do."""
+    from gradlight.export import architectures
 
-    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, num_labels=2)
-    GPT2ForSequenceClassification(config).save_pretrained(tmp_path / "gpt2")
+    model = save_tiny_classifier(tmp_path / "m", "deberta-v2")
+    monkeypatch.delitem(architectures.ARCHITECTURES, "deberta-v2")
     out = tmp_path / "out"
-    with pytest.raises(ExportError, match=r"'gpt2' is not supported.*bert, roberta, distilbert"):
-        export_model(tmp_path / "gpt2", out)
+    with pytest.raises(ExportError, match=r"rounding noise.*word embeddings.*architectures\.py"):
+        export_model(model.path, out)
+    _assert_nothing_written(out)
+
+
+def _save_branchy_classifier(directory):
+    """A classifier whose forward branches on the values of its input: nothing can trace it."""
+    import torch
+    from tiny_models import make_tokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        PretrainedConfig,
+        PreTrainedModel,
+    )
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class BranchyConfig(PretrainedConfig):
+        model_type = "gradlight-branchy"
+
+    class BranchyForSequenceClassification(PreTrainedModel):
+        config_class = BranchyConfig
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.embeddings = torch.nn.Embedding(config.vocab_size, 8)
+            self.classifier = torch.nn.Linear(8, config.num_labels)
+            self.post_init()
+
+        def get_input_embeddings(self):
+            return self.embeddings
+
+        def forward(self, input_ids, attention_mask=None, **_):
+            hidden = self.embeddings(input_ids)
+            if int(input_ids.max()) > 100:  # data-dependent: a different graph per input
+                hidden = hidden * 2.0
+            return SequenceClassifierOutput(logits=self.classifier(hidden.mean(dim=1)))
+
+    AutoConfig.register("gradlight-branchy", BranchyConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(
+        BranchyConfig, BranchyForSequenceClassification, exist_ok=True
+    )
+    tokenizer = make_tokenizer("bert")
+    config = BranchyConfig(
+        vocab_size=len(tokenizer), num_labels=2, max_position_embeddings=64, pad_token_id=0
+    )
+    BranchyForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def test_a_model_that_cannot_be_traced_is_refused_naming_the_operation(tmp_path):
+    _save_branchy_classifier(tmp_path / "branchy")
+    out = tmp_path / "out"
+    with pytest.raises(ExportError) as refused:
+        export_model(tmp_path / "branchy", out)
+    message = str(refused.value)
+    assert "gradlight-branchy (BranchyForSequenceClassification) cannot be traced" in message
+    assert "if int(input_ids.max()) > 100" in message  # the model's own line
     _assert_nothing_written(out)
 
 

@@ -9,6 +9,7 @@ from conftest import ARCHITECTURE_CASES
 from eager_reference import input_x_gradient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from gradlight.runtime.manifest import load_manifest
 from gradlight.runtime.scores import normalize_scores
 
 TEXTS = [
@@ -16,6 +17,7 @@ TEXTS = [
     "Dr. Smith started amoxicillin 500 mg b.i.d. for ten days. She reports worsening cough.",
     "Café résumé naïve — 東京 病院 😀 emoji test.",
     "Follow up with cardiology in two weeks.",
+    "Fièvre 🤒 à 39°C, 肺 nodule.",  # unseen characters: [UNK], or byte pieces (camembert)
 ]
 TOLERANCE = 1e-4
 
@@ -36,11 +38,28 @@ def _probabilities(logits, multi_label):
     return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)).numpy()
 
 
+def _check_span(served, text, start, end):
+    """The served span is the tokenizer's span without surrounding whitespace (a SentencePiece
+    "▁" piece, or byte-level "Ġ" without trimming, carries its space); a token the tokenizer
+    left an empty span (RoBERTa's trimmed "Ġ") has the whitespace before it."""
+    surface = text[start:end]
+    if start == end:
+        assert served[1] == end and text[served[0] : served[1]].isspace()
+    elif not surface.strip():
+        assert served == (start, end)
+    else:
+        stripped = len(surface) - len(surface.lstrip()), len(surface) - len(surface.rstrip())
+        assert served == (start + stripped[0], end - stripped[1])
+
+
 @pytest.mark.parametrize("model_type", list(ARCHITECTURE_CASES))
-def test_token_scores_match_eager_autograd(model_type, tiny_model_dirs, tiny_client):
+def test_token_scores_match_eager_autograd(model_type, tiny_model_dirs, tiny_client, exported):
     multi_label = ARCHITECTURE_CASES[model_type][1]
-    _, _, batch, logits, raw = _eager(tiny_model_dirs[model_type], TEXTS)
+    _, tokenizer, batch, logits, raw = _eager(tiny_model_dirs[model_type], TEXTS)
     normalized = normalize_scores(raw, batch["attention_mask"])
+    validation = load_manifest(exported(model_type)).validation
+    score_tolerance = max(TOLERANCE, validation["score_tolerance"])
+    offsets = tokenizer(TEXTS, return_offsets_mapping=True, return_special_tokens_mask=True)
     response = tiny_client.attribute(TEXTS, model=model_type, raw_scores=True)
     assert [result.text for result in response.results] == TEXTS
     for row, result in enumerate(response.results):
@@ -52,9 +71,17 @@ def test_token_scores_match_eager_autograd(model_type, tiny_model_dirs, tiny_cli
         served = np.array([list(token.scores) for token in result.tokens]).T
         scale = np.abs(raw[row, :, :length]).max()
         np.testing.assert_allclose(served_raw, raw[row, :, :length], atol=TOLERANCE * scale)
-        np.testing.assert_allclose(served, normalized[row, :, :length], atol=TOLERANCE)
+        np.testing.assert_allclose(served, normalized[row, :, :length], atol=score_tolerance)
         expected = _probabilities(logits[row], multi_label)
         np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+        # Offsets: the tokenizer's own, into the original text (accents, CJK, emoji).
+        special = offsets["special_tokens_mask"][row]
+        for token, (start, end), is_special in zip(
+            result.tokens, offsets["offset_mapping"][row], special, strict=True
+        ):
+            assert token.special == bool(is_special)
+            if not is_special:
+                _check_span((token.start, token.end), TEXTS[row], start, end)
         labels = list(result.labels)
         assert result.predicted_label == labels[int(np.argmax(expected))]
         if multi_label:

@@ -1,0 +1,173 @@
+"""cnlp_transformers checkpoints, exported without cnlpt and served task by task, checked
+against the numbers cnlpt's own model computed (tests/fixtures/cnlpt/make_fixtures.py wrote
+the checkpoints and expected.json with the real cnlp-transformers 0.8.0)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REUSE, _workdir
+from eager_reference import input_x_gradient
+from serving import ServerThread
+
+from gradlight.client import Client
+from gradlight.export.cnlpt import load_task, read_checkpoint
+from gradlight.export.errors import ExportError
+from gradlight.export.options import ExportOptions
+from gradlight.export.pipeline import export_cnlpt
+from gradlight.runtime.engine import Engine
+from gradlight.runtime.settings import EngineSettings
+from gradlight.runtime.tasks import read_tasks, served_artifacts
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cnlpt"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["checkpoints"]
+SERVED = ("proj_cls", "proj_tagged")  # exported and served; legacy_tagged is checked eagerly
+
+
+def _softmax(logits):
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def exported_cnlpt(tmp_path_factory):
+    root = _workdir(tmp_path_factory, "cnlpt")
+    out = {}
+    for name in SERVED:
+        out[name] = root / name
+        if REUSE is None or not (root / name / "tasks.json").is_file():
+            export_cnlpt(FIXTURES / name, root / name, ExportOptions(max_loop_labels=0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cnlpt_client(exported_cnlpt):
+    engines = {}
+    for name, bundle in exported_cnlpt.items():
+        for served, artifact in served_artifacts(name, bundle).items():
+            engines[served] = Engine(artifact, EngineSettings(provider="cpu"))
+    with ServerThread(engines) as server, Client(server.address, timeout=60) as client:
+        yield client, engines
+
+
+def test_every_classification_task_is_listed_with_its_labels(cnlpt_client):
+    client, _ = cnlpt_client
+    listed = {model.name: list(model.labels) for model in client.list_models().models}
+    expected = {
+        f"{name}/{task['name']}": task["labels"]
+        for name in SERVED
+        for task in EXPECTED[name]["tasks"]
+    }
+    assert listed == expected
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_served_logits_and_scores_equal_cnlpts_own(name, cnlpt_client):
+    client, engines = cnlpt_client
+    expected = EXPECTED[name]
+    texts = expected["texts"]
+    mask = np.array(expected["attention_mask"])
+    for task in expected["tasks"]:
+        model = f"{name}/{task['name']}"
+        outputs = expected["outputs"][task["name"]]
+        ref_logits, ref_scores = np.array(outputs["logits"]), np.array(outputs["scores"])
+        # The graph's logits, through the engine the server runs.
+        engine = engines[model]
+        logits = engine.forward(engine.batch(engine.encode(texts, 128)))
+        np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=0)
+        # Over gRPC: the same tokens, probabilities and raw scores.
+        response = client.attribute(texts, model=model, raw_scores=True)
+        for row, result in enumerate(response.results):
+            length = int(mask[row].sum())
+            assert [t.token_id for t in result.tokens] == expected["input_ids"][row][:length]
+            offsets = [[t.start, t.end] for t in result.tokens]
+            assert offsets == expected["offsets"][row][:length]
+            np.testing.assert_allclose(
+                result.probabilities, _softmax(ref_logits[row]), atol=1e-5, rtol=0
+            )
+            served = np.array([list(t.raw_scores) for t in result.tokens]).T
+            reference = ref_scores[row, :, :length]
+            np.testing.assert_allclose(
+                served, reference, atol=1e-4 * np.abs(reference).max(), rtol=0
+            )
+
+
+def test_an_entity_span_reads_as_cnlpt_marks_it(cnlpt_client):
+    """The entities field marks the span with <e>...</e> as cnlpt's REST does: the answer is
+    the tagged task's answer on the marked text."""
+    client, _ = cnlpt_client
+    marked = EXPECTED["proj_tagged"]["texts"][0]  # "Patient denies <e>chest pain</e> today."
+    plain = marked.replace("<e>", "").replace("</e>", "")
+    start = plain.index("chest pain")
+    for task in EXPECTED["proj_tagged"]["tasks"]:
+        model = f"proj_tagged/{task['name']}"
+        answer = client.attribute(
+            [plain], model=model, entities=[[(start, start + len("chest pain"))]]
+        ).results[0]
+        (entity,) = answer.entities
+        assert entity.marked_text == marked
+        logits = EXPECTED["proj_tagged"]["outputs"][task["name"]]["logits"][0]
+        np.testing.assert_allclose(entity.result.probabilities, _softmax(logits), atol=1e-5)
+
+
+def test_the_older_checkpoint_layout_loads_with_cnlpts_numbers():
+    """cnlpt's models published before 0.8 (model_type "cnlpt"): rebuilt in gradlight, eager."""
+    expected = EXPECTED["legacy_tagged"]
+    batch = {
+        "input_ids": np.array(expected["input_ids"]),
+        "attention_mask": np.array(expected["attention_mask"]),
+        "token_type_ids": np.array(expected["token_type_ids"]),
+    }
+    for task in expected["tasks"]:
+        loaded = load_task(FIXTURES / "legacy_tagged", task["name"])
+        assert loaded.spec.labels == tuple(task["labels"])
+        logits, scores = input_x_gradient(loaded.model, batch)
+        outputs = expected["outputs"][task["name"]]
+        np.testing.assert_allclose(logits, outputs["logits"], atol=1e-5, rtol=0)
+        reference = np.array(outputs["scores"])
+        np.testing.assert_allclose(scores, reference, atol=1e-5 * np.abs(reference).max())
+
+
+def test_tagging_and_relation_tasks_are_refused_saying_why(tmp_path):
+    checkpoint = tmp_path / "tagger"
+    shutil.copytree(FIXTURES / "proj_cls", checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["_tasks"][0]["type"] = "tagging"
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    refused = read_checkpoint(checkpoint).refused()
+    assert list(refused) == ["Negation"]
+    assert "a tagging task" in refused["Negation"]
+    config["_tasks"][1]["type"] = "relations"
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExportError, match=r"no classification task.*Negation.*DocTimeRel"):
+        export_cnlpt(checkpoint, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_gradlight_serve_serves_each_task_as_model_slash_task(exported_cnlpt):
+    from processes import serve_process
+
+    bundle = exported_cnlpt["proj_cls"]
+    assert set(read_tasks(bundle).tasks) == {"Negation", "DocTimeRel"}
+    server = serve_process(str(bundle), "--name", "clinical")
+    try:
+        with Client(server.address) as client:
+            names = [model.name for model in client.list_models().models]
+            assert sorted(names) == ["clinical/DocTimeRel", "clinical/Negation"]
+            answer = client.predict(["Patient denies chest pain."], model="clinical/Negation")
+            assert list(answer.results[0].labels) == ["-1", "1"]
+    finally:
+        assert server.terminate() == 0
+
+
+def test_a_task_artifact_revalidates_against_the_checkpoint(exported_cnlpt):
+    from gradlight.export.validation import validate_artifact
+
+    report = validate_artifact(exported_cnlpt["proj_tagged"] / "Subject", FIXTURES / "proj_tagged")
+    assert report.passed, report.format()
+    assert {check.graph for check in report.checks} >= {"forward", "attribution_cotangent"}
