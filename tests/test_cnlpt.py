@@ -6,43 +6,29 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REUSE, _workdir
+from conftest import CNLPT_EXPORTED as SERVED  # legacy_tagged is checked eagerly
+from conftest import CNLPT_FIXTURES as FIXTURES
 from eager_reference import input_x_gradient
 from serving import ServerThread
 
 from gradlight.client import Client
 from gradlight.export.cnlpt import load_task, read_checkpoint
 from gradlight.export.errors import ExportError
-from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_cnlpt
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 from gradlight.runtime.tasks import read_tasks, served_artifacts
 
-FIXTURES = Path(__file__).parent / "fixtures" / "cnlpt"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["checkpoints"]
-SERVED = ("proj_cls", "proj_tagged")  # exported and served; legacy_tagged is checked eagerly
 
 
 def _softmax(logits):
     logits = np.asarray(logits, dtype=np.float64)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-@pytest.fixture(scope="module")
-def exported_cnlpt(tmp_path_factory):
-    root = _workdir(tmp_path_factory, "cnlpt")
-    out = {}
-    for name in SERVED:
-        out[name] = root / name
-        if REUSE is None or not (root / name / "tasks.json").is_file():
-            export_cnlpt(FIXTURES / name, root / name, ExportOptions(max_loop_labels=0))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def many_labels(tmp_path_factory):
 
 def test_cli_export_reports_progress_and_skips_the_loop_graph(many_labels):
     _, artifact, result = many_labels
-    assert "[1/7] loading" in result.stderr
+    assert "[1/8] loading" in result.stderr
     assert "skipping the all-labels graph: 150 labels > max_loop_labels 10" in result.stderr
     assert "PASSED" in result.stderr
     manifest = load_manifest(artifact)

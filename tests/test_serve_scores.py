@@ -118,19 +118,21 @@ def _without(text, spans, index):
     return text[:previous_end] + text[end:]
 
 
-@pytest.mark.parametrize("model_type", ["bert", "distilbert"])
+@pytest.mark.parametrize("model_type", list(ARCHITECTURE_CASES))
 def test_sentence_scores_match_eager_leave_one_out(model_type, tiny_model_dirs, tiny_client):
     multi_label = ARCHITECTURE_CASES[model_type][1]
-    text = TEXTS[1] + " He was discharged home in stable condition."
+    # Short enough for every tiny model's positions (at most 51 tokens), so nothing is cut.
+    text = "Dr. Smith started amoxicillin. She reports worsening cough. He was discharged home."
     response = tiny_client.attribute(
         [text, TEXTS[3]], model=model_type, token_attributions=False, sentence_attributions=True
     )
     result, single = response.results
+    assert not result.truncated
     spans = [(sentence.start, sentence.end) for sentence in result.sentences]
     assert [text[a:b] for a, b in spans] == [
-        "Dr. Smith started amoxicillin 500 mg b.i.d. for ten days.",
+        "Dr. Smith started amoxicillin.",
         "She reports worsening cough.",
-        "He was discharged home in stable condition.",
+        "He was discharged home.",
     ]
     assert [sentence.sentence for sentence in result.sentences] == [text[a:b] for a, b in spans]
     variants = [text] + [_without(text, spans, i) for i in range(len(spans))]

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from conftest import ARCHITECTURE_CASES
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from serving import ServerThread
@@ -30,7 +31,7 @@ def _code(call):
 
 def test_list_models(tiny_client, engine_for):
     models = {model.name: model for model in tiny_client.list_models().models}
-    assert set(models) == {"bert", "roberta", "distilbert", "electra"}
+    assert set(models) == set(ARCHITECTURE_CASES)
     bert = models["bert"]
     assert list(bert.labels) == list(engine_for("bert").labels)
     assert bert.max_length == engine_for("bert").max_length

@@ -12,6 +12,7 @@ import urllib.parse
 
 import numpy as np
 import pytest
+from conftest import ARCHITECTURE_CASES
 from visualizer_actions import (
     OUTPUT,
     TEXT,
@@ -33,12 +34,9 @@ def test_explain_shows_the_grpc_prediction_and_colours_follow_the_signs(
     page.goto(tiny_server.http_url)
     page.wait_for_selector("body[data-state=ready]")
     loaded = time.perf_counter() - started
-    assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == [
-        "bert",
-        "roberta",
-        "distilbert",
-        "electra",
-    ]
+    assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == list(
+        ARCHITECTURE_CASES
+    )
     explain_text(page, TEXT)
     expected = grpc_result(tiny_client, TEXT)
     assert page.text_content("#predicted") == expected.predicted_label
