@@ -92,7 +92,18 @@ def is_cnlpt_checkpoint(model_dir: Path) -> bool:
 
 
 def read_checkpoint(model_dir: Path) -> CnlptCheckpoint:
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    try:
+        return _read_checkpoint(
+            model_dir, json.loads((Path(model_dir) / "config.json").read_text())
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(
+            f"{model_dir}: config.json is not a cnlp_transformers checkpoint's config gradlight "
+            f"can read ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _read_checkpoint(model_dir: Path, config: dict[str, Any]) -> CnlptCheckpoint:
     if config.get("use_prior_tasks"):
         raise ExportError(
             f"{model_dir}: use_prior_tasks is set (heads read earlier tasks' logits); gradlight "
@@ -100,16 +111,11 @@ def read_checkpoint(model_dir: Path) -> CnlptCheckpoint:
         )
     if config["model_type"] == "cnlpt":  # the layout before cnlpt 0.8
         tagger, relations = config.get("tagger") or {}, config.get("relations") or {}
+        kinds = dict.fromkeys(config["finetuning_task"], CLASSIFICATION)
+        kinds.update({name: "relations" for name, on in relations.items() if on})
+        kinds.update({name: "tagging" for name, on in tagger.items() if on})
         tasks = tuple(
-            CnlptTask(
-                name,
-                "tagging"
-                if tagger.get(name)
-                else "relations"
-                if relations.get(name)
-                else CLASSIFICATION,
-                tuple(str(label) for label in config["label_dictionary"][name]),
-            )
+            CnlptTask(name, kinds[name], tuple(map(str, config["label_dictionary"][name])))
             for name in config["finetuning_task"]
         )
         layer = int(config.get("layer", -1))

@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
@@ -67,74 +67,41 @@ CNLPT_FIXTURES = Path(__file__).parent / "fixtures" / "cnlpt"
 CNLPT_EXPORTED = ("proj_cls", "proj_tagged")  # cnlpt checkpoints the tests serve
 
 
-class _Exports:
-    """Every artifact the suite exports (the tiny classifiers, the cnlpt checkpoints), made
-    once per session by two worker processes with one thread each: tracing is mostly
-    single-threaded Python, so two exports at a time use both cores. All of them start at the
-    first request, in table order; a request waits for its own artifact only."""
+@pytest.fixture(scope="session")
+def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """Export each tiny classifier once per session (lazily); return its artifact directory."""
+    from gradlight.export.options import ExportOptions
+    from gradlight.export.pipeline import export_model
 
-    def __init__(self, tiny_model_dirs: dict[str, Path], root: Path) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    root = _workdir(tmp_path_factory, "artifacts")
 
-        self.tiny_model_dirs, self.root = tiny_model_dirs, root
-        spawn = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(max_workers=2, mp_context=spawn)
-        self.futures: dict[Path, Any] = {}
-
-    def _start_all(self) -> None:
-        from gradlight.export.options import ExportOptions
-        from gradlight.export.pipeline import export_cnlpt, export_model
-
-        for model_type, case in ARCHITECTURE_CASES.items():
+    def get(model_type: str) -> Path:
+        out = root / model_type
+        if not (out / "manifest.json").is_file():  # made in this session, or kept by REUSE
+            case = ARCHITECTURE_CASES[model_type]
             options = ExportOptions(
                 max_loop_labels=case.num_labels if case.all_labels_graph else 0,
                 precisions=("fp16",) if case.fp16 else (),
-                threads=1,
             )
-            self._submit(
-                export_model, self.tiny_model_dirs[model_type], self.tiny(model_type), options
+            export_model(
+                tiny_model_dirs[model_type], out, options, printer=logging.getLogger("export").info
             )
-        for name in CNLPT_EXPORTED:
-            options = ExportOptions(max_loop_labels=0, threads=1)
-            self._submit(export_cnlpt, CNLPT_FIXTURES / name, self.cnlpt(name), options)
-
-    def _submit(self, export: Any, source: Path, out: Path, options: Any) -> None:
-        done = (out / "manifest.json").is_file() or (out / "tasks.json").is_file()
-        if not (REUSE is not None and done):
-            self.futures[out] = self.pool.submit(export, source, out, options)
-
-    def tiny(self, model_type: str) -> Path:
-        return self.root / model_type
-
-    def cnlpt(self, name: str) -> Path:
-        return self.root / "cnlpt" / name
-
-    def get(self, out: Path) -> Path:
-        if not self.futures and not (REUSE is not None and out.exists()):
-            self._start_all()
-        if out in self.futures:
-            self.futures[out].result()
         return out
 
-
-@pytest.fixture(scope="session")
-def exports(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    made = _Exports(tiny_model_dirs, _workdir(tmp_path_factory, "artifacts"))
-    yield made
-    made.pool.shutdown(cancel_futures=True)
+    return get
 
 
 @pytest.fixture(scope="session")
-def exported(exports: _Exports):
-    """``exported(model_type)``: the tiny classifier's artifact directory."""
-    return lambda model_type: exports.get(exports.tiny(model_type))
-
-
-@pytest.fixture(scope="session")
-def exported_cnlpt(exports: _Exports) -> dict[str, Path]:
+def exported_cnlpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The cnlpt checkpoints of tests/fixtures/cnlpt, exported: task directories by name."""
-    return {name: exports.get(exports.cnlpt(name)) for name in CNLPT_EXPORTED}
+    from gradlight.export.options import ExportOptions
+    from gradlight.export.pipeline import export_cnlpt
+
+    root = _workdir(tmp_path_factory, "cnlpt")
+    for name in CNLPT_EXPORTED:
+        if not (root / name / "tasks.json").is_file():
+            export_cnlpt(CNLPT_FIXTURES / name, root / name, ExportOptions(max_loop_labels=0))
+    return {name: root / name for name in CNLPT_EXPORTED}
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,22 @@ from bulk_formats import assert_same_records
 from explain_runs import big_input, explain, read_checkpoint, read_records, start_explain
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, exported):
+    """12,000 lines and their records from one run that was not stopped."""
+    directory = tmp_path_factory.mktemp("uninterrupted")
+    source = big_input(directory / "in.jsonl", 12_000)
+    reference = directory / "reference.jsonl"
+    explain(source, reference, "--artifact", exported("bert"), "--lines-per-request", "4")
+    return source, read_records(reference)
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_resumes_after_being_stopped_without_redoing_or_duplicating(tmp_path, exported, how):
-    source = big_input(tmp_path / "in.jsonl", 12_000)
+def test_resumes_after_being_stopped_without_redoing_or_duplicating(
+    tmp_path, exported, uninterrupted, how
+):
+    source, reference = uninterrupted
     artifact = exported("bert")
-    reference = tmp_path / "reference.jsonl"
-    explain(source, reference, "--artifact", artifact, "--lines-per-request", "4")
     out = tmp_path / "out.jsonl"
     checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
     process = start_explain(source, out, "--artifact", artifact, lines=1)
@@ -36,7 +46,7 @@ def test_resumes_after_being_stopped_without_redoing_or_duplicating(tmp_path, ex
     assert f"resumed after line {stopped_at['lines']}" in resumed.stdout
     records = read_records(out)
     assert [r["line"] for r in records] == list(range(1, 12_001))  # nothing lost, nothing twice
-    assert_same_records(records, read_records(reference))
+    assert_same_records(records, reference)
     finished = out.read_bytes()
     again = explain(source, out, "--artifact", artifact)
     assert "already complete" in again.stdout and out.read_bytes() == finished
