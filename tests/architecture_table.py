@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import ARCHITECTURE_CASES
 from tiny_models import save_tiny_classifier
 
-from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_model
 
 GRAPH_KEYS = ("forward", "attribution_cotangent", "attribution")
@@ -60,11 +59,7 @@ def main(out: Path) -> None:
         model = save_tiny_classifier(
             out / "models" / model_type, model_type, case.num_labels, multi_label=case.multi_label
         )
-        options = ExportOptions(
-            max_loop_labels=case.num_labels if case.all_labels_graph else 0,
-            precisions=("fp16",) if case.fp16 else (),
-            overwrite=True,
-        )
+        options = case.export_options(overwrite=True)
         started = time.perf_counter()
         export_model(model.path, out / "artifacts" / model_type, options)
         seconds = time.perf_counter() - started

@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -22,6 +22,16 @@ class Case(NamedTuple):
     multi_label: bool
     all_labels_graph: bool = False
     fp16: bool = False
+
+    def export_options(self, **more: Any) -> Any:
+        """How the suite exports this case (also tests/architecture_table.py)."""
+        from gradlight.export.options import ExportOptions
+
+        return ExportOptions(
+            max_loop_labels=self.num_labels if self.all_labels_graph else 0,
+            precisions=("fp16",) if self.fp16 else (),
+            **more,
+        )
 
 
 ARCHITECTURE_CASES = {
@@ -70,7 +80,6 @@ CNLPT_EXPORTED = ("proj_cls", "proj_tagged")  # cnlpt checkpoints the tests serv
 @pytest.fixture(scope="session")
 def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """Export each tiny classifier once per session (lazily); return its artifact directory."""
-    from gradlight.export.options import ExportOptions
     from gradlight.export.pipeline import export_model
 
     root = _workdir(tmp_path_factory, "artifacts")
@@ -78,11 +87,7 @@ def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
     def get(model_type: str) -> Path:
         out = root / model_type
         if not (out / "manifest.json").is_file():  # made in this session, or kept by REUSE
-            case = ARCHITECTURE_CASES[model_type]
-            options = ExportOptions(
-                max_loop_labels=case.num_labels if case.all_labels_graph else 0,
-                precisions=("fp16",) if case.fp16 else (),
-            )
+            options = ARCHITECTURE_CASES[model_type].export_options()
             export_model(
                 tiny_model_dirs[model_type], out, options, printer=logging.getLogger("export").info
             )
