@@ -39,6 +39,7 @@ def _export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         threads=args.threads,
         precisions=("fp16",) if args.fp16 else (),
+        path_graph=not args.no_path_graph,
     )
     if is_cnlpt_checkpoint(args.model_dir):
         manifests = export_cnlpt(args.model_dir, args.out_dir, options, printer=_stderr)
@@ -155,6 +156,12 @@ def _add_export_parser(commands: Any) -> None:
         action="store_true",
         help="also write fp16 graphs (inputs and outputs stay int64/fp32), validated against "
         "fp32; serve them with --precision fp16",
+    )
+    export.add_argument(
+        "--no-path-graph",
+        action="store_true",
+        help="leave out the path graph that serves integrated gradients and GradientSHAP "
+        "(a shorter export; the artifact then serves input x gradient only)",
     )
     export.set_defaults(handler=_export)
 

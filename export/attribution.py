@@ -31,12 +31,15 @@ def _model_kwargs(loaded: LoadedClassifier, inputs: tuple[Tensor, ...]) -> dict[
 
 
 def _attributed_logits(
-    loaded: LoadedClassifier, inputs: tuple[Tensor, ...]
+    loaded: LoadedClassifier,
+    inputs: tuple[Tensor, ...],
+    move: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """``(embeds, logits)`` of one forward through the model's own ``input_ids`` path (its own
+    """``(leaf, logits)`` of one forward through the model's own ``input_ids`` path (its own
     position ids, token types and normalizations), where the explained module's output (the
-    word embeddings, docs/semantics.md) is swapped for a leaf that takes gradients. The
-    attributed pass is the predicting pass: the text is embedded once."""
+    word embeddings, docs/semantics.md) is swapped for a leaf that takes gradients: that
+    output itself, or ``move(output)`` (a point on an integration path). The attributed pass is
+    the predicting pass: the text is embedded once."""
     explained = loaded.architecture.explained_module(loaded.model)
     leaves: list[Tensor] = []
 
@@ -46,7 +49,8 @@ def _attributed_logits(
                 f"{type(explained).__name__} ran twice in one forward of "
                 f"{loaded.spec.architecture}: gradlight cannot tell which of its outputs to explain"
             )
-        leaves.append(output.detach().requires_grad_(True))
+        point = output.detach() if move is None else move(output.detach())
+        leaves.append(point.requires_grad_(True))
         return leaves[0]
 
     handle = explained.register_forward_hook(swap_for_leaf)
@@ -98,6 +102,67 @@ def cotangent_fn(loaded: LoadedClassifier) -> ModelFn:
             embeds, logits = _attributed_logits(loaded, tuple(inputs))
             (grad,) = torch.autograd.grad(logits, embeds, grad_outputs=cotangent.to(logits.dtype))
             scores = (grad * embeds).sum(-1) * inputs[1].to(embeds.dtype)
+        return logits.detach(), scores.detach()
+
+    return attribute
+
+
+def explained_vector(loaded: LoadedClassifier, token_id: int) -> Tensor:
+    """The explained module's output ``[H]`` for ``token_id``: what the integration paths'
+    baseline puts at a position (export/architectures.py explains a per-token vector, with no
+    position in it; checked here on two positions)."""
+    captured: list[Tensor] = []
+    explained = loaded.architecture.explained_module(loaded.model)
+    handle = explained.register_forward_hook(
+        lambda _module, _inputs, output: captured.append(output.detach().clone())
+    )
+    ids = torch.full((1, 2), token_id, dtype=torch.int64)
+    inputs = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    try:
+        with torch.no_grad():
+            loaded.model(input_ids=ids, **_model_kwargs(loaded, inputs))
+    finally:
+        handle.remove()
+    first, second = captured[0][0]
+    if not torch.allclose(first, second, rtol=1e-5, atol=1e-6):
+        raise ExportError(
+            f"{loaded.spec.model_type}: the {loaded.architecture.explained(loaded.model.config)} "
+            "output depends on the position, so a baseline token's vector is not defined: the "
+            "integration path graph cannot be built (export with --no-path-graph)"
+        )
+    return first
+
+
+def path_fn(loaded: LoadedClassifier) -> ModelFn:
+    """``(*inputs, cotangent [B, L], alpha [B], keep [B, S], fill [B], noise [B, S, H]) ->
+    (logits [B, L], scores [B, S])``: one point of an integration path per row.
+
+    ``e`` is the explained output of the text (docs/explanations.md), ``x = e + noise``; the
+    baseline ``b`` keeps ``e`` where ``keep`` is 1 and is ``fill`` times the pad token's vector
+    elsewhere (``fill`` 0: the zero baseline). The model runs at ``p = b + alpha (x - b)``;
+    ``logits`` are the logits at ``p`` and ``scores`` the per-token
+    ``sum_h d(cotangent . logits)/dp * (x - b)``: integrated gradients weigh rows of several
+    ``alpha`` by the integration rule, GradientSHAP averages rows of random ``alpha`` and
+    noise. ``alpha = 1``, ``keep = 1``, ``noise = 0`` is input x gradient.
+    """
+    pad_vector = explained_vector(loaded, loaded.spec.pad_token_id)
+
+    def attribute(*inputs_and_path: Tensor) -> tuple[Tensor, Tensor]:
+        *inputs, cotangent, alpha, keep, fill, noise = inputs_and_path
+        differences: list[Tensor] = []
+
+        def move(embeds: Tensor) -> Tensor:
+            kept = keep.to(embeds.dtype).unsqueeze(-1)
+            fills = fill.to(embeds.dtype)[:, None, None] * pad_vector.to(embeds.dtype)
+            baseline = kept * embeds + (1 - kept) * fills
+            difference = embeds + noise.to(embeds.dtype) - baseline
+            differences.append(difference)
+            return baseline + alpha.to(embeds.dtype)[:, None, None] * difference
+
+        with torch.enable_grad():
+            point, logits = _attributed_logits(loaded, tuple(inputs), move)
+            (grad,) = torch.autograd.grad(logits, point, grad_outputs=cotangent.to(logits.dtype))
+            scores = (grad * differences[0]).sum(-1) * inputs[1].to(point.dtype)
         return logits.detach(), scores.detach()
 
     return attribute

@@ -16,7 +16,13 @@ import numpy as np
 
 from gradlight.export import attribution
 from gradlight.export.options import ExportOptions
-from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, GraphInfo
+from gradlight.runtime.manifest import (
+    ATTRIBUTION,
+    ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_PATH,
+    FORWARD,
+    GraphInfo,
+)
 from gradlight.runtime.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -43,18 +49,78 @@ def make_cotangent(num_rows: int, num_labels: int, seed: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ExampleShape:
+    """What example extra inputs are made for: rows, padded length, and the width of the
+    explained vectors (the path graph's noise)."""
+
+    rows: int
+    sequence: int
+    loaded: LoadedClassifier
+
+    @property
+    def hidden(self) -> int:
+        return int(
+            attribution.explained_vector(self.loaded, self.loaded.spec.pad_token_id).shape[0]
+        )
+
+
+@dataclass(frozen=True)
 class ExtraInput:
     """An input beyond the model's, one row per text: its name, dynamic axes, and example
-    values ``(rows, spec, seed) -> array`` for tracing and validation."""
+    values ``(shape, seed) -> array`` for tracing and validation."""
 
     name: str
     axes: Mapping[int, str]
-    example: Callable[[int, ModelSpec, int], np.ndarray]
+    example: Callable[[ExampleShape, int], np.ndarray]
 
 
 COTANGENT = ExtraInput(
-    "cotangent", BATCH_AXIS, lambda rows, spec, seed: make_cotangent(rows, spec.num_labels, seed)
+    "cotangent",
+    BATCH_AXIS,
+    lambda shape, seed: make_cotangent(shape.rows, shape.loaded.spec.num_labels, seed),
 )
+
+
+def _uniform(shape: ExampleShape, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(size=shape.rows).astype(np.float32)
+
+
+def _keep(shape: ExampleShape, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1)
+    return (rng.uniform(size=(shape.rows, shape.sequence)) < 0.3).astype(np.float32)
+
+
+def _fill(shape: ExampleShape, seed: int) -> np.ndarray:
+    return (np.arange(shape.rows) % 2 == 0).astype(np.float32)  # pad baseline, zero baseline
+
+
+def _noise(shape: ExampleShape, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 2)
+    noise = rng.normal(0.0, 0.05, size=(shape.rows, shape.sequence, shape.hidden))
+    noise[::3] = 0.0  # integrated gradients' rows have none
+    return noise.astype(np.float32)
+
+
+PATH_INPUTS = (
+    COTANGENT,
+    ExtraInput("alpha", BATCH_AXIS, _uniform),
+    ExtraInput("keep", MODEL_INPUT_AXES, _keep),
+    ExtraInput("fill", BATCH_AXIS, _fill),
+    ExtraInput("noise", MODEL_INPUT_AXES, _noise),
+)
+"""The path graph's inputs beyond the model's (attribution.path_fn); ``keep`` and ``noise``
+are per token (axis 1 the sequence), the runtime pads them with the batch."""
+
+
+def _path_at_input(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``alpha`` 1, the zero baseline, no noise: the path graph's point is the input and its
+    scores are input x gradient."""
+    return {
+        "alpha": np.ones_like(feed["alpha"]),
+        "keep": np.zeros_like(feed["keep"]),
+        "fill": np.zeros_like(feed["fill"]),
+        "noise": np.zeros_like(feed["noise"]),
+    }
 
 
 @dataclass(frozen=True)
@@ -75,6 +141,10 @@ class GraphSpec:
     fuse: bool = False
     built: Callable[[ModelSpec, ExportOptions], bool] = lambda spec, options: True
     skipped: Callable[[ModelSpec, ExportOptions], str] | None = None  # said when not built
+    # A graph that runs the model at a point moved from the input (the path graph): the extra
+    # inputs that put the point at the input itself, given a feed. Validation then checks its
+    # logits against its eager function, and at the input against the plain forward.
+    at_input: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     def inputs(self, spec: ModelSpec) -> tuple[str, ...]:
         return (*spec.model_inputs, *(extra.name for extra in self.extra_inputs))
@@ -87,8 +157,14 @@ class GraphSpec:
         axes.update({extra.name: extra.axes for extra in self.extra_inputs})
         return axes
 
-    def extra_feed(self, rows: int, spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
-        return {extra.name: extra.example(rows, spec, seed) for extra in self.extra_inputs}
+    def extra_feed(
+        self, batch: Mapping[str, np.ndarray], loaded: LoadedClassifier, seed: int
+    ) -> dict[str, np.ndarray]:
+        """Example values of the extra inputs for ``batch`` (its model inputs)."""
+        if not self.extra_inputs:
+            return {}
+        shape = ExampleShape(*batch["input_ids"].shape, loaded)
+        return {extra.name: extra.example(shape, seed) for extra in self.extra_inputs}
 
 
 GRAPHS: tuple[GraphSpec, ...] = (
@@ -121,6 +197,21 @@ GRAPHS: tuple[GraphSpec, ...] = (
         skipped=lambda spec, options: (
             f"skipping the all-labels graph: {spec.num_labels} labels > max_loop_labels "
             f"{options.max_loop_labels} (the cotangent graph serves them, one row per label)"
+        ),
+    ),
+    GraphSpec(
+        key=ATTRIBUTION_PATH,
+        file="attribution_path.onnx",
+        outputs=("logits", "scores"),
+        eager=attribution.path_fn,
+        describe=lambda spec: (
+            "tracing the path graph (integrated gradients and GradientSHAP, one point per row)"
+        ),
+        extra_inputs=PATH_INPUTS,
+        at_input=_path_at_input,
+        built=lambda spec, options: options.path_graph,
+        skipped=lambda spec, options: (
+            "skipping the path graph (--no-path-graph): the artifact serves input x gradient only"
         ),
     ),
 )

@@ -155,7 +155,7 @@ def _compare(
     agreements = []
     for seed, batch in batches:
         mask = batch["attention_mask"]
-        feed = {**batch, **BY_KEY[key].extra_feed(len(mask), loaded.spec, seed)}
+        feed = {**batch, **BY_KEY[key].extra_feed(batch, loaded, seed)}
         got, expected = half.run(None, feed), full.run(None, feed)
         scale = max(1.0, float(np.max(np.abs(expected[0]))))
         logit_diff = max(logit_diff, float(np.max(np.abs(got[0] - expected[0]))) / scale)

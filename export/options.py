@@ -27,6 +27,8 @@ class ExportOptions:
     # Also write the graphs in these precisions, validated against fp32 (precisions.py); the
     # names are those `gradlight serve --precision` takes, fp32 aside.
     precisions: tuple[str, ...] = ()
+    # The path graph serves integrated gradients and GradientSHAP (docs/explanations.md).
+    path_graph: bool = True
 
     def __post_init__(self) -> None:
         if self.opset < 18:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from gradlight.export import cnlpt
-from gradlight.export.batches import TRACING_SHAPE, tracing_inputs
+from gradlight.export.batches import tracing_inputs
 from gradlight.export.errors import ExportError, ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.graphs import GRAPHS, GraphSpec, planned
@@ -205,8 +205,9 @@ def _build_graph(
         spec.max_length,
         options.opset,
     )
-    extra = graph.extra_feed(TRACING_SHAPE[0], spec, seed=0)
-    example = (*tracing_inputs(loaded), *(torch.from_numpy(value) for value in extra.values()))
+    inputs = tracing_inputs(loaded)
+    extra = graph.extra_feed({"input_ids": inputs[0].numpy()}, loaded, seed=0)
+    example = (*inputs, *(torch.from_numpy(value) for value in extra.values()))
     details: dict[str, Any] = {}
     with progress.step(graph.describe(spec), key=graph.key), untraceable(spec, graph.key):
         if graph.backward:

@@ -20,7 +20,7 @@ import torch
 from gradlight.export import attribution, cnlpt
 from gradlight.export.batches import TRACING_SHAPE, VALIDATION_ROW_LENGTHS, validation_batches
 from gradlight.export.errors import ExportError
-from gradlight.export.graphs import BY_KEY, COTANGENT, GraphSpec
+from gradlight.export.graphs import BY_KEY, COTANGENT, ExampleShape, GraphSpec
 from gradlight.export.model_loading import LoadedClassifier, load_classifier
 from gradlight.runtime.manifest import GraphInfo, load_manifest
 from gradlight.runtime.scores import normalize_scores
@@ -198,7 +198,9 @@ def eager_noise(loaded: LoadedClassifier, batch: dict[str, np.ndarray]) -> float
     depend on its padding shows here too, and fails when this exceeds MAX_SCORE_TOLERANCE."""
     attribute = attribution.cotangent_fn(loaded)
     names = loaded.spec.model_inputs
-    cotangent = torch.from_numpy(COTANGENT.example(len(batch["input_ids"]), loaded.spec, 0))
+    cotangent = torch.from_numpy(
+        COTANGENT.example(ExampleShape(*batch["input_ids"].shape, loaded), 0)
+    )
     _, together = attribute(*(torch.from_numpy(batch[name]) for name in names), cotangent)
     mask = batch["attention_mask"]
     worst = 0.0
@@ -243,19 +245,17 @@ class _GraphCheck:
     ) -> None:
         self.graph, self.loaded, self.plain_logits = graph, loaded, plain_logits
         self.mask = batch["attention_mask"]
-        self.feed = {**batch, **graph.extra_feed(len(self.mask), loaded.spec, seed)}
+        self.feed = {**batch, **graph.extra_feed(batch, loaded, seed)}
 
     def run(
         self, session: ort.InferenceSession, comparison: _Comparison, report: ValidationReport
     ) -> None:
-        key = self.graph.key
-        try:
-            outputs = dict(zip(self.graph.outputs, session.run(None, self.feed), strict=True))
-        except Exception as exc:  # a baked-in axis fails here, with ORT's own exception types
-            shape = tuple(self.feed["input_ids"].shape)
-            report.problems.append(f"graph {key!r} fails on (batch, sequence) {shape}: {exc}")
+        key, at_input = self.graph.key, self.graph.at_input
+        outputs = self._outputs(session, self.feed, report)
+        if outputs is None:
             return
-        comparison.add(key, "logits", EAGER_FORWARD, outputs["logits"], self.plain_logits)
+        if at_input is None:  # its logits are the text's own
+            comparison.add(key, "logits", EAGER_FORWARD, outputs["logits"], self.plain_logits)
         if self.graph.eager is attribution.forward_fn:
             return  # the plain forward is its own eager function
         tensors = [
@@ -264,11 +264,55 @@ class _GraphCheck:
         expected = dict(
             zip(self.graph.outputs, self.graph.eager(self.loaded)(*tensors), strict=True)
         )
-        # The eager function itself must predict what the plain forward predicts.
         ref_logits = expected["logits"].numpy()
-        comparison.add(f"eager {key}", "logits", EAGER_FORWARD, ref_logits, self.plain_logits)
-        if "scores" in outputs:
-            self._scores(outputs["scores"], expected["scores"].numpy(), comparison, report)
+        if at_input is None:
+            # The eager function itself must predict what the plain forward predicts.
+            comparison.add(f"eager {key}", "logits", EAGER_FORWARD, ref_logits, self.plain_logits)
+        else:
+            comparison.add(key, "logits on the path", EAGER_AUTOGRAD, outputs["logits"], ref_logits)
+        self._scores(outputs["scores"], expected["scores"].numpy(), comparison, report)
+        if at_input is not None:
+            self._at_input(session, at_input(self.feed), comparison, report)
+
+    def _outputs(
+        self, session: ort.InferenceSession, feed: dict[str, np.ndarray], report: ValidationReport
+    ) -> dict[str, np.ndarray] | None:
+        try:
+            return dict(zip(self.graph.outputs, session.run(None, feed), strict=True))
+        except Exception as exc:  # a baked-in axis fails here, with ORT's own exception types
+            shape = tuple(feed["input_ids"].shape)
+            key = self.graph.key
+            report.problems.append(f"graph {key!r} fails on (batch, sequence) {shape}: {exc}")
+            return None
+
+    def _at_input(
+        self,
+        session: ort.InferenceSession,
+        overrides: dict[str, np.ndarray],
+        comparison: _Comparison,
+        report: ValidationReport,
+    ) -> None:
+        """A graph whose point moves from the input, run at the input itself: the plain
+        forward's logits, and input x gradient of the same cotangent (the eager function of the
+        cotangent graph)."""
+        feed = {**self.feed, **overrides}
+        outputs = self._outputs(session, feed, report)
+        if outputs is None:
+            return
+        key = self.graph.key
+        comparison.add(
+            key, "logits at the input", EAGER_FORWARD, outputs["logits"], self.plain_logits
+        )
+        names = self.loaded.spec.model_inputs
+        inputs = [torch.from_numpy(feed[name]) for name in (*names, "cotangent")]
+        _, reference = attribution.cotangent_fn(self.loaded)(*inputs)
+        self._scores(
+            outputs["scores"],
+            reference.numpy(),
+            comparison,
+            report,
+            " at the input",
+        )
 
     def _scores(
         self,
@@ -276,20 +320,22 @@ class _GraphCheck:
         reference: np.ndarray,
         comparison: _Comparison,
         report: ValidationReport,
+        where: str = "",
     ) -> None:
         key = self.graph.key
         if scores.shape != reference.shape:
             report.problems.append(
-                f"{key}.scores has shape {scores.shape}, eager PyTorch gives {reference.shape}"
+                f"{key}.scores{where} has shape {scores.shape}, eager PyTorch gives "
+                f"{reference.shape}"
             )
             return
         raw_tolerance = TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
         comparison.add(
-            key, "scores (raw, relative)", EAGER_AUTOGRAD, scores, reference, raw_tolerance
+            key, f"scores (raw, relative){where}", EAGER_AUTOGRAD, scores, reference, raw_tolerance
         )
         ours, theirs = normalize_scores(scores, self.mask), normalize_scores(reference, self.mask)
         comparison.add(
-            key, "scores (normalized)", EAGER_AUTOGRAD, ours, theirs, report.score_tolerance
+            key, f"scores (normalized){where}", EAGER_AUTOGRAD, ours, theirs, report.score_tolerance
         )
 
 

@@ -8,13 +8,15 @@ batch limits cut it), and the outputs assembled into per-text results in input o
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gradlight.runtime.ablation import encode_variants
+from gradlight.runtime.admission import Admission
 from gradlight.runtime.batcher import DynamicBatcher, Row, RowOutput
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.entities import (
@@ -25,7 +27,26 @@ from gradlight.runtime.entities import (
     mark_texts,
 )
 from gradlight.runtime.errors import RequestError
-from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD
+from gradlight.runtime.faithfulness import (
+    REMOVALS,
+    FaithfulnessPlan,
+    FaithfulnessResult,
+    plan_variants,
+)
+from gradlight.runtime.faithfulness import score as faithfulness_score
+from gradlight.runtime.manifest import (
+    ATTRIBUTION,
+    ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_PATH,
+    FORWARD,
+)
+from gradlight.runtime.methods import (
+    GRADIENT_SHAP,
+    MethodChoice,
+    PathPoints,
+    path_points,
+    resolve_method,
+)
 from gradlight.runtime.requests import (
     AttributeOptions,
     ModelLimits,
@@ -58,6 +79,10 @@ class TextResult:
     token_scores: np.ndarray | None = None  # [K, S] normalized
     raw_scores: np.ndarray | None = None  # [K, S]
     sentences: tuple[SentenceResult, ...] | None = None
+    method: str = ""  # of the token scores
+    completeness_gaps: np.ndarray | None = None  # [K], path methods
+    seed: int | None = None  # drawn or asked (gradient_shap, faithfulness)
+    faithfulness: FaithfulnessResult | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,20 @@ class _Plan:
     full_row: list[int | None]  # unit -> index of its full-text row in ``forward``
     variants: list[list[int | None]]  # unit -> per sentence, its variant's row in ``forward``
     spans: list[list[SentenceSpan]]  # unit -> its sentences, as reported
+    # Path methods: unit -> its points, and the index of its first row in ``attribution``
+    # (per label its points' rows, then one row at the baseline).
+    points: list[PathPoints] = field(default_factory=list)
+    path_start: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _TokenScores:
+    """One unit's token scores: raw ``[K, S]``, the logits its probabilities come from, and the
+    path methods' completeness gaps ``[K]``."""
+
+    raw: np.ndarray
+    logits: np.ndarray
+    gaps: np.ndarray | None = None
 
 
 class Attributor:
@@ -115,6 +154,14 @@ class Attributor:
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
         subset = bool(options.labels)
+        choice = self._method(options)
+        seed = options.seed
+        if (
+            seed is None
+            and options.token_attributions
+            and (options.faithfulness or choice.method == GRADIENT_SHAP)
+        ):
+            seed = secrets.randbits(63)
         marked = mark_texts(texts, entities, marking)
         units: list[tuple[str, MarkedSpan | None]] = []
         for text, spans in zip(texts, marked, strict=True):
@@ -125,11 +172,15 @@ class Attributor:
                 f"asks for {len(units)} classifications (entity spans, plus texts without "
                 f"spans); the limit is {self.limits.max_texts} per request: split the request",
             )
+        if options.token_attributions and choice.on_path:
+            self._check_path_rows(len(units) * (len(label_indices) * choice.points + 1), choice)
         admission = self.batcher.admit(len(units))  # a burst is refused before tokenizing
         try:
             started = time.perf_counter()
             planning = asyncio.ensure_future(
-                asyncio.to_thread(self._plan, units, options, max_length, label_indices, subset)
+                asyncio.to_thread(
+                    self._plan, units, options, max_length, label_indices, subset, choice, seed
+                )
             )
             try:
                 plan = await asyncio.shield(planning)
@@ -142,10 +193,32 @@ class Attributor:
                 self.batcher.submit(FORWARD, plan.forward, admission),
                 self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
             )
+            token_scores: list[_TokenScores | None] = [
+                self._token_scores(index, plan, forward, attribution, label_indices)
+                if options.token_attributions
+                else None
+                for index in range(len(units))
+            ]
+            faithfulness: list[FaithfulnessResult | None] = [None] * len(units)
+            if options.faithfulness:
+                faithfulness = await self._faithfulness(
+                    units, plan, token_scores, options, label_indices, seed or 0, admission
+                )
         finally:
             admission.release()
         results = iter(
-            self._assemble(index, unit, plan, forward, attribution, options, label_indices)
+            self._assemble(
+                index,
+                unit,
+                plan,
+                forward,
+                token_scores[index],
+                options,
+                label_indices,
+                choice,
+                seed,
+                faithfulness[index],
+            )
             for index, unit in enumerate(units)
         )
         return [
@@ -162,6 +235,8 @@ class Attributor:
         max_length: int,
         label_indices: tuple[int, ...],
         subset: bool,
+        choice: MethodChoice,
+        seed: int | None,
     ) -> _Plan:
         engine = self.engine
         texts = [text for text, _ in units]
@@ -186,7 +261,9 @@ class Attributor:
         variants = encode_variants(engine.encoder, texts, removed, encoded, max_length, keep=keep)
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
         for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
-            needs_full = options.sentence_attributions or not options.token_attributions
+            needs_full = (
+                options.sentence_attributions or not options.token_attributions or choice.on_path
+            )
             plan.full_row.append(len(plan.forward) if needs_full else None)
             if needs_full:  # a text and its variants are one unit: one padded call
                 plan.forward.append(Row(text_encoded, unit=unit))
@@ -197,7 +274,9 @@ class Attributor:
                     plan.forward.append(Row(variant, unit=unit))
             plan.variants.append(rows)
         if options.token_attributions:
-            if not subset and engine.has_all_labels_graph:
+            if choice.on_path:
+                self._plan_path(plan, label_indices, choice, seed or 0)
+            elif not subset and engine.has_all_labels_graph:
                 plan.attribution = [Row(row) for row in encoded]
             else:
                 plan.attribution_graph = ATTRIBUTION_COTANGENT
@@ -207,35 +286,179 @@ class Attributor:
                 ]
         return plan
 
+    def _method(self, options: AttributeOptions) -> MethodChoice:
+        """The request's method, checked against what the artifact can compute."""
+        choice = resolve_method(
+            options.method,
+            options.steps,
+            options.integration,
+            options.baseline,
+            options.samples,
+            options.stdev,
+        )
+        if choice.on_path and not self.engine.has_graph(ATTRIBUTION_PATH):
+            raise RequestError(
+                "method",
+                f"{choice.method} needs the path graph, which this model's artifact was "
+                "exported without (--no-path-graph): export it again without that flag, or "
+                "use input_x_gradient",
+            )
+        if options.faithfulness and not options.token_attributions:
+            raise RequestError(
+                "faithfulness", "measures the token scores: ask token_attributions too"
+            )
+        if options.removal and options.removal not in REMOVALS:
+            raise RequestError(
+                "removal",
+                f"unknown value {options.removal!r}; use one of {', '.join(REMOVALS)} (empty: "
+                f"{REMOVALS[0]})",
+            )
+        if options.seed is not None and not 0 <= options.seed < 2**64:
+            raise RequestError("seed", f"is {options.seed}; use 0 to 2**64 - 1")
+        return choice
+
+    def _check_path_rows(self, rows: int, choice: MethodChoice) -> None:
+        limit = self.batcher.settings.max_queue_size
+        if rows > limit:
+            field = "steps" if choice.method != GRADIENT_SHAP else "samples"
+            raise RequestError(
+                field,
+                f"the request needs {rows} path graph rows ((labels x {field} + 1) per text); "
+                f"this server queues at most {limit} rows per model: ask fewer texts, labels "
+                f"or {field}",
+            )
+
+    def _plan_path(
+        self, plan: _Plan, label_indices: tuple[int, ...], choice: MethodChoice, seed: int
+    ) -> None:
+        """Per unit and label, one path graph row per point, then one row at the baseline; all
+        rows of a unit share a call (the batcher keeps a unit together within its limits)."""
+        engine = self.engine
+        plan.attribution_graph = ATTRIBUTION_PATH
+        hidden = int(engine.input_shape(ATTRIBUTION_PATH, "noise")[-1])
+        one_hot = np.eye(len(engine.labels), dtype=np.float32)
+        for unit, row in enumerate(plan.encoded):
+            points = path_points(choice, row.special, hidden, seed)
+            zeros = np.zeros((len(row), hidden), dtype=np.float32)
+            plan.points.append(points)
+            plan.path_start.append(len(plan.attribution))
+            for k in label_indices:
+                for point in range(len(points.alphas)):
+                    extras = {"cotangent": one_hot[k], **points.extras(point, zeros)}
+                    plan.attribution.append(Row(row, extras, unit=unit))
+            extras = {"cotangent": one_hot[label_indices[0]], **points.baseline_extras(zeros)}
+            plan.attribution.append(Row(row, extras, unit=unit))
+
+    def _token_scores(
+        self,
+        index: int,
+        plan: _Plan,
+        forward: list[RowOutput],
+        attribution: list[RowOutput],
+        label_indices: tuple[int, ...],
+    ) -> _TokenScores:
+        labels = len(label_indices)
+        if plan.attribution_graph == ATTRIBUTION_PATH:
+            points = plan.points[index]
+            count = len(points.alphas)
+            start = plan.path_start[index]
+            rows = attribution[start : start + labels * count + 1]
+            raw = np.stack(
+                [
+                    points.combine(
+                        np.stack([row.scores for row in rows[k * count : (k + 1) * count]])
+                    )
+                    for k in range(labels)
+                ]
+            )
+            logits = forward[plan.full_row[index]].logits  # type: ignore[index]
+            picked = list(label_indices)
+            gaps = raw.sum(-1) - (logits[picked] - rows[-1].logits[picked])
+            return _TokenScores(raw.astype(np.float32), logits, gaps.astype(np.float32))
+        if plan.attribution_graph == ATTRIBUTION:
+            output = attribution[index]
+            raw = output.scores
+        else:
+            per_label = attribution[index * labels : (index + 1) * labels]
+            output = per_label[0]
+            raw = np.stack([row.scores for row in per_label])
+        # predictions from the same pass as the token scores
+        return _TokenScores(np.asarray(raw, dtype=np.float32), output.logits)
+
+    async def _faithfulness(
+        self,
+        units: Sequence[tuple[str, MarkedSpan | None]],
+        plan: _Plan,
+        token_scores: Sequence[_TokenScores | None],
+        options: AttributeOptions,
+        label_indices: tuple[int, ...],
+        seed: int,
+        admission: Admission,
+    ) -> list[FaithfulnessResult | None]:
+        """ERASER comprehensiveness and sufficiency of each unit's token scores: all variants
+        of a unit through the forward graph in one padded call (runtime/faithfulness.py)."""
+        encoder = self.engine.encoder
+        mask_id = encoder.mask_token_id
+        if mask_id is None:
+            mask_id = self.engine.manifest.pad_token_id
+        plans: list[FaithfulnessPlan] = []
+        rows: list[Row] = []
+        for index, (text, _) in enumerate(units):
+            scores = token_scores[index]
+            assert scores is not None
+            planned = plan_variants(
+                text,
+                plan.encoded[index],
+                scores.raw,
+                removal=options.removal or REMOVALS[0],
+                mask_id=mask_id,
+                seed=seed,
+            )
+            plans.append(planned)
+            rows.extend(Row(variant, unit=index) for variant in planned.variants)
+        admission.resize(len(rows))
+        outputs = await self.batcher.submit(FORWARD, rows, admission)
+        results: list[FaithfulnessResult | None] = []
+        position = 0
+        picked = list(label_indices)
+        for index, planned in enumerate(plans):
+            count = len(planned.variants)
+            scores = token_scores[index]
+            assert scores is not None
+            p_full = self.engine.probabilities(scores.logits)[picked]
+            logits = [output.logits for output in outputs[position : position + count]]
+            p_variants = (
+                self.engine.probabilities(np.stack(logits))[:, picked]
+                if logits
+                else np.zeros((0, len(picked)))
+            )
+            results.append(faithfulness_score(planned, p_full, p_variants))
+            position += count
+        return results
+
     def _assemble(
         self,
         index: int,
         unit: tuple[str, MarkedSpan | None],
         plan: _Plan,
         forward: list[RowOutput],
-        attribution: list[RowOutput],
+        scores: _TokenScores | None,
         options: AttributeOptions,
         label_indices: tuple[int, ...],
+        choice: MethodChoice,
+        seed: int | None,
+        faithfulness: FaithfulnessResult | None,
     ) -> TextResult:
         engine = self.engine
         labels = tuple(engine.labels[k] for k in label_indices)
         token_scores = raw = None
-        if options.token_attributions:
-            if plan.attribution_graph == ATTRIBUTION:
-                output = attribution[index]
-                raw = output.scores
-            else:
-                per_label = attribution[
-                    index * len(label_indices) : (index + 1) * len(label_indices)
-                ]
-                output = per_label[0]
-                raw = np.stack([row.scores for row in per_label])
-            logits = output.logits  # predictions from the same pass as the token scores
-            raw = np.asarray(raw, dtype=np.float32)
-            token_scores = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
         full_row = plan.full_row[index]
         full = forward[full_row] if full_row is not None else None
-        if not options.token_attributions:
+        if scores is not None:
+            raw = scores.raw
+            token_scores = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
+            logits = scores.logits
+        else:
             logits = full.logits  # type: ignore[union-attr]
         probabilities = engine.probabilities(logits)
         sentences = None
@@ -262,6 +485,10 @@ class Attributor:
             token_scores=token_scores,
             raw_scores=raw if options.raw_scores else None,
             sentences=sentences,
+            method=choice.method if scores is not None else "",
+            completeness_gaps=scores.gaps if scores is not None else None,
+            seed=seed,
+            faithfulness=faithfulness,
         )
 
     def _sentences(

@@ -283,7 +283,7 @@ class DynamicBatcher:
     def _call(self, graph: str, rows: list[Row]) -> list[RowOutput]:
         engine = self.engine
         batch = engine.batch([row.encoded for row in rows])
-        extras = {name: np.stack([row.extras[name] for row in rows]) for name in rows[0].extras}
+        extras = engine.stack_extras(graph, [row.extras for row in rows], max(batch.lengths))
         started = time.perf_counter()
         outputs = engine.run(graph, batch, extras)
         per_row = [RowOutput(row) for row in engine.per_row(graph, outputs, batch)]

@@ -92,6 +92,9 @@ class Engine:
         self._per_token = {
             key: _per_token_outputs(session) for key, session in self._sessions.items()
         }
+        self._per_token_inputs = {
+            key: _per_token_inputs(session) for key, session in self._sessions.items()
+        }
         self._uses_token_types = self.manifest.uses_token_type_ids
         io_binding = self.settings.io_binding
         self.io_binding = self.execution_provider == CUDA if io_binding is None else io_binding
@@ -140,6 +143,28 @@ class Engine:
     def extra_inputs(self, key: str) -> tuple[str, ...]:
         """The inputs of graph ``key`` beyond the model's (one row per text each)."""
         return self.graphs[key].inputs[len(self.manifest.model_inputs) :]
+
+    def input_shape(self, key: str, name: str) -> list[int | str]:
+        """The declared shape of graph ``key``'s input ``name`` (a symbolic axis: its name)."""
+        return next(node.shape for node in self._sessions[key].get_inputs() if node.name == name)
+
+    def stack_extras(
+        self, key: str, rows: Sequence[Mapping[str, np.ndarray]], width: int
+    ) -> dict[str, np.ndarray]:
+        """Rows' extra inputs for graph ``key`` as one batch; a per-token input (its axis 1 the
+        sequence, like the path graph's ``keep`` and ``noise``) is right-padded with zeros to
+        ``width``."""
+        stacked = {}
+        for name in self.extra_inputs(key):
+            values = [np.asarray(row[name], dtype=np.float32) for row in rows]
+            if name in self._per_token_inputs[key]:
+                batch = np.zeros((len(values), width, *values[0].shape[1:]), dtype=np.float32)
+                for index, value in enumerate(values):
+                    batch[index, : len(value)] = value
+                stacked[name] = batch
+            else:
+                stacked[name] = np.stack(values)
+        return stacked
 
     def encode(self, texts: Sequence[str], max_length: int) -> list[EncodedText]:
         return self.encoder.encode(texts, max_length)
@@ -222,18 +247,34 @@ class Engine:
             rows = self.encode(["warm up " * length], length) * 2
             batch = self.batch(rows)
             for key in self.graphs:
-                self.run(key, batch, self._ones_for_extras(key, len(rows)))
+                self.run(key, batch, self._ones_for_extras(key, batch))
 
-    def _ones_for_extras(self, key: str, rows: int) -> dict[str, np.ndarray]:
-        """Ones of each extra input's declared shape (a symbolic axis after the batch: 1)."""
-        declared = {node.name: node.shape for node in self._sessions[key].get_inputs()}
-        return {
-            name: np.ones(
-                [rows, *(d if isinstance(d, int) else 1 for d in declared[name][1:])],
-                dtype=np.float32,
-            )
+    def _ones_for_extras(self, key: str, batch: Batch) -> dict[str, np.ndarray]:
+        """Ones of each extra input's declared shape (the batch's own size on its axes)."""
+        rows, width = batch.feed["input_ids"].shape
+        per_token = self._per_token_inputs[key]
+        shapes = {
+            name: [
+                rows,
+                *(
+                    d if isinstance(d, int) else width if (i == 0 and name in per_token) else 1
+                    for i, d in enumerate(self.input_shape(key, name)[1:])
+                ),
+            ]
             for name in self.extra_inputs(key)
         }
+        return {name: np.ones(shape, dtype=np.float32) for name, shape in shapes.items()}
+
+
+def _per_token_inputs(session: ort.InferenceSession) -> frozenset[str]:
+    """The extra inputs whose axis 1 is the model input's sequence axis (the same symbol)."""
+    nodes = session.get_inputs()
+    sequence = nodes[0].shape[1]
+    return frozenset(
+        node.name
+        for node in nodes[1:]
+        if isinstance(sequence, str) and len(node.shape) > 1 and node.shape[1] == sequence
+    )
 
 
 def _per_token_outputs(session: ort.InferenceSession) -> frozenset[str]:

@@ -21,6 +21,8 @@ _FIELD_KIND = {  # what a field must be: (one value, several values)
     FieldDescriptor.TYPE_STRING: ("a string (valid Unicode)", "strings (valid Unicode)"),
     FieldDescriptor.TYPE_BOOL: ("true or false", "true or false values"),
     FieldDescriptor.TYPE_INT32: ("a 32-bit integer", "32-bit integers"),
+    FieldDescriptor.TYPE_UINT64: ("an integer from 0 to 2**64 - 1", "such integers"),
+    FieldDescriptor.TYPE_FLOAT: ("a number", "numbers"),
 }
 
 

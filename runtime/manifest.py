@@ -31,6 +31,10 @@ ATTRIBUTION = "attribution"
 ATTRIBUTION_COTANGENT = "attribution_cotangent"
 """One weighted mix of labels per row. Extra input ``cotangent [B, L]``; outputs
 ``logits [B, L]``, ``scores [B, S]`` = input x gradient of ``sum_c cotangent[c] * logits[c]``."""
+ATTRIBUTION_PATH = "attribution_path"
+"""One point of an integration path per row (integrated gradients, GradientSHAP). Extra inputs
+``cotangent [B, L]``, ``alpha [B]``, ``keep [B, S]``, ``fill [B]``, ``noise [B, S, H]``; outputs
+``logits [B, L]`` at the point, ``scores [B, S]`` (export/attribution.py: path_fn)."""
 REQUIRED_GRAPHS = (FORWARD, ATTRIBUTION_COTANGENT)
 
 FP32 = "fp32"

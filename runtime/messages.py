@@ -18,6 +18,15 @@ def attribute_options(request: pb.AttributeRequest) -> AttributeOptions:
         sentence_attributions=request.sentence_attributions,
         labels=tuple(request.labels),
         raw_scores=request.raw_scores,
+        method=request.method,
+        steps=request.steps,
+        integration=request.integration,
+        baseline=request.baseline,
+        samples=request.samples,
+        stdev=request.stdev if request.HasField("stdev") else None,
+        seed=request.seed if request.HasField("seed") else None,
+        faithfulness=request.faithfulness,
+        removal=request.removal,
     )
 
 
@@ -79,6 +88,23 @@ def text_result(result: TextResult | EntitiesResult, source: str | None = None) 
                 scores=scores[position],
                 raw_scores=raw[position] if raw is not None else (),
             )
+    message.method = result.method
+    if result.completeness_gaps is not None:
+        message.completeness_gaps.extend(result.completeness_gaps.tolist())
+    if result.seed is not None:
+        message.seed = result.seed
+    if result.faithfulness is not None:
+        found = result.faithfulness
+        message.faithfulness.CopyFrom(
+            pb.Faithfulness(
+                fractions=found.fractions,
+                comprehensiveness=found.comprehensiveness.tolist(),
+                sufficiency=found.sufficiency.tolist(),
+                random_comprehensiveness=found.random_comprehensiveness.tolist(),
+                random_sufficiency=found.random_sufficiency.tolist(),
+                words=found.words,
+            )
+        )
     if result.sentences is not None:
         source = result.text if source is None else source
         for sentence in result.sentences:

@@ -15,6 +15,16 @@ class AttributeOptions:
     sentence_attributions: bool = False
     labels: tuple[str, ...] = ()  # empty = every label
     raw_scores: bool = False
+    # The token attribution method and its settings (runtime/methods.py; empty or 0: default).
+    method: str = ""
+    steps: int = 0
+    integration: str = ""
+    baseline: str = ""
+    samples: int = 0
+    stdev: float | None = None
+    seed: int | None = None  # None: the server draws one (and reports it)
+    faithfulness: bool = False  # ERASER comprehensiveness / sufficiency (runtime/faithfulness.py)
+    removal: str = ""  # faithfulness: "delete" (default) or "mask"
 
     @property
     def attributions(self) -> bool:

@@ -60,6 +60,15 @@ class TextEncoder:
             raise ArtifactError(f"{tokenizer_file} is not a readable tokenizer: {exc}") from exc
         self._json = tokenizer.to_str()
         self.num_special_tokens = tokenizer.num_special_tokens_to_add(False)
+        # The mask token (faithfulness's "mask" removal), by the usual names; None: none.
+        self.mask_token_id = next(
+            (
+                found
+                for name in ("[MASK]", "<mask>")
+                if (found := tokenizer.token_to_id(name)) is not None
+            ),
+            None,
+        )
         self._by_budget: OrderedDict[int, Tokenizer] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -16,12 +16,14 @@ from tiny_models import save_tiny_classifier
 class Case(NamedTuple):
     """One tiny classifier per architecture, varied label setups. ``all_labels_graph``: also
     export the all-labels graph (else the cotangent graph serves every label); ``fp16``: also
-    export and validate fp16 graphs."""
+    export and validate fp16 graphs; ``path_graph``: also export the integration path graph
+    (integrated gradients, GradientSHAP)."""
 
     num_labels: int
     multi_label: bool
     all_labels_graph: bool = False
     fp16: bool = False
+    path_graph: bool = False
 
     def export_options(self, **more: Any) -> Any:
         """How the suite exports this case (also tests/architecture_table.py)."""
@@ -30,16 +32,17 @@ class Case(NamedTuple):
         return ExportOptions(
             max_loop_labels=self.num_labels if self.all_labels_graph else 0,
             precisions=("fp16",) if self.fp16 else (),
+            path_graph=self.path_graph,
             **more,
         )
 
 
 ARCHITECTURE_CASES = {
-    "bert": Case(3, False, all_labels_graph=True),
-    "roberta": Case(2, False),
+    "bert": Case(3, False, all_labels_graph=True, path_graph=True),
+    "roberta": Case(2, False, path_graph=True),
     "distilbert": Case(3, True),
     "electra": Case(4, False, all_labels_graph=True),
-    "deberta-v2": Case(3, False, fp16=True),
+    "deberta-v2": Case(3, False, fp16=True, path_graph=True),
     "modernbert": Case(2, False, fp16=True),
     "xlm-roberta": Case(2, True, fp16=True),
     "camembert": Case(3, False, fp16=True),
@@ -105,7 +108,11 @@ def exported_cnlpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = _workdir(tmp_path_factory, "cnlpt")
     for name in CNLPT_EXPORTED:
         if not (root / name / "tasks.json").is_file():
-            export_cnlpt(CNLPT_FIXTURES / name, root / name, ExportOptions(max_loop_labels=0))
+            export_cnlpt(
+                CNLPT_FIXTURES / name,
+                root / name,
+                ExportOptions(max_loop_labels=0, path_graph=False),
+            )
     return {name: root / name for name in CNLPT_EXPORTED}
 
 
@@ -118,7 +125,7 @@ def fp16_artifact(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.Tem
 
     out = tmp_path_factory.mktemp("fp16") / "bert"
     result = subprocess.run(
-        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16"),
+        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16", "--no-path-graph"),
         capture_output=True,
         text=True,
     )

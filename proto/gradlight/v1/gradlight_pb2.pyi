@@ -51,7 +51,7 @@ class PredictRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking")
+    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking", "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness", "removal")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,15 @@ class AttributeRequest(_message.Message):
     RAW_SCORES_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     ENTITY_MARKING_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATION_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    STDEV_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    REMOVAL_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
@@ -70,7 +79,16 @@ class AttributeRequest(_message.Message):
     raw_scores: bool
     entities: _containers.RepeatedCompositeFieldContainer[TextEntities]
     entity_marking: EntityMarking
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ...) -> None: ...
+    method: str
+    steps: int
+    integration: str
+    baseline: str
+    samples: int
+    stdev: float
+    seed: int
+    faithfulness: bool
+    removal: str
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ..., method: _Optional[str] = ..., steps: _Optional[int] = ..., integration: _Optional[str] = ..., baseline: _Optional[str] = ..., samples: _Optional[int] = ..., stdev: _Optional[float] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[bool] = ..., removal: _Optional[str] = ...) -> None: ...
 
 class TextEntities(_message.Message):
     __slots__ = ("spans",)
@@ -113,7 +131,7 @@ class AttributeResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[TextResult, _Mapping]]] = ...) -> None: ...
 
 class TextResult(_message.Message):
-    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities")
+    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities", "method", "completeness_gaps", "seed", "faithfulness")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +142,10 @@ class TextResult(_message.Message):
     PREDICTED_LABELS_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_GAPS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
     text: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
@@ -134,7 +156,27 @@ class TextResult(_message.Message):
     predicted_labels: _containers.RepeatedScalarFieldContainer[str]
     num_tokens: int
     entities: _containers.RepeatedCompositeFieldContainer[EntityResult]
-    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ...) -> None: ...
+    method: str
+    completeness_gaps: _containers.RepeatedScalarFieldContainer[float]
+    seed: int
+    faithfulness: Faithfulness
+    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ..., method: _Optional[str] = ..., completeness_gaps: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ...) -> None: ...
+
+class Faithfulness(_message.Message):
+    __slots__ = ("fractions", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency", "words")
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPREHENSIVENESS_FIELD_NUMBER: _ClassVar[int]
+    SUFFICIENCY_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_COMPREHENSIVENESS_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_SUFFICIENCY_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    comprehensiveness: _containers.RepeatedScalarFieldContainer[float]
+    sufficiency: _containers.RepeatedScalarFieldContainer[float]
+    random_comprehensiveness: _containers.RepeatedScalarFieldContainer[float]
+    random_sufficiency: _containers.RepeatedScalarFieldContainer[float]
+    words: int
+    def __init__(self, fractions: _Optional[_Iterable[float]] = ..., comprehensiveness: _Optional[_Iterable[float]] = ..., sufficiency: _Optional[_Iterable[float]] = ..., random_comprehensiveness: _Optional[_Iterable[float]] = ..., random_sufficiency: _Optional[_Iterable[float]] = ..., words: _Optional[int] = ...) -> None: ...
 
 class EntityResult(_message.Message):
     __slots__ = ("start", "end", "context_start", "context_end", "marked_text", "result")
