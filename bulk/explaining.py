@@ -17,8 +17,10 @@ import grpc
 
 from gradlight.bulk.backends import BackendError
 from gradlight.bulk.lines import BadLine, Item
-from gradlight.client.client import entity_fields
+from gradlight.client.client import entity_fields, method_fields
 from gradlight.client.errors import ErrorDetails
+from gradlight.runtime.faithfulness import FRACTIONS
+from gradlight.runtime.methods import DEFAULT_SAMPLES, DEFAULT_STEPS, GRADIENT_SHAP, PATH_METHODS
 from gradlight.v1 import gradlight_pb2 as pb
 
 TRANSIENT = frozenset(
@@ -79,15 +81,53 @@ class Backend(Protocol):
     async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse: ...
 
 
+# Graph rows a request of a path method or of faithfulness may ask for (the lines of a request
+# are cut to fit): the pipeline's 4 requests in flight then fit in a server's default queue of
+# 2048 rows (runtime/settings.py: BatchSettings.max_queue_size), and each still fills batches.
+# One line's spans go alone in a request of up to that whole queue.
+ROWS_PER_REQUEST = 512
+ROWS_PER_LINE = 2048
+
+
 @dataclass(frozen=True)
 class RequestOptions:
     """What every request of a job asks. Every label is always attributed: the records need
-    every probability, and the evidence shown is chosen afterwards (formats.py)."""
+    every probability, and the evidence shown is chosen afterwards (formats.py). The method
+    fields are the AttributeRequest's (empty, 0 or None: the server's default); a job whose
+    method draws random numbers (gradient_shap, faithfulness' random ranking) gets one ``seed``
+    for all its requests (job.py: ``with_job_seed``)."""
 
     sentences: bool = False
     max_length: int = 0
     markers: tuple[str, str] | None = None
     context_chars: int | None = None
+    method: str = ""
+    steps: int = 0
+    integration: str = ""
+    baseline: str = ""
+    samples: int = 0
+    stdev: float | None = None
+    seed: int | None = None
+    faithfulness: bool = False
+    removal: str = ""
+
+    @property
+    def random(self) -> bool:
+        """Whether the answers depend on a seed."""
+        return self.method == GRADIENT_SHAP or self.faithfulness
+
+    def rows_per_unit(self, labels: int) -> int:
+        """About how many graph rows one classification (a text, or a span) costs: the path
+        graph's per label and point plus one at the baseline, and faithfulness' variants (at
+        most 2 per fraction for each label and the random ranking); 1 otherwise."""
+        rows = 1
+        if self.method == GRADIENT_SHAP:
+            rows = labels * (self.samples or DEFAULT_SAMPLES) + 1
+        elif self.method in PATH_METHODS:
+            rows = labels * (self.steps or DEFAULT_STEPS) + 1
+        if self.faithfulness:
+            rows += 2 * len(FRACTIONS) * (labels + 1)
+        return rows
 
 
 def build_request(items: Sequence[Item], options: RequestOptions) -> pb.AttributeRequest:
@@ -101,6 +141,17 @@ def build_request(items: Sequence[Item], options: RequestOptions) -> pb.Attribut
         sentence_attributions=options.sentences,
         raw_scores=True,
         **entity_fields(entities, options.markers, options.context_chars),  # type: ignore[arg-type]
+        **method_fields(  # type: ignore[arg-type]
+            options.method,
+            options.steps,
+            options.integration,
+            options.baseline,
+            options.samples,
+            options.stdev,
+            options.seed,
+            options.faithfulness,
+            options.removal,
+        ),
     )
 
 

@@ -1,18 +1,21 @@
 """Output records of a bulk job, one per input line, in three formats.
 
-- ``gradlight``: the line's prediction (label, probabilities) and its evidence per label, plus
-  sentences when asked; for a line with spans, the same per span under ``entities``.
+- ``gradlight``: the line's prediction (label, probabilities), the attribution method and its
+  evidence per label, plus sentences when asked, the completeness gaps of a path method, the
+  seed of a random one and the faithfulness figures when asked; for a line with spans, the
+  same per span under ``entities``.
 - ``prodigy``: a Prodigy task (https://prodi.gy/docs/api-interfaces): ``text``; ``spans``
   with ``start``, ``end``, ``label``, ``score`` and a ``color`` whose shade follows the score
   (the evidence words; for a line with spans, its spans labelled with their predicted label);
   ``html``, the text with the evidence highlighted, for the ``html`` interface or a
   ``blocks`` layout; ``options`` and ``accept`` (the predicted labels) for the ``choice``
-  interface; and ``meta``.
+  interface; and ``meta`` (the line, its id, the prediction, the method and its seed).
 - ``label-studio``: a Label Studio task (https://labelstud.io/guide/predictions):
   ``data.text`` and one prediction whose ``result`` holds a ``choices`` region with the
   predicted labels and ``labels`` regions for the words that pushed toward a label (the
   evidence, with its score) and, for a line with spans, for the spans (with their predicted
-  label and probability). ``label_studio_config`` gives the matching labeling config.
+  label and probability); its ``model_version`` names the model, and the method when it is not
+  input x gradient. ``label_studio_config`` gives the matching labeling config.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ PRODIGY = "prodigy"
 LABEL_STUDIO = "label-studio"
 FORMATS = (GRADLIGHT, PRODIGY, LABEL_STUDIO)
 PREDICTED = "predicted"  # in ``OutputOptions.labels``: the answer's predicted labels
+INPUT_X_GRADIENT = "input_x_gradient"  # the default method (runtime/methods.py)
+GRADIENT_SHAP = "gradient_shap"
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,24 @@ class _Answer:
 
     @property
     def probabilities(self) -> dict[str, float]:
-        return {
-            label: round(float(p), 6)
-            for label, p in zip(self.result.labels, self.result.probabilities, strict=True)
-        }
+        return _per_label(self.result, self.result.probabilities)
+
+
+def _per_label(result: pb.TextResult, values: Sequence[float]) -> dict[str, float]:
+    """Per-label figures of ``result`` by label name, rounded to 6 places."""
+    return {label: round(float(v), 6) for label, v in zip(result.labels, values, strict=True)}
+
+
+def _seed(result: pb.TextResult) -> int | None:
+    """The seed the answer was computed with, when it depends on one (gradient_shap, the
+    faithfulness floor's random ranking) or one was sent."""
+    random = result.method == GRADIENT_SHAP or result.HasField("faithfulness")
+    return result.seed if random or result.seed else None
+
+
+def _method(result: pb.TextResult, answers: Sequence[_Answer]) -> str:
+    """The method of a line's token scores (of its first span's, for a line with spans)."""
+    return answers[0].result.method if answers else result.method
 
 
 def _answer(
@@ -119,8 +138,23 @@ def _answer_json(text: str, answer: _Answer, options: OutputOptions) -> dict[str
         "labels": list(result.predicted_labels),
         "probabilities": answer.probabilities,
         "truncated": result.truncated,
+        "method": result.method,
         "evidence": {label: _evidence_json(text, f) for label, f in answer.evidence.items()},
     }
+    if result.completeness_gaps:
+        data["completeness_gaps"] = _per_label(result, result.completeness_gaps)
+    if result.HasField("faithfulness"):
+        found = result.faithfulness
+        data["faithfulness"] = {
+            "words": found.words,
+            "fractions": [round(float(f), 6) for f in found.fractions],
+            "comprehensiveness": _per_label(result, found.comprehensiveness),
+            "sufficiency": _per_label(result, found.sufficiency),
+            "random_comprehensiveness": _per_label(result, found.random_comprehensiveness),
+            "random_sufficiency": _per_label(result, found.random_sufficiency),
+        }
+    if (seed := _seed(result)) is not None:
+        data["seed"] = seed
     if options.sentences:
         data["sentences"] = [
             {
@@ -269,6 +303,9 @@ def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[
         task["html"] = f'<div class="gradlight">{"<hr>".join(sections)}</div>'
         task["accept"] = []
     task["options"] = [{"id": label, "text": label} for label in labels]
+    meta["method"] = _method(result, answers)
+    if answers and (seed := _seed(answers[0].result)) is not None:
+        meta["seed"] = seed
     task["meta"] = meta
     return task
 
@@ -332,7 +369,11 @@ def _label_studio(
     for (start, end, label), value in sorted(evidence_regions.items()):
         span_value = {"start": start, "end": end, "text": text[start:end], "labels": [label]}
         regions.append(_region(len(regions), LS_EVIDENCE, "labels", span_value, value))
-    prediction = {"model_version": options.model or "gradlight", "score": round(score, 6)}
+    version = options.model or "gradlight"
+    method = _method(result, answers)
+    if method and method != INPUT_X_GRADIENT:  # predictions of each method tell apart
+        version = f"{version} ({method})"
+    prediction = {"model_version": version, "score": round(score, 6)}
     prediction["result"] = regions
     return {"data": data, "predictions": [prediction]}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Any, BinaryIO
 from gradlight.bulk import checkpoint
 from gradlight.bulk.backends import ModelFacts
 from gradlight.bulk.checkpoint import CheckpointError, Progress
-from gradlight.bulk.explaining import RequestOptions, units
+from gradlight.bulk.explaining import ROWS_PER_LINE, ROWS_PER_REQUEST, RequestOptions, units
 from gradlight.bulk.formats import (
     LABEL_STUDIO,
     PREDICTED,
@@ -28,6 +29,8 @@ from gradlight.bulk.lines import BadLine, Item, parse_line
 from gradlight.bulk.pipeline import Outcome, Pipeline
 from gradlight.runtime.entities import marking_from
 from gradlight.runtime.errors import GradlightError, RequestError
+from gradlight.runtime.faithfulness import REMOVALS
+from gradlight.runtime.methods import resolve_method
 from gradlight.v1 import gradlight_pb2 as pb
 
 
@@ -51,6 +54,7 @@ class Summary:
     texts_per_s: float
     resumed_from: int
     already_complete: bool = False
+    seed: int | None = None  # the job's seed, when its answers depend on one
 
 
 @dataclass
@@ -65,8 +69,16 @@ class _Chunk:
 
 
 def _chunks(
-    handle: BinaryIO, offset: int, first_line: int, max_lines: int, max_units: int
+    handle: BinaryIO,
+    offset: int,
+    first_line: int,
+    max_lines: int,
+    max_units: int,
+    max_line_units: int | None = None,
 ) -> Iterator[_Chunk]:
+    """Groups of at most ``max_lines`` lines and ``max_units`` classifications (a line over
+    that goes alone); a line of over ``max_line_units`` (default ``max_units``) is bad."""
+    max_line_units = max_units if max_line_units is None else max_line_units
     handle.seek(offset)
     number = first_line
     chunk = _Chunk([], b"", offset)
@@ -75,10 +87,10 @@ def _chunks(
     for raw in handle:
         number += 1
         entry = parse_line(number, raw.rstrip(b"\r\n"))
-        if isinstance(entry, Item) and units(entry) > max_units:
+        if isinstance(entry, Item) and units(entry) > max_line_units:
             entry = BadLine(
                 number,
-                f"spans: has {units(entry)} spans; at most {max_units} per line can be "
+                f"spans: has {units(entry)} spans; at most {max_line_units} per line can be "
                 "classified in one request here: split the line",
             )
         cost = units(entry) if isinstance(entry, Item) else 0
@@ -105,11 +117,28 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
+# The request's method options; left out of the checkpoint at their defaults, so that a job
+# started before they existed still resumes.
+_METHOD_OPTIONS = (
+    "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness",
+    "removal",
+)  # fmt: skip
+
+
+def _request_settings(request: RequestOptions) -> dict[str, Any]:
+    recorded = json.loads(json.dumps(asdict(request)))
+    defaults = asdict(RequestOptions())
+    for key in _METHOD_OPTIONS:
+        if recorded[key] == defaults[key]:
+            del recorded[key]
+    return recorded
+
+
 def _settings(options: JobOptions, input_path: Path, facts: ModelFacts) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
         "input": str(input_path.resolve()),
-        "request": json.loads(json.dumps(asdict(options.request))),
+        "request": _request_settings(options.request),
         "output": json.loads(json.dumps(asdict(options.output))),
         "model": facts.identity,
         "model_labels": list(facts.labels),
@@ -143,6 +172,29 @@ class _Progress:
             self._bar.close()
 
 
+def with_job_seed(options: JobOptions, output_path: Path) -> JobOptions:
+    """``options`` with the job's one seed, when its answers depend on one (gradient_shap,
+    faithfulness' random ranking) and none was given: the seed that ``output_path``'s
+    checkpoint records, so that a resumed job answers as it began (unless ``restart``), or a
+    new one. Every request of the job sends it, and the checkpoint records it."""
+    request = options.request
+    if not request.random or request.seed is not None:
+        return options
+    seed = None if options.restart else _recorded_seed(checkpoint.paths(output_path)[1])
+    if seed is None:
+        seed = secrets.randbits(53)  # exact as a JSON number in JavaScript (Prodigy, Label Studio)
+    return replace(options, request=replace(request, seed=seed))
+
+
+def _recorded_seed(checkpoint_path: Path) -> int | None:
+    try:
+        data = json.loads(checkpoint_path.read_text(encoding="utf-8"))
+        seed = data["settings"]["request"].get("seed")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # none yet; an unreadable one is reported when the job loads it
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def run_job(
     input_path: Path,
     output_path: Path,
@@ -153,7 +205,11 @@ def run_job(
     """Explain ``input_path`` into ``output_path``; raises CheckpointError when the output
     cannot be (re)started as asked. When ``stop_requested()`` turns true the job stops after
     the chunk being written, saves what is done and raises KeyboardInterrupt (run again to
-    resume); a KeyboardInterrupt from elsewhere is let through after the same save."""
+    resume); a KeyboardInterrupt from elsewhere is let through after the same save. A job whose
+    answers depend on a seed needs one in ``options.request``, the one its ``pipeline`` sends
+    (``with_job_seed``)."""
+    if options.request.random and options.request.seed is None:
+        raise ValueError("the job's answers depend on a seed: give one (with_job_seed)")
     errors_path, checkpoint_path = checkpoint.paths(output_path)
     facts = pipeline.start(options.model)
     _check_request(options, facts)
@@ -177,7 +233,7 @@ def run_job(
             writer = _Writer(out, errors, checkpoint_path, settings, progress, digest)
             chunks = _chunks(
                 source, progress.input_offset, progress.lines, options.lines_per_request,
-                facts.max_texts,
+                *unit_limits(options.request, facts),
             )  # fmt: skip
             done = writer.run(chunks, pipeline, output, bar, options, stop_requested)
     seconds = time.perf_counter() - started_at
@@ -190,6 +246,21 @@ def run_job(
         lines / seconds if seconds > 0 else 0.0,
         progress.lines,
         already_complete=progress.complete and lines == 0,
+        seed=options.request.seed if options.request.random else None,
+    )
+
+
+def unit_limits(request: RequestOptions, facts: ModelFacts) -> tuple[int, int]:
+    """Classifications (texts, spans) per request, and per line: the backend's limit, fewer
+    when each costs many graph rows (a path method, faithfulness): a group of lines asks for
+    ``ROWS_PER_REQUEST`` rows at most, a line alone for ``ROWS_PER_LINE`` (a server's default
+    queue; a line over it is bad, not a request that every server would refuse)."""
+    rows = request.rows_per_unit(len(facts.labels))
+    if rows == 1:
+        return facts.max_texts, facts.max_texts
+    return (
+        max(1, min(facts.max_texts, ROWS_PER_REQUEST // rows)),
+        max(1, min(facts.max_texts, ROWS_PER_LINE // rows)),
     )
 
 
@@ -338,6 +409,21 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
     except RequestError as exc:  # said of the command's flags
         flag = "--context-chars" if exc.field.endswith("context_chars") else "--markers"
         raise JobOptionsError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
+    try:
+        resolve_method(
+            request.method,
+            request.steps,
+            request.integration,
+            request.baseline,
+            request.samples,
+            request.stdev,
+        )
+    except RequestError as exc:  # each field is the flag of the same name
+        raise JobOptionsError(f"--{exc.field}: {exc.description}") from None
+    if request.removal not in ("", *REMOVALS):
+        raise JobOptionsError(f"--removal is {request.removal!r}; use {' or '.join(REMOVALS)}")
+    if request.seed is not None and not 0 <= request.seed < 2**64:
+        raise JobOptionsError(f"--seed is {request.seed}; use 0 to 2**64 - 1")
 
 
 def _open_at(path: Path, size: int) -> BinaryIO:

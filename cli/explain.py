@@ -18,6 +18,7 @@ from gradlight.cli.flags import (
     connection_from_flags,
     said_as_flags,
 )
+from gradlight.cli.method_flags import add_method_flags, method_options
 from gradlight.runtime.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ EXIT_FAILED = 1  # the backend failed (unreachable, wrong model or token): run a
 EXIT_USAGE = 2
 EXIT_BAD_LINES = 3  # finished, but some lines were reported bad
 EXIT_INTERRUPTED = 130
+
 
 # Defaults that depend on the format: a full dump for gradlight, the strongest evidence of
 # the predicted label for the annotation tools.
@@ -56,6 +58,7 @@ def add_explain_parser(commands: Any) -> None:
     _add_model_flags(explain)
     _add_output_flags(explain)
     _add_request_flags(explain)
+    add_method_flags(explain)
     add_execution_flags(
         explain, threads_flag="--threads", threads_help="ONNX Runtime threads (0 = auto)"
     )
@@ -189,7 +192,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
     from gradlight.bulk.evidence import Selection
     from gradlight.bulk.explaining import RequestOptions
     from gradlight.bulk.formats import OutputOptions
-    from gradlight.bulk.job import JobOptions
+    from gradlight.bulk.job import JobOptions, with_job_seed
 
     defaults = FORMAT_DEFAULTS[args.format]
     labels = _labels(args.labels, defaults["labels"])
@@ -203,6 +206,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
         raise UsageError("--lines-per-request must be at least 1")
     if args.ray and args.artifact is None:
         raise UsageError("--ray runs the artifact on the cluster: give --artifact DIR")
+    method = method_options(args)
     _check_execution(args)
     _check_paths(args)
     request = RequestOptions(
@@ -210,6 +214,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
         max_length=args.max_length,
         markers=tuple(args.markers) if args.markers else None,  # type: ignore[arg-type]
         context_chars=args.context_chars,
+        **method,
     )
     output = OutputOptions(
         format=args.format,
@@ -217,7 +222,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
         labels=labels,
         sentences=args.sentences,
     )
-    return JobOptions(
+    options = JobOptions(
         request,
         output,
         model=args.model,
@@ -225,6 +230,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
         restart=args.restart,
         progress=not args.no_progress,
     )
+    return with_job_seed(options, args.output)  # before the pipeline takes the request
 
 
 def _pipeline(args: argparse.Namespace, options: JobOptions) -> Pipeline:
@@ -288,10 +294,11 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"{args.output} is already complete ({summary.lines} lines); --restart redoes it")
         return EXIT_OK
     resumed = f", resumed after line {summary.resumed_from}" if summary.resumed_from else ""
+    seed = f" (seed {summary.seed})" if summary.seed is not None else ""
     print(
         f"explained {summary.explained} lines, {summary.bad} bad (see "
         f"{args.output}.errors.jsonl){resumed}: {summary.texts_per_s:.1f} texts/s over "
-        f"{summary.seconds:.1f} s"
+        f"{summary.seconds:.1f} s{seed}"
     )
     return EXIT_BAD_LINES if summary.bad else EXIT_OK
 

@@ -19,6 +19,7 @@ from gradlight.cli.flags import (
     said_as_flags,
     server_security_from_flags,
 )
+from gradlight.cli.method_flags import add_method_flags, method_options
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
 
 _BATCH = BatchSettings()
@@ -210,6 +211,7 @@ def add_attribute_parser(commands: Any) -> None:
     attribute.add_argument("--json", action="store_true", help="print the raw response as JSON")
     attribute.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     attribute.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    add_method_flags(attribute)
     add_connection_flags(attribute)
     attribute.set_defaults(handler=_attribute)
 
@@ -221,6 +223,7 @@ def _attribute(args: argparse.Namespace) -> int:
     from gradlight.client import Client
     from gradlight.client.render import render_result
 
+    method = method_options(args)
     connection = connection_from_flags(args, args.server)
     with Client(connection=connection, timeout=args.timeout) as client:
         try:
@@ -230,6 +233,7 @@ def _attribute(args: argparse.Namespace) -> int:
                 max_length=args.max_length,
                 sentence_attributions=args.sentences,
                 labels=[args.label] if args.label else [],
+                **method,
             )
         except grpc.RpcError as exc:
             print(f"gradlight attribute: {exc.code().name}: {exc.details()}", file=sys.stderr)

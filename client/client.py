@@ -19,7 +19,14 @@ from gradlight.client.connection import (
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
-__all__ = ["DEFAULT_TARGET", "MAX_MESSAGE_BYTES", "Client", "ServerNotReadyError", "entity_fields"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "MAX_MESSAGE_BYTES",
+    "Client",
+    "ServerNotReadyError",
+    "entity_fields",
+    "method_fields",
+]
 
 
 class ServerNotReadyError(RuntimeError):
@@ -43,6 +50,35 @@ def entity_fields(
         fields["entity_marking"] = pb.EntityMarking(
             open=open_marker, close=close_marker, context_chars=context_chars
         )
+    return fields
+
+
+def method_fields(
+    method: str = "",
+    steps: int = 0,
+    integration: str = "",
+    baseline: str = "",
+    samples: int = 0,
+    stdev: float | None = None,
+    seed: int | None = None,
+    faithfulness: bool = False,
+    removal: str = "",
+) -> dict[str, object]:
+    """The request fields of the token attribution method and of faithfulness (see the proto's
+    AttributeRequest); ``stdev`` and ``seed`` only when given (unset: the server's default)."""
+    fields: dict[str, object] = {
+        "method": method,
+        "steps": steps,
+        "integration": integration,
+        "baseline": baseline,
+        "samples": samples,
+        "faithfulness": faithfulness,
+        "removal": removal,
+    }
+    if stdev is not None:
+        fields["stdev"] = stdev
+    if seed is not None:
+        fields["seed"] = seed
     return fields
 
 
@@ -112,11 +148,29 @@ class Client:
         entities: Sequence[Sequence[tuple[int, int]]] | None = None,
         markers: tuple[str, str] | None = None,
         context_chars: int | None = None,
+        method: str = "",
+        steps: int = 0,
+        integration: str = "",
+        baseline: str = "",
+        samples: int = 0,
+        stdev: float | None = None,
+        seed: int | None = None,
+        faithfulness: bool = False,
+        removal: str = "",
     ) -> pb.AttributeResponse:
         """``entities``: per text, the ``(start, end)`` code point spans to classify on their
         own (each read with ``markers`` around it, default ``("<e>", "</e>")``, and
         ``context_chars`` characters of context on each side, default 100); a text's result
-        then holds one ``entities`` entry per span."""
+        then holds one ``entities`` entry per span.
+
+        ``method``: ``"input_x_gradient"`` (empty: this), ``"integrated_gradients"`` (``steps``
+        points, 0 = 32, by the ``integration`` rule, empty = ``"gausslegendre"``) or
+        ``"gradient_shap"`` (``samples`` points, 0 = 16, with Gaussian noise of ``stdev``, None =
+        0.01); both from ``baseline`` ``"pad"`` (empty) or ``"zeros"``. ``seed`` (None: the
+        server draws one) makes gradient_shap and faithfulness' random ranking reproducible;
+        each result reports the seed used. ``faithfulness``: also ERASER comprehensiveness and
+        sufficiency of the token scores, removing words by ``removal`` (``"delete"``, empty, or
+        ``"mask"``). The proto's AttributeRequest says more."""
         request = pb.AttributeRequest(
             model=model,
             texts=list(texts),
@@ -126,6 +180,9 @@ class Client:
             labels=list(labels),
             raw_scores=raw_scores,
             **entity_fields(entities, markers, context_chars),  # type: ignore[arg-type]
+            **method_fields(  # type: ignore[arg-type]
+                method, steps, integration, baseline, samples, stdev, seed, faithfulness, removal
+            ),
         )
         return self._stub.Attribute(request, timeout=self.timeout, metadata=self._metadata)
 

@@ -41,8 +41,10 @@ def render_result(result: pb.TextResult, label: str | None, *, color: bool) -> s
         for name, probability in zip(result.labels, result.probabilities, strict=True)
     )
     if result.tokens:
-        lines.append(f"tokens, coloured for label {label!r} (blue: toward, orange: away):")
+        method = f" by {result.method}" if result.method else ""
+        lines.append(f"tokens{method}, coloured for label {label!r} (blue: toward, orange: away):")
         lines.append("  " + render_tokens(result, label, color=color))
+        lines.extend(_method_figures(result, label))
     if result.sentences:
         column = list(result.labels).index(label)
         lines.append(f"sentences, p({label}) minus p({label} without the sentence):")
@@ -51,3 +53,24 @@ def render_result(result: pb.TextResult, label: str | None, *, color: bool) -> s
             for sentence in result.sentences
         )
     return "\n".join(lines)
+
+
+def _method_figures(result: pb.TextResult, label: str) -> list[str]:
+    """For ``label``: the completeness gap (path methods), the faithfulness figures (when
+    asked) and the seed that reproduces them."""
+    column = list(result.labels).index(label)
+    lines = []
+    if result.completeness_gaps:
+        gap = result.completeness_gaps[column]
+        lines.append(f"completeness gap: {gap:+.4f} (sum of raw scores - logit change)")
+    if result.HasField("faithfulness"):
+        found = result.faithfulness
+        lines.append(
+            f"faithfulness over {found.words} words (AOPC; random ranking in brackets): "
+            f"comprehensiveness {found.comprehensiveness[column]:+.4f} "
+            f"({found.random_comprehensiveness[column]:+.4f}), sufficiency "
+            f"{found.sufficiency[column]:+.4f} ({found.random_sufficiency[column]:+.4f})"
+        )
+    if result.seed or result.method == "gradient_shap" or result.HasField("faithfulness"):
+        lines.append(f"seed: {result.seed}")
+    return lines

@@ -31,6 +31,7 @@ from gradlight.runtime.faithfulness import (
     REMOVALS,
     FaithfulnessPlan,
     FaithfulnessResult,
+    max_variants,
     plan_variants,
 )
 from gradlight.runtime.faithfulness import score as faithfulness_score
@@ -46,6 +47,7 @@ from gradlight.runtime.methods import (
     PathPoints,
     path_points,
     resolve_method,
+    text_seed,
 )
 from gradlight.runtime.requests import (
     AttributeOptions,
@@ -155,13 +157,11 @@ class Attributor:
         label_indices = resolve_labels(options.labels, self.limits)
         subset = bool(options.labels)
         choice = self._method(options)
-        seed = options.seed
-        if (
-            seed is None
-            and options.token_attributions
-            and (options.faithfulness or choice.method == GRADIENT_SHAP)
-        ):
-            seed = secrets.randbits(63)
+        seed = None
+        if options.token_attributions and (
+            options.faithfulness or choice.method == GRADIENT_SHAP
+        ):  # reported only when used; 53 bits: a JSON number in any language
+            seed = secrets.randbits(53) if options.seed is None else options.seed
         marked = mark_texts(texts, entities, marking)
         units: list[tuple[str, MarkedSpan | None]] = []
         for text, spans in zip(texts, marked, strict=True):
@@ -188,7 +188,9 @@ class Attributor:
                 admission.release_when_done(planning)  # its thread is still tokenizing
                 raise
             self.batcher.metrics.tokenized(method, time.perf_counter() - started)
-            admission.resize(len(plan.forward) + len(plan.attribution))  # admitted whole, or not
+            # Admitted whole, or not: faithfulness's rows (at most) are held from the start.
+            faithful = len(units) * max_variants(len(label_indices)) if options.faithfulness else 0
+            admission.resize(len(plan.forward) + len(plan.attribution) + faithful)
             forward, attribution = await _gather(
                 self.batcher.submit(FORWARD, plan.forward, admission),
                 self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
@@ -338,7 +340,7 @@ class Attributor:
         hidden = int(engine.input_shape(ATTRIBUTION_PATH, "noise")[-1])
         one_hot = np.eye(len(engine.labels), dtype=np.float32)
         for unit, row in enumerate(plan.encoded):
-            points = path_points(choice, row.special, hidden, seed)
+            points = path_points(choice, row.special, hidden, text_seed(seed, row.ids))
             zeros = np.zeros((len(row), hidden), dtype=np.float32)
             plan.points.append(points)
             plan.path_start.append(len(plan.attribution))
@@ -412,7 +414,7 @@ class Attributor:
                 scores.raw,
                 removal=options.removal or REMOVALS[0],
                 mask_id=mask_id,
-                seed=seed,
+                seed=text_seed(seed, plan.encoded[index].ids),
             )
             plans.append(planned)
             rows.extend(Row(variant, unit=index) for variant in planned.variants)

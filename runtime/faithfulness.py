@@ -34,6 +34,7 @@ Choices:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -95,6 +96,11 @@ class FaithfulnessResult:
     words: int  # the number of words ranked
 
 
+def max_variants(labels: int) -> int:
+    """The most forward rows ``plan_variants`` asks for one text and ``labels`` labels."""
+    return 2 * len(FRACTIONS) * (labels + 1)
+
+
 def plan_variants(
     text: str,
     encoded: EncodedText,
@@ -102,13 +108,14 @@ def plan_variants(
     *,
     removal: str = DELETE,
     mask_id: int | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
 ) -> FaithfulnessPlan:
     """The variants of ``text`` (encoded as ``encoded``) that the metrics need.
 
     ``raw_scores``: [K, S] signed per-token scores (S = ``len(encoded)``) of the K labels
     asked. Words are ranked per label by their tokens' summed score, descending, ties in text
-    order; the random ranking is ``np.random.default_rng(seed).permutation(n)``. ``removal``
+    order; the random ranking is ``np.random.default_rng(seed).permutation(n)`` (the server
+    passes the text's seed, runtime/methods.py: ``text_seed``). ``removal``
     "delete" drops the removed words' tokens, "mask" replaces each by ``mask_id``.
     Comprehensiveness variants remove the top words, sufficiency variants remove every other
     word (keep only the top words); special tokens always stay."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from gradlight.runtime.attributor import EntitiesResult, TextResult
 from gradlight.runtime.entities import EntityMarking, marking_from
+from gradlight.runtime.methods import served_methods
 from gradlight.runtime.models import ServedModel
 from gradlight.runtime.requests import AttributeOptions
 from gradlight.v1 import gradlight_pb2 as pb
@@ -133,4 +134,5 @@ def model_info(model: ServedModel) -> pb.ModelInfo:
         model_type=manifest.model_type,
         revision=model.revision,
         precision=model.engine.settings.precision,
+        methods=served_methods(model.engine),
     )

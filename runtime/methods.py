@@ -18,12 +18,18 @@ No torch here: the runtime only feeds the exported graph.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradlight.runtime.errors import RequestError, shown
+from gradlight.runtime.manifest import ATTRIBUTION_PATH
+
+if TYPE_CHECKING:
+    from gradlight.runtime.engine import Engine
 
 INPUT_X_GRADIENT = "input_x_gradient"
 INTEGRATED_GRADIENTS = "integrated_gradients"
@@ -41,6 +47,11 @@ DEFAULT_STEPS = 32
 DEFAULT_SAMPLES = 16
 DEFAULT_STDEV = 0.01
 MAX_POINTS = 512  # steps or samples per text and label
+
+
+def served_methods(engine: Engine) -> tuple[str, ...]:
+    """The methods ``engine``'s artifact can compute (the path ones need its path graph)."""
+    return METHODS if engine.has_graph(ATTRIBUTION_PATH) else (INPUT_X_GRADIENT,)
 
 
 @dataclass(frozen=True)
@@ -134,8 +145,16 @@ def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(first, last, steps), weights
 
 
+def text_seed(seed: int, ids: np.ndarray) -> list[int]:
+    """The seed of one text's random draws (GradientSHAP's, faithfulness's random ranking): the
+    request's ``seed`` and the crc32 of the text's token ids (int64), for
+    ``numpy.random.default_rng``. Texts of one request draw differently; a text draws the same
+    whatever else its request or batch holds."""
+    return [seed, zlib.crc32(np.ascontiguousarray(ids, dtype=np.int64).tobytes())]
+
+
 def draws(
-    seed: int, samples: int, tokens: int, hidden: int, stdev: float
+    seed: int | Sequence[int], samples: int, tokens: int, hidden: int, stdev: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """GradientSHAP's random draws for one text: ``alphas [samples]`` from U(0, 1), then noise
     ``[samples, tokens, hidden]`` from N(0, stdev^2) (None when stdev is 0), in this order from
@@ -182,9 +201,10 @@ class PathPoints:
 
 
 def path_points(
-    choice: MethodChoice, special: Sequence[bool], hidden: int, seed: int
+    choice: MethodChoice, special: Sequence[bool], hidden: int, seed: int | Sequence[int]
 ) -> PathPoints:
-    """The points of ``choice`` (a path method) for a text whose tokens are ``special`` or not."""
+    """The points of ``choice`` (a path method) for a text whose tokens are ``special`` or not
+    (``seed``: the text's, ``text_seed``)."""
     tokens = len(special)
     if choice.baseline == PAD:
         keep, fill = np.asarray(special, dtype=np.float32), 1.0

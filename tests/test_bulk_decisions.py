@@ -12,13 +12,21 @@ import numpy as np
 import pytest
 from serving import FaultyEngine, ServerThread
 
-from gradlight.bulk.backends import BackendError, ServerBackend
-from gradlight.bulk.explaining import Decision, RequestOptions, decide
+from gradlight.bulk.backends import BackendError, ModelFacts, ServerBackend
+from gradlight.bulk.explaining import Decision, RequestOptions, build_request, decide
 from gradlight.bulk.formats import OutputOptions
-from gradlight.bulk.job import JobOptions, run_job
+from gradlight.bulk.job import (
+    JobOptions,
+    _request_settings,
+    run_job,
+    unit_limits,
+    with_job_seed,
+)
+from gradlight.bulk.lines import Item
 from gradlight.bulk.pipeline import AsyncPipeline
+from gradlight.cli import method_flags
 from gradlight.client.errors import ErrorDetails
-from gradlight.runtime import status
+from gradlight.runtime import faithfulness, methods, status
 from gradlight.runtime.server import ServerSettings
 from gradlight.runtime.settings import ServiceLimits
 
@@ -138,3 +146,50 @@ def test_reworded_messages_leave_every_decision_unchanged(engine_for, tmp_path, 
         assert stop[:2] == ([], {})
         assert (stop[2].code, stop[2].field) == (Code.INVALID_ARGUMENT, "max_length")
     assert reworded_stop[2].message == "something went wrong"
+
+
+def test_method_options_reach_the_request_and_the_checkpoint(tmp_path):
+    items = [Item(1, "No fever.")]
+    plain = build_request(items, RequestOptions())
+    assert (plain.method, plain.steps, plain.faithfulness) == ("", 0, False)
+    assert not plain.HasField("stdev") and not plain.HasField("seed")  # the server's defaults
+    options = RequestOptions(
+        method="gradient_shap", baseline="zeros", samples=4, stdev=0.0, seed=0,
+        faithfulness=True, removal="mask",
+    )  # fmt: skip
+    request = build_request(items, options)
+    assert (request.method, request.baseline, request.samples, request.removal) == (
+        "gradient_shap", "zeros", 4, "mask",
+    )  # fmt: skip
+    assert request.HasField("stdev") and request.stdev == 0.0
+    assert request.HasField("seed") and request.seed == 0 and request.faithfulness
+    # The checkpoint records the method options, and none at their defaults: a job started
+    # before they existed resumes.
+    assert set(_request_settings(RequestOptions())) == {
+        "sentences", "max_length", "markers", "context_chars",
+    }  # fmt: skip
+    assert _request_settings(options)["seed"] == 0 and "steps" not in _request_settings(options)
+    # One seed per job: picked once, then the one its checkpoint records (unless --restart).
+    job = JobOptions(dataclasses.replace(options, seed=None), OutputOptions())
+    out = tmp_path / "out.jsonl"
+    picked = with_job_seed(job, out).request.seed
+    assert isinstance(picked, int) and with_job_seed(job, out).request.seed != picked
+    tmp_path.joinpath("out.jsonl.checkpoint.json").write_text(
+        json.dumps({"settings": {"request": {"seed": 42}}})
+    )
+    assert with_job_seed(job, out).request.seed == 42
+    assert with_job_seed(dataclasses.replace(job, restart=True), out).request.seed != 42
+    assert with_job_seed(JobOptions(RequestOptions(), OutputOptions()), out).request.seed is None
+    with pytest.raises(ValueError, match="seed"):
+        run_job(tmp_path / "in.jsonl", out, None, job)  # type: ignore[arg-type]
+    # Requests of a path method hold fewer lines; a line alone may hold more spans.
+    facts = ModelFacts("m", ("a", "b", "c"), False, 128, 256, "x")
+    assert unit_limits(RequestOptions(), facts) == (256, 256)
+    ig = RequestOptions(method="integrated_gradients", steps=8)  # 3 x 8 + 1 rows a text
+    assert unit_limits(ig, facts) == (512 // 25, 2048 // 25)
+    assert unit_limits(dataclasses.replace(ig, steps=512), facts) == (1, 1)
+    # The CLI's choices are the runtime's.
+    assert method_flags.METHODS == methods.METHODS
+    assert method_flags.INTEGRATIONS == methods.INTEGRATIONS
+    assert method_flags.BASELINES == methods.BASELINES
+    assert method_flags.REMOVALS == faithfulness.REMOVALS

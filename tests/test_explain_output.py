@@ -221,6 +221,9 @@ def test_bad_options_are_refused_before_any_line(mixed_input, exported):
         (("--context-chars", "-1"), "--context-chars: is -1"),
         (("--markers", "<" * 101, "x"), "--markers: has 101 characters"),
         (("--top-k", "0"), "--top-k is 0"),
+        (("--steps", "8"), "--steps is read only with --method integrated_gradients"),
+        (("--removal", "mask"), "--removal is read only with --faithfulness"),
+        (("--method", "gradient_shap", "--samples", "600"), "--samples: is 600"),
     ]:
         result = explain(
             source, out, "--artifact", exported("bert"), "--restart", *args, check=False
@@ -282,3 +285,66 @@ def test_the_bulk_job_does_not_import_torch(mixed_input, exported):
     )
     assert result.returncode == 3, result.stderr
     assert len(read_records(out)) == len(good)
+
+
+def _bert_labels(tiny_client):
+    return list(next(m.labels for m in tiny_client.list_models().models if m.name == "bert"))
+
+
+def test_integrated_gradients_with_faithfulness_in_every_record(tmp_path, exported, tiny_client):
+    """The method flags reach every request: each answer (a line's, a span's) names its method
+    and has a completeness gap and faithfulness figures per label, and the one seed the job
+    picked for the faithfulness floor's random ranking."""
+    lines = [json.dumps(record, ensure_ascii=False) for record in (GOOD[0], GOOD[2], GOOD[3])]
+    source = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    result = explain(
+        source, out, "--artifact", exported("bert"),
+        "--method", "integrated_gradients", "--steps", "8", "--faithfulness",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    labels = _bert_labels(tiny_client)
+    records = read_records(out)
+    answers = [answer for record in records for answer in record.get("entities", [record])]
+    assert len(answers) == 4  # two lines, and a line with two spans
+    for answer in answers:
+        assert answer["method"] == "integrated_gradients"
+        assert list(answer["completeness_gaps"]) == labels
+        found = answer["faithfulness"]
+        assert found["fractions"] == [0.01, 0.05, 0.1, 0.2, 0.5] and found["words"] > 0
+        for key in ("comprehensiveness", "sufficiency", "random_comprehensiveness"):
+            assert list(found[key]) == labels
+            assert all(-1.0 <= value <= 1.0 for value in found[key].values())
+        assert list(found["random_sufficiency"]) == labels
+    (seed,) = {answer["seed"] for answer in answers}
+    assert f"(seed {seed})" in result.stdout
+    # The same figures as the client asking the server with the same options.
+    served = tiny_client.attribute(
+        [records[0]["text"]], model="bert", method="integrated_gradients", steps=8,
+        faithfulness=True, seed=seed,
+    ).results[0]  # fmt: skip
+    assert served.method == "integrated_gradients" and served.seed == seed
+    gaps = dict(zip(labels, served.completeness_gaps, strict=True))
+    assert records[0]["completeness_gaps"] == pytest.approx(gaps, abs=1e-3)
+    served_floor = dict(zip(labels, served.faithfulness.random_comprehensiveness, strict=True))
+    assert records[0]["faithfulness"]["random_comprehensiveness"] == pytest.approx(
+        served_floor, abs=1e-3
+    )
+
+
+def test_the_annotation_formats_name_the_method(tmp_path, exported):
+    """Prodigy's ``meta`` holds the method and the seed; Label Studio's ``model_version``
+    names a method other than input x gradient; both stay valid tasks."""
+    lines = [json.dumps(record, ensure_ascii=False) for record in (GOOD[0], GOOD[3])]
+    source = write_input(tmp_path / "in.jsonl", lines)
+    method = ("--method", "gradient_shap", "--samples", "4", "--seed", "11")
+    prodigy, studio = tmp_path / "prodigy.jsonl", tmp_path / "ls.jsonl"
+    explain(source, prodigy, "--artifact", exported("bert"), "--format", "prodigy", *method)
+    for task in read_records(prodigy):
+        check_prodigy(task, [option["id"] for option in task["options"]])
+        assert (task["meta"]["method"], task["meta"]["seed"]) == ("gradient_shap", 11)
+    explain(source, studio, "--artifact", exported("bert"), "--format", "label-studio", *method)
+    config = tmp_path.joinpath("ls.jsonl.label-config.xml").read_text()
+    for task in read_records(studio):
+        check_label_studio(task, config)
+        assert task["predictions"][0]["model_version"] == "bert (gradient_shap)"

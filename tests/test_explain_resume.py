@@ -112,3 +112,32 @@ def test_replicas_behind_round_robin_share_the_job_and_one_can_leave(tmp_path, e
         if first.process.poll() is None:
             first.terminate()
         second.terminate()
+
+
+def test_a_gradient_shap_job_keeps_the_seed_it_picked_when_resumed(tmp_path, exported):
+    """Without --seed the job picks one, records it, and sends it with every request: a resumed
+    job keeps it (the same text gets the same answer); another seed or other samples are
+    refused."""
+    source = big_input(tmp_path / "in.jsonl", 6)
+    out = tmp_path / "out.jsonl"
+    artifact = exported("bert")
+    shap = ("--artifact", artifact, "--method", "gradient_shap")
+    explain(source, out, *shap, "--samples", "4", "--lines-per-request", "2")
+    records = read_records(out)
+    (seed,) = {record["seed"] for record in records}
+    assert all(record["method"] == "gradient_shap" for record in records)
+    checkpoint_file = tmp_path / "out.jsonl.checkpoint.json"
+    recorded = json.loads(checkpoint_file.read_text())["settings"]["request"]
+    assert (recorded["seed"], recorded["method"], recorded["samples"]) == (seed, "gradient_shap", 4)
+    with source.open("a") as handle:  # the first line's text again, as a new line
+        handle.write(json.dumps({"id": "again", "text": records[0]["text"]}) + "\n")
+    resumed = explain(source, out, *shap, "--samples", "4")
+    assert "resumed after line 6" in resumed.stdout and f"(seed {seed})" in resumed.stdout
+    records = read_records(out)
+    assert [record["seed"] for record in records] == [seed] * 7
+    assert_same_records([{**records[-1], "line": 1, "id": 0}], [records[0]])
+    for other in (("--samples", "8"), ("--samples", "4", "--seed", str(seed + 1))):
+        refused = explain(source, out, *shap, *other, check=False)
+        assert refused.returncode == 2 and "(request differ)" in refused.stderr
+    again = explain(source, out, *shap, "--samples", "4", "--seed", str(seed))
+    assert "already complete" in again.stdout

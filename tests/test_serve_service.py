@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 import pytest
 from conftest import ARCHITECTURE_CASES
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from serving import ServerThread
 
 from gradlight.client import Client, Connection
+from gradlight.client.render import render_result
 from gradlight.runtime.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
@@ -121,6 +123,48 @@ def test_results_keep_their_order_under_32_concurrent_clients(tiny_server):
 
     with ThreadPoolExecutor(32) as pool:
         assert all(pool.map(client_work, range(32)))
+
+
+def test_gradient_shap_with_a_seed_answers_the_same_twice(tiny_client):
+    """``Client.attribute``'s method arguments reach the server: with a seed, GradientSHAP
+    gives the same answer again; another seed another one; unset, the server draws one and
+    reports it, and sending it back gives that answer again."""
+    texts = [TEXT, "No fever."]
+
+    def shap(**more):
+        options = {"model": "bert", "method": "gradient_shap", "samples": 4, "raw_scores": True}
+        return tiny_client.attribute(texts, **options, **more).results
+
+    def raw(results):
+        return [np.array([list(t.raw_scores) for t in result.tokens]) for result in results]
+
+    first, second = shap(seed=3), shap(seed=3)
+    for a, b in zip(raw(first), raw(second), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for result in first:
+        assert (result.method, result.seed, len(result.completeness_gaps)) == (
+            "gradient_shap", 3, len(result.labels),
+        )  # fmt: skip
+    assert not all(np.allclose(a, b) for a, b in zip(raw(first), raw(shap(seed=4)), strict=True))
+    drawn = shap()
+    assert drawn[0].seed == drawn[1].seed != 0  # one seed per request
+    for a, b in zip(raw(drawn), raw(shap(seed=drawn[0].seed)), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    plain = tiny_client.attribute(texts, model="bert").results[0]
+    assert plain.method == "input_x_gradient" and not plain.completeness_gaps
+
+
+def test_the_terminal_shows_the_method_gaps_and_faithfulness(tiny_client):
+    (result,) = tiny_client.attribute(
+        [TEXT], model="bert", method="integrated_gradients", steps=4, faithfulness=True,
+        removal="mask", seed=5,
+    ).results  # fmt: skip
+    shown = render_result(result, None, color=False)
+    assert "tokens by integrated_gradients, coloured for label" in shown
+    assert "completeness gap: " in shown and "seed: 5" in shown
+    assert f"faithfulness over {result.faithfulness.words} words" in shown
+    plain = render_result(tiny_client.attribute([TEXT], model="bert").results[0], None, color=False)
+    assert "completeness gap" not in plain and "faithfulness" not in plain and "seed" not in plain
 
 
 def test_attribute_stream_answers_each_request_in_order(tiny_client):

@@ -237,7 +237,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "labels", "max_length", "architecture", "execution_provider", "problem_type", "model_type", "revision", "precision")
+    __slots__ = ("name", "labels", "max_length", "architecture", "execution_provider", "problem_type", "model_type", "revision", "precision", "methods")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +247,7 @@ class ModelInfo(_message.Message):
     MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
@@ -256,4 +257,5 @@ class ModelInfo(_message.Message):
     model_type: str
     revision: str
     precision: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., problem_type: _Optional[str] = ..., model_type: _Optional[str] = ..., revision: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...
+    methods: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., problem_type: _Optional[str] = ..., model_type: _Optional[str] = ..., revision: _Optional[str] = ..., precision: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ...) -> None: ...
