@@ -7,8 +7,11 @@ integrated gradients and GradientSHAP (points of the path graph, export/attribut
   points ``a_j`` and weights ``w_j`` of the integration rule (Captum's names and formulas).
 - **GradientSHAP** (Lundberg and Lee 2017), as Captum's GradientShap on the word embeddings:
   the mean over ``samples`` draws of ``grad(b + a (x - b)) . (x - b)``, ``x = e + noise``,
-  ``a ~ U(0, 1)``, ``noise ~ N(0, stdev^2)`` per element; draws from ``seed`` (``draws``), the
-  same for every label of a text, so a label asked alone gets the same answer.
+  ``a ~ U(0, 1)``, ``noise ~ N(0, stdev^2)`` per element; draws from the text's seed
+  (``text_seed``, ``draws``), the same for every label of a text, so a label asked alone gets the
+  same answer. No noise where the baseline keeps the token's own vector (the pad baseline's
+  special tokens): those tokens score 0, as with integrated gradients, instead of noise times
+  their (often large) gradient.
 - Baselines: ``pad``: the pad token's vector everywhere but the special tokens, which keep
   their own (transformers-interpret's baseline); ``zeros``: zero vectors everywhere.
 
@@ -214,5 +217,7 @@ def path_points(
         alphas, weights = integration_points(choice.integration, choice.steps)
         return PathPoints(alphas, weights, keep, fill, None)
     alphas, noise = draws(seed, choice.samples, tokens, hidden, choice.stdev)
+    if noise is not None:  # none where the baseline is the token itself: those score 0
+        noise *= (1 - keep)[None, :, None]
     weights = np.full(choice.samples, 1.0 / choice.samples)
     return PathPoints(alphas, weights, keep, fill, noise)

@@ -177,6 +177,8 @@ def reference_shap(model, layer, ids, special, pad_id, *, baseline, label, alpha
     samples = len(alphas)
     embeds = layer_output(model, layer, ids)[0]
     base = baseline_values(model, layer, ids, special, pad_id, baseline)[0]
+    if noise is not None and baseline == "pad":  # no noise where the baseline keeps the token
+        noise = noise * (~special).numpy()[None, :, None]
     x = embeds[None] + (0 if noise is None else torch.from_numpy(noise))
     difference = x - base[None]
     alpha = torch.from_numpy(np.asarray(alphas, dtype=np.float32))[:, None, None]

@@ -1,8 +1,9 @@
 """The visualizer page in real headless Chromium (Debian's /usr/bin/chromium, driven by
 Playwright), against the real server: what it draws. Predictions equal gRPC's, colours follow
 the scores' signs, tooltips carry exact scores (by mouse and by keyboard), word and contrast
-views compute what they say, errors name the field, a long document stays responsive, and the
-demo's real classifier explains its example sensibly. Links and downloads:
+views compute what they say, errors name the field, the path methods show their completeness gap
+and faithfulness the endpoint's numbers, a long document stays responsive, and the demo's real
+classifier explains its example sensibly. Links and downloads:
 tests/test_visualizer_links.py; untrusted input and tokens: tests/test_visualizer_safety.py."""
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import urllib.parse
 import numpy as np
 import pytest
 from conftest import ARCHITECTURE_CASES
+from http_json import request_json
 from visualizer_actions import (
     OUTPUT,
     TEXT,
+    choose_method,
     drawn_items,
     explain_text,
     grpc_result,
     normalize,
     record_timing,
     rgb,
+    shown_value,
 )
 
 from gradlight.runtime.words import token_words, words
@@ -157,6 +161,92 @@ def test_errors_name_the_field_and_the_page_recovers(page, tiny_server, tiny_cli
         "#probabilities tr.predicted", "rows => rows.map(r => r.dataset.label)"
     )
     assert highlighted == list(expected.predicted_labels)
+
+
+def test_integrated_gradients_shows_the_endpoints_gap_and_faithfulness(page, browser, tiny_server):
+    """Integrated gradients with 8 steps and faithfulness: the page sends them, shows the
+    method, the shown label's completeness gap and its four AOPC numbers, each the JSON
+    endpoint's for the same request (and seed); another label shows its own; the link reopens
+    the same numbers."""
+    page.goto(tiny_server.http_url)
+    page.wait_for_selector("body[data-state=ready]")
+    assert page.is_hidden("#steps") and page.is_hidden("#baseline")
+    choose_method(page, "gradient_shap")
+    assert page.is_visible("#samples") and page.is_hidden("#steps")
+    choose_method(page, "integrated_gradients", steps=8)
+    assert page.is_visible("#baseline") and page.is_hidden("#samples")
+    with page.expect_request("**/v1/attribute") as sent:
+        explain_text(page, TEXT, faithfulness=True)
+    body = sent.value.post_data_json
+    assert (body["method"], body["steps"], body["baseline"]) == ("integrated_gradients", 8, "pad")
+    assert body["faithfulness"] is True and "seed" not in body
+    seed = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).fragment))["seed"]
+    status, answer = request_json(tiny_server.http_url + "v1/attribute", {**body, "seed": seed})
+    assert status == 200, answer
+    expected = answer["results"][0]
+    assert expected["method"] == "integrated_gradients" and expected["seed"] == seed
+    assert page.text_content("#method-used") == "Integrated gradients"
+    assert "8 steps" in page.text_content("#method-settings")
+    link = page.url
+    assert "method=integrated_gradients" in link and "steps=8" in link
+    shown = {}
+    for label in (expected["predicted_label"], *expected["labels"][:1]):
+        page.select_option("#label", label)
+        k = expected["labels"].index(label)
+        assert page.text_content("#gap-label") == label
+        numbers = _method_numbers(page)
+        gap = expected["completeness_gaps"][k]
+        assert numbers[0] == pytest.approx(gap, rel=1e-4, abs=1e-6)
+        assert float(page.text_content("#gap").replace("\u2212", "-")) == pytest.approx(
+            gap, rel=1e-2, abs=1e-4
+        )
+        faith = expected["faithfulness"]
+        assert numbers[1:] == pytest.approx([faith[f][k] for f in FAITHFULNESS], abs=1e-5)
+        shown[label] = numbers
+    assert "near 0 means enough steps" in page.text_content("#gap-hint")
+    assert "higher than random" in page.text_content("#faithfulness")
+    other = browser.new_page()
+    try:
+        other.goto(link)
+        other.wait_for_selector("body[data-state=done]", timeout=60_000)
+        assert other.input_value("#method") == "integrated_gradients"
+        assert other.input_value("#steps") == "8" and other.is_checked("#opt-faithfulness")
+        assert _method_numbers(other) == shown[other.input_value("#label")]
+    finally:
+        other.close()
+
+
+FAITHFULNESS = (
+    "comprehensiveness",
+    "sufficiency",
+    "random_comprehensiveness",
+    "random_sufficiency",
+)
+
+
+def _method_numbers(page):
+    """The completeness gap and the four faithfulness numbers the page shows, exactly."""
+    return [
+        shown_value(page, selector)
+        for selector in ("#gap", "#comprehensiveness", "#sufficiency",
+                         "#random-comprehensiveness", "#random-sufficiency")
+    ]  # fmt: skip
+
+
+def test_a_path_method_on_a_model_without_the_path_graph_shows_the_error(page, tiny_server):
+    """distilbert's artifact was exported without the path graph (conftest.py: path_graph is
+    off): the server's INVALID_ARGUMENT names ``method``, and the page shows it."""
+    page.goto(tiny_server.http_url)
+    page.wait_for_selector("body[data-state=ready]")
+    page.select_option("#model", "distilbert")
+    choose_method(page, "gradient_shap", samples=4, baseline="zeros")
+    page.fill("#text", TEXT)
+    page.evaluate("document.body.dataset.state = 'busy'")
+    page.click("#submit")
+    page.wait_for_selector("body[data-state=error]", timeout=60_000)
+    status = page.text_content("#status")
+    assert "method: gradient_shap needs the path graph" in status, status
+    assert page.is_hidden("#result")
 
 
 def test_keyboard_steps_through_tokens_with_their_tooltips(page, tiny_server, tiny_client):

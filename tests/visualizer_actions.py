@@ -33,6 +33,22 @@ def explain_text(page, text, model="bert", **options):
     page.wait_for_selector("body[data-state=done]", timeout=60_000)
 
 
+def choose_method(page, method, **settings):
+    """Choose the attribution method (``#method``) and fill its visible settings (``steps``,
+    ``samples``, ``baseline``: the inputs of those ids)."""
+    page.select_option("#method", method)
+    for name, value in settings.items():
+        if name == "baseline":
+            page.select_option("#baseline", value)
+        else:
+            page.fill(f"#{name}", str(value))
+
+
+def shown_value(page, selector):
+    """The exact number behind a value the page shows rounded (its ``data-value``)."""
+    return float(page.get_attribute(selector, "data-value"))
+
+
 def drawn_items(page):
     """(text, data-score, background rgb, special) of every drawn item, in order."""
     return page.eval_on_selector_all(
