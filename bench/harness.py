@@ -3,7 +3,9 @@
 For each label count: the model (re-headed when its own count differs), its artifact (exported
 and validated, cached), then one worker process per method (``reference``, ``eager-best``,
 ``engine``) over the same cells, then (at the first label count) the server under 1 to 64
-concurrent clients. ``summarize`` turns the raw timings into the report.
+concurrent clients. ``summarize`` turns the raw timings into the report. With
+``integrated_steps``, integrated gradients at the first label count too: Captum, eager-best
+and gradlight's serving code, each in a worker process (``gradlight.bench.integrated``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class BenchOptions:
     texts: int | None = None  # texts in the realistic mix (default: the plan's)
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     provider: str = "cpu"
+    integrated_steps: int = 0  # 0: integrated gradients not measured
+    integrated_texts: int | None = None  # None: 16 (full) or 8 (quick) notes of the mix
 
     def plan(self) -> workload.Plan:
         plan = workload.Plan.quick() if self.quick else workload.Plan()
@@ -189,6 +193,27 @@ def run_benchmark(options: BenchOptions, printer: Printer) -> dict[str, Any]:
     if options.subset():
         cells = [workload.subset_cell(plan, options.subset())]
         report["runs"].append(_measure(options, options.subset(), cells, printer, served=False))
+    if options.integrated_steps:
+        report["integrated_gradients"] = _measure_integrated(options, printer)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["targets"] = judge(report)
     return report
+
+
+def _measure_integrated(options: BenchOptions, printer: Printer) -> dict[str, Any]:
+    """Integrated gradients on the first label count's model, on the CPU (every label, pad
+    baseline, Gauss-Legendre): gradlight against Captum and eager-best."""
+    from gradlight.bench.integrated import IGOptions, measure
+
+    plan = options.plan()
+    model_dir, artifact = _prepare(options, options.label_counts()[0], printer)
+    texts = options.integrated_texts or (8 if options.quick else 16)
+    ig = IGOptions(
+        steps=options.integrated_steps,
+        texts=texts,
+        min_repeats=plan.min_repeats,
+        max_repeats=plan.max_repeats,
+        budget_s=2 * plan.cell_budget_s,
+        threads=options.threads,
+    )
+    return measure(model_dir, artifact, ig, options.out_dir / "raw" / "integrated", printer)

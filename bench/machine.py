@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import platform
 
+# The CPU features that decide how fast fp32 and low-precision matrix products can be.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+
 
 def cpu_name() -> str:
     """The CPU's model name ("AMD EPYC ..."), or what ``platform`` knows."""
@@ -13,6 +16,17 @@ def cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """Which of ``CPU_FLAGS`` this CPU has (/proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            line = next(line for line in handle if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(line.split(":", 1)[1].split())
+    return [flag for flag in CPU_FLAGS if flag in present]
 
 
 def cores_available() -> int:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gradlight.bench.integrated import markdown as integrated_markdown
+
 CSV_COLUMNS = (
     "model", "labels", "cell", "method", "batch_size", "max_length", "texts", "tokens",
     "median_ms", "p90_ms", "p99_ms", "calls", "ms_per_text", "texts_per_second",
@@ -63,6 +65,40 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "tokens_per_second": level["tokens_per_second"],
                 }
             )
+    return result + integrated_rows(report)
+
+
+def integrated_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method of the integrated gradients section (``ig-captum``, ``ig-eager-best``,
+    ``ig-gradlight``); gradlight's row has its speedups (Captum in the reference's column)."""
+    section = report.get("integrated_gradients")
+    if not section:
+        return []
+    speedup = section["speedup"]
+    tokens_per_text = section["lengths"]["tokens"] / section["texts"]
+    result = []
+    for row in section["rows"]:
+        gradlight = row["method"] == "gradlight"
+        result.append(
+            {
+                "model": section["model"],
+                "labels": len(section["labels"]),
+                "cell": f"integrated gradients, {section['steps']} steps",
+                "method": f"ig-{row['method']}",
+                "batch_size": section["batch"],
+                "max_length": section["max_length"],
+                "texts": section["texts"],
+                "tokens": section["lengths"]["tokens"],
+                **{k: row["batch_latency"][k] for k in ("median_ms", "p90_ms", "p99_ms")},
+                "calls": row["batch_latency"]["calls"],
+                "ms_per_text": round(1000 / row["texts_per_s"], 2),
+                "texts_per_second": row["texts_per_s"],
+                "tokens_per_second": round(tokens_per_text * row["texts_per_s"], 1),
+                "speedup_vs_reference": speedup["gradlight vs captum"] if gradlight else None,
+                "speedup_vs_eager_best": speedup["gradlight vs eager-best"] if gradlight else None,
+                "peak_rss_mb": row["peak_rss_mb"],
+            }
+        )
     return result
 
 
@@ -93,7 +129,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
-        if row["method"] == "served":
+        if row["method"] == "served" or row["method"].startswith("ig-"):
             continue
         lines.append(
             f"| {row['model']} | {row['labels']} | {row['cell']} | {row['method']} | "
@@ -128,11 +164,21 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {run['model']}, {run['labels']} | {method} | {info['load_seconds']} | "
                 f"{info['rss_loaded_mb']:.0f} | {info['peak_rss_mb']:.0f} |"
             )
+    section = report.get("integrated_gradients")
+    if section:
+        lines += ["", integrated_markdown(section).rstrip("\n")]
     lines += ["", "| target | threshold | status | measured |", "|---|---|---|---|"]
     for target in report["targets"]:
         measured = "; ".join(f"{r['where']}: {_fmt(r['measured'])}" for r in target["rows"])
         lines.append(
             f"| {target['target']} | {target['threshold']} | {target['status']} | {measured} |"
+        )
+    if section:
+        target = section["target"]
+        lines.append(
+            f"| {target['target']} | {target['threshold']:g}x | {target['status']} | "
+            f"{section['model']}, L={len(section['labels'])}, {section['steps']} steps: "
+            f"{_fmt(target['measured'])} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import add_execution_flags
+from gradlight.runtime.methods import MAX_POINTS
 
 
 def _positive(text: str) -> int:
@@ -40,6 +41,9 @@ def _bench(args: argparse.Namespace) -> int:
             f"--artifact {args.artifact} has no manifest.json: give a gradlight "
             "export output directory, or leave --artifact out to export here"
         )
+    integrated = args.integrated_gradients or bool(args.ig_steps or args.ig_texts)
+    if args.ig_steps is not None and args.ig_steps > MAX_POINTS:
+        raise UsageError(f"--ig-steps is {args.ig_steps}; gradlight takes 1 to {MAX_POINTS}")
     options = BenchOptions(
         model_dir=args.model_dir,
         out_dir=args.out,
@@ -50,6 +54,8 @@ def _bench(args: argparse.Namespace) -> int:
         texts=args.texts,
         threads=args.threads,
         provider=args.provider,
+        integrated_steps=(args.ig_steps or 32) if integrated else 0,
+        integrated_texts=args.ig_texts,
     )
     report = run_benchmark(options, printer=lambda line: print(line, file=sys.stderr, flush=True))
     paths = write(report, args.out)
@@ -124,4 +130,25 @@ def _add_workload_flags(bench: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         help="texts in the realistic mix (default 48, 16 with --quick)",
+    )
+    group.add_argument(
+        "--integrated-gradients",
+        action="store_true",
+        help="also measure integrated gradients (every label, pad baseline, Gauss-Legendre) on "
+        "the CPU: gradlight's path graph against Captum's LayerIntegratedGradients and eager-best "
+        "PyTorch, same texts and threads (needs the artifact's path graph)",
+    )
+    group.add_argument(
+        "--ig-steps",
+        type=_positive,
+        default=None,
+        help="integration steps for integrated gradients (default 32; implies "
+        "--integrated-gradients)",
+    )
+    group.add_argument(
+        "--ig-texts",
+        type=_positive,
+        default=None,
+        help="notes of the mix for integrated gradients (default 16, 8 with --quick; implies "
+        "--integrated-gradients)",
     )

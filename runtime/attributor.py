@@ -45,8 +45,9 @@ from gradlight.runtime.methods import (
     GRADIENT_SHAP,
     MethodChoice,
     PathPoints,
-    path_points,
-    resolve_method,
+    check_method,
+    path_rows,
+    path_scores,
     text_seed,
 )
 from gradlight.runtime.requests import (
@@ -156,7 +157,7 @@ class Attributor:
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
         subset = bool(options.labels)
-        choice = self._method(options)
+        choice = check_method(options, self.engine.has_graph(ATTRIBUTION_PATH))
         seed = None
         if options.token_attributions and (
             options.faithfulness or choice.method == GRADIENT_SHAP
@@ -288,37 +289,6 @@ class Attributor:
                 ]
         return plan
 
-    def _method(self, options: AttributeOptions) -> MethodChoice:
-        """The request's method, checked against what the artifact can compute."""
-        choice = resolve_method(
-            options.method,
-            options.steps,
-            options.integration,
-            options.baseline,
-            options.samples,
-            options.stdev,
-        )
-        if choice.on_path and not self.engine.has_graph(ATTRIBUTION_PATH):
-            raise RequestError(
-                "method",
-                f"{choice.method} needs the path graph, which this model's artifact was "
-                "exported without (--no-path-graph): export it again without that flag, or "
-                "use input_x_gradient",
-            )
-        if options.faithfulness and not options.token_attributions:
-            raise RequestError(
-                "faithfulness", "measures the token scores: ask token_attributions too"
-            )
-        if options.removal and options.removal not in REMOVALS:
-            raise RequestError(
-                "removal",
-                f"unknown value {options.removal!r}; use one of {', '.join(REMOVALS)} (empty: "
-                f"{REMOVALS[0]})",
-            )
-        if options.seed is not None and not 0 <= options.seed < 2**64:
-            raise RequestError("seed", f"is {options.seed}; use 0 to 2**64 - 1")
-        return choice
-
     def _check_path_rows(self, rows: int, choice: MethodChoice) -> None:
         limit = self.batcher.settings.max_queue_size
         if rows > limit:
@@ -333,23 +303,14 @@ class Attributor:
     def _plan_path(
         self, plan: _Plan, label_indices: tuple[int, ...], choice: MethodChoice, seed: int
     ) -> None:
-        """Per unit and label, one path graph row per point, then one row at the baseline; all
-        rows of a unit share a call (the batcher keeps a unit together within its limits)."""
-        engine = self.engine
         plan.attribution_graph = ATTRIBUTION_PATH
-        hidden = int(engine.input_shape(ATTRIBUTION_PATH, "noise")[-1])
-        one_hot = np.eye(len(engine.labels), dtype=np.float32)
+        hidden = int(self.engine.input_shape(ATTRIBUTION_PATH, "noise")[-1])
+        labels = len(self.engine.labels)
         for unit, row in enumerate(plan.encoded):
-            points = path_points(choice, row.special, hidden, text_seed(seed, row.ids))
-            zeros = np.zeros((len(row), hidden), dtype=np.float32)
+            points, rows = path_rows(row, unit, label_indices, labels, choice, hidden, seed)
             plan.points.append(points)
             plan.path_start.append(len(plan.attribution))
-            for k in label_indices:
-                for point in range(len(points.alphas)):
-                    extras = {"cotangent": one_hot[k], **points.extras(point, zeros)}
-                    plan.attribution.append(Row(row, extras, unit=unit))
-            extras = {"cotangent": one_hot[label_indices[0]], **points.baseline_extras(zeros)}
-            plan.attribution.append(Row(row, extras, unit=unit))
+            plan.attribution.extend(rows)
 
     def _token_scores(
         self,
@@ -361,22 +322,11 @@ class Attributor:
     ) -> _TokenScores:
         labels = len(label_indices)
         if plan.attribution_graph == ATTRIBUTION_PATH:
-            points = plan.points[index]
-            count = len(points.alphas)
-            start = plan.path_start[index]
-            rows = attribution[start : start + labels * count + 1]
-            raw = np.stack(
-                [
-                    points.combine(
-                        np.stack([row.scores for row in rows[k * count : (k + 1) * count]])
-                    )
-                    for k in range(labels)
-                ]
-            )
+            points, start = plan.points[index], plan.path_start[index]
+            rows = attribution[start : start + labels * len(points.alphas) + 1]
             logits = forward[plan.full_row[index]].logits  # type: ignore[index]
-            picked = list(label_indices)
-            gaps = raw.sum(-1) - (logits[picked] - rows[-1].logits[picked])
-            return _TokenScores(raw.astype(np.float32), logits, gaps.astype(np.float32))
+            raw, gaps = path_scores(points, rows, logits, label_indices)
+            return _TokenScores(raw, logits, gaps)
         if plan.attribution_graph == ATTRIBUTION:
             output = attribution[index]
             raw = output.scores

@@ -28,8 +28,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gradlight.runtime.batcher import Row, RowOutput
 from gradlight.runtime.errors import RequestError, shown
+from gradlight.runtime.faithfulness import REMOVALS
 from gradlight.runtime.manifest import ATTRIBUTION_PATH
+from gradlight.runtime.requests import AttributeOptions
+from gradlight.runtime.tokenization import EncodedText
 
 if TYPE_CHECKING:
     from gradlight.runtime.engine import Engine
@@ -114,6 +118,33 @@ def resolve_method(
     if not (math.isfinite(stdev) and stdev >= 0):
         raise RequestError("stdev", f"is {stdev}; use a finite value >= 0 (unset: {DEFAULT_STDEV})")
     return MethodChoice(method, steps, integration, baseline, samples, stdev)
+
+
+def check_method(options: AttributeOptions, has_path_graph: bool) -> MethodChoice:
+    """A request's method and faithfulness fields, checked (against what the artifact can
+    compute: ``has_path_graph``) and resolved."""
+    choice = resolve_method(
+        options.method,
+        options.steps,
+        options.integration,
+        options.baseline,
+        options.samples,
+        options.stdev,
+    )
+    if choice.on_path and not has_path_graph:
+        raise RequestError(
+            "method",
+            f"{choice.method} needs the path graph, which this model's artifact was exported "
+            "without (--no-path-graph): export it again without that flag, or use "
+            "input_x_gradient",
+        )
+    if options.faithfulness and not options.token_attributions:
+        raise RequestError("faithfulness", "measures the token scores: ask token_attributions too")
+    if options.removal:
+        _one_of("removal", options.removal, REMOVALS)
+    if options.seed is not None and not 0 <= options.seed < 2**64:
+        raise RequestError("seed", f"is {options.seed}; use 0 to 2**64 - 1")
+    return choice
 
 
 def _one_of(field: str, value: str, allowed: Sequence[str]) -> None:
@@ -221,3 +252,44 @@ def path_points(
         noise *= (1 - keep)[None, :, None]
     weights = np.full(choice.samples, 1.0 / choice.samples)
     return PathPoints(alphas, weights, keep, fill, noise)
+
+
+def path_rows(
+    encoded: EncodedText,
+    unit: int,
+    label_indices: Sequence[int],
+    labels: int,
+    choice: MethodChoice,
+    hidden: int,
+    seed: int,
+) -> tuple[PathPoints, list[Row]]:
+    """One text's path graph rows: per label (``label_indices`` of ``labels``), one row per
+    point, then one row at the baseline (its logits are f(b)); all of ``unit``, so that they
+    share a padded call (the batcher keeps a unit together within its limits)."""
+    points = path_points(choice, encoded.special, hidden, text_seed(seed, encoded.ids))
+    zeros = np.zeros((len(encoded), hidden), dtype=np.float32)
+    one_hot = np.eye(labels, dtype=np.float32)
+    rows = [
+        Row(encoded, {"cotangent": one_hot[k], **points.extras(point, zeros)}, unit=unit)
+        for k in label_indices
+        for point in range(len(points.alphas))
+    ]
+    baseline = {"cotangent": one_hot[label_indices[0]], **points.baseline_extras(zeros)}
+    return points, [*rows, Row(encoded, baseline, unit=unit)]
+
+
+def path_scores(
+    points: PathPoints, rows: Sequence[RowOutput], logits: np.ndarray, label_indices: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A text's raw scores ``[K, S]`` from its ``path_rows`` outputs, and the completeness gaps
+    ``[K]``: ``sum_s scores - (f(x) - f(b))``, ``logits`` being f(x) (the forward graph's)."""
+    count = len(points.alphas)
+    raw = np.stack(
+        [
+            points.combine(np.stack([row.scores for row in rows[k * count : (k + 1) * count]]))
+            for k in range(len(label_indices))
+        ]
+    )
+    picked = list(label_indices)
+    gaps = raw.sum(-1) - (logits[picked] - rows[-1].logits[picked])
+    return raw.astype(np.float32), gaps.astype(np.float32)

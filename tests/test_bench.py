@@ -234,3 +234,47 @@ def test_bench_usage_errors_name_the_argument(tiny_model_dirs, tmp_path, args, m
     result = _bench(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_integrated_gradients_compares_captum_eager_best_and_gradlight(
+    tiny_model_dirs, exported, tmp_path
+):
+    from gradlight.bench import integrated
+    from gradlight.bench.report import integrated_rows
+
+    texts = ["No fever.", "The patient denies chest pain and shortness of breath.", "Cough."]
+    options = integrated.IGOptions(
+        steps=4, texts=3, batch=2, min_repeats=1, max_repeats=1, budget_s=0.0, threads=1
+    )
+    section = integrated.measure(
+        tiny_model_dirs["bert"], exported("bert"), options, tmp_path, lambda _: None, texts
+    )
+    assert [row["method"] for row in section["rows"]] == ["captum", "eager-best", "gradlight"]
+    assert section["labels"] == [0, 1, 2] and section["steps"] == 4
+    assert section["lengths"]["min"] < section["lengths"]["max"]  # the eager ways pad
+    # The same computation: raw scores within 1e-4 of each text's and label's largest |score|.
+    assert set(section["agreement_max_relative_diff"]) == {
+        "eager-best vs captum", "gradlight vs captum", "gradlight vs eager-best",
+    }  # fmt: skip
+    assert max(section["agreement_max_relative_diff"].values()) < 1e-4
+    for row in section["rows"]:
+        assert row["texts_per_s"] > 0 and row["batch_latency"]["calls"] == 2  # 2 batches
+        assert row["machine"]["cpu"] and row["machine"]["threads"] == 1
+        assert isinstance(row["machine"]["cpu_flags"], list)
+        assert row["steps"] == 4 and row["batch"] == 2
+    by_method = {row["method"]: row for row in section["rows"]}
+    assert by_method["gradlight"]["padded_over_real_tokens"] == 1.0  # a text's rows together
+    assert by_method["captum"]["padded_over_real_tokens"] > 1.0
+    assert by_method["eager-best"]["attention"] in ("sdpa", "eager")
+    assert section["target"]["status"] in ("met", "missed")
+    assert section["speedup"]["gradlight vs faster eager"] == pytest.approx(
+        by_method["gradlight"]["texts_per_s"]
+        / max(by_method[m]["texts_per_s"] for m in ("captum", "eager-best")),
+        rel=1e-2,
+    )
+    table = integrated.markdown(section)
+    assert table.count("| captum |") == table.count("| gradlight |") == 1
+    assert section["machine"]["cpu"] in table
+    assert [row["method"] for row in integrated_rows({"integrated_gradients": section})] == [
+        "ig-captum", "ig-eager-best", "ig-gradlight",
+    ]  # fmt: skip
