@@ -26,7 +26,16 @@ def many_labels(tmp_path_factory):
     model = save_tiny_classifier(root / "model", "bert", NUM_LABELS)
     out = root / "artifact"
     result = subprocess.run(
-        [sys.executable, "-m", "gradlight.cli.main", "export", str(model.path), str(out)],
+        # (--no-path-graph: the path graph is exported and tested for the architecture cases)
+        [
+            sys.executable,
+            "-m",
+            "gradlight.cli.main",
+            "export",
+            str(model.path),
+            str(out),
+            "--no-path-graph",
+        ],
         capture_output=True,
         text=True,
     )
@@ -38,6 +47,7 @@ def test_cli_export_reports_progress_and_skips_the_loop_graph(many_labels):
     _, artifact, result = many_labels
     assert "[1/8] loading" in result.stderr
     assert "skipping the all-labels graph: 150 labels > max_loop_labels 10" in result.stderr
+    assert "skipping the path graph (--no-path-graph)" in result.stderr
     assert "PASSED" in result.stderr
     manifest = load_manifest(artifact)
     assert set(manifest.graphs) == {FORWARD, ATTRIBUTION_COTANGENT}
