@@ -12,7 +12,13 @@ from eager_reference import input_x_gradient
 from tiny_models import CORPUS
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, load_manifest
+from gradlight.runtime.manifest import (
+    ATTRIBUTION,
+    ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_PATH,
+    FORWARD,
+    load_manifest,
+)
 from gradlight.runtime.model_spec import MULTI_LABEL, SINGLE_LABEL
 from gradlight.runtime.scores import normalize_scores
 
@@ -69,7 +75,7 @@ def case(request, exported, tiny_model_dirs):
 
 def test_manifest_describes_the_artifact(case):
     model_type, artifact, manifest, model, _ = case
-    num_labels, multi_label, all_labels_graph, fp16 = ARCHITECTURE_CASES[model_type]
+    num_labels, multi_label, all_labels_graph, fp16, path_graph = ARCHITECTURE_CASES[model_type]
     assert manifest.model_type == model_type
     assert manifest.architecture == type(model).__name__
     assert manifest.labels == tuple(model.config.id2label[i] for i in range(num_labels))
@@ -77,6 +83,7 @@ def test_manifest_describes_the_artifact(case):
     uses_types = model_type in ("bert", "electra", "albert")
     assert ("token_type_ids" in manifest.model_inputs) == uses_types
     graphs = {FORWARD, ATTRIBUTION_COTANGENT} | ({ATTRIBUTION} if all_labels_graph else set())
+    graphs |= {ATTRIBUTION_PATH} if path_graph else set()
     assert set(manifest.graphs) == graphs
     assert manifest.validation["passed"] is True
     assert set(manifest.precisions) == ({"fp16"} if fp16 else set())
@@ -106,12 +113,18 @@ def test_graphs_have_dynamic_batch_and_sequence_axes(case):
         session = _session(artifact / info.file)
         assert tuple(i.name for i in session.get_inputs()) == info.inputs
         assert tuple(o.name for o in session.get_outputs()) == info.outputs
+        sequence = session.get_inputs()[0].shape[1]
         for node in session.get_inputs():
             if node.name == "cotangent":
                 assert isinstance(node.shape[0], str)
                 assert node.shape[1] == manifest.num_labels
+            elif node.name == "noise":  # the path graph's: [batch, sequence, hidden]
+                assert isinstance(node.shape[0], str) and node.shape[1] == sequence
+                assert isinstance(node.shape[2], int)
             else:
                 assert all(isinstance(dim, str) for dim in node.shape), node.shape
+            if node.name in ("keep", "noise"):  # per token: the runtime pads them (engine.py)
+                assert node.shape[1] == sequence
 
 
 @pytest.mark.parametrize("texts", TEXT_BATCHES, ids=["batch5", "batch1"])

@@ -13,7 +13,13 @@ from gradlight.demo.minilm import minilm_encoder_dir
 from gradlight.export.errors import ExportError
 from gradlight.export.pipeline import export_model
 from gradlight.export.validation import validate_artifact
-from gradlight.runtime.manifest import ATTRIBUTION, ATTRIBUTION_COTANGENT, FORWARD, load_manifest
+from gradlight.runtime.manifest import (
+    ATTRIBUTION,
+    ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_PATH,
+    FORWARD,
+    load_manifest,
+)
 from gradlight.runtime.scores import normalize_scores
 
 TEXTS = [
@@ -31,7 +37,7 @@ def test_the_bare_encoder_is_refused_with_a_hint(tmp_path):
 def test_minilm_artifact_validates(minilm):
     model_dir, artifact = minilm
     manifest = load_manifest(artifact)
-    assert set(manifest.graphs) == {FORWARD, ATTRIBUTION, ATTRIBUTION_COTANGENT}
+    assert set(manifest.graphs) == {FORWARD, ATTRIBUTION, ATTRIBUTION_COTANGENT, ATTRIBUTION_PATH}
     assert manifest.model_inputs == ("input_ids", "attention_mask", "token_type_ids")
     assert manifest.max_length <= 512
     assert manifest.validation["passed"]
