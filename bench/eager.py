@@ -6,23 +6,32 @@
   ``.grad``. Its semantic defect (embedding twice) is NOT copied: like gradlight it attributes
   to the word-embedding output of the model's own ``input_ids`` forward, so the agreement
   columns compare numbers, not two different definitions.
-- ``eager-best``: the best eager PyTorch we can write: frozen parameters, padding to the longest
-  text of the batch, ``torch.autograd.grad`` to the word embeddings only, labels as a subset
-  when asked.
+- The eager anchors, the best eager PyTorch we can write, four ways (bench/anchors.py): frozen
+  parameters, padding to the longest text of the batch, ``torch.autograd.grad`` to the word
+  embeddings only, labels as a subset when asked; in fp32 with eager attention
+  (``eager-best``) or SDPA (``eager-best-sdpa``), and under
+  ``torch.autocast("cpu", dtype=torch.bfloat16)`` with either (``eager-bf16``,
+  ``eager-bf16-sdpa``). Under autocast the forward and the gradients run in bf16 where
+  autocast puts them; the gradient x embedding product and its sum over the hidden axis are
+  taken in fp32 (both cast to float first), as a careful user writes it.
 
-Both swap the word-embedding module's output for a leaf tensor with a forward hook, so the model
-runs exactly as for a prediction (its own position ids, token types and LayerNorm).
+All swap the word-embedding module's output for a leaf tensor with a forward hook, so the model
+runs exactly as for a prediction (its own position ids, token types and LayerNorm). An anchor
+this machine or model cannot run (SDPA for an architecture without it, bf16 on a CPU without
+native bf16) raises ``AnchorUnavailable`` with the reason, which the bench reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gradlight.bench.anchors import WAYS, AnchorUnavailable, bf16_problem
 from gradlight.bench.methods import Output, leave_one_out
 
 REFERENCE_PADDING = 128
@@ -34,13 +43,31 @@ class EagerMethod:
     def __init__(self, model_dir: Path, name: str, device: str = "cpu") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if name not in WAYS:
+            raise ValueError(f"unknown eager way {name!r}; known: {', '.join(WAYS)}")
+        way = WAYS[name]
         self.name = name
-        self.reference = name == "reference"
+        self.reference = way.reference
+        self.bf16 = way.bf16
         self.device = torch.device(device)
+        if way.bf16 and (problem := bf16_problem(self.device.type)):
+            raise AnchorUnavailable(problem)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, local_files_only=True, attn_implementation="eager"
-        )
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, local_files_only=True, attn_implementation=way.attention
+            )
+        except (ValueError, ImportError) as exc:  # no SDPA for this architecture
+            raise AnchorUnavailable(
+                f"{name} needs attn_implementation={way.attention!r}, which this model does "
+                f"not support: {str(exc).split('. ')[0]}"
+            ) from exc
+        self.attention = self.model.config._attn_implementation
+        if self.attention != way.attention:
+            raise AnchorUnavailable(
+                f"{name} asked for {way.attention!r} attention; transformers chose "
+                f"{self.attention!r}"
+            )
         self.model.eval().to(self.device)
         self.multi_label = self.model.config.problem_type == "multi_label_classification"
         self.model.requires_grad_(self.reference)
@@ -69,9 +96,18 @@ class EagerMethod:
             return torch.sigmoid(logits).double().cpu().numpy()
         return torch.softmax(logits.double(), dim=-1).cpu().numpy()
 
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        """bf16 autocast for the bf16 anchors; nothing for the fp32 ways."""
+        if self.bf16:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
     def forward(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         inputs = self._inputs(texts, max_length)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision():
             logits = self.model(**inputs).logits
         return logits.float().cpu().numpy()
 
@@ -100,7 +136,7 @@ class EagerMethod:
 
         handle = self.model.get_input_embeddings().register_forward_hook(swap_for_leaf)
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), self._precision():
                 logits = self.model(**inputs).logits
                 embeds = captured["embeds"]
                 # The reference has no label subsets: it always runs every label.
@@ -118,7 +154,8 @@ class EagerMethod:
                         (grad,) = torch.autograd.grad(
                             logits[:, label].sum(), embeds, retain_graph=not last
                         )
-                    raw.append((grad * embeds).sum(-1).detach())
+                    # fp32 product and sum (the bf16 anchors' gradients may be bf16)
+                    raw.append((grad.float() * embeds.float()).sum(-1).detach())
         finally:
             handle.remove()
         if self.reference:
@@ -127,7 +164,9 @@ class EagerMethod:
         if self.reference and labels is not None:
             raw_scores = raw_scores[:, list(labels)]
         lengths = inputs["attention_mask"].sum(-1).cpu().numpy()
-        probabilities = self._probabilities(logits.detach())
+        probabilities = self._probabilities(logits.detach().float())
+        if labels is not None:  # the attributed labels' probabilities, as the server answers
+            probabilities = probabilities[:, list(labels)]
         return Output.from_raw(probabilities, raw_scores, lengths)
 
 

@@ -1,11 +1,17 @@
 """``gradlight bench``: gradlight against the eager PyTorch ways, in one run, same threads.
 
 For each label count: the model (re-headed when its own count differs), its artifact (exported
-and validated, cached), then one worker process per method (``reference``, ``eager-best``,
-``engine``) over the same cells, then (at the first label count) the server under 1 to 64
-concurrent clients. ``summarize`` turns the raw timings into the report. With
-``integrated_steps``, integrated gradients at the first label count too: Captum, eager-best
-and gradlight's serving code, each in a worker process (``gradlight.bench.integrated``).
+and validated, cached, with the graphs of every precision asked for), then one worker process
+per method over the same cells: ``reference``, the eager anchors (``eager-best``,
+``eager-best-sdpa``, ``eager-bf16``, ``eager-bf16-sdpa``: bench/anchors.py) and gradlight's
+serving code at each precision (``engine`` for fp32, ``engine-PRECISION``); then (at the first
+label count) the server under 1 to 64 concurrent clients. An anchor this machine or model
+cannot run (bf16 without native bf16, SDPA for an architecture without it), or an extra engine
+precision the artifact or the engine refuses, is recorded in the run's ``unavailable`` with the
+reason instead of failing the run. ``summarize_cell`` turns the raw timings into the report
+(best eager and best engine per cell). With ``integrated_steps``, integrated gradients at the
+first label count too: Captum, eager-best and gradlight's serving code, each in a worker
+process (``gradlight.bench.integrated``).
 """
 
 from __future__ import annotations
@@ -23,16 +29,21 @@ from typing import Any
 
 from gradlight.bench import corpus, workload
 from gradlight.bench.agreement import agreement
-from gradlight.bench.machine import cores_available, cpu_name
+from gradlight.bench.anchors import ANCHORS, REFERENCE, unavailable_here
+from gradlight.bench.machine import cores_available, cpu_name, machine
 from gradlight.bench.models import cached_artifact, label_count, reheaded
 from gradlight.bench.served import measure_served
 from gradlight.bench.summary import summarize_cell
 from gradlight.bench.targets import judge
+from gradlight.bench.workload import engine_name
+from gradlight.runtime.cpu_features import cpu_flags
+from gradlight.runtime.errors import GradlightError
 from gradlight.runtime.manifest import load_manifest
+from gradlight.runtime.settings import EngineSettings
 from gradlight.runtime.tokenization import TextEncoder
 
 Printer = Callable[[str], None]
-METHODS = ("reference", "eager-best", "engine")
+FP32 = "fp32"
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,31 @@ class BenchOptions:
     provider: str = "cpu"
     integrated_steps: int = 0  # 0: integrated gradients not measured
     integrated_texts: int | None = None  # None: 16 (full) or 8 (quick) notes of the mix
+    anchors: tuple[str, ...] = tuple(ANCHORS)  # the eager anchors to time (bench/anchors.py)
+    # The engine's precisions (EngineSettings' names); the first is the one served.
+    precisions: tuple[str, ...] = (FP32,)
+
+    def __post_init__(self) -> None:
+        """Refuse what cannot run before anything is measured: unknown anchors, and
+        precisions the engine's settings refuse (``SettingsError``, naming ``precision``)."""
+        unknown = [name for name in self.anchors if name not in ANCHORS]
+        if unknown or not self.anchors or len(set(self.anchors)) != len(self.anchors):
+            raise ValueError(
+                f"anchors must be distinct names among {', '.join(ANCHORS)}, got "
+                f"{list(self.anchors)}"
+            )
+        if not self.precisions or len(set(self.precisions)) != len(self.precisions):
+            raise ValueError(f"precisions must be distinct and at least one, got {self.precisions}")
+        for precision in self.precisions:
+            EngineSettings(precision=precision)
+
+    def roles(self) -> dict[str, str]:
+        """Every method of a run, in the order they are measured: name -> role."""
+        return {
+            REFERENCE: workload.REFERENCE,
+            **{name: workload.EAGER for name in ANCHORS if name in self.anchors},
+            **{engine_name(p): workload.ENGINE for p in self.precisions},
+        }
 
     def plan(self) -> workload.Plan:
         plan = workload.Plan.quick() if self.quick else workload.Plan()
@@ -75,10 +111,12 @@ def environment(options: BenchOptions) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "cores_available": cores_available(),
         "threads": options.threads,
         "gpu": gpu,
         "provider": options.provider,
+        "precisions": list(options.precisions),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -97,21 +135,41 @@ def _run_worker(job: dict[str, Any], path: Path, printer: Printer) -> dict[str, 
     )
     if completed.returncode != 0:
         raise RuntimeError(f"the {job['method']} worker failed (exit {completed.returncode})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if "unavailable" in result:
+        printer(f"  {job['method']} not measured: {result['unavailable']}")
+    return result
 
 
-def _prepare(options: BenchOptions, labels: int, printer: Printer) -> tuple[Path, Path]:
-    """The model with ``labels`` labels and its artifact (given, or exported and cached)."""
+def _prepare(
+    options: BenchOptions, labels: int, printer: Printer
+) -> tuple[Path, Path, dict[str, str]]:
+    """The model with ``labels`` labels, its artifact (given, or exported and cached, with the
+    graphs of the reduced precisions asked for), and the engine methods whose export failed,
+    with why (the artifact is then made again in fp32 alone). A given artifact without a
+    precision's graphs is found out by the engine worker, which says so."""
+    from gradlight.export.options import REDUCED_PRECISIONS
+
     model_dir, artifact = options.model_dir, options.artifact
+    # the precisions an export writes graphs for (others, such as a choice made at load
+    # time, are the engine's to refuse or resolve)
+    reduced = [p for p in options.precisions if p in REDUCED_PRECISIONS]
+    refused: dict[str, str] = {}
     if labels != label_count(options.model_dir):
         name = f"{options.model_dir.name}-L{labels}"
         model_dir = reheaded(options.model_dir, labels, options.out_dir / "models" / name)
         artifact = None
     if artifact is None:
-        artifact = cached_artifact(
-            model_dir, options.out_dir / "artifacts" / model_dir.name, printer
-        )
-    return model_dir, artifact
+        target = options.out_dir / "artifacts" / model_dir.name
+        try:
+            artifact = cached_artifact(model_dir, target, printer, precisions=reduced)
+        except GradlightError as exc:  # a reduced precision failed its export or validation
+            if not reduced:
+                raise
+            printer(f"the export with {', '.join(reduced)} failed; exporting fp32 alone: {exc}")
+            artifact = cached_artifact(model_dir, target, printer)
+            refused = {engine_name(p): f"its export failed: {exc}" for p in reduced}
+    return model_dir, artifact, refused
 
 
 def _measure(
@@ -122,55 +180,92 @@ def _measure(
     served: bool,
 ) -> dict[str, Any]:
     plan = options.plan()
-    model_dir, artifact = _prepare(options, labels, printer)
+    model_dir, artifact, unavailable = _prepare(options, labels, printer)
     name = model_dir.name
     manifest = load_manifest(artifact)
     encoder = TextEncoder(artifact / manifest.tokenizer_dir / "tokenizer.json")
+    device = "cuda" if options.provider == "cuda" else "cpu"
+    roles = options.roles()
+    for method in options.anchors:
+        if problem := unavailable_here(method, device):
+            unavailable[method] = problem
     cells = workload.fit(cells, manifest.max_length)
     raw_dir = options.out_dir / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for method in METHODS:
+    for method, role in roles.items():
+        if method in unavailable:
+            printer(f"  {method} not measured: {unavailable[method]}")
+            continue
         job = {
             "method": method,
+            "role": role,
+            "precision": _precision(method, options),
+            "optional": role == workload.ENGINE and _precision(method, options) != FP32,
             "model_name": name,
             "labels": labels,
             "model_dir": str(model_dir),
             "artifact": str(artifact),
             "provider": options.provider,
             "threads": options.threads,
-            "cells": cells,
+            "cells": workload.with_methods(cells, {method: role}),
             "min_repeats": plan.min_repeats,
             "max_repeats": plan.max_repeats,
             "cell_budget_s": plan.cell_budget_s,
         }
-        results[method] = _run_worker(job, raw_dir / f"{name}-{method}.json", printer)
-    scores = agreement(cells, {m: raw_dir / f"{name}-{m}.npz" for m in METHODS})
-    measured = {
+        result = _run_worker(job, raw_dir / f"{name}-{method}.json", printer)
+        if "unavailable" in result:
+            unavailable[method] = result["unavailable"]
+        else:
+            results[method] = result
+    measured_roles = {m: r for m, r in roles.items() if m in results}
+    if workload.ENGINE not in measured_roles.values():
+        raise RuntimeError(
+            "no engine precision could run: "
+            + "; ".join(f"{m}: {why}" for m, why in unavailable.items())
+        )
+    cells = workload.with_methods(cells, measured_roles)
+    scores = agreement(cells, {m: raw_dir / f"{name}-{m}.npz" for m in results})
+    run = {
         "model": name,
         "labels": labels,
         "model_dir": str(model_dir),
         "artifact": str(artifact),
+        "roles": measured_roles,
+        "unavailable": unavailable,
         "methods": {
             method: {k: v for k, v in result.items() if k != "cells"}
             for method, result in results.items()
         },
         "cells": [
-            summarize_cell(cell, results, encoder, labels, scores.get(cell["name"]))
+            summarize_cell(cell, results, encoder, labels, scores.get(cell["name"]), roles)
             for cell in cells
         ],
     }
     if served:
+        precision = options.precisions[0]
+        if engine_name(precision) in unavailable:
+            printer(f"not measuring the server: {unavailable[engine_name(precision)]}")
+            return run
         printer(f"measuring the server ({name}) under {', '.join(map(str, plan.clients))} clients")
-        measured["served"] = measure_served(
+        run["served_precision"] = precision
+        levels = measure_served(
             artifact,
             corpus.notes(plan.texts),
             plan.clients,
             min(workload.MIX_MAX_LENGTH, manifest.max_length),
             options.provider,
             options.threads,
+            precision,
         )
-    return measured
+        on = machine(options.threads)  # the server's ONNX Runtime intra-op threads
+        run["served"] = [{**level, "machine": on} for level in levels]
+    return run
+
+
+def _precision(method: str, options: BenchOptions) -> str:
+    """The engine precision of an engine method (fp32 for any other method)."""
+    return next((p for p in options.precisions if engine_name(p) == method), FP32)
 
 
 def run_benchmark(options: BenchOptions, printer: Printer) -> dict[str, Any]:
@@ -206,7 +301,7 @@ def _measure_integrated(options: BenchOptions, printer: Printer) -> dict[str, An
     from gradlight.bench.integrated import IGOptions, measure
 
     plan = options.plan()
-    model_dir, artifact = _prepare(options, options.label_counts()[0], printer)
+    model_dir, artifact, _ = _prepare(options, options.label_counts()[0], printer)
     texts = options.integrated_texts or (8 if options.quick else 16)
     ig = IGOptions(
         steps=options.integrated_steps,

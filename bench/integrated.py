@@ -61,8 +61,9 @@ import numpy as np
 
 from gradlight.bench import corpus
 from gradlight.bench.integrated_methods import CaptumIG, EagerBestIG, GradlightIG, Tokens
-from gradlight.bench.machine import cores_available, cpu_flags, cpu_name
+from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.stats import latency, paired_ratio
+from gradlight.runtime.cpu_features import cpu_flags
 from gradlight.runtime.manifest import ATTRIBUTION_PATH, load_manifest
 from gradlight.runtime.methods import GAUSS_LEGENDRE, INTEGRATED_GRADIENTS, resolve_method
 from gradlight.runtime.tokenization import TextEncoder

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Any
 
-# The CPU features that decide how fast fp32 and low-precision matrix products can be.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+from gradlight.runtime.cpu_features import cpu_flags
+
+# The instruction sets every figure row of ``gradlight bench`` names (those present).
+ROW_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def cpu_name() -> str:
@@ -18,15 +21,21 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> list[str]:
-    """Which of ``CPU_FLAGS`` this CPU has (/proc/cpuinfo; empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            line = next(line for line in handle if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    present = set(line.split(":", 1)[1].split())
-    return [flag for flag in CPU_FLAGS if flag in present]
+def machine(threads: int) -> dict[str, Any]:
+    """What a figure row ran on: the CPU's model, which of ``ROW_FLAGS`` it has, the threads."""
+    present = cpu_flags()
+    return {
+        "cpu": cpu_name(),
+        "isa": [flag for flag in ROW_FLAGS if flag in present],
+        "threads": threads,
+    }
+
+
+def describe(on: dict[str, Any]) -> str:
+    """``machine``'s dict in one line: "Intel Xeon, avx2 avx512f, 2 threads"."""
+    isa = " ".join(on["isa"]) or f"none of {' '.join(ROW_FLAGS)}"
+    threads = on["threads"]
+    return f"{on['cpu']}, {isa}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def cores_available() -> int:

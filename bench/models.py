@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gradlight.export.errors import ExportError
@@ -98,26 +98,31 @@ def _fingerprint(model_dir: Path) -> str:
 
 
 def cached_artifact(
-    model_dir: Path, artifact_dir: Path, printer: Printer, fp16: bool = False
+    model_dir: Path,
+    artifact_dir: Path,
+    printer: Printer,
+    fp16: bool = False,
+    precisions: Sequence[str] = (),
 ) -> Path:
     """``model_dir`` exported (and validated) to ``artifact_dir``; reused when the artifact was
-    made from the same model files, its checksums still verify and it has fp16 graphs when
-    ``fp16`` asks for them."""
+    made from the same model files, its checksums still verify and it has the graphs of every
+    reduced precision asked for (``precisions``, and fp16 when ``fp16``)."""
     from gradlight.export.options import ExportOptions
     from gradlight.export.pipeline import export_model
 
+    wanted = tuple(dict.fromkeys([*precisions, *(["fp16"] if fp16 else [])]))
     fingerprint = _fingerprint(model_dir)
     stamp = artifact_dir / SOURCE_STAMP
     try:
-        has_fp16 = "fp16" in load_manifest(artifact_dir).precisions
+        has = set(load_manifest(artifact_dir).precisions)
         stamped = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
-        if stamped == fingerprint and (has_fp16 or not fp16):
+        if stamped == fingerprint and set(wanted) <= has:
             printer(f"reusing the artifact in {artifact_dir} (checksums verified)")
             return artifact_dir
     except (ArtifactError, OSError, ValueError):
         pass
     printer(f"exporting {model_dir} to {artifact_dir}")
-    options = ExportOptions(overwrite=True, precisions=("fp16",) if fp16 else ())
+    options = ExportOptions(overwrite=True, precisions=wanted)
     manifest = export_model(model_dir, artifact_dir, options, printer)
     if not manifest.validation.get("passed"):
         raise ExportError(f"the export of {model_dir} did not validate; see {artifact_dir}")

@@ -1,4 +1,9 @@
-"""The report as files: JSON (everything), CSV (a row per cell and method), Markdown, PNG."""
+"""The report as files: JSON (everything), CSV (a row per cell and method), Markdown, PNG.
+
+Every figure row names the machine it ran on: the CPU's model, which of the instruction sets
+``machine.ROW_FLAGS`` it has, and the method's threads (the JSON's ``machine`` of each method
+entry and served level, the CSV's ``cpu``, ``isa`` and ``threads`` columns, the Markdown's
+``machine`` column with its keys spelled out above the tables)."""
 
 from __future__ import annotations
 
@@ -8,14 +13,26 @@ from pathlib import Path
 from typing import Any
 
 from gradlight.bench.integrated import markdown as integrated_markdown
+from gradlight.bench.machine import ROW_FLAGS, describe
+from gradlight.bench.targets import engine_best_in_process
 
 CSV_COLUMNS = (
     "model", "labels", "cell", "method", "batch_size", "max_length", "texts", "tokens",
     "median_ms", "p90_ms", "p99_ms", "calls", "ms_per_text", "texts_per_second",
-    "tokens_per_second", "speedup_vs_reference", "speedup_vs_eager_best",
+    "tokens_per_second", "speedup_vs_reference", "speedup_vs_best_eager", "best_eager",
     "attribution_over_forward", "max_abs_diff_vs_reference", "top3_agreement_vs_reference",
-    "peak_rss_mb",
+    "peak_rss_mb", "cpu", "isa", "threads",
 )  # fmt: skip
+
+
+def _machine_columns(on: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's ``cpu``, ``isa`` (the present ones of ``ROW_FLAGS``, space-separated) and
+    ``threads``; ``on`` is ``machine.machine``'s dict (or the integrated section's, whose
+    ``cpu_flags`` lists more flags)."""
+    if not on:
+        return {"cpu": None, "isa": None, "threads": None}
+    flags = on["isa"] if "isa" in on else [f for f in on.get("cpu_flags", []) if f in ROW_FLAGS]
+    return {"cpu": on["cpu"], "isa": " ".join(flags), "threads": on["threads"]}
 
 
 def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -43,11 +60,13 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                         "texts_per_second": entry["texts_per_second"],
                         "tokens_per_second": entry["tokens_per_second"],
                         "speedup_vs_reference": speedup.get(f"{method} vs reference"),
-                        "speedup_vs_eager_best": speedup.get(f"{method} vs eager-best"),
+                        "speedup_vs_best_eager": speedup.get(f"{method} vs best eager"),
+                        "best_eager": cell.get("best_eager"),
                         "attribution_over_forward": entry.get("attribution_over_forward"),
                         "max_abs_diff_vs_reference": agreement.get("max_abs_diff_scores"),
                         "top3_agreement_vs_reference": agreement.get("top3_agreement"),
                         "peak_rss_mb": run["methods"].get(base, {}).get("peak_rss_mb"),
+                        **_machine_columns(entry.get("machine")),
                     }
                 )
         for level in run.get("served", []):
@@ -63,6 +82,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "calls": level["latency"]["calls"],
                     "texts_per_second": level["texts_per_second"],
                     "tokens_per_second": level["tokens_per_second"],
+                    **_machine_columns(level.get("machine")),
                 }
             )
     return result + integrated_rows(report)
@@ -70,7 +90,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def integrated_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method of the integrated gradients section (``ig-captum``, ``ig-eager-best``,
-    ``ig-gradlight``); gradlight's row has its speedups (Captum in the reference's column)."""
+    ``ig-gradlight``); gradlight's row has its speedups (Captum in the reference's column, the
+    faster of Captum and eager-best as the best eager)."""
     section = report.get("integrated_gradients")
     if not section:
         return []
@@ -95,8 +116,12 @@ def integrated_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "texts_per_second": row["texts_per_s"],
                 "tokens_per_second": round(tokens_per_text * row["texts_per_s"], 1),
                 "speedup_vs_reference": speedup["gradlight vs captum"] if gradlight else None,
-                "speedup_vs_eager_best": speedup["gradlight vs eager-best"] if gradlight else None,
+                "speedup_vs_best_eager": speedup["gradlight vs faster eager"]
+                if gradlight
+                else None,
+                "best_eager": f"ig-{section['faster_eager']}",
                 "peak_rss_mb": row["peak_rss_mb"],
+                **_machine_columns(row.get("machine") or section.get("machine")),
             }
         )
     return result
@@ -112,9 +137,84 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+class _MachineKeys:
+    """Short keys (M1, M2, ...) for the machines of a report's rows, in order of appearance."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+
+    def __call__(self, row: dict[str, Any]) -> str:
+        if not row.get("cpu"):
+            return ""
+        text = describe(
+            {"cpu": row["cpu"], "isa": (row["isa"] or "").split(), "threads": row["threads"]}
+        )
+        return self.keys.setdefault(text, f"M{len(self.keys) + 1}")
+
+    def legend(self) -> list[str]:
+        return [f"- {key}: {text}" for text, key in self.keys.items()]
+
+
+def _method_label(row: dict[str, Any], run: dict[str, Any], cell: dict[str, Any]) -> str:
+    """The method, marked when it is its cell's best eager, or its best engine of several."""
+    method = row["method"]
+    if method == cell.get("best_eager"):
+        return f"{method} (best eager)"
+    engines = [m for m in cell["methods"] if run.get("roles", {}).get(m) == "engine"]
+    if len(engines) > 1 and method == cell.get("best_engine"):
+        return f"{method} (best engine)"
+    return method
+
+
+def _unavailable(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for run in report["runs"]:
+        for method, why in run.get("unavailable", {}).items():
+            lines.append(f"- {run['model']}, L={run['labels']}: {method} not measured: {why}")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     table = rows(report)
+    cells = {
+        (run["model"], run["labels"], cell["name"]): (run, cell)
+        for run in report["runs"]
+        for cell in run["cells"]
+    }
+    keys = _MachineKeys()
+    body = []
+    for row in table:
+        if row["method"] == "served" or row["method"].startswith("ig-"):
+            continue
+        run, cell = cells[(row["model"], row["labels"], row["cell"])]
+        body.append(
+            f"| {row['model']} | {row['labels']} | {row['cell']} | "
+            f"{_method_label(row, run, cell)} | "
+            f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
+            f"{_fmt(row['p99_ms'])} | {_fmt(row['ms_per_text'])} | "
+            f"{_fmt(row['texts_per_second'])} | {_fmt(row['tokens_per_second'])} | "
+            f"{_fmt(row['speedup_vs_reference'], 'x')} | "
+            f"{_fmt(row['speedup_vs_best_eager'], 'x')} | "
+            f"{_fmt(row['attribution_over_forward'])} | "
+            f"{_fmt(row['max_abs_diff_vs_reference'])} | "
+            f"{_fmt(row['top3_agreement_vs_reference'])} |"
+        )
+    served_rows = [
+        f"| {row['model']}, {row['labels']} | {row['cell'].split(', ')[1].split()[0]} | "
+        f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
+        f"{_fmt(row['p99_ms'])} | {_fmt(row['texts_per_second'])} | "
+        f"{_fmt(row['tokens_per_second'])} |"
+        for row in table
+        if row["method"] == "served"
+    ]
+    memory_rows = [
+        f"| {run['model']}, {run['labels']} | {method} | "
+        f"{keys(_machine_columns(info.get('machine')))} | {info['load_seconds']} | "
+        f"{info['rss_loaded_mb']:.0f} | {info['peak_rss_mb']:.0f} |"
+        for run in report["runs"]
+        for method, info in run["methods"].items()
+    ]
     lines = [
         f"Machine: {env['cpu']}, {env['cores_available']} cores available, "
         f"{env['threads']} threads for every method (torch intra-op and ONNX Runtime intra-op), "
@@ -123,47 +223,38 @@ def markdown(report: dict[str, Any]) -> str:
         f"onnxruntime {env['onnxruntime']}, grpcio {env['grpcio']}; {env['date']}"
         f"{' (--quick)' if report['quick'] else ''}.",
         "",
-        "| model | L | cell | method | median ms | p90 ms | p99 ms | ms/text | texts/s | "
-        "tokens/s | x vs reference | x vs eager-best | attribution / forward | max abs diff "
-        "vs reference | top-3 agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Machines of the rows (CPU, which of " + ", ".join(ROW_FLAGS) + " it has, threads):",
+        *keys.legend(),
+        "",
+        "Best eager: per cell, the fastest eager way other than the reference (marked); "
+        '"x vs best eager" is every method\'s speedup over it, "max abs diff vs '
+        'reference" and "top-3 agreement" compare normalized scores with the fp32 '
+        "reference (the bf16 anchors' cost in accuracy).",
     ]
-    for row in table:
-        if row["method"] == "served" or row["method"].startswith("ig-"):
-            continue
-        lines.append(
-            f"| {row['model']} | {row['labels']} | {row['cell']} | {row['method']} | "
-            f"{_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} | "
-            f"{_fmt(row['ms_per_text'])} | {_fmt(row['texts_per_second'])} | "
-            f"{_fmt(row['tokens_per_second'])} | {_fmt(row['speedup_vs_reference'], 'x')} | "
-            f"{_fmt(row['speedup_vs_eager_best'], 'x')} | {_fmt(row['attribution_over_forward'])} "
-            f"| {_fmt(row['max_abs_diff_vs_reference'])} | "
-            f"{_fmt(row['top3_agreement_vs_reference'])} |"
-        )
-    served = [row for row in table if row["method"] == "served"]
-    if served:
+    if unavailable := _unavailable(report):
+        lines += ["", "Not measured:", *unavailable]
+    lines += [
+        "",
+        "| model | L | cell | method | machine | median ms | p90 ms | p99 ms | ms/text | "
+        "texts/s | tokens/s | x vs reference | x vs best eager | attribution / forward | "
+        "max abs diff vs reference | top-3 agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *body,
+    ]
+    if served_rows:
         lines += [
             "",
-            "| served (model, L) | clients | median ms | p90 ms | p99 ms | texts/s | tokens/s |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {row['model']}, {row['labels']} | {row['cell'].split(', ')[1].split()[0]} | "
-            f"{_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} | "
-            f"{_fmt(row['texts_per_second'])} | {_fmt(row['tokens_per_second'])} |"
-            for row in served
+            "| served (model, L) | clients | machine | median ms | p90 ms | p99 ms | texts/s | "
+            "tokens/s |",
+            "|---|---|---|---|---|---|---|---|",
+            *served_rows,
         ]
     lines += [
         "",
-        "| model, L | method | load s | RSS loaded MB | peak RSS MB |",
-        "|---|---|---|---|---|",
+        "| model, L | method | machine | load s | RSS loaded MB | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+        *memory_rows,
     ]
-    for run in report["runs"]:
-        for method, info in run["methods"].items():
-            lines.append(
-                f"| {run['model']}, {run['labels']} | {method} | {info['load_seconds']} | "
-                f"{info['rss_loaded_mb']:.0f} | {info['peak_rss_mb']:.0f} |"
-            )
     section = report.get("integrated_gradients")
     if section:
         lines += ["", integrated_markdown(section).rstrip("\n")]
@@ -193,8 +284,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for run in report["runs"]:
         cells = [c for c in run["cells"] if c["group"] == "length"]
-        for method in ("reference", "eager-best", "engine"):
-            points = [(c["length"], c["methods"][method]["ms_per_text"]) for c in cells]
+        for method in run.get("roles", {}):
+            points = [
+                (c["length"], c["methods"][method]["ms_per_text"])
+                for c in cells
+                if method in c["methods"]
+            ]
             if points:
                 x, y = zip(*points, strict=True)
                 left.plot(x, y, marker="o", label=f"{method} ({run['model']}, L={run['labels']})")
@@ -209,12 +304,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 marker="o",
                 label=f"served ({run['model']}, L={run['labels']})",
             )
-            best = max(
-                c["methods"]["engine"]["texts_per_second"]
-                for c in run["cells"]
-                if c["group"] == "mix"
-            )
-            right.axhline(best, linestyle="--", color="gray", label="engine best in-process")
+            best = engine_best_in_process(run)
+            if best:
+                right.axhline(best, linestyle="--", color="gray", label="engine best in-process")
     right.set(xlabel="concurrent clients", ylabel="texts/s", xscale="log")
     right.set_title("Served throughput (realistic mix)")
     for axis in (left, right):

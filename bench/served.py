@@ -137,6 +137,8 @@ def measure_served(
     max_length: int,
     provider: str,
     threads: int,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
-    with ServerProcess.for_bench(artifact, provider, threads) as server:
+    extra = ("--precision", precision) if precision != "fp32" else ()
+    with ServerProcess.for_bench(artifact, provider, threads, extra) as server:
         return asyncio.run(_measure(server.address, texts, clients, max_length))

@@ -2,11 +2,17 @@
 
     python -m gradlight.bench.worker JOB.json RESULT.json
 
-The job names the method (``reference``, ``eager-best`` or ``engine``), the model or artifact,
-the device, the thread count and the cells (see ``gradlight.bench.workload``). Per cell: one
-untimed warm-up call, then rounds over all its batches until ``min_repeats`` rounds are done and
-the cell's time budget is spent (at most ``max_repeats``). Scores of cells marked ``keep`` are
-saved next to the result for the agreement check. The engine worker never imports torch.
+The job names the method and its role (``reference``; an eager anchor such as ``eager-best``
+or ``eager-bf16-sdpa``, bench/eager.py; ``engine`` or ``engine-PRECISION``, bench/methods.py),
+the model or artifact, the engine's precision, the device, the thread count and the cells (see
+``gradlight.bench.workload``). Per cell: one untimed warm-up call, then rounds over all its
+batches until ``min_repeats`` rounds are done and the cell's time budget is spent (at most
+``max_repeats``). Scores of cells marked ``keep`` are saved next to the result for the
+agreement check. The result names the machine (CPU, instruction sets, the threads in effect).
+
+A method that cannot run here (an anchor this CPU or model lacks; an engine precision the
+engine's settings or the artifact refuse, when ``optional``) writes ``unavailable`` with the
+reason instead of cells, and exits 0. The engine worker never imports torch.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gradlight.bench.machine import machine
 
 
 def _rss_mb() -> float:
@@ -36,21 +44,36 @@ def _peak_rss_mb() -> float:
     return int(line.split()[1]) / 1024  # kB
 
 
-def _method(job: dict[str, Any]) -> Any:
-    if job["method"] == "engine":
-        from gradlight.bench.methods import EngineMethod
+class Unavailable(Exception):
+    """The method cannot run here; the message says why."""
 
-        return EngineMethod(Path(job["artifact"]), job["provider"], job["threads"])
+
+def _method(job: dict[str, Any]) -> Any:
+    if job["role"] == "engine":
+        from gradlight.bench.methods import EngineMethod
+        from gradlight.runtime.errors import GradlightError
+
+        try:
+            return EngineMethod(
+                Path(job["artifact"]), job["provider"], job["threads"], job["precision"]
+            )
+        except GradlightError as exc:  # SettingsError, ArtifactError: said, not a traceback
+            if not job.get("optional"):
+                raise
+            raise Unavailable(f"{job['method']}: {exc}") from exc
     import torch
 
     torch.set_num_threads(job["threads"])
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from gradlight.bench.eager import EagerMethod
+    from gradlight.bench.eager import AnchorUnavailable, EagerMethod
 
     device = "cuda" if job["provider"] == "cuda" else "cpu"
-    return EagerMethod(Path(job["model_dir"]), job["method"], device)
+    try:
+        return EagerMethod(Path(job["model_dir"]), job["method"], device)
+    except AnchorUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
 
 
 def _timed(
@@ -79,7 +102,7 @@ def _run_cell(method: Any, cell: dict[str, Any], job: dict[str, Any], keep: dict
     batches, max_length = cell["batches"], cell["max_length"]
     result: dict[str, Any] = {"cell": cell["name"]}
     if cell["kind"] == "sentences":
-        if job["method"] == "engine":
+        if job["role"] == "engine":
             calls = {
                 mode: (lambda b, one=one: method.sentences(b, max_length, one_call=one))
                 for mode, one in (("one_call", True), ("per_variant", False))
@@ -110,7 +133,12 @@ def _run_cell(method: Any, cell: dict[str, Any], job: dict[str, Any], keep: dict
 def run(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
     rss_before = _rss_mb()
     loading = time.perf_counter()
-    method = _method(job)
+    try:
+        method = _method(job)
+    except Unavailable as exc:
+        result = {"method": job["method"], "unavailable": str(exc)}
+        result_path.write_text(json.dumps(result), encoding="utf-8")
+        return result
     loaded = {"load_seconds": round(time.perf_counter() - loading, 2), "rss_loaded_mb": _rss_mb()}
     keep: dict[str, np.ndarray] = {}
     cells = []
@@ -126,10 +154,14 @@ def run(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "cells": cells,
     }
-    if job["method"] != "engine":
+    if job["role"] == "engine":
+        method.close()
+        threads = method.engine.settings.intra_op_threads  # ONNX Runtime intra-op
+    else:
         import torch
 
-        result["torch_threads"] = torch.get_num_threads()
+        threads = result["torch_threads"] = torch.get_num_threads()
+    result["machine"] = machine(threads)
     np.savez(result_path.with_suffix(".npz"), **keep)
     result_path.write_text(json.dumps(result), encoding="utf-8")
     return result

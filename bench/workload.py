@@ -3,8 +3,9 @@
 A cell is a JSON-ready dict: ``name``, ``group`` (``mix``, ``length``, ``subset``,
 ``sentences``), ``kind`` (``attribute`` or ``sentences``), ``batches`` (lists of texts),
 ``max_length`` (truncation, the same for every method), optional ``labels`` (a label subset),
-``forward`` (also time the forward-only pass), ``keep`` (save scores for the agreement check)
-and ``methods`` (which methods run it).
+``forward`` (also time the forward-only pass), ``keep`` (save scores for the agreement check),
+``roles`` (which kinds of method run it: ``reference``, ``eager`` anchors, ``engine``) and, once
+the run's methods are known (``with_methods``), ``methods`` (their names).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 from gradlight.bench import corpus
 
 MIX_MAX_LENGTH = 128  # the reference's max_length: every method truncates the mix there
-ALL_METHODS = ["reference", "eager-best", "engine"]
+REFERENCE, EAGER, ENGINE = "reference", "eager", "engine"
+ALL_ROLES = [REFERENCE, EAGER, ENGINE]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def mix_cells(plan: Plan, first: bool) -> list[dict[str, Any]]:
             "max_length": MIX_MAX_LENGTH,
             "forward": size == 8,
             "keep": size == 8,
-            "methods": ALL_METHODS,
+            "roles": ALL_ROLES,
         }
         for size in sizes
     ]
@@ -90,7 +92,7 @@ def length_cells(plan: Plan) -> list[dict[str, Any]]:
             "max_length": length,
             "forward": True,
             "keep": False,
-            "methods": ALL_METHODS,
+            "roles": ALL_ROLES,
         }
         for length in plan.lengths
     ]
@@ -107,7 +109,7 @@ def subset_cell(plan: Plan, labels: int) -> dict[str, Any]:
         "labels": list(range(plan.subset_size)),
         "forward": False,
         "keep": True,
-        "methods": ALL_METHODS,
+        "roles": ALL_ROLES,
     }
 
 
@@ -121,8 +123,22 @@ def sentence_cell(plan: Plan) -> dict[str, Any]:
         "batches": _batches(texts, 1),
         "max_length": MIX_MAX_LENGTH,
         "keep": True,
-        "methods": ["reference", "engine"],
+        "roles": [REFERENCE, ENGINE],
     }
+
+
+def engine_name(precision: str) -> str:
+    """The method name of gradlight at ``precision``: ``engine`` (fp32), ``engine-int8``."""
+    return ENGINE if precision == "fp32" else f"{ENGINE}-{precision}"
+
+
+def with_methods(cells: list[dict[str, Any]], roles: dict[str, str]) -> list[dict[str, Any]]:
+    """Each cell with ``methods``: the names, of ``roles`` (name -> role, in run order), whose
+    role runs the cell."""
+    return [
+        {**cell, "methods": [name for name, role in roles.items() if role in cell["roles"]]}
+        for cell in cells
+    ]
 
 
 def fit(cells: list[dict[str, Any]], model_max_length: int) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradlight.bench.anchors import ANCHORS
 from gradlight.cli.errors import UsageError
-from gradlight.cli.flags import add_execution_flags
+from gradlight.cli.flags import add_execution_flags, said_as_flags
 from gradlight.runtime.methods import MAX_POINTS
 
 
@@ -28,7 +29,7 @@ def _count(text: str) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from gradlight.bench.harness import BenchOptions, run_benchmark
+    from gradlight.bench.harness import run_benchmark
     from gradlight.bench.report import write
 
     if not (args.model_dir / "config.json").is_file():
@@ -44,7 +45,25 @@ def _bench(args: argparse.Namespace) -> int:
     integrated = args.integrated_gradients or bool(args.ig_steps or args.ig_texts)
     if args.ig_steps is not None and args.ig_steps > MAX_POINTS:
         raise UsageError(f"--ig-steps is {args.ig_steps}; gradlight takes 1 to {MAX_POINTS}")
-    options = BenchOptions(
+    precisions = tuple(args.precision)
+    if len(set(precisions)) != len(precisions):
+        raise UsageError(f"--precision names a precision twice: {' '.join(precisions)}")
+    if len(set(args.anchors)) != len(args.anchors):
+        raise UsageError(f"--anchors names an anchor twice: {' '.join(args.anchors)}")
+    with said_as_flags({"precision": "--precision"}):
+        options = _options(args, integrated, precisions)
+    report = run_benchmark(options, printer=lambda line: print(line, file=sys.stderr, flush=True))
+    paths = write(report, args.out)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("written: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+def _options(args: argparse.Namespace, integrated: bool, precisions: tuple[str, ...]) -> Any:
+    """The harness's options; a precision the engine's settings refuse raises SettingsError."""
+    from gradlight.bench.harness import BenchOptions
+
+    return BenchOptions(
         model_dir=args.model_dir,
         out_dir=args.out,
         artifact=args.artifact,
@@ -56,25 +75,24 @@ def _bench(args: argparse.Namespace) -> int:
         provider=args.provider,
         integrated_steps=(args.ig_steps or 32) if integrated else 0,
         integrated_texts=args.ig_texts,
+        anchors=tuple(args.anchors),
+        precisions=precisions,
     )
-    report = run_benchmark(options, printer=lambda line: print(line, file=sys.stderr, flush=True))
-    paths = write(report, args.out)
-    print(paths["markdown"].read_text(encoding="utf-8"))
-    print("written: " + ", ".join(str(path) for path in paths.values()))
-    return 0
 
 
 def add_bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure gradlight against eager PyTorch (the reference way and the best eager "
-        "way) and the served path, in one run",
+        "ways) and the served path, in one run",
         description="Measure, on this machine with equal thread counts: the reference (eager "
         "PyTorch as users run it: pad to 128, parameters requiring grad, one backward per "
-        "label), eager-best (frozen, autograd.grad to the embeddings, padding to the longest), "
-        "gradlight's engine in-process, and the gRPC server under concurrent clients, on a "
-        "bundled corpus and length/batch sweeps. Writes bench.json, bench.csv, bench.md and "
-        "bench.png to --out.",
+        "label), the eager anchors (frozen, autograd.grad to the embeddings, padding to the "
+        "longest: fp32 with eager attention or SDPA, and under bf16 autocast with either where "
+        "the CPU has native bf16), gradlight's serving code in process at each --precision, "
+        "and the gRPC server under concurrent clients, on a bundled corpus and length/batch "
+        "sweeps; per cell the fastest eager anchor is the best eager every method is compared "
+        "with. Writes bench.json, bench.csv, bench.md and bench.png to --out.",
     )
     bench.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     bench.add_argument(
@@ -130,6 +148,25 @@ def _add_workload_flags(bench: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         help="texts in the realistic mix (default 48, 16 with --quick)",
+    )
+    group.add_argument(
+        "--anchors",
+        nargs="+",
+        choices=tuple(ANCHORS),
+        default=list(ANCHORS),
+        metavar="ANCHOR",
+        help=f"the eager anchors to time besides the reference (default all: {', '.join(ANCHORS)}"
+        "; the bf16 ones are skipped, and said so, on a CPU without avx512_bf16 or amx_bf16)",
+    )
+    group.add_argument(
+        "--precision",
+        "--precisions",
+        nargs="+",
+        default=["fp32"],
+        metavar="PRECISION",
+        help="the engine's precision(s), as gradlight serve --precision takes them (default "
+        "fp32; several: one engine method each, 'engine' for fp32 and 'engine-NAME' for the "
+        "others, the first served); the artifact the bench exports gets their graphs",
     )
     group.add_argument(
         "--integrated-gradients",
