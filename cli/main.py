@@ -38,7 +38,7 @@ def _export(args: argparse.Namespace) -> int:
         optimize_forward=not args.no_optimize,
         overwrite=args.overwrite,
         threads=args.threads,
-        precisions=("fp16",) if args.fp16 else (),
+        precisions=(*(("fp16",) if args.fp16 else ()), *(("bf16",) if args.bf16 else ())),
         path_graph=not args.no_path_graph,
     )
     if is_cnlpt_checkpoint(args.model_dir):
@@ -156,6 +156,12 @@ def _add_export_parser(commands: Any) -> None:
         action="store_true",
         help="also write fp16 graphs (inputs and outputs stay int64/fp32), validated against "
         "fp32; serve them with --precision fp16",
+    )
+    export.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also check every graph in bf16 on OpenVINO (CPUs with AVX512-BF16 or AMX) against "
+        "fp32 with the quality gates; those that pass are served in bf16 by --precision auto",
     )
     export.add_argument(
         "--no-path-graph",

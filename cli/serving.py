@@ -82,9 +82,18 @@ def _add_engine_flags(serve: argparse.ArgumentParser) -> None:
     group.add_argument("--inter-op-threads", type=int, default=1)
     group.add_argument(
         "--precision",
-        choices=("fp32", "fp16"),
-        default="fp32",
-        help="fp16: the artifact's fp16 graphs (export --fp16); fp32 runs without TF32 on CUDA",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="auto: bf16 where the artifact was exported with --bf16, the CPU has native bf16 "
+        "and OpenVINO is installed, else fp32 (the log says why); bf16: the graphs that passed "
+        "the bf16 gates, on OpenVINO; fp16: the artifact's fp16 graphs (export --fp16); fp32 "
+        "runs without TF32 on CUDA",
+    )
+    group.add_argument(
+        "--share-weights",
+        action="store_true",
+        help="CPU: one copy of the weights for all the artifact's graphs, weight pre-packing "
+        "off (less memory, a few percent slower)",
     )
     group.add_argument(
         "--io-binding",
@@ -167,6 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
             intra_op_threads=args.intra_op_threads,
             inter_op_threads=args.inter_op_threads,
             precision=args.precision,
+            share_weights=args.share_weights,
             io_binding={"auto": None, "on": True, "off": False}[args.io_binding],
         )
         batch = BatchSettings(

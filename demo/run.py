@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from gradlight.demo.training import read_report, train_assertion_classifier
+from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_model
 from gradlight.export.progress import Printer
 from gradlight.runtime.errors import ArtifactError
@@ -35,5 +36,7 @@ def run_demo(workdir: Path, printer: Printer) -> Manifest:
         manifest = load_manifest(artifact_dir)
         printer(f"reusing the artifact in {artifact_dir} (checksums verified)")
     except ArtifactError:
-        manifest = export_model(model_dir, artifact_dir, printer=printer)
+        # bf16 checked too: served where the CPU has native bf16 (--precision auto)
+        options = ExportOptions(precisions=("bf16",))
+        manifest = export_model(model_dir, artifact_dir, options, printer=printer)
     return manifest

@@ -107,6 +107,35 @@ def cotangent_fn(loaded: LoadedClassifier) -> ModelFn:
     return attribute
 
 
+def labels_fn(loaded: LoadedClassifier) -> ModelFn:
+    """``(*inputs, cotangent [B, K, L]) -> (logits [B, L], scores [B, K, S])``.
+
+    ``scores[b, k]`` is the cotangent function's row for ``cotangent[b, k]`` (K one-hot rows:
+    K labels of a text), from one forward and K backward passes, as eager PyTorch runs it. The
+    exported graph is not traced from this loop: it is the cotangent function's graph with its
+    backward vmapped over the K axis (export/batched_backward.py), K dynamic.
+    """
+
+    def attribute(*inputs_and_cotangents: Tensor) -> tuple[Tensor, Tensor]:
+        *inputs, cotangents = inputs_and_cotangents
+        count = cotangents.shape[1]
+        with torch.enable_grad():
+            embeds, logits = _attributed_logits(loaded, tuple(inputs))
+            mask = inputs[1].to(embeds.dtype)
+            per_cotangent = []
+            for k in range(count):
+                (grad,) = torch.autograd.grad(
+                    logits,
+                    embeds,
+                    grad_outputs=cotangents[:, k].to(logits.dtype),
+                    retain_graph=k < count - 1,
+                )
+                per_cotangent.append((grad * embeds).sum(-1) * mask)
+        return logits.detach(), torch.stack(per_cotangent, dim=1).detach()
+
+    return attribute
+
+
 def explained_vector(loaded: LoadedClassifier, token_id: int) -> Tensor:
     """The explained module's output ``[H]`` for ``token_id``: what the integration paths'
     baseline puts at a position (export/architectures.py explains a per-token vector, with no

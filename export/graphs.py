@@ -19,6 +19,7 @@ from gradlight.export.options import ExportOptions
 from gradlight.runtime.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_LABELS,
     ATTRIBUTION_PATH,
     FORWARD,
     GraphInfo,
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
 
 BATCH_AXIS = {0: "batch"}
 MODEL_INPUT_AXES = {0: "batch", 1: "sequence"}
+COTANGENTS_AXES = {0: "batch", 1: "cotangents"}
+
+COTANGENT_COUNTS = (3, 4, 1)
+"""K of the labels graph's example cotangents by seed: traced with 3 per text, validated with 4
+and 1 (seeds 1 and 2), so that neither K nor its edge case is baked in."""
 
 
 def make_cotangent(num_rows: int, num_labels: int, seed: int) -> np.ndarray:
@@ -46,6 +52,14 @@ def make_cotangent(num_rows: int, num_labels: int, seed: int) -> np.ndarray:
         else:
             cotangent[row] = rng.standard_normal(num_labels)
     return cotangent
+
+
+def make_cotangents(num_rows: int, num_labels: int, seed: int) -> np.ndarray:
+    """``[rows, K, L]``, K from ``COTANGENT_COUNTS``: each text's K vectors cycle like
+    ``make_cotangent``'s rows (a label, a contrast, a random mix), on different labels."""
+    count = COTANGENT_COUNTS[seed % len(COTANGENT_COUNTS)]
+    rows = make_cotangent(num_rows * count, num_labels, seed)
+    return rows.reshape(num_rows, count, num_labels)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,14 @@ COTANGENT = ExtraInput(
     BATCH_AXIS,
     lambda shape, seed: make_cotangent(shape.rows, shape.loaded.spec.num_labels, seed),
 )
+
+
+COTANGENTS = ExtraInput(
+    "cotangent",
+    COTANGENTS_AXES,
+    lambda shape, seed: make_cotangents(shape.rows, shape.loaded.spec.num_labels, seed),
+)
+"""The labels graph's: K cotangent vectors per text, ``[B, K, L]``."""
 
 
 def _uniform(shape: ExampleShape, seed: int) -> np.ndarray:
@@ -129,7 +151,11 @@ class GraphSpec:
     exported as a plain forward module. ``fuse``: offered to ONNX Runtime's transformer
     optimizer (kept only when the fused graph validates and is not slower). ``built``: whether
     the graph is made for this model and these options (``skipped`` says why when it is not).
-    ``describe``: the progress line."""
+    ``describe``: the progress line. ``batched_from``: traced not from ``eager`` but from this
+    per-row function with its backward vmapped over the cotangents' K axis (one forward, a
+    batched backward: export/batched_backward.py). ``optional``: a model it cannot be traced
+    for gets an artifact without it (the runtime serves what it does another way) instead of a
+    failed export."""
 
     key: str
     file: str
@@ -145,6 +171,8 @@ class GraphSpec:
     # inputs that put the point at the input itself, given a feed. Validation then checks its
     # logits against its eager function, and at the input against the plain forward.
     at_input: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    batched_from: Callable[[LoadedClassifier], ModelFn] | None = None
+    optional: bool = False
 
     def inputs(self, spec: ModelSpec) -> tuple[str, ...]:
         return (*spec.model_inputs, *(extra.name for extra in self.extra_inputs))
@@ -196,7 +224,33 @@ GRAPHS: tuple[GraphSpec, ...] = (
         built=lambda spec, options: spec.num_labels <= options.max_loop_labels,
         skipped=lambda spec, options: (
             f"skipping the all-labels graph: {spec.num_labels} labels > max_loop_labels "
-            f"{options.max_loop_labels} (the cotangent graph serves them, one row per label)"
+            f"{options.max_loop_labels} ("
+            + (
+                "the labels graph serves them, one forward per text"
+                if options.builds_labels_graph(spec.num_labels)
+                else "the cotangent graph serves them, one row per label"
+            )
+            + ")"
+        ),
+    ),
+    GraphSpec(
+        key=ATTRIBUTION_LABELS,
+        file="attribution_labels.onnx",
+        outputs=("logits", "scores"),
+        eager=attribution.labels_fn,
+        describe=lambda spec: (
+            "tracing the labels graph (one forward, a batched backward for K labels per text)"
+        ),
+        extra_inputs=(COTANGENTS,),
+        batched_from=attribution.cotangent_fn,
+        # a backward operator vmap cannot batch with symbolic shapes (beyond those mended in
+        # export/batched_backward.py) leaves it out, and label subsets run cotangent rows
+        optional=True,
+        built=lambda spec, options: options.builds_labels_graph(spec.num_labels),
+        skipped=lambda spec, options: (
+            "skipping the labels graph ("
+            + ("labels_graph=False" if options.labels_graph is False else "all-labels graph")
+            + "): label subsets run one cotangent row per label"
         ),
     ),
     GraphSpec(

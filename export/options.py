@@ -29,6 +29,16 @@ class ExportOptions:
     precisions: tuple[str, ...] = ()
     # The path graph serves integrated gradients and GradientSHAP (docs/explanations.md).
     path_graph: bool = True
+    # The labels graph serves several labels of a text from one forward pass (a label subset,
+    # or every label where there is no all-labels graph) instead of one cotangent row per label
+    # (docs/export-internals.md). None: built where the all-labels graph is not (more labels
+    # than max_loop_labels); True or False: always or never.
+    labels_graph: bool | None = None
+
+    def builds_labels_graph(self, num_labels: int) -> bool:
+        if self.labels_graph is None:
+            return num_labels > self.max_loop_labels
+        return self.labels_graph
 
     def __post_init__(self) -> None:
         if self.opset < 18:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from gradlight.export import cnlpt
+from gradlight.export.batched_backward import vmap_cotangents
 from gradlight.export.batches import tracing_inputs
 from gradlight.export.errors import ExportError, ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
@@ -153,7 +154,17 @@ def _export_into(
     for graph in GRAPHS:
         if graph not in graphs and graph.skipped is not None:
             progress.say(graph.skipped(spec, options))
-    built = {graph.key: _build_graph(graph, loaded, staging, options, progress) for graph in graphs}
+    built: Graphs = {}
+    left_out: dict[str, str] = {}
+    for graph in graphs:
+        try:
+            built[graph.key] = _build_graph(graph, loaded, staging, options, progress)
+        except ExportError as error:
+            if not graph.optional:
+                raise
+            (staging / graph.file).unlink(missing_ok=True)
+            left_out[graph.key] = str(error)
+            progress.say(f"leaving out the {graph.key} graph (served without it): {error}")
     with progress.step("storing the weights once for all graphs", key="share_weights"):
         weights = share_weights(staging, [info.file for info in built.values()])
     validation = _validate(staging, built, loaded, progress)
@@ -168,6 +179,7 @@ def _export_into(
             **source.details,
             "explains": loaded.architecture.explained(loaded.model.config),
             "max_loop_labels": options.max_loop_labels,
+            **({"left_out": left_out} if left_out else {}),
             "torch_threads": torch.get_num_threads(),
             **weights,
             "step_seconds": progress.durations,
@@ -182,7 +194,9 @@ def _export_into(
             files=hash_artifact_files(staging),
             validation=validation,
             export=export,
-            precisions={name: _with_sizes(staging, graphs) for name, graphs in precisions.items()},
+            precisions={
+                name: _with_sizes(staging, graphs) for name, graphs in precisions.items() if graphs
+            },
         )
         write_manifest(staging, manifest)
     return manifest
@@ -211,7 +225,11 @@ def _build_graph(
     details: dict[str, Any] = {}
     with progress.step(graph.describe(spec), key=graph.key), untraceable(spec, graph.key):
         if graph.backward:
-            timings = trace_to_onnx(graph.eager(loaded), example, target)
+            if graph.batched_from is None:
+                fn = graph.eager(loaded)
+            else:
+                fn = vmap_cotangents(graph.batched_from(loaded), example)
+            timings = trace_to_onnx(fn, example, target)
             details["trace_seconds"] = timings.rounded()
         else:
             export_module_to_onnx(ForwardModule(graph.eager(loaded), loaded.model), example, target)
@@ -246,7 +264,8 @@ def _reduced_precision(
     progress: Progress,
     validation: dict[str, Any],
 ) -> Graphs:
-    """The graphs in ``precision``, checked against fp32 (the report goes in ``validation``)."""
+    """The graphs in ``precision``, checked against fp32 (the report goes in ``validation``):
+    all of them, or for a lenient precision those that passed."""
     with progress.step(precision.describe, key=precision.name):
         converted = precision.convert(staging, built)
         report = precision.validate(staging, built, converted, loaded)
@@ -254,7 +273,7 @@ def _reduced_precision(
     if not report.passed:
         raise precision.error(report)
     validation[precision.name] = report.to_dict()
-    return converted
+    return converted if precision.select is None else precision.select(report, converted)
 
 
 def _with_sizes(staging: Path, graphs: Mapping[str, GraphInfo]) -> Graphs:

@@ -1,7 +1,10 @@
 """Reduced-precision copies of an artifact's graphs, one entry per precision: how the copies
 are made from the fp32 graphs, how they are checked against them, and what a failed check
-raises. ``gradlight export --fp16`` asks for ``fp16``; the runtime serves a precision's graphs
-with ``gradlight serve --precision NAME``."""
+raises. ``gradlight export --fp16`` asks for ``fp16`` (GPU), ``--bf16`` for ``bf16`` (CPUs with
+native bf16); the runtime serves a precision's graphs with ``gradlight serve --precision NAME``.
+
+A strict precision fails the export when a graph misses its checks; a lenient one (bf16) only
+leaves that graph out, and the engine runs it in fp32."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gradlight.export import half_precision
+from gradlight.export import bf16, half_precision
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.runtime.manifest import GraphInfo
 
@@ -27,7 +30,9 @@ class PrecisionReport(Protocol):
 @dataclass(frozen=True)
 class PrecisionSpec:
     """``convert(staging, fp32 graphs) -> graphs``; ``validate(staging, fp32 graphs, graphs,
-    loaded) -> report``; ``error(report)``: the exception a failed report raises."""
+    loaded) -> report``; ``error(report)``: the exception a failed report raises;
+    ``select(report, graphs)``: for a lenient precision, the graphs that passed (None: strict,
+    every graph must pass)."""
 
     name: str
     describe: str
@@ -37,6 +42,7 @@ class PrecisionSpec:
         PrecisionReport,
     ]
     error: Callable[[Any], Exception]
+    select: Callable[[Any, Mapping[str, GraphInfo]], dict[str, GraphInfo]] | None = None
 
 
 PRECISIONS: dict[str, PrecisionSpec] = {
@@ -46,5 +52,13 @@ PRECISIONS: dict[str, PrecisionSpec] = {
         half_precision.convert_graphs,
         half_precision.validate_fp16,
         half_precision.HalfPrecisionError,
+    ),
+    "bf16": PrecisionSpec(
+        "bf16",
+        "checking the graphs in bf16 (OpenVINO) against fp32 with the quality gates",
+        bf16.bf16_graphs,
+        bf16.validate_bf16,
+        RuntimeError,
+        select=bf16.select_bf16,
     ),
 }

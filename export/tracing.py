@@ -27,6 +27,8 @@ from gradlight.export.errors import ExportError
 from gradlight.runtime.model_spec import ModelSpec
 
 MAX_BATCH = 65536
+MAX_COTANGENTS = 4096
+"""Bound of a ``cotangents`` axis (the labels graph's K)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class TraceTimings:
 class GraphTarget:
     """Where and how to write one ONNX graph.
 
-    ``dynamic_axes`` maps an input name to ``{axis: "batch" | "sequence"}``; every other axis
-    keeps its traced size. The sequence axis is bounded by ``max_length``.
+    ``dynamic_axes`` maps an input name to ``{axis: "batch" | "sequence" | "cotangents"}``;
+    every other axis keeps its traced size. The sequence axis is bounded by ``max_length``.
     """
 
     path: Path
@@ -64,6 +66,7 @@ class GraphTarget:
         dims = {
             "batch": Dim("batch", min=1, max=MAX_BATCH),
             "sequence": Dim("sequence", min=2, max=self.max_length),
+            "cotangents": Dim("cotangents", min=1, max=MAX_COTANGENTS),
         }
         return [
             {axis: dims[kind] for axis, kind in self.dynamic_axes.get(name, {}).items()}
@@ -75,19 +78,8 @@ def trace_to_onnx(
     fn: Callable[..., Any], example_inputs: Sequence[Tensor], target: GraphTarget
 ) -> TraceTimings:
     """Write ``fn`` (forward and backward) traced on ``example_inputs`` as ONNX."""
-    from torch._decomp import core_aten_decompositions
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     started = time.perf_counter()
-    # No duck shaping: a batch size that happens to equal the label count must stay its own
-    # symbol, or the traced graph ties the two together and export specializes the batch.
-    with torch.fx.experimental._config.patch(use_duck_shape=False):
-        graph_module = make_fx(
-            fn,
-            decomposition_table=core_aten_decompositions(),
-            tracing_mode="symbolic",
-            _allow_non_fake_inputs=True,
-        )(*example_inputs)
+    graph_module = trace_aten(fn, example_inputs)
     traced = time.perf_counter()
 
     dynamic_shapes = target.dynamic_shapes()
@@ -103,6 +95,22 @@ def trace_to_onnx(
         torch_export_s=exported_at - traced,
         onnx_export_s=done - exported_at,
     )
+
+
+def trace_aten(fn: Callable[..., Any], example_inputs: Sequence[Tensor]) -> torch.fx.GraphModule:
+    """``fn`` as a graph of core ATen operators (its forward and backward), symbolic shapes."""
+    from torch._decomp import core_aten_decompositions
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    # No duck shaping: a batch size that happens to equal the label count must stay its own
+    # symbol, or the traced graph ties the two together and export specializes the batch.
+    with torch.fx.experimental._config.patch(use_duck_shape=False):
+        return make_fx(
+            fn,
+            decomposition_table=core_aten_decompositions(),
+            tracing_mode="symbolic",
+            _allow_non_fake_inputs=True,
+        )(*example_inputs)
 
 
 class ForwardModule(torch.nn.Module):

@@ -3,6 +3,12 @@
 Per request, rows are planned, submitted to the batcher (all forward rows of the request as
 one work, all attribution rows as another, so each goes through one padded call unless the
 batch limits cut it), and the outputs assembled into per-text results in input order.
+
+A text's token scores come, by the graphs the artifact holds: from the path graph (path
+methods); from the all-labels graph (every label, where it was exported); from the labels
+graph, one row per text holding the asked labels' one-hot cotangents (one forward, one backward
+per label), for two labels or more; else from the cotangent graph, one row per (text, label)
+(one label, or artifacts exported before the labels graph).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 
 from gradlight.runtime.ablation import encode_variants
 from gradlight.runtime.admission import Admission
-from gradlight.runtime.batcher import DynamicBatcher, Row, RowOutput
+from gradlight.runtime.batcher import DynamicBatcher, Row, RowOutput, weight
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.entities import (
     DEFAULT_MARKING,
@@ -38,6 +44,7 @@ from gradlight.runtime.faithfulness import score as faithfulness_score
 from gradlight.runtime.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_LABELS,
     ATTRIBUTION_PATH,
     FORWARD,
 )
@@ -120,6 +127,8 @@ class _Plan:
     # (per label its points' rows, then one row at the baseline).
     points: list[PathPoints] = field(default_factory=list)
     path_start: list[int] = field(default_factory=list)
+    # The labels graph: the label indices of each of a unit's rows (every unit has the same).
+    label_rows: list[tuple[int, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -191,7 +200,7 @@ class Attributor:
             self.batcher.metrics.tokenized(method, time.perf_counter() - started)
             # Admitted whole, or not: faithfulness's rows (at most) are held from the start.
             faithful = len(units) * max_variants(len(label_indices)) if options.faithfulness else 0
-            admission.resize(len(plan.forward) + len(plan.attribution) + faithful)
+            admission.resize(weight(plan.forward) + weight(plan.attribution) + faithful)
             forward, attribution = await _gather(
                 self.batcher.submit(FORWARD, plan.forward, admission),
                 self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
@@ -265,7 +274,10 @@ class Attributor:
         plan = _Plan(encoded, [], [], ATTRIBUTION, [], [], spans)
         for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
             needs_full = (
-                options.sentence_attributions or not options.token_attributions or choice.on_path
+                options.sentence_attributions
+                or not options.token_attributions
+                or choice.on_path
+                or engine.reduced_attribution  # the probabilities come from the fp32 forward
             )
             plan.full_row.append(len(plan.forward) if needs_full else None)
             if needs_full:  # a text and its variants are one unit: one padded call
@@ -281,6 +293,10 @@ class Attributor:
                 self._plan_path(plan, label_indices, choice, seed or 0)
             elif not subset and engine.has_all_labels_graph:
                 plan.attribution = [Row(row) for row in encoded]
+            elif engine.has_graph(ATTRIBUTION_LABELS) and len(label_indices) > 1:
+                # (one label: the cotangent graph's row is the same work, without the vmapped
+                # backward's overhead, about 10% on MiniLM-L6: docs/export-internals.md)
+                self._plan_labels(plan, label_indices)
             else:
                 plan.attribution_graph = ATTRIBUTION_COTANGENT
                 one_hot = np.eye(len(engine.labels), dtype=np.float32)
@@ -288,6 +304,23 @@ class Attributor:
                     Row(row, {"cotangent": one_hot[k]}) for row in encoded for k in label_indices
                 ]
         return plan
+
+    def _plan_labels(self, plan: _Plan, label_indices: tuple[int, ...]) -> None:
+        """One labels graph row per text with one one-hot cotangent per label (more rows, of
+        equal shares, where the labels outweigh one call's ``max_batch_size``)."""
+        plan.attribution_graph = ATTRIBUTION_LABELS
+        limit = self.batcher.settings.max_batch_size
+        rows = -(-len(label_indices) // limit)
+        share = -(-len(label_indices) // rows)
+        plan.label_rows = [
+            label_indices[start : start + share] for start in range(0, len(label_indices), share)
+        ]
+        one_hot = np.eye(len(self.engine.labels), dtype=np.float32)
+        plan.attribution = [
+            Row(row, {"cotangent": one_hot[list(labels)]}, weight=len(labels))
+            for row in plan.encoded
+            for labels in plan.label_rows
+        ]
 
     def _check_path_rows(self, rows: int, choice: MethodChoice) -> None:
         limit = self.batcher.settings.max_queue_size
@@ -330,6 +363,13 @@ class Attributor:
         if plan.attribution_graph == ATTRIBUTION:
             output = attribution[index]
             raw = output.scores
+        elif plan.attribution_graph == ATTRIBUTION_LABELS:
+            count = len(plan.label_rows)
+            rows = attribution[index * count : (index + 1) * count]
+            output = rows[0]
+            # A row that shared its call with rows of more labels was padded with zero vectors.
+            shares = zip(rows, plan.label_rows, strict=True)
+            raw = np.concatenate([row.scores[: len(labels)] for row, labels in shares])
         else:
             per_label = attribution[index * labels : (index + 1) * labels]
             output = per_label[0]
@@ -409,7 +449,9 @@ class Attributor:
         if scores is not None:
             raw = scores.raw
             token_scores = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
-            logits = scores.logits
+            # the forward graph's where it ran (the sentence scores use them too; in fp32 where
+            # the attribution graphs run in bf16)
+            logits = full.logits if full is not None else scores.logits
         else:
             logits = full.logits  # type: ignore[union-attr]
         probabilities = engine.probabilities(logits)

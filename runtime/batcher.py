@@ -8,7 +8,8 @@ rows, groups their rows by graph, sorts them by length and cuts them into calls 
 ``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row), and calls are cut where
 the padding they would add costs more than a call (``call_cost_tokens``). Rows of one *unit*
 (a text and its leave-one-sentence-out variants) always share a call. Outputs go back to each
-work in its row order.
+work in its row order. A row counts as its ``weight`` in every limit (queue room, rows and
+tokens per call): a labels graph row with k cotangents as the k cotangent rows it stands for.
 
 Work whose request was cancelled (client gone, deadline passed) before its batch starts is
 dropped. If a call fails, each work in it is retried alone, so one bad row fails only its own
@@ -45,6 +46,15 @@ class Row:
     # ``cotangent``: [L]).
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     unit: int | None = None  # rows of one work with the same unit share one call
+    # The rows this row counts as in every limit (queue room, rows and tokens per call): the
+    # labels graph's row runs one backward pass per cotangent, as the cotangent graph's rows it
+    # stands for would.
+    weight: int = 1
+
+
+def weight(rows: Sequence[Row]) -> int:
+    """The rows ``rows`` count as in the batcher's limits (``Row.weight``)."""
+    return sum(row.weight for row in rows)
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class RowOutput:
         return self.outputs["logits"]
 
     @property
-    def scores(self) -> np.ndarray:  # [L, S] (all labels) or [S] (cotangent)
+    def scores(self) -> np.ndarray:  # [L, S] (all labels), [S] (cotangent) or [K, S] (labels)
         return self.outputs["scores"]
 
 
@@ -79,6 +89,10 @@ class _Work:
     rows: Sequence[Row]
     future: asyncio.Future[list[RowOutput]]
     enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def weight(self) -> int:
+        return weight(self.rows)
 
 
 class DynamicBatcher:
@@ -126,8 +140,8 @@ class DynamicBatcher:
         if not self.engine.has_graph(graph):
             raise ValueError(f"unknown graph {graph!r}")
         self._check_open()
-        admission.queue(len(rows))
         work = _Work(graph, rows, asyncio.get_running_loop().create_future())
+        admission.queue(work.weight)
         self._queue.append(work)
         self._arrived.set()
         return await work.future  # cancelling the caller cancels the future: work is dropped
@@ -191,17 +205,17 @@ class DynamicBatcher:
         rows = 0
         while self._queue:
             work = self._queue[0]
-            if taken and rows + len(work.rows) > self.settings.max_batch_size:
+            if taken and rows + work.weight > self.settings.max_batch_size:
                 break
             self._queue.popleft()
-            self.room.dequeued(len(work.rows))
+            self.room.dequeued(work.weight)
             if work.future.cancelled():
-                logger.debug("dropped cancelled work (%d rows)", len(work.rows))
-                self.dropped_rows += len(work.rows)
+                logger.debug("dropped cancelled work (%d rows)", work.weight)
+                self.dropped_rows += work.weight
                 continue
             self.metrics.waited(work.graph, time.monotonic() - work.enqueued)
             taken.append(work)
-            rows += len(work.rows)
+            rows += work.weight
         return taken
 
     # ---- in the ONNX Runtime thread ----
@@ -243,7 +257,8 @@ class DynamicBatcher:
                 key = (group, row.unit) if row.unit is not None else (group, -1 - position)
                 units.setdefault(key, []).append((group, position, row))
         shapes_of = {
-            key: (len(unit), max(len(i[2].encoded) for i in unit)) for key, unit in units.items()
+            key: (weight([i[2] for i in unit]), max(len(i[2].encoded) for i in unit))
+            for key, unit in units.items()
         }
         keys = sorted(units, key=lambda key: shapes_of[key][1])
         ordered = [units[key] for key in keys]
@@ -267,16 +282,19 @@ class DynamicBatcher:
         return [[found[i] for i in range(len(found))] for found in outputs]
 
     def _chunks(self, rows: list[Row]) -> list[tuple[int, int]]:
-        """Consecutive ranges of length-sorted rows within the batch size and token budget."""
+        """Consecutive ranges of length-sorted rows within the batch size and token budget (rows
+        counted by their weight)."""
         settings = self.settings
         chunks = []
         start = 0
+        count = rows[0].weight if rows else 0
         for index in range(1, len(rows)):
-            count = index - start + 1
+            count += rows[index].weight
             width = len(rows[index].encoded)  # sorted: the new row is the longest so far
             if count > settings.max_batch_size or count * width > settings.max_tokens_per_batch:
                 chunks.append((start, index))
                 start = index
+                count = rows[index].weight
         chunks.append((start, len(rows)))
         return chunks
 

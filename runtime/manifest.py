@@ -31,6 +31,11 @@ ATTRIBUTION = "attribution"
 ATTRIBUTION_COTANGENT = "attribution_cotangent"
 """One weighted mix of labels per row. Extra input ``cotangent [B, L]``; outputs
 ``logits [B, L]``, ``scores [B, S]`` = input x gradient of ``sum_c cotangent[c] * logits[c]``."""
+ATTRIBUTION_LABELS = "attribution_labels"
+"""Several mixes of labels per row, from one forward pass. Extra input ``cotangent [B, K, L]``
+(K dynamic); outputs ``logits [B, L]``, ``scores [B, K, S]``: row b's ``scores[b, k]`` are the
+cotangent graph's for ``cotangent[b, k]``. Absent from artifacts exported before it (the
+runtime then runs one cotangent row per label)."""
 ATTRIBUTION_PATH = "attribution_path"
 """One point of an integration path per row (integrated gradients, GradientSHAP). Extra inputs
 ``cotangent [B, L]``, ``alpha [B]``, ``keep [B, S]``, ``fill [B]``, ``noise [B, S, H]``; outputs
@@ -67,7 +72,8 @@ class Manifest(ModelSpec):
     precisions: Mapping[str, Mapping[str, GraphInfo]] = field(default_factory=dict)
 
     def graphs_at(self, precision: str) -> Mapping[str, GraphInfo]:
-        """The graphs of ``precision`` (``fp32``, or one of ``precisions``)."""
+        """The graphs of ``precision`` (``fp32``, or one of ``precisions``); a graph a precision
+        left out (bf16 keeps only those that passed its gates) in fp32."""
         if precision == FP32:
             return self.graphs
         if precision not in self.precisions:
@@ -75,7 +81,7 @@ class Manifest(ModelSpec):
                 f"the artifact has no {precision} graphs: export it again with --{precision}, "
                 "or serve it in fp32"
             )
-        return self.precisions[precision]
+        return {**self.graphs, **self.precisions[precision]}
 
     def all_graphs(self) -> list[GraphInfo]:
         return [*self.graphs.values(), *(g for p in self.precisions.values() for g in p.values())]

@@ -133,6 +133,6 @@ def model_info(model: ServedModel) -> pb.ModelInfo:
         problem_type=manifest.problem_type,
         model_type=manifest.model_type,
         revision=model.revision,
-        precision=model.engine.settings.precision,
+        precision=model.engine.precision,
         methods=served_methods(model.engine),
     )

@@ -148,7 +148,7 @@ class ModelRegistry:
         attributor = Attributor(engine, batcher, self.max_texts)
         model = ServedModel(name, engine, batcher, attributor, seen)
         self.metrics.model_info.labels(
-            name, model.revision, engine.settings.precision, engine.execution_provider
+            name, model.revision, engine.precision, engine.execution_provider
         ).set(1)
         return model
 
@@ -208,7 +208,7 @@ class ModelRegistry:
         new.batcher.start()
         self.models[name] = new
         self.metrics.model_info.remove(
-            name, old.revision, old.engine.settings.precision, old.engine.execution_provider
+            name, old.revision, old.engine.precision, old.engine.execution_provider
         )
         task = asyncio.ensure_future(old.retire())
         self._retiring.add(task)

@@ -254,7 +254,7 @@ def _log_summary(running: RunningServer) -> None:
             engine.manifest.architecture,
             ", ".join(engine.labels),
             engine.execution_provider,
-            engine.settings.precision,
+            engine.precision,
             "on" if engine.io_binding else "off",
             engine.settings.intra_op_threads or "auto",
             engine.settings.inter_op_threads,

@@ -17,13 +17,16 @@ class Case(NamedTuple):
     """One tiny classifier per architecture, varied label setups. ``all_labels_graph``: also
     export the all-labels graph (else the cotangent graph serves every label); ``fp16``: also
     export and validate fp16 graphs; ``path_graph``: also export the integration path graph
-    (integrated gradients, GradientSHAP)."""
+    (integrated gradients, GradientSHAP); ``labels_graph``: also export the labels graph (else
+    label subsets run one cotangent row per label, as for artifacts made before it;
+    tests/test_many_labels.py exports and serves it)."""
 
     num_labels: int
     multi_label: bool
     all_labels_graph: bool = False
     fp16: bool = False
     path_graph: bool = False
+    labels_graph: bool = False
 
     def export_options(self, **more: Any) -> Any:
         """How the suite exports this case (also tests/architecture_table.py)."""
@@ -33,6 +36,7 @@ class Case(NamedTuple):
             max_loop_labels=self.num_labels if self.all_labels_graph else 0,
             precisions=("fp16",) if self.fp16 else (),
             path_graph=self.path_graph,
+            labels_graph=self.labels_graph,
             **more,
         )
 
@@ -111,7 +115,7 @@ def exported_cnlpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             export_cnlpt(
                 CNLPT_FIXTURES / name,
                 root / name,
-                ExportOptions(max_loop_labels=0, path_graph=False),
+                ExportOptions(max_loop_labels=0, path_graph=False, labels_graph=False),
             )
     return {name: root / name for name in CNLPT_EXPORTED}
 
@@ -140,6 +144,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     bundled clinical assertion notes (about 5 minutes here), then exported.
     Returns (model dir, artifact)."""
     from gradlight.demo.training import train_assertion_classifier
+    from gradlight.export.options import ExportOptions
     from gradlight.export.pipeline import export_model
 
     root = _workdir(tmp_path_factory, "minilm")
@@ -147,7 +152,8 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if REUSE is not None and (artifact / "manifest.json").is_file():
         return model_dir, artifact
     train_assertion_classifier(model_dir, printer=logging.getLogger("train").info)
-    export_model(model_dir, artifact)
+    # bf16 checked with the quality gates too (a report only, on a CPU without native bf16)
+    export_model(model_dir, artifact, ExportOptions(precisions=("bf16",)))
     return model_dir, artifact
 
 

@@ -15,6 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from gradlight.runtime.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_LABELS,
     ATTRIBUTION_PATH,
     FORWARD,
     load_manifest,
@@ -75,7 +76,8 @@ def case(request, exported, tiny_model_dirs):
 
 def test_manifest_describes_the_artifact(case):
     model_type, artifact, manifest, model, _ = case
-    num_labels, multi_label, all_labels_graph, fp16, path_graph = ARCHITECTURE_CASES[model_type]
+    setup = ARCHITECTURE_CASES[model_type]
+    num_labels, multi_label, all_labels_graph, fp16, path_graph = setup[:5]
     assert manifest.model_type == model_type
     assert manifest.architecture == type(model).__name__
     assert manifest.labels == tuple(model.config.id2label[i] for i in range(num_labels))
@@ -84,6 +86,7 @@ def test_manifest_describes_the_artifact(case):
     assert ("token_type_ids" in manifest.model_inputs) == uses_types
     graphs = {FORWARD, ATTRIBUTION_COTANGENT} | ({ATTRIBUTION} if all_labels_graph else set())
     graphs |= {ATTRIBUTION_PATH} if path_graph else set()
+    graphs |= {ATTRIBUTION_LABELS} if setup.labels_graph else set()
     assert set(manifest.graphs) == graphs
     assert manifest.validation["passed"] is True
     assert set(manifest.precisions) == ({"fp16"} if fp16 else set())
@@ -115,9 +118,9 @@ def test_graphs_have_dynamic_batch_and_sequence_axes(case):
         assert tuple(o.name for o in session.get_outputs()) == info.outputs
         sequence = session.get_inputs()[0].shape[1]
         for node in session.get_inputs():
-            if node.name == "cotangent":
-                assert isinstance(node.shape[0], str)
-                assert node.shape[1] == manifest.num_labels
+            if node.name == "cotangent":  # [batch, L], or the labels graph's [batch, K, L]
+                assert all(isinstance(dim, str) for dim in node.shape[:-1]), node.shape
+                assert node.shape[-1] == manifest.num_labels
             elif node.name == "noise":  # the path graph's: [batch, sequence, hidden]
                 assert isinstance(node.shape[0], str) and node.shape[1] == sequence
                 assert isinstance(node.shape[2], int)

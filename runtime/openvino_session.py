@@ -1,0 +1,103 @@
+"""An artifact's ONNX graph run by OpenVINO with bf16 matrix products, behind the few methods of
+``onnxruntime.InferenceSession`` the engine calls (``run``, ``get_inputs``, ``get_outputs``,
+``get_providers``). No torch.
+
+OpenVINO reads the same ONNX file (its weights from the artifact's ``weights.bin``) and, with
+``INFERENCE_PRECISION_HINT=bf16`` on a CPU with native bf16 (AVX512-BF16, AMX), runs the
+matrix products of the forward and of the backward passes in bf16 with fp32 accumulation; its
+CPU plugin keeps normalizations, softmax statistics and the score reductions in fp32. Whether
+that is close enough to fp32 is decided per graph at export (export/bf16.py) against the quality
+gates; the engine only runs graphs that passed.
+
+Input and output metadata (names, symbolic axes) are read from the ONNX file itself, since
+OpenVINO does not keep the axes' names, and the engine tells per-token inputs by them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OPENVINO = "openvino"
+"""``GraphInfo.details["runtime"]`` of a graph this module runs."""
+PROVIDER = "OpenVINO CPU (bf16)"
+PRECISION_HINT = "bf16"
+
+
+def openvino_available() -> str | None:
+    """None when OpenVINO and onnx can be imported, else why not."""
+    try:
+        import onnx  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name} is not installed (pip install 'gradlight[openvino]')"
+    return None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What ``onnxruntime.NodeArg`` says of an input or output: name and shape, a symbolic
+    axis as its name."""
+
+    name: str
+    shape: list[int | str]
+
+
+def _value_infos(values: Any) -> list[NodeInfo]:
+    infos = []
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        infos.append(
+            NodeInfo(value.name, [d.dim_param if d.dim_param else int(d.dim_value) for d in dims])
+        )
+    return infos
+
+
+class OpenVinoSession:
+    """One compiled graph; ``run`` is safe from several threads (one infer request each)."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnx
+        import openvino as ov
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        initializers = {tensor.name for tensor in graph.initializer}
+        self._inputs = _value_infos(v for v in graph.input if v.name not in initializers)
+        self._outputs = _value_infos(graph.output)
+        config = {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINT,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+        }
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        core = ov.Core()
+        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self._ports = {port.get_any_name(): port for port in self._compiled.outputs}
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[NodeInfo]:
+        return self._inputs
+
+    def get_outputs(self) -> list[NodeInfo]:
+        return self._outputs
+
+    def get_providers(self) -> list[str]:
+        return [PROVIDER]
+
+    def run(self, outputs: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            request = self._idle.pop() if self._idle else self._compiled.create_infer_request()
+        try:
+            results = request.infer(feed)
+            names = outputs or [info.name for info in self._outputs]
+            # copies: the request's output tensors are reused by its next call
+            return [np.array(results[self._ports[name]], dtype=np.float32) for name in names]
+        finally:
+            with self._lock:
+                self._idle.append(request)
