@@ -141,8 +141,8 @@ def _add_export_parser(commands: Any) -> None:
         type=int,
         default=DEFAULT_MAX_LOOP_LABELS,
         help="also export the all-labels graph (one backward per label) when the model has at "
-        f"most this many labels (default {DEFAULT_MAX_LOOP_LABELS}); larger label sets use the "
-        "cotangent graph only",
+        f"most this many labels (default {DEFAULT_MAX_LOOP_LABELS}); larger label sets get the "
+        "labels graph (one forward, a batched backward for the labels a request asks for)",
     )
     export.add_argument("--no-optimize", action="store_true", help="keep the forward graph unfused")
     export.add_argument(
