@@ -84,7 +84,9 @@ def test_a_failed_validation_leaves_nothing_behind(tiny_model_dirs, tmp_path, mo
     out = tmp_path / "out"
     with pytest.raises(ValidationFailedError, match="exceed tolerance") as failure:
         export_model(
-            tiny_model_dirs["roberta"], out, ExportOptions(max_loop_labels=0, labels_graph=False)
+            tiny_model_dirs["roberta"],
+            out,
+            ExportOptions(max_loop_labels=0, labels_graph=False, path_graph=False),
         )
     assert not failure.value.report.passed
     assert not out.exists()
