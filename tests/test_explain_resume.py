@@ -12,12 +12,16 @@ import pytest
 from bulk_formats import assert_same_records
 from explain_runs import big_input, explain, read_checkpoint, read_records, start_explain
 
+# Enough lines that a run is still going well after it is stopped (at its first checkpoint, or
+# after 500 lines for the replicas) and after a replica has left: 3,000 take ~10 s here.
+LINES = 3_000
+
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, exported):
-    """12,000 lines and their records from one run that was not stopped."""
+    """LINES lines and their records from one run that was not stopped."""
     directory = tmp_path_factory.mktemp("uninterrupted")
-    source = big_input(directory / "in.jsonl", 12_000)
+    source = big_input(directory / "in.jsonl", LINES)
     reference = directory / "reference.jsonl"
     explain(source, reference, "--artifact", exported("bert"), "--lines-per-request", "4")
     return source, read_records(reference)
@@ -39,13 +43,13 @@ def test_resumes_after_being_stopped_without_redoing_or_duplicating(
     else:
         assert process.returncode == -signal.SIGKILL
     stopped_at = read_checkpoint(checkpoint_file)
-    assert not stopped_at["complete"] and 0 < stopped_at["lines"] < 12_000
+    assert not stopped_at["complete"] and 0 < stopped_at["lines"] < LINES
     assert out.stat().st_size >= stopped_at["output_bytes"]  # may hold lines past it
     resumed = explain(source, out, "--artifact", artifact, "--lines-per-request", "4")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed after line {stopped_at['lines']}" in resumed.stdout
     records = read_records(out)
-    assert [r["line"] for r in records] == list(range(1, 12_001))  # nothing lost, nothing twice
+    assert [r["line"] for r in records] == list(range(1, LINES + 1))  # nothing lost, nothing twice
     assert_same_records(records, reference)
     finished = out.read_bytes()
     again = explain(source, out, "--artifact", artifact)
@@ -91,7 +95,7 @@ def test_replicas_behind_round_robin_share_the_job_and_one_can_leave(tmp_path, e
     (SIGTERM: it drains) mid-job loses nothing."""
     from processes import serve_process
 
-    source = big_input(tmp_path / "in.jsonl", 12_000)
+    source = big_input(tmp_path / "in.jsonl", LINES)
     artifact = str(exported("bert"))
     first = serve_process(artifact, "--name", "bert", verbose=True)
     second = serve_process(artifact, "--name", "bert", verbose=True)
@@ -102,8 +106,8 @@ def test_replicas_behind_round_robin_share_the_job_and_one_can_leave(tmp_path, e
         assert first.terminate() == 0  # graceful: its in-flight requests are answered
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr
-        assert "explained 12000 lines, 0 bad" in stdout
-        assert [r["line"] for r in read_records(out)] == list(range(1, 12_001))
+        assert f"explained {LINES} lines, 0 bad" in stdout
+        assert [r["line"] for r in read_records(out)] == list(range(1, LINES + 1))
         served = [
             log.count("Attribute model='bert'") for log in (first.text_log(), second.text_log())
         ]
