@@ -39,7 +39,7 @@ from gradlight.export.validation import cpu_session
 from gradlight.runtime.cpu_features import BF16_FLAGS, native_bf16
 from gradlight.runtime.manifest import FORWARD, GraphInfo
 from gradlight.runtime.openvino_session import OPENVINO, OpenVinoSession, openvino_available
-from gradlight.runtime.scores import normalize_scores
+from gradlight.runtime.scores import normalize_scores, probabilities
 
 PROBABILITY_GATE = 0.01
 SCORE_MEAN_GATE = 0.02
@@ -165,14 +165,6 @@ def select_bf16(report: Bf16Report, graphs: Mapping[str, GraphInfo]) -> dict[str
     return {key: info for key, info in graphs.items() if key in report.kept}
 
 
-def _probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float64)
-    if multi_label:
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def _measure(
     key: str,
     low: OpenVinoSession,
@@ -188,7 +180,7 @@ def _measure(
         mask = batch["attention_mask"]
         feed = {**batch, **BY_KEY[key].extra_feed(batch, loaded, seed)}
         got, expected = low.run(None, feed), full.run(None, feed)
-        ours, theirs = (_probabilities(x[0], multi_label) for x in (got, expected))
+        ours, theirs = (probabilities(x[0], multi_label) for x in (got, expected))
         probability = max(probability, float(np.max(np.abs(ours - theirs))))
         if len(got) > 1:
             diff = np.abs(normalize_scores(got[1], mask) - normalize_scores(expected[1], mask))

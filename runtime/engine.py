@@ -23,6 +23,7 @@ from gradlight.runtime.manifest import (
 )
 from gradlight.runtime.openvino_session import OPENVINO, OpenVinoSession
 from gradlight.runtime.precision_choice import BF16, choose_precision
+from gradlight.runtime.scores import probabilities
 from gradlight.runtime.settings import EngineSettings
 from gradlight.runtime.shared_initializers import SharedInitializers
 from gradlight.runtime.tokenization import EncodedText, TextEncoder
@@ -310,11 +311,7 @@ class Engine:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Sigmoid for multi-label models, softmax otherwise (float64 for stable differences)."""
-        logits = np.asarray(logits, dtype=np.float64)
-        if self.manifest.multi_label:
-            return 1.0 / (1.0 + np.exp(-logits))
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
+        return probabilities(logits, self.manifest.multi_label)
 
     def warm_up(self) -> None:
         """Run every graph once on short and long inputs, so the first request is not slow."""

@@ -1,4 +1,5 @@
-"""Normalization of raw input x gradient scores (shared by the runtime and export validation)."""
+"""Normalization of raw input x gradient scores, and probabilities from logits (shared by the
+runtime and export validation)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,12 @@ def normalize_scores(raw: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     peak = np.max(np.abs(masked), axis=-1, keepdims=True)
     safe = np.where(peak > 0, peak, 1.0)
     return np.where(peak > 0, masked / safe, 0.0).astype(np.float32)
+
+
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Sigmoid for multi-label models, softmax otherwise (float64 for stable differences)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
