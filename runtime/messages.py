@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gradlight.runtime.attributor import EntitiesResult, TextResult
 from gradlight.runtime.entities import EntityMarking, marking_from
 from gradlight.runtime.methods import served_methods
 from gradlight.runtime.models import ServedModel
 from gradlight.runtime.requests import AttributeOptions
+from gradlight.runtime.results import EntitiesResult, TextResult
 from gradlight.v1 import gradlight_pb2 as pb
 
 
