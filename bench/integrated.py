@@ -9,8 +9,9 @@ texts, same tokens, same threads, one run.
 
 Integrated gradients at ``m`` steps over ``L`` labels cost about ``m x (1 + L)``
 forward-equivalents per text (one forward per point, one backward per label). Three ways,
-each in a worker process of its own (so one method's thread pools never spin while another is
-timed), with ``threads`` torch intra-op threads or ONNX Runtime intra-op threads:
+each in a worker process of its own (bench/integrated_worker.py: so one method's thread pools
+never spin while another is timed), with ``threads`` torch intra-op threads or ONNX Runtime
+intra-op threads:
 
 - ``captum``: ``captum.attr.LayerIntegratedGradients(forward_func, model.get_input_embeddings())``
   as users run it: baselines are the input ids with every non-special token replaced by the
@@ -51,7 +52,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +60,6 @@ from typing import Any
 import numpy as np
 
 from gradlight.bench import corpus
-from gradlight.bench.integrated_methods import CaptumIG, EagerBestIG, GradlightIG, Tokens
 from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.stats import latency, paired_ratio
 from gradlight.runtime.cpu_features import cpu_flags
@@ -102,134 +101,12 @@ class IGOptions:
     threads: int = field(default_factory=cores_available)
 
 
-# ---- the workers (one process per method) ----
-
-
-def _rss_peak_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        line = next(line for line in handle if line.startswith("VmHWM:"))
-    return round(int(line.split()[1]) / 1024, 1)
-
-
-def _eager_best(job: dict[str, Any], first: Tokens) -> tuple[EagerBestIG, dict[str, float]]:
-    """Eager-best with the faster of SDPA and eager attention on the first batch (warmed up,
-    then timed once each)."""
-    import gc
-
-    trials: dict[str, float] = {}
-    best: EagerBestIG | None = None
-    for attention in ("sdpa", "eager"):
-        try:
-            method = EagerBestIG(job, attention)
-        except (ValueError, ImportError):  # the architecture has no SDPA attention
-            continue
-        method.attribute(first)
-        started = time.perf_counter()
-        method.attribute(first)
-        trials[attention] = round(time.perf_counter() - started, 4)
-        if best is None or trials[attention] < trials[best.attention]:
-            best = method
-        else:
-            del method
-        gc.collect()
-    assert best is not None
-    return best, trials
-
-
-def run_worker(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
-    """One method over every batch: warm-up, rounds, raw scores of the last round saved next
-    to ``result_path`` (``.npz``, ``batch|text`` -> ``[K, S]``)."""
-    name = job["method"]
-    loading = time.perf_counter()
-    batches: list[list[str]] = job["batches"]
-    extra: dict[str, Any] = {}
-    if name == "gradlight":
-        method: Any = GradlightIG(job)
-        call: Callable[[int], list[np.ndarray]] = lambda b: method.attribute(batches[b])  # noqa: E731
-    else:
-        import torch
-
-        torch.set_num_threads(job["threads"])
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        encoder = TextEncoder(Path(job["tokenizer"]))
-        tokens = [
-            Tokens(encoder.encode(batch, job["max_length"]), job["pad_token_id"])
-            for batch in batches
-        ]
-        if name == "captum":
-            method = CaptumIG(job)
-        else:
-            method, extra["attention_trials"] = _eager_best(job, tokens[0])
-
-        def call(b: int) -> list[np.ndarray]:
-            raw = method.attribute(tokens[b])
-            return [raw[i, :, :n] for i, n in enumerate(tokens[b].lengths)]
-
-        extra["torch_threads"] = torch.get_num_threads()
-    load_seconds = round(time.perf_counter() - loading, 2)
-    call(0)  # warm-up, untimed
-    times: list[list[float]] = [[] for _ in batches]
-    rounds: list[float] = []
-    outputs: list[list[np.ndarray]] = []
-    calls: list[tuple[int, int]] | None = []  # gradlight's path graph calls, last round
-    if name == "gradlight":
-        method.path_calls()
-    started = time.perf_counter()
-    while True:
-        outputs = []
-        calls = []
-        round_seconds = 0.0
-        for index in range(len(batches)):
-            begin = time.perf_counter()
-            outputs.append(call(index))
-            seconds = time.perf_counter() - begin
-            times[index].append(seconds)
-            round_seconds += seconds
-            if name == "gradlight":  # (outside the timed call)
-                seen = method.path_calls()
-                calls = None if seen is None or calls is None else calls + seen
-        rounds.append(round_seconds)
-        spent = time.perf_counter() - started
-        if len(rounds) >= job["max_repeats"] or (
-            len(rounds) >= job["min_repeats"] and spent >= job["budget_s"]
-        ):
-            break
-    if name == "gradlight":
-        if calls is not None:
-            extra["path_calls"] = len(calls)
-            extra["path_padded_tokens"] = sum(rows * width for rows, width in calls)
-            extra["rows_per_call_max"] = max(rows for rows, _ in calls)
-        method.close()
-    result = {
-        "method": name,
-        "attention": getattr(method, "attention", ""),
-        "load_seconds": load_seconds,
-        "times": times,
-        "rounds": rounds,
-        "peak_rss_mb": _rss_peak_mb(),
-        **extra,
-    }
-    keep = {
-        f"{b}|{t}": np.asarray(scores, dtype=np.float32)
-        for b, batch in enumerate(outputs)
-        for t, scores in enumerate(batch)
-    }
-    np.savez(result_path.with_suffix(".npz"), **keep)
-    result_path.write_text(json.dumps(result), encoding="utf-8")
-    return result
-
-
-# ---- the run (in the calling process) ----
-
-
 def _run_worker(job: dict[str, Any], path: Path, printer: Printer) -> dict[str, Any]:
     job_path = path.with_suffix(".job.json")
     job_path.write_text(json.dumps(job), encoding="utf-8")
     printer(f"measuring integrated gradients: {job['method']} ({job['steps']} steps)")
     completed = subprocess.run(
-        [sys.executable, "-m", "gradlight.bench.integrated", "--worker", str(job_path), str(path)],
+        [sys.executable, "-m", "gradlight.bench.integrated_worker", str(job_path), str(path)],
         check=False,
     )
     if completed.returncode != 0:
@@ -463,9 +340,6 @@ def _or_unknown(value: float | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--worker"]:
-        run_worker(json.loads(Path(argv[1]).read_text(encoding="utf-8")), Path(argv[2]))
-        return 0
     parser = argparse.ArgumentParser(
         prog="python -m gradlight.bench.integrated",
         description="Integrated gradients texts/s: Captum, eager-best PyTorch and gradlight, "

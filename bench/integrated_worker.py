@@ -1,0 +1,143 @@
+"""The integrated gradients bench's worker: one method (``captum``, ``eager-best`` or
+``gradlight``) over every batch of a job, in a process of its own, so that one method's thread
+pools never spin while another is timed (bench/integrated.py starts it):
+
+    python -m gradlight.bench.integrated_worker JOB.json RESULT.json
+
+Writes RESULT.json (times per batch and round, peak RSS, load time) and RESULT.npz (the raw
+scores of the last round, ``batch|text`` -> ``[K, S]``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradlight.bench.integrated_methods import CaptumIG, EagerBestIG, GradlightIG, Tokens
+from gradlight.runtime.tokenization import TextEncoder
+
+
+def _rss_peak_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        line = next(line for line in handle if line.startswith("VmHWM:"))
+    return round(int(line.split()[1]) / 1024, 1)
+
+
+def _eager_best(job: dict[str, Any], first: Tokens) -> tuple[EagerBestIG, dict[str, float]]:
+    """Eager-best with the faster of SDPA and eager attention on the first batch (warmed up,
+    then timed once each)."""
+    import gc
+
+    trials: dict[str, float] = {}
+    best: EagerBestIG | None = None
+    for attention in ("sdpa", "eager"):
+        try:
+            method = EagerBestIG(job, attention)
+        except (ValueError, ImportError):  # the architecture has no SDPA attention
+            continue
+        method.attribute(first)
+        started = time.perf_counter()
+        method.attribute(first)
+        trials[attention] = round(time.perf_counter() - started, 4)
+        if best is None or trials[attention] < trials[best.attention]:
+            best = method
+        else:
+            del method
+        gc.collect()
+    assert best is not None
+    return best, trials
+
+
+def run_worker(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
+    """One method over every batch: warm-up, rounds, raw scores of the last round saved next
+    to ``result_path`` (``.npz``, ``batch|text`` -> ``[K, S]``)."""
+    name = job["method"]
+    loading = time.perf_counter()
+    batches: list[list[str]] = job["batches"]
+    extra: dict[str, Any] = {}
+    if name == "gradlight":
+        method: Any = GradlightIG(job)
+        call: Callable[[int], list[np.ndarray]] = lambda b: method.attribute(batches[b])  # noqa: E731
+    else:
+        import torch
+
+        torch.set_num_threads(job["threads"])
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        encoder = TextEncoder(Path(job["tokenizer"]))
+        tokens = [
+            Tokens(encoder.encode(batch, job["max_length"]), job["pad_token_id"])
+            for batch in batches
+        ]
+        if name == "captum":
+            method = CaptumIG(job)
+        else:
+            method, extra["attention_trials"] = _eager_best(job, tokens[0])
+
+        def call(b: int) -> list[np.ndarray]:
+            raw = method.attribute(tokens[b])
+            return [raw[i, :, :n] for i, n in enumerate(tokens[b].lengths)]
+
+        extra["torch_threads"] = torch.get_num_threads()
+    load_seconds = round(time.perf_counter() - loading, 2)
+    call(0)  # warm-up, untimed
+    times: list[list[float]] = [[] for _ in batches]
+    rounds: list[float] = []
+    outputs: list[list[np.ndarray]] = []
+    calls: list[tuple[int, int]] | None = []  # gradlight's path graph calls, last round
+    if name == "gradlight":
+        method.path_calls()
+    started = time.perf_counter()
+    while True:
+        outputs = []
+        calls = []
+        round_seconds = 0.0
+        for index in range(len(batches)):
+            begin = time.perf_counter()
+            outputs.append(call(index))
+            seconds = time.perf_counter() - begin
+            times[index].append(seconds)
+            round_seconds += seconds
+            if name == "gradlight":  # (outside the timed call)
+                seen = method.path_calls()
+                calls = None if seen is None or calls is None else calls + seen
+        rounds.append(round_seconds)
+        spent = time.perf_counter() - started
+        if len(rounds) >= job["max_repeats"] or (
+            len(rounds) >= job["min_repeats"] and spent >= job["budget_s"]
+        ):
+            break
+    if name == "gradlight":
+        if calls is not None:
+            extra["path_calls"] = len(calls)
+            extra["path_padded_tokens"] = sum(rows * width for rows, width in calls)
+            extra["rows_per_call_max"] = max(rows for rows, _ in calls)
+        method.close()
+    result = {
+        "method": name,
+        "attention": getattr(method, "attention", ""),
+        "load_seconds": load_seconds,
+        "times": times,
+        "rounds": rounds,
+        "peak_rss_mb": _rss_peak_mb(),
+        **extra,
+    }
+    keep = {
+        f"{b}|{t}": np.asarray(scores, dtype=np.float32)
+        for b, batch in enumerate(outputs)
+        for t, scores in enumerate(batch)
+    }
+    np.savez(result_path.with_suffix(".npz"), **keep)
+    result_path.write_text(json.dumps(result), encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    run_worker(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")), Path(sys.argv[2]))
