@@ -5,9 +5,11 @@ interleaved (each round runs every method once), so that a busy machine slows th
 
 8 long notes of the corpus cut to exactly N tokens, every label attributed: the engine's
 all-labels graph (``Engine.attribute_all``) in fp32 and in bf16 (``--precision bf16``: the
-graphs that passed the gates at export), and bench/eager.py's anchors; median of ``--rounds``.
-Prints one JSON object: per length, each method's median ms, the best eager anchor, and each
-engine's speedup over it. ``gradlight bench`` measures the same against the serving API, each
+graphs that passed the gates at export), and bench/eager.py's anchors; the fp32 forward graph
+(``Engine.forward``, the fused forward) as the unit of forward-equivalents; median of
+``--rounds``. Prints one JSON object: per length, each method's median ms, the best eager
+anchor, each engine's speedup over it, and each engine's attribution time over the fp32
+forward's. ``gradlight bench`` measures the same against the serving API, each
 method in its own process (docs/benchmarks.md).
 """
 
@@ -45,6 +47,9 @@ def main() -> None:
         p: EngineSettings(intra_op_threads=args.threads, precision=p) for p in args.precisions
     }
     engines = {p: Engine(args.artifact, s) for p, s in settings.items()}
+    forward = engines.get("fp32") or Engine(
+        args.artifact, EngineSettings(intra_op_threads=args.threads)
+    )
     for engine in engines.values():
         engine.warm_up()
     anchors = {n: EagerMethod(args.model_dir, n) for n in ANCHORS if unavailable_here(n) is None}
@@ -54,6 +59,7 @@ def main() -> None:
         first = engines[args.precisions[0]]
         batch = first.batch(first.encode(texts, length))
         runs = {f"engine-{p}": partial(e.attribute_all, batch) for p, e in engines.items()}
+        runs["forward-fp32"] = partial(forward.forward, batch)
         runs.update({n: partial(m.attribute, texts, length) for n, m in anchors.items()})
         times: dict[str, list[float]] = {name: [] for name in runs}
         for run in runs.values():
@@ -70,6 +76,9 @@ def main() -> None:
             "best_eager": best,
             "speedup_vs_best_eager": {
                 f"engine-{p}": median[best] / median[f"engine-{p}"] for p in engines
+            },
+            "forward_equivalents": {
+                f"engine-{p}": median[f"engine-{p}"] / median["forward-fp32"] for p in engines
             },
         }
     print(json.dumps(figures, indent=2))
