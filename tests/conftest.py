@@ -121,20 +121,31 @@ def exported_cnlpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def fp16_artifact(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    """The tiny BERT exported with ``gradlight export --fp16`` (as a user runs it)."""
+def reduced_precision_export(
+    tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    """The tiny BERT exported with ``gradlight export --fp16 --bf16`` (as a user runs it): fp16
+    graphs written and validated, every graph checked in bf16 with the quality gates. One export
+    for tests/test_precision_and_binding.py, test_cuda.py and test_bf16.py (an export of the
+    tiny BERT takes over a minute). Returns (artifact, the command's log)."""
     import subprocess
 
     from processes import gradlight
 
-    out = tmp_path_factory.mktemp("fp16") / "bert"
-    result = subprocess.run(
-        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--fp16", "--no-path-graph"),
-        capture_output=True,
-        text=True,
+    out = tmp_path_factory.mktemp("reduced-precision") / "bert"
+    command = gradlight(
+        "export", str(tiny_model_dirs["bert"]), str(out), "--fp16", "--bf16", "--no-path-graph"
     )
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "fp16 against fp32:" in result.stderr
+    return out, result.stderr
+
+
+@pytest.fixture(scope="session")
+def fp16_artifact(reduced_precision_export: tuple[Path, str]) -> Path:
+    """The tiny BERT exported with ``gradlight export --fp16`` (and ``--bf16``)."""
+    out, log = reduced_precision_export
+    assert "fp16 against fp32:" in log
     return out
 
 

@@ -6,11 +6,9 @@ demo classifier's 300 held-out notes, served by the real server, with its meanin
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
-from processes import gradlight
 from serving import ServerThread
 
 from gradlight.bench.meaning import _report, judge
@@ -32,16 +30,10 @@ needs_bf16 = pytest.mark.skipif(WHY_NOT is not None, reason=f"bf16 not testable:
 
 
 @pytest.fixture(scope="module")
-def bf16_artifact(tiny_model_dirs, tmp_path_factory):
-    """The tiny BERT exported with ``gradlight export --bf16`` (as a user runs it)."""
-    out = tmp_path_factory.mktemp("bf16") / "bert"
-    result = subprocess.run(
-        gradlight("export", str(tiny_model_dirs["bert"]), str(out), "--bf16", "--no-path-graph"),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    return out, result.stderr
+def bf16_artifact(reduced_precision_export):
+    """The tiny BERT exported with ``gradlight export --bf16`` (as a user runs it; with
+    ``--fp16`` too, the export tests/test_precision_and_binding.py shares): (artifact, log)."""
+    return reduced_precision_export
 
 
 def test_the_export_reports_every_gate_and_keeps_only_graphs_that_pass(bf16_artifact):
