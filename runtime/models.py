@@ -22,6 +22,7 @@ from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import ModelNotFoundError, RequestError
 from gradlight.runtime.manifest import MANIFEST_NAME, sha256_file
 from gradlight.runtime.metrics import ServerMetrics
+from gradlight.runtime.process_memory import release_freed_memory
 from gradlight.runtime.settings import BatchSettings, EngineSettings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def load_engine(name: str, artifact: Path | str, settings: EngineSettings) -> En
     started = time.perf_counter()
     engine = Engine(artifact, settings)
     engine.warm_up()
+    release_freed_memory()
     logger.info(
         "model %s: %s from %s, %d labels, max length %d, %s, loaded in %.1f s",
         check_model_name(name),
