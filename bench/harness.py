@@ -161,13 +161,16 @@ def _prepare(
         artifact = None
     if artifact is None:
         target = options.out_dir / "artifacts" / model_dir.name
+        path_graph = bool(options.integrated_steps)
         try:
-            artifact = cached_artifact(model_dir, target, printer, precisions=reduced)
+            artifact = cached_artifact(
+                model_dir, target, printer, precisions=reduced, path_graph=path_graph
+            )
         except GradlightError as exc:  # a reduced precision failed its export or validation
             if not reduced:
                 raise
             printer(f"the export with {', '.join(reduced)} failed; exporting fp32 alone: {exc}")
-            artifact = cached_artifact(model_dir, target, printer)
+            artifact = cached_artifact(model_dir, target, printer, path_graph=path_graph)
             refused = {engine_name(p): f"its export failed: {exc}" for p in reduced}
     return model_dir, artifact, refused
 
