@@ -1,0 +1,60 @@
+"""Peak RSS of one method's process over the bench's largest cells, without timing anything:
+
+    python -m gradlight.bench.peak_rss METHOD MODEL_DIR ARTIFACT [--threads 2]
+
+METHOD: ``engine`` (fp32), ``engine-bf16`` (or another precision ``gradlight serve
+--precision`` takes), or an eager anchor of bench/anchors.py (``eager-best``, ``eager-bf16``,
+...). The process loads the method as the bench does (the engine through the server's API,
+bench/methods.py; the anchors from bench/eager.py), attributes every label of 8 long notes at
+16, 64, 128 and 256 tokens, then of 32 notes of the realistic mix at 128 tokens, and prints one
+JSON line with its peak RSS (``VmHWM``). Peak RSS does not depend on the machine's load, so it
+can be measured where timings cannot; run each method in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gradlight.bench.corpus import long_texts, notes
+from gradlight.bench.machine import cpu_name
+
+LENGTHS = (16, 64, 128, 256)
+
+
+def peak_rss_mb() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("method")
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    method: object
+    if args.method.startswith("engine"):
+        from gradlight.bench.methods import EngineMethod
+
+        precision = args.method.partition("-")[2] or "fp32"
+        method = EngineMethod(args.artifact, "cpu", args.threads, precision)
+    else:
+        import torch
+
+        from gradlight.bench.eager import EagerMethod
+
+        torch.set_num_threads(args.threads)
+        method = EagerMethod(args.model_dir, args.method)
+    for length in LENGTHS:
+        method.attribute(long_texts(8), length)  # type: ignore[attr-defined]
+    method.attribute(notes(32), 128)  # type: ignore[attr-defined]
+    figures = {"method": args.method, "model": args.model_dir.name, "cpu": cpu_name()}
+    print(json.dumps({**figures, "threads": args.threads, "peak_rss_mb": peak_rss_mb()}))
+
+
+if __name__ == "__main__":
+    main()
