@@ -1,4 +1,4 @@
-"""The three timed ways of integrated gradients, as bench/integrated.py's worker processes run
+"""The three timed ways of integrated gradients, as bench/integrated_worker.py's processes run
 them: Captum's LayerIntegratedGradients, eager-best PyTorch and gradlight's serving code (what
 each computes: bench/integrated.py's docstring)."""
 
