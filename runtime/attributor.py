@@ -175,7 +175,7 @@ class Attributor:
         self,
         units: Sequence[tuple[str, MarkedSpan | None]],
         plan: RequestPlan,
-        token_scores: Sequence[TokenScores | None],
+        unit_scores: Sequence[TokenScores | None],
         options: AttributeOptions,
         label_indices: tuple[int, ...],
         seed: int,
@@ -190,7 +190,7 @@ class Attributor:
         plans: list[FaithfulnessPlan] = []
         rows: list[Row] = []
         for index, (text, _) in enumerate(units):
-            scores = token_scores[index]
+            scores = unit_scores[index]
             assert scores is not None
             planned = plan_variants(
                 text,
@@ -209,7 +209,7 @@ class Attributor:
         picked = list(label_indices)
         for index, planned in enumerate(plans):
             count = len(planned.variants)
-            scores = token_scores[index]
+            scores = unit_scores[index]
             assert scores is not None
             p_full = self.engine.probabilities(scores.logits)[picked]
             logits = [output.logits for output in outputs[position : position + count]]
@@ -237,12 +237,12 @@ class Attributor:
     ) -> TextResult:
         engine = self.engine
         labels = tuple(engine.labels[k] for k in label_indices)
-        token_scores = raw = None
+        normalized = raw = None
         full_row = plan.full_row[index]
         full = forward[full_row] if full_row is not None else None
         if scores is not None:
             raw = scores.raw
-            token_scores = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
+            normalized = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
             # the forward graph's where it ran (the sentence scores use them too; in fp32 where
             # the attribution graphs run in bf16)
             logits = full.logits if full is not None else scores.logits
@@ -270,7 +270,7 @@ class Attributor:
             predicted_label=predicted,
             predicted_labels=chosen,
             encoded=encoded,
-            token_scores=token_scores,
+            token_scores=normalized,
             raw_scores=raw if options.raw_scores else None,
             sentences=sentences,
             method=choice.method if scores is not None else "",
