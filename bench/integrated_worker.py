@@ -20,13 +20,8 @@ from typing import Any
 import numpy as np
 
 from gradlight.bench.integrated_methods import CaptumIG, EagerBestIG, GradlightIG, Tokens
+from gradlight.bench.machine import peak_rss_mb
 from gradlight.runtime.tokenization import TextEncoder
-
-
-def _rss_peak_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        line = next(line for line in handle if line.startswith("VmHWM:"))
-    return round(int(line.split()[1]) / 1024, 1)
 
 
 def _eager_best(job: dict[str, Any], first: Tokens) -> tuple[EagerBestIG, dict[str, float]]:
@@ -126,7 +121,7 @@ def run_worker(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
         "load_seconds": load_seconds,
         "times": times,
         "rounds": rounds,
-        "peak_rss_mb": _rss_peak_mb(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         **extra,
     }
     keep = {

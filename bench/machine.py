@@ -42,6 +42,14 @@ def cores_available() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def peak_rss_mb() -> float:
+    """This process's high-water RSS in MB (VmHWM: unlike ru_maxrss, not inherited from the
+    parent that forked it)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # kB
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of process ``pid`` now (VmRSS)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as status:

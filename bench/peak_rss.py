@@ -18,15 +18,9 @@ import json
 from pathlib import Path
 
 from gradlight.bench.corpus import long_texts, notes
-from gradlight.bench.machine import cpu_name
+from gradlight.bench.machine import cpu_name, peak_rss_mb
 
 LENGTHS = (16, 64, 128, 256)
-
-
-def peak_rss_mb() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) // 1024
 
 
 def main() -> None:
@@ -53,7 +47,7 @@ def main() -> None:
         method.attribute(long_texts(8), length)  # type: ignore[attr-defined]
     method.attribute(notes(32), 128)  # type: ignore[attr-defined]
     figures = {"method": args.method, "model": args.model_dir.name, "cpu": cpu_name()}
-    print(json.dumps({**figures, "threads": args.threads, "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({**figures, "threads": args.threads, "peak_rss_mb": round(peak_rss_mb())}))
 
 
 if __name__ == "__main__":

@@ -27,21 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from gradlight.bench.machine import machine
+from gradlight.bench.machine import machine, peak_rss_mb
 
 
 def _rss_mb() -> float:
     with open("/proc/self/statm", encoding="ascii") as handle:
         pages = int(handle.read().split()[1])
     return pages * resource.getpagesize() / 2**20
-
-
-def _peak_rss_mb() -> float:
-    """This process's high-water RSS (VmHWM: unlike ru_maxrss, not inherited from the parent
-    that forked it)."""
-    with open("/proc/self/status", encoding="ascii") as handle:
-        line = next(line for line in handle if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024  # kB
 
 
 class Unavailable(Exception):
@@ -151,7 +143,7 @@ def run(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
         "method": job["method"],
         **loaded,
         "rss_start_mb": round(rss_before, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "cells": cells,
     }
     if job["role"] == "engine":
