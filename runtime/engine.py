@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from gradlight.runtime.errors import ArtifactError
 from gradlight.runtime.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
+    ATTRIBUTION_LABELS,
     FORWARD,
     GraphInfo,
     Manifest,
@@ -23,6 +26,7 @@ from gradlight.runtime.manifest import (
 )
 from gradlight.runtime.openvino_session import OPENVINO, OpenVinoSession
 from gradlight.runtime.precision_choice import BF16, choose_precision
+from gradlight.runtime.process_memory import release_freed_memory
 from gradlight.runtime.scores import probabilities
 from gradlight.runtime.settings import EngineSettings
 from gradlight.runtime.shared_initializers import SharedInitializers
@@ -100,10 +104,14 @@ class Engine:
         self.graphs = self.manifest.graphs_at(self.precision)
         chosen = provider_options(providers, self.precision)
         shared = SharedInitializers(self.settings.share_weights)
+        startup = self._startup_graph()
         self._sessions = {
-            key: self._session(info, chosen, shared) for key, info in self.graphs.items()
+            key: self._session(info, chosen, shared, compile_now=key == startup)
+            for key, info in self.graphs.items()
         }
         self.shared_weights = shared  # set after the sessions, so it is released after them
+        self._providers = chosen
+        self._bring_up_lock = threading.Lock()
         self.execution_provider = self._sessions[FORWARD].get_providers()[0]
         if self.settings.provider == "cuda" and self.execution_provider != CUDA:
             raise ArtifactError(
@@ -119,38 +127,79 @@ class Engine:
             key: _per_token_inputs(session) for key, session in self._sessions.items()
         }
         self._uses_token_types = self.manifest.uses_token_type_ids
-        if self.precision == BF16:
-            self._check_bf16(chosen, shared)
+        if self.precision == BF16 and startup is not None:
+            self._check_bf16(startup)
         io_binding = self.settings.io_binding
         self.io_binding = self.execution_provider == CUDA if io_binding is None else io_binding
         self._device = "cuda" if self.execution_provider == CUDA else "cpu"
 
-    def _check_bf16(
-        self, providers: list[tuple[str, dict[str, str]]], shared: SharedInitializers
-    ) -> None:
-        """Each bf16 graph against its fp32 graph on a probe batch (runtime/bf16_check.py); one
-        that disagrees on this machine is served in fp32."""
+    def _startup_graph(self) -> str | None:
+        """The one bf16 graph compiled at startup: the one a request without labels or methods
+        runs. Each other bf16 graph is compiled, probed and warmed up by the first call that
+        needs it (``_bring_up``): a compiled OpenVINO graph holds its own copies of the
+        weights (runtime/openvino_session.py), so graphs a deployment never calls should not
+        cost memory. None when nothing is served by OpenVINO."""
+        in_bf16 = [k for k, info in self.graphs.items() if info.details.get("runtime") == OPENVINO]
+        for key in (ATTRIBUTION, ATTRIBUTION_LABELS, ATTRIBUTION_COTANGENT):
+            if key in self.graphs:
+                return key if key in in_bf16 else None
+        return None
+
+    def _check_bf16(self, key: str) -> None:
+        """Graph ``key`` in bf16 against its fp32 graph on a probe batch
+        (runtime/bf16_check.py); if it disagrees on this machine it is served in fp32."""
         batch = self.batch(self.encode([PROBE_TEXT, PROBE_TEXT[:60]], self.max_length))
-        for key, session in list(self._sessions.items()):
-            if not isinstance(session, OpenVinoSession):
-                continue
-            full = self._session(self.manifest.graphs[key], providers, shared)
-            # ones for the extra inputs (cotangents, alpha, fill); the path graph at its end
-            # point against the pad baseline, without noise (keep and noise zero)
-            extras = self._ones_for_extras(key, batch)
-            extras.update({n: np.zeros_like(v) for n, v in extras.items() if n in PATH_ZEROS})
-            feed = {**batch.feed, **extras}
-            problem = probe_disagreement(session, full, feed, self.probabilities)
-            if problem is not None:
-                logger.warning("%s: %s served in fp32: in bf16 %s", self.artifact_dir, key, problem)
-                self._sessions[key] = full
-                self.graphs = {**self.graphs, key: self.manifest.graphs[key]}
+        full = self._session(self.manifest.graphs[key], self._providers, self.shared_weights)
+        # ones for the extra inputs (cotangents, alpha, fill); the path graph at its end
+        # point against the pad baseline, without noise (keep and noise zero)
+        extras = self._ones_for_extras(key, batch)
+        extras.update({n: np.zeros_like(v) for n, v in extras.items() if n in PATH_ZEROS})
+        feed = {**batch.feed, **extras}
+        problem = probe_disagreement(self._sessions[key], full, feed, self.probabilities)
+        if problem is not None:
+            logger.warning("%s: %s served in fp32: in bf16 %s", self.artifact_dir, key, problem)
+            self._serve_in_fp32(key, full)
+
+    def _serve_in_fp32(self, key: str, session: ort.InferenceSession) -> None:
+        self._sessions[key] = session
+        self.graphs = {**self.graphs, key: self.manifest.graphs[key]}
+
+    def _bring_up(self, key: str) -> None:
+        """Compile bf16 graph ``key`` on its first call, probe it, and warm it up; a graph
+        OpenVINO cannot compile here is served in fp32, with a warning."""
+        with self._bring_up_lock:
+            session = self._sessions[key]
+            if not isinstance(session, OpenVinoSession) or session.compiled:
+                return
+            started = time.perf_counter()
+            try:
+                session.compile()
+            except Exception as exc:  # OpenVINO's own RuntimeError subclasses
+                logger.warning(
+                    "%s: %s served in fp32: OpenVINO could not compile it: %s",
+                    self.artifact_dir,
+                    key,
+                    exc,
+                )
+                info = self.manifest.graphs[key]
+                self._serve_in_fp32(key, self._session(info, self._providers, self.shared_weights))
+                return
+            self._check_bf16(key)
+            self._warm_up(key)
+            release_freed_memory()
+            logger.info(
+                "%s: %s compiled for bf16 on its first call, in %.1f s",
+                self.artifact_dir,
+                key,
+                time.perf_counter() - started,
+            )
 
     def _session(
         self,
         graph: GraphInfo,
         providers: list[tuple[str, dict[str, str]]],
         shared: SharedInitializers,
+        compile_now: bool = True,
     ) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.settings.intra_op_threads
@@ -159,7 +208,7 @@ class Engine:
         path = self.artifact_dir / graph.file
         if graph.details.get("runtime") == OPENVINO:
             try:
-                return OpenVinoSession(path, self.settings.intra_op_threads)
+                return OpenVinoSession(path, self.settings.intra_op_threads, compile_now)
             except Exception as exc:  # OpenVINO's own RuntimeError subclasses
                 raise ArtifactError(f"{path} could not be compiled by OpenVINO: {exc}") from exc
         disabled: list[str] = []
@@ -273,6 +322,9 @@ class Engine:
         """One ONNX Runtime call. With IOBinding the inputs go to the device once, the outputs
         are bound on the device and copied back once, after the call (one sync per batch)."""
         session = self._sessions[key]
+        if isinstance(session, OpenVinoSession) and not session.compiled:
+            self._bring_up(key)
+            session = self._sessions[key]
         if not self.io_binding or isinstance(session, OpenVinoSession):
             return session.run(outputs, feed)
         binding = session.io_binding()
@@ -314,12 +366,17 @@ class Engine:
         return probabilities(logits, self.manifest.multi_label)
 
     def warm_up(self) -> None:
-        """Run every graph once on short and long inputs, so the first request is not slow."""
+        """Run every graph once on short and long inputs, so the first request is not slow (a
+        bf16 graph not compiled yet is warmed up when it is, by ``_bring_up``)."""
+        for key, session in self._sessions.items():
+            if not isinstance(session, OpenVinoSession) or session.compiled:
+                self._warm_up(key)
+
+    def _warm_up(self, key: str) -> None:
         for length in (8, min(self.max_length, 128)):
             rows = self.encode(["warm up " * length], length) * 2
             batch = self.batch(rows)
-            for key in self.graphs:
-                self.run(key, batch, self._ones_for_extras(key, batch))
+            self.run(key, batch, self._ones_for_extras(key, batch))
 
     def _ones_for_extras(self, key: str, batch: Batch) -> dict[str, np.ndarray]:
         """Ones of each extra input's declared shape (the batch's own size on its axes)."""

@@ -58,28 +58,50 @@ def _value_infos(values: Any) -> list[NodeInfo]:
 
 
 class OpenVinoSession:
-    """One compiled graph; ``run`` is safe from several threads (one infer request each)."""
+    """One graph, compiled when constructed or, with ``compile_now=False``, by ``compile()``
+    or its first ``run`` (its inputs and outputs are known before); ``run`` is safe from
+    several threads (one infer request each)."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, compile_now: bool = True) -> None:
         import onnx
-        import openvino as ov
 
         graph = onnx.load(str(path), load_external_data=False).graph
         initializers = {tensor.name for tensor in graph.initializer}
         self._inputs = _value_infos(v for v in graph.input if v.name not in initializers)
         self._outputs = _value_infos(graph.output)
-        config = {
+        self._path = path
+        self._config = {
             "INFERENCE_PRECISION_HINT": PRECISION_HINT,
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": "1",
         }
         if threads > 0:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
-        core = ov.Core()
-        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self._ports = {port.get_any_name(): port for port in self._compiled.outputs}
+            self._config["INFERENCE_NUM_THREADS"] = str(threads)
+        self._compiled: Any = None
+        self._ports: dict[str, Any] = {}
         self._idle: list[Any] = []
         self._lock = threading.Lock()
+        if compile_now:
+            self.compile()
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def compile(self) -> None:
+        """Compile the graph for this CPU (once; OpenVINO's errors propagate). Each compiled
+        graph holds its own weights (the fp32 ones read from the file and bf16 copies: about
+        600 MB for a BERT-base graph), which is why an engine compiles a graph only when it
+        is first needed (runtime/engine.py)."""
+        with self._lock:
+            if self._compiled is not None:
+                return
+            import openvino as ov
+
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(str(self._path)), "CPU", self._config)
+            self._ports = {port.get_any_name(): port for port in compiled.outputs}
+            self._compiled = compiled
 
     def get_inputs(self) -> list[NodeInfo]:
         return self._inputs
@@ -91,6 +113,8 @@ class OpenVinoSession:
         return [PROVIDER]
 
     def run(self, outputs: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self._compiled is None:
+            self.compile()
         with self._lock:
             request = self._idle.pop() if self._idle else self._compiled.create_infer_request()
         try:

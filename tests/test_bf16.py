@@ -6,6 +6,7 @@ demo classifier's 300 held-out notes, served by the real server, with its meanin
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from gradlight.runtime.cpu_features import native_bf16
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import ArtifactError
 from gradlight.runtime.manifest import load_manifest
-from gradlight.runtime.openvino_session import PROVIDER, openvino_available
+from gradlight.runtime.openvino_session import PROVIDER, OpenVinoSession, openvino_available
 from gradlight.runtime.precision_choice import choose_precision
 from gradlight.runtime.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
@@ -86,6 +87,59 @@ def test_a_graph_left_out_of_bf16_is_served_in_fp32(bf16_artifact):
     for key in manifest.graphs:
         providers = engine._sessions[key].get_providers()
         assert (providers == [PROVIDER]) == (key in kept), key
+
+
+def _lazy_bf16_engine(artifact) -> Engine:
+    """A bf16 engine of the tiny BERT, whose all-labels and cotangent graphs both passed."""
+    kept = load_manifest(artifact).precisions.get("bf16", {})
+    assert {"attribution", "attribution_cotangent"} <= set(kept), kept
+    engine = Engine(artifact, EngineSettings(provider="cpu", precision="bf16"))
+    assert engine._sessions["attribution"].compiled  # the graph a plain request runs
+    assert not engine._sessions["attribution_cotangent"].compiled
+    return engine
+
+
+@needs_bf16
+def test_another_bf16_graph_is_compiled_probed_and_warmed_by_its_first_call(bf16_artifact, caplog):
+    artifact, _ = bf16_artifact
+    engine = _lazy_bf16_engine(artifact)
+    batch = engine.batch(engine.encode([PROBE_TEXT, PROBE_TEXT[:50]], 64))
+    cotangent = np.eye(len(engine.labels), dtype=np.float32)[[1, 0]]
+    with caplog.at_level(logging.INFO, logger="gradlight.runtime.engine"):
+        logits, scores = engine.attribute_mix(batch, cotangent)
+    session = engine._sessions["attribution_cotangent"]
+    assert isinstance(session, OpenVinoSession) and session.compiled
+    assert "attribution_cotangent compiled for bf16 on its first call" in caplog.text
+    # the same as the graph compiled on its own, with the engine's threads
+    alone = OpenVinoSession(
+        artifact / engine.graphs["attribution_cotangent"].file, engine.settings.intra_op_threads
+    )
+    expected = alone.run(["logits", "scores"], {**batch.feed, "cotangent": cotangent})
+    np.testing.assert_allclose(logits, expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, expected[1], rtol=1e-5, atol=1e-6)
+
+
+@needs_bf16
+def test_a_bf16_graph_openvino_cannot_compile_is_served_in_fp32(bf16_artifact, caplog, monkeypatch):
+    """A compile failure on the first call (caused by a stand-in: a graph that passed the
+    export's gates does not fail to compile on a CPU with bf16) costs that call nothing."""
+    artifact, _ = bf16_artifact
+    engine = _lazy_bf16_engine(artifact)
+    fp32 = Engine(artifact, EngineSettings(provider="cpu", precision="fp32"))
+
+    def refuse(session: OpenVinoSession) -> None:
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp: stand-in")
+
+    monkeypatch.setattr(OpenVinoSession, "compile", refuse)
+    batch = engine.batch(engine.encode([PROBE_TEXT], 64))
+    cotangent = np.eye(len(engine.labels), dtype=np.float32)[[2]]
+    with caplog.at_level(logging.WARNING, logger="gradlight.runtime.engine"):
+        logits, scores = engine.attribute_mix(batch, cotangent)
+    assert "attribution_cotangent served in fp32: OpenVINO could not compile it" in caplog.text
+    assert engine._sessions["attribution_cotangent"].get_providers()[0] == "CPUExecutionProvider"
+    expected = fp32.attribute_mix(batch, cotangent)
+    np.testing.assert_array_equal(logits, expected[0])
+    np.testing.assert_array_equal(scores, expected[1])
 
 
 def _gates(fp32: list, bf16: list, *, predicted_only: bool) -> dict[str, float]:
