@@ -88,7 +88,8 @@ def trace_to_onnx(
     )
     exported_at = time.perf_counter()
 
-    _onnx_export(exported, example_inputs, target, dynamic_shapes=None)
+    with _already_decomposed():
+        _onnx_export(exported, example_inputs, target, dynamic_shapes=None)
     done = time.perf_counter()
     return TraceTimings(
         make_fx_s=traced - started,
@@ -111,6 +112,40 @@ def trace_aten(fn: Callable[..., Any], example_inputs: Sequence[Tensor]) -> torc
             tracing_mode="symbolic",
             _allow_non_fake_inputs=True,
         )(*example_inputs)
+
+
+@contextmanager
+def _already_decomposed() -> Iterator[None]:
+    """The ONNX exporter without its decomposition pass where there is nothing to decompose.
+
+    The exporter decomposes every program it converts (``ExportedProgram.run_decompositions``
+    with its ONNX-friendly table), which traces the whole graph once more: 15-20 s per graph
+    even for a tiny model, about 40% of an attribution graph's export. A graph ``trace_aten``
+    made is already core ATen; when none of its operators is in the exporter's table, the
+    pass would return the same graph, so it is skipped. Where it would change something, or
+    where this torch lays out its exporter differently, the pass runs as always.
+    """
+    try:
+        from torch.onnx._internal.exporter import _decomp, _fx_passes
+
+        original = _fx_passes.decompose_with_registry
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def decompose(program: Any, registry: Any) -> Any:
+        implemented = set(_decomp.get_onnx_implemented_overloads(registry))
+        table = _decomp.create_onnx_friendly_decomposition_table(implemented)
+        targets = {n.target for n in program.graph.nodes if n.op == "call_function"}
+        if targets & set(table):
+            return original(program, registry)
+        return program
+
+    _fx_passes.decompose_with_registry = decompose
+    try:
+        yield
+    finally:
+        _fx_passes.decompose_with_registry = original
 
 
 class ForwardModule(torch.nn.Module):
