@@ -325,7 +325,14 @@ class Engine:
         if isinstance(session, OpenVinoSession) and not session.compiled:
             self._bring_up(key)
             session = self._sessions[key]
-        if not self.io_binding or isinstance(session, OpenVinoSession):
+        if isinstance(session, OpenVinoSession):
+            # OpenVINO keeps each compiled graph's buffers at its largest shape so far: the
+            # other graphs hand theirs back, so the process holds one graph's, not their sum
+            for other in self._sessions.values():
+                if other is not session and isinstance(other, OpenVinoSession):
+                    other.release_buffers()
+            return session.run(outputs, feed)
+        if not self.io_binding:
             return session.run(outputs, feed)
         binding = session.io_binding()
         for name, array in feed.items():

@@ -80,6 +80,8 @@ class OpenVinoSession:
         self._compiled: Any = None
         self._ports: dict[str, Any] = {}
         self._idle: list[Any] = []
+        self._in_flight = 0
+        self._holds_buffers = False
         self._lock = threading.Lock()
         if compile_now:
             self.compile()
@@ -117,6 +119,8 @@ class OpenVinoSession:
             self.compile()
         with self._lock:
             request = self._idle.pop() if self._idle else self._compiled.create_infer_request()
+            self._in_flight += 1
+            self._holds_buffers = True
         try:
             results = request.infer(feed)
             names = outputs or [info.name for info in self._outputs]
@@ -125,3 +129,13 @@ class OpenVinoSession:
         finally:
             with self._lock:
                 self._idle.append(request)
+                self._in_flight -= 1
+
+    def release_buffers(self) -> None:
+        """Hand the intermediate buffers back (OpenVINO keeps them, per compiled graph, at the
+        largest shape run so far) unless a run is in flight; the next run allocates anew."""
+        with self._lock:
+            if self._compiled is None or self._in_flight or not self._holds_buffers:
+                return
+            self._compiled.release_memory()
+            self._holds_buffers = False

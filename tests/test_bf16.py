@@ -120,6 +120,23 @@ def test_another_bf16_graph_is_compiled_probed_and_warmed_by_its_first_call(bf16
 
 
 @needs_bf16
+def test_a_bf16_graph_hands_its_buffers_back_when_another_runs(bf16_artifact):
+    """One graph's intermediate buffers held at a time, and the same answers after."""
+    artifact, _ = bf16_artifact
+    engine = _lazy_bf16_engine(artifact)
+    batch = engine.batch(engine.encode([PROBE_TEXT] * 4, 96))
+    first = engine.attribute_all(batch)
+    every, mix = engine._sessions["attribution"], engine._sessions["attribution_cotangent"]
+    assert every._holds_buffers
+    engine.attribute_mix(batch, np.ones((4, len(engine.labels)), dtype=np.float32))
+    assert not every._holds_buffers and mix._holds_buffers
+    again = engine.attribute_all(batch)
+    assert not mix._holds_buffers
+    for ours, theirs in zip(again, first, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@needs_bf16
 def test_a_bf16_graph_openvino_cannot_compile_is_served_in_fp32(bf16_artifact, caplog, monkeypatch):
     """A compile failure on the first call (caused by a stand-in: a graph that passed the
     export's gates does not fail to compile on a CPU with bf16) costs that call nothing."""
