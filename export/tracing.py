@@ -100,19 +100,15 @@ def trace_to_onnx(
 
 def trace_aten(fn: Callable[..., Any], example_inputs: Sequence[Tensor]) -> torch.fx.GraphModule:
     """``fn`` as a graph of core ATen operators (its forward and backward), symbolic shapes."""
-    from torch._decomp import core_aten_decompositions, get_decompositions
+    from torch._decomp import core_aten_decompositions
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    table = core_aten_decompositions()
-    # core ATen keeps squeeze.dims, which the ONNX exporter would decompose itself, at the
-    # cost of a pass over the whole graph (_already_decomposed): ModernBERT and DeBERTa use it
-    table.update(get_decompositions([torch.ops.aten.squeeze.dims]))
     # No duck shaping: a batch size that happens to equal the label count must stay its own
     # symbol, or the traced graph ties the two together and export specializes the batch.
     with torch.fx.experimental._config.patch(use_duck_shape=False):
         return make_fx(
             fn,
-            decomposition_table=table,
+            decomposition_table=core_aten_decompositions(),
             tracing_mode="symbolic",
             _allow_non_fake_inputs=True,
         )(*example_inputs)
