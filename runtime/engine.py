@@ -325,14 +325,19 @@ class Engine:
         if isinstance(session, OpenVinoSession) and not session.compiled:
             self._bring_up(key)
             session = self._sessions[key]
-        if isinstance(session, OpenVinoSession):
-            # OpenVINO keeps each compiled graph's buffers at its largest shape so far: the
-            # other graphs hand theirs back, so the process holds one graph's, not their sum
-            for other in self._sessions.values():
-                if other is not session and isinstance(other, OpenVinoSession):
-                    other.release_buffers()
-            return session.run(outputs, feed)
-        if not self.io_binding:
+        if key != FORWARD:
+            # OpenVINO keeps each compiled graph's buffers at its largest shape so far: before
+            # another attribution graph runs (in bf16 or fp32), the bf16 graphs hand theirs
+            # back, so the process holds one attribution graph's buffers, not their sum (the
+            # forward's are small, and it runs beside the all-labels graph on every request)
+            released = [
+                other.release_buffers()
+                for other in self._sessions.values()
+                if other is not session and isinstance(other, OpenVinoSession)
+            ]
+            if any(released):
+                release_freed_memory()
+        if not self.io_binding or isinstance(session, OpenVinoSession):
             return session.run(outputs, feed)
         binding = session.io_binding()
         for name, array in feed.items():

@@ -131,11 +131,13 @@ class OpenVinoSession:
                 self._idle.append(request)
                 self._in_flight -= 1
 
-    def release_buffers(self) -> None:
+    def release_buffers(self) -> bool:
         """Hand the intermediate buffers back (OpenVINO keeps them, per compiled graph, at the
-        largest shape run so far) unless a run is in flight; the next run allocates anew."""
+        largest shape run so far) unless a run is in flight; the next run allocates anew.
+        Whether anything was released."""
         with self._lock:
             if self._compiled is None or self._in_flight or not self._holds_buffers:
-                return
+                return False
             self._compiled.release_memory()
             self._holds_buffers = False
+            return True
