@@ -120,7 +120,7 @@ def _already_decomposed() -> Iterator[None]:
 
     The exporter decomposes every program it converts (``ExportedProgram.run_decompositions``
     with its ONNX-friendly table), which traces the whole graph once more: 15-20 s per graph
-    even for a tiny model, about 40% of an attribution graph's export. A graph ``trace_aten``
+    even for a tiny model, about half of an attribution graph's export. A graph ``trace_aten``
     made is already core ATen; when none of its operators is in the exporter's table, the
     pass would return the same graph, so it is skipped. Where it would change something, or
     where this torch lays out its exporter differently, the pass runs as always.
