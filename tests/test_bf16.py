@@ -120,13 +120,16 @@ def test_another_bf16_graph_is_compiled_probed_and_warmed_by_its_first_call(bf16
 
 
 @needs_bf16
-def test_a_bf16_graph_hands_its_buffers_back_when_another_runs(bf16_artifact):
-    """One graph's intermediate buffers held at a time, and the same answers after."""
+def test_a_bf16_graph_hands_its_buffers_back_when_another_attribution_graph_runs(bf16_artifact):
+    """One attribution graph's intermediate buffers held at a time, and the same answers after;
+    the forward graph, which runs beside the all-labels graph on every request, releases
+    nothing."""
     artifact, _ = bf16_artifact
     engine = _lazy_bf16_engine(artifact)
     batch = engine.batch(engine.encode([PROBE_TEXT] * 4, 96))
     first = engine.attribute_all(batch)
     every, mix = engine._sessions["attribution"], engine._sessions["attribution_cotangent"]
+    engine.forward(batch)
     assert every._holds_buffers
     engine.attribute_mix(batch, np.ones((4, len(engine.labels)), dtype=np.float32))
     assert not every._holds_buffers and mix._holds_buffers
