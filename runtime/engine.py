@@ -139,10 +139,9 @@ class Engine:
         needs it (``_bring_up``): a compiled OpenVINO graph holds its own copies of the
         weights (runtime/openvino_session.py), so graphs a deployment never calls should not
         cost memory. None when nothing is served by OpenVINO."""
-        in_bf16 = [k for k, info in self.graphs.items() if info.details.get("runtime") == OPENVINO]
         for key in (ATTRIBUTION, ATTRIBUTION_LABELS, ATTRIBUTION_COTANGENT):
             if key in self.graphs:
-                return key if key in in_bf16 else None
+                return key if self.graphs[key].details.get("runtime") == OPENVINO else None
         return None
 
     def _check_bf16(self, key: str) -> None:
