@@ -3,6 +3,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,25 +61,45 @@ ARCHITECTURE_CASES = {
 # DIR and reuses them in later runs (exporting them is most of the suite's time). CI never sets it.
 REUSE = Path(os.environ["GRADLIGHT_TEST_REUSE"]) if os.environ.get("GRADLIGHT_TEST_REUSE") else None
 
+# The README's test command runs the suite in two pytest-xdist workers (`-n 2`; pyproject.toml's
+# `--dist loadscope` keeps each module's tests in one worker, in order). The session's models and
+# artifacts are then made once for both: in a directory the workers share, each under a file
+# lock, so the worker that gets there second waits for the first and reuses its work.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
 
 def _workdir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    if REUSE is None:
+    """Where a session fixture keeps what it makes: DIR/name with GRADLIGHT_TEST_REUSE, the
+    workers' common temporary directory under xdist, else a directory of this session's own."""
+    if REUSE is None and not WORKER:
         return tmp_path_factory.mktemp(name)
-    (REUSE / name).mkdir(parents=True, exist_ok=True)
-    return REUSE / name
+    root = REUSE if REUSE is not None else tmp_path_factory.getbasetemp().parent
+    (root / name).mkdir(parents=True, exist_ok=True)
+    return root / name
+
+
+@contextmanager
+def _made_once(directory: Path, name: str) -> Iterator[None]:
+    """Hold ``directory/name.lock`` while making ``name`` (one worker at a time); inside, a
+    fixture makes it only if it is not there yet."""
+    from filelock import FileLock
+
+    with FileLock(str(directory / f"{name}.lock")):
+        yield
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = _workdir(tmp_path_factory, "tiny-models")
-    return {
-        model_type: root / model_type
-        if (root / model_type / "config.json").is_file() and REUSE is not None
-        else save_tiny_classifier(
-            root / model_type, model_type, num_labels, multi_label=multi_label
-        ).path
-        for model_type, (num_labels, multi_label, *_) in ARCHITECTURE_CASES.items()
-    }
+    dirs = {}
+    with _made_once(root, "all"):
+        for model_type, (num_labels, multi_label, *_) in ARCHITECTURE_CASES.items():
+            dirs[model_type] = root / model_type
+            if not (root / model_type / "config.json").is_file():
+                save_tiny_classifier(
+                    root / model_type, model_type, num_labels, multi_label=multi_label
+                )
+    return dirs
 
 
 CNLPT_FIXTURES = Path(__file__).parent / "fixtures" / "cnlpt"
@@ -93,11 +115,15 @@ def exported(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
 
     def get(model_type: str) -> Path:
         out = root / model_type
-        if not (out / "manifest.json").is_file():  # made in this session, or kept by REUSE
-            options = ARCHITECTURE_CASES[model_type].export_options()
-            export_model(
-                tiny_model_dirs[model_type], out, options, printer=logging.getLogger("export").info
-            )
+        with _made_once(root, model_type):
+            if not (out / "manifest.json").is_file():  # not made yet, or kept by REUSE
+                options = ARCHITECTURE_CASES[model_type].export_options()
+                export_model(
+                    tiny_model_dirs[model_type],
+                    out,
+                    options,
+                    printer=logging.getLogger("export").info,
+                )
         return out
 
     return get
@@ -111,12 +137,13 @@ def exported_cnlpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = _workdir(tmp_path_factory, "cnlpt")
     for name in CNLPT_EXPORTED:
-        if not (root / name / "tasks.json").is_file():
-            export_cnlpt(
-                CNLPT_FIXTURES / name,
-                root / name,
-                ExportOptions(max_loop_labels=0, path_graph=False, labels_graph=False),
-            )
+        with _made_once(root, name):
+            if not (root / name / "tasks.json").is_file():
+                export_cnlpt(
+                    CNLPT_FIXTURES / name,
+                    root / name,
+                    ExportOptions(max_loop_labels=0, path_graph=False, labels_graph=False),
+                )
     return {name: root / name for name in CNLPT_EXPORTED}
 
 
@@ -132,13 +159,22 @@ def reduced_precision_export(
 
     from processes import gradlight
 
-    out = tmp_path_factory.mktemp("reduced-precision") / "bert"
-    command = gradlight(
-        "export", str(tiny_model_dirs["bert"]), str(out), "--fp16", "--bf16", "--no-path-graph"
-    )
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return out, result.stderr
+    root = _workdir(tmp_path_factory, "reduced-precision")
+    out, log = root / "bert", root / "export.log"
+    with _made_once(root, "bert"):
+        if not log.is_file():
+            command = gradlight(
+                "export",
+                str(tiny_model_dirs["bert"]),
+                str(out),
+                "--fp16",
+                "--bf16",
+                "--no-path-graph",
+            )
+            result = subprocess.run(command, capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr
+            log.write_text(result.stderr)
+    return out, log.read_text()
 
 
 @pytest.fixture(scope="session")
@@ -160,11 +196,11 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = _workdir(tmp_path_factory, "minilm")
     model_dir, artifact = root / "model", root / "artifact"
-    if REUSE is not None and (artifact / "manifest.json").is_file():
-        return model_dir, artifact
-    train_assertion_classifier(model_dir, printer=logging.getLogger("train").info)
-    # bf16 checked with the quality gates too (a report only, on a CPU without native bf16)
-    export_model(model_dir, artifact, ExportOptions(precisions=("bf16",)))
+    with _made_once(root, "artifact"):
+        if not (artifact / "manifest.json").is_file():
+            train_assertion_classifier(model_dir, printer=logging.getLogger("train").info)
+            # bf16 checked with the quality gates too (a report only, on a CPU without bf16)
+            export_model(model_dir, artifact, ExportOptions(precisions=("bf16",)))
     return model_dir, artifact
 
 
@@ -193,6 +229,9 @@ def tiny_server(engine_for):
 
     from gradlight.runtime.server import ServerSettings
 
+    # the second worker exports from the other end of the list, so the two share the exports
+    for name in list(ARCHITECTURE_CASES)[:: -1 if WORKER[-1:] in "13579" and WORKER else 1]:
+        engine_for(name)
     engines = {name: engine_for(name) for name in ARCHITECTURE_CASES}
     server = ServerThread(engines, ServerSettings(port=0, http_port=0)).start()
     yield server
