@@ -229,10 +229,11 @@ def tiny_server(engine_for):
 
     from gradlight.runtime.server import ServerSettings
 
-    # the second worker exports from the other end of the list, so the two share the exports
-    for name in list(ARCHITECTURE_CASES)[:: -1 if WORKER[-1:] in "13579" and WORKER else 1]:
-        engine_for(name)
-    engines = {name: engine_for(name) for name in ARCHITECTURE_CASES}
+    names = list(ARCHITECTURE_CASES)
+    if WORKER.endswith(("1", "3", "5", "7", "9")):
+        names.reverse()  # from the other end than worker gw0, so the two share the exports
+    loaded = {name: engine_for(name) for name in names}
+    engines = {name: loaded[name] for name in ARCHITECTURE_CASES}
     server = ServerThread(engines, ServerSettings(port=0, http_port=0)).start()
     yield server
     server.stop()
