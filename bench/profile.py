@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gradlight.bench import corpus
+from gradlight.runtime.cpu_arena import use_shared_cpu_arena
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 
@@ -38,6 +39,7 @@ def profile(
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        use_shared_cpu_arena(options)  # as the engine's sessions allocate
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(artifact / info.file), options, ["CPUExecutionProvider"])

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gradlight.runtime.bf16_check import PROBE_TEXT, probe_disagreement
+from gradlight.runtime.cpu_arena import use_shared_cpu_arena
 from gradlight.runtime.errors import ArtifactError
 from gradlight.runtime.manifest import (
     ATTRIBUTION,
@@ -39,16 +40,6 @@ PATH_ZEROS = ("keep", "noise")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-
-# The CPU provider's memory arena keeps, per session, the most memory calls have taken (a block
-# per input shape with memory patterns), so it grows with every new shape. Measured on the demo's
-# MiniLM-L6 artifact (Xeon, 2 threads, attribute_all on 8x128 and 32 mixed-length texts, 3 calls
-# each): peak RSS 2166 MB with it, 1254 MB without (eager PyTorch: 1460 MB), CPU time +0-5%
-# (the run-to-run noise there); shrinking the arena after each run: 1345 MB, +2%. Outputs are
-# the same to the bit. On a quiet machine, interleaved, 8 texts of exactly 64 / 128 tokens: 354
-# / 716 ms with it, 385 / 803 ms without (+9-12%): memory bought with speed, for the issue's
-# memory target (docs/benchmarks.md).
-CPU_MEM_ARENA = False
 
 
 def resolve_providers(choice: str) -> list[str]:
@@ -213,7 +204,7 @@ class Engine:
         disabled: list[str] = []
         try:
             if [name for name, _ in providers] == [CPU]:
-                options.enable_cpu_mem_arena = CPU_MEM_ARENA
+                use_shared_cpu_arena(options)
                 disabled = shared.configure(path, options)
             session = ort.InferenceSession(
                 str(path), options, providers=providers, disabled_optimizers=disabled
