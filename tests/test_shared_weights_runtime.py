@@ -171,3 +171,16 @@ def test_the_reader_finds_what_the_onnx_package_finds(exported):
     for path in sorted(artifact.glob("*.onnx")):
         mine = [(t.name, t.location, t.offset, t.length) for t in external_tensors(path)]
         assert mine == _onnx_external(path), path.name
+
+
+def test_every_cpu_session_allocates_from_the_one_shared_arena(exported) -> None:
+    """runtime/cpu_arena.py: the sessions of two engines in one process all take their
+    tensors from the environment's arena, without memory patterns (a block per input shape)."""
+    engines = [_engine(exported("bert"), share=False), _engine(exported("albert"))]
+    sessions = [session for engine in engines for session in engine._sessions.values()]
+    assert len(sessions) >= 4
+    for session in sessions:
+        options = session.get_session_options()
+        assert options.enable_cpu_mem_arena
+        assert not options.enable_mem_pattern
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"
