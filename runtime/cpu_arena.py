@@ -52,8 +52,8 @@ def _register_once() -> None:
         config = ort.OrtArenaCfg(0, -1, -1, -1)
         try:
             ort.create_and_register_allocator(memory, config)
-        except Exception as exc:  # one is already registered (by the caller's own code)
-            logger.info("a shared ONNX Runtime CPU arena was registered already (%s)", exc)
+        except Exception as exc:  # ONNX Runtime's own error types
+            logger.warning("no CPU arena shared by all sessions (%s): each keeps its own", exc)
 
 
 def use_shared_cpu_arena(options: ort.SessionOptions) -> None:
