@@ -96,13 +96,24 @@ class Engine:
         chosen = provider_options(providers, self.precision)
         shared = SharedInitializers(self.settings.share_weights)
         startup = self._startup_graph()
-        self._sessions = {
-            key: self._session(info, chosen, shared, compile_now=key == startup)
-            for key, info in self.graphs.items()
-        }
+        now = {FORWARD, self._plain_request_graph()}
+        self._sessions: dict[str, Any] = {}
+        self._per_token: dict[str, frozenset[str]] = {}
+        self._per_token_inputs: dict[str, frozenset[str]] = {}
+        for key, info in self.graphs.items():
+            if key in now or info.details.get("runtime") == OPENVINO:
+                self._keep(key, self._session(info, chosen, shared, compile_now=key == startup))
         self.shared_weights = shared  # set after the sessions, so it is released after them
         self._providers = chosen
         self._bring_up_lock = threading.Lock()
+        later = [key for key in self.graphs if key not in self._sessions]
+        if later:
+            logger.info(
+                "%s: loaded %s; %s load on their first call",
+                self.artifact_dir,
+                ", ".join(self._sessions),
+                ", ".join(later),
+            )
         self.execution_provider = self._sessions[FORWARD].get_providers()[0]
         if self.settings.provider == "cuda" and self.execution_provider != CUDA:
             raise ArtifactError(
@@ -111,12 +122,6 @@ class Engine:
                 "LD_LIBRARY_PATH, or use --provider cpu"
             )
         self.graph_files = {key: graph.file for key, graph in self.graphs.items()}
-        self._per_token = {
-            key: _per_token_outputs(session) for key, session in self._sessions.items()
-        }
-        self._per_token_inputs = {
-            key: _per_token_inputs(session) for key, session in self._sessions.items()
-        }
         self._uses_token_types = self.manifest.uses_token_type_ids
         if self.precision == BF16 and startup is not None:
             self._check_bf16(startup)
@@ -124,16 +129,54 @@ class Engine:
         self.io_binding = self.execution_provider == CUDA if io_binding is None else io_binding
         self._device = "cuda" if self.execution_provider == CUDA else "cpu"
 
+    def _plain_request_graph(self) -> str:
+        """The attribution graph a request without labels or methods runs."""
+        return next(
+            key
+            for key in (ATTRIBUTION, ATTRIBUTION_LABELS, ATTRIBUTION_COTANGENT)
+            if key in self.graphs
+        )
+
+    def _keep(self, key: str, session: Any) -> None:
+        """Serve graph ``key`` with ``session`` from now on."""
+        self._per_token[key] = _per_token_outputs(session)
+        self._per_token_inputs[key] = _per_token_inputs(session)
+        self._sessions[key] = session
+
+    def _session_for(self, key: str) -> Any:
+        """Graph ``key``'s session, loaded by its first call where it was not at startup.
+
+        An ONNX Runtime session holds its own pre-packed copies of the weights (the attribution
+        graphs two: the forward's and the backward's transposed ones), so the graphs a
+        deployment never calls, often the cotangent, labels and path graphs, should not cost
+        memory: on a BERT-base-sized artifact served fp32 for all labels, not loading its
+        cotangent graph takes peak RSS from 3134 to 2469 MB (docs/benchmarks.md). At startup
+        the engine loads the forward graph and the graph a plain request runs
+        (``_plain_request_graph``); the others load when first needed."""
+        session = self._sessions.get(key)
+        if session is not None:
+            return session
+        with self._bring_up_lock:
+            if key not in self._sessions:
+                started = time.perf_counter()
+                info = self.graphs[key]
+                self._keep(key, self._session(info, self._providers, self.shared_weights))
+                logger.info(
+                    "%s: %s loaded on its first call, in %.1f s",
+                    self.artifact_dir,
+                    key,
+                    time.perf_counter() - started,
+                )
+            return self._sessions[key]
+
     def _startup_graph(self) -> str | None:
         """The one bf16 graph compiled at startup: the one a request without labels or methods
         runs. Each other bf16 graph is compiled, probed and warmed up by the first call that
         needs it (``_bring_up``): a compiled OpenVINO graph holds its own copies of the
         weights (runtime/openvino_session.py), so graphs a deployment never calls should not
         cost memory. None when nothing is served by OpenVINO."""
-        for key in (ATTRIBUTION, ATTRIBUTION_LABELS, ATTRIBUTION_COTANGENT):
-            if key in self.graphs:
-                return key if self.graphs[key].details.get("runtime") == OPENVINO else None
-        return None
+        key = self._plain_request_graph()
+        return key if self.graphs[key].details.get("runtime") == OPENVINO else None
 
     def _check_bf16(self, key: str) -> None:
         """Graph ``key`` in bf16 against its fp32 graph on a probe batch
@@ -151,7 +194,7 @@ class Engine:
             self._serve_in_fp32(key, full)
 
     def _serve_in_fp32(self, key: str, session: ort.InferenceSession) -> None:
-        self._sessions[key] = session
+        self._keep(key, session)
         self.graphs = {**self.graphs, key: self.manifest.graphs[key]}
 
     def _bring_up(self, key: str) -> None:
@@ -233,7 +276,7 @@ class Engine:
         return self.manifest.max_length
 
     def has_graph(self, key: str) -> bool:
-        return key in self._sessions
+        return key in self.graphs
 
     @property
     def reduced_attribution(self) -> bool:
@@ -258,7 +301,7 @@ class Engine:
 
     def input_shape(self, key: str, name: str) -> list[int | str]:
         """The declared shape of graph ``key``'s input ``name`` (a symbolic axis: its name)."""
-        return next(node.shape for node in self._sessions[key].get_inputs() if node.name == name)
+        return next(node.shape for node in self._session_for(key).get_inputs() if node.name == name)
 
     def stack_extras(
         self, key: str, rows: Sequence[Mapping[str, np.ndarray]], width: int
@@ -268,6 +311,7 @@ class Engine:
         ``width``; rows of several vectors (the labels graph's ``cotangent``, [K, L]) with zero
         vectors to the largest K."""
         stacked = {}
+        self._session_for(key)  # the per-token inputs are known from it
         for name in self.extra_inputs(key):
             values = [np.asarray(row[name], dtype=np.float32) for row in rows]
             per_token = name in self._per_token_inputs[key]
@@ -311,7 +355,7 @@ class Engine:
     def _run(self, key: str, outputs: list[str], feed: dict[str, np.ndarray]) -> list[Any]:
         """One ONNX Runtime call. With IOBinding the inputs go to the device once, the outputs
         are bound on the device and copied back once, after the call (one sync per batch)."""
-        session = self._sessions[key]
+        session = self._session_for(key)
         if isinstance(session, OpenVinoSession) and not session.compiled:
             self._bring_up(key)
             session = self._sessions[key]
@@ -383,6 +427,7 @@ class Engine:
     def _ones_for_extras(self, key: str, batch: Batch) -> dict[str, np.ndarray]:
         """Ones of each extra input's declared shape (the batch's own size on its axes)."""
         rows, width = batch.feed["input_ids"].shape
+        self._session_for(key)
         per_token = self._per_token_inputs[key]
         shapes = {
             name: [

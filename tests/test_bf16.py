@@ -85,7 +85,7 @@ def test_a_graph_left_out_of_bf16_is_served_in_fp32(bf16_artifact):
     kept = manifest.precisions.get("bf16", {})
     assert engine.precision == ("bf16" if kept else "fp32")
     for key in manifest.graphs:
-        providers = engine._sessions[key].get_providers()
+        providers = engine._session_for(key).get_providers()
         assert (providers == [PROVIDER]) == (key in kept), key
 
 
