@@ -179,7 +179,8 @@ def test_the_reader_finds_what_the_onnx_package_finds(exported):
 
 def test_every_cpu_session_allocates_from_the_one_shared_arena(exported) -> None:
     """runtime/cpu_arena.py: the sessions of two engines in one process all take their
-    tensors from the environment's arena, without memory patterns (a block per input shape)."""
+    tensors from the environment's arena, without memory patterns (a block per input shape);
+    and their threads stop spinning when a call ends (runtime/engine.py, ``STOP_SPINNING``)."""
     engines = [_engine(exported("bert"), share=False), _engine(exported("albert"))]
     sessions = [session for engine in engines for session in engine._sessions.values()]
     assert len(sessions) >= 4
@@ -188,3 +189,4 @@ def test_every_cpu_session_allocates_from_the_one_shared_arena(exported) -> None
         assert options.enable_cpu_mem_arena
         assert not options.enable_mem_pattern
         assert options.get_session_config_entry("session.use_env_allocators") == "1"
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
