@@ -50,6 +50,8 @@ def main() -> None:
         for length in LENGTHS:
             method.attribute(long_texts(8), length, labels)  # type: ignore[attr-defined]
         method.attribute(notes(32), 128, labels)  # type: ignore[attr-defined]
+    if hasattr(method, "close"):  # the engine's batcher, stopped before its loop goes away
+        method.close()
     figures = {"method": args.method, "model": args.model_dir.name, "cpu": cpu_name()}
     if args.one_label_too:
         figures["labels"] = "all, then the first"
