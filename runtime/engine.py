@@ -424,8 +424,9 @@ class Engine:
         return probabilities(logits, self.manifest.multi_label)
 
     def warm_up(self) -> None:
-        """Run every graph once on short and long inputs, so the first request is not slow (a
-        bf16 graph not compiled yet is warmed up when it is, by ``_bring_up``)."""
+        """Run every graph loaded at startup once on short and long inputs, so the first request
+        is not slow (a bf16 graph not compiled yet is warmed up when it is, by ``_bring_up``; an
+        fp32 graph loaded by its first call, ``_session_for``, is not: that call is its first)."""
         for key, session in self._sessions.items():
             if not isinstance(session, OpenVinoSession) or session.compiled:
                 self._warm_up(key)
