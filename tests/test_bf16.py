@@ -20,6 +20,7 @@ from gradlight.runtime.bf16_check import PROBE_TEXT, probe_disagreement
 from gradlight.runtime.cpu_features import native_bf16
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import ArtifactError
+from gradlight.runtime.file_pages import resident_mb
 from gradlight.runtime.manifest import load_manifest
 from gradlight.runtime.openvino_session import PROVIDER, OpenVinoSession, openvino_available
 from gradlight.runtime.precision_choice import choose_precision
@@ -136,6 +137,29 @@ def test_a_bf16_graph_hands_its_buffers_back_when_another_attribution_graph_runs
     again = engine.attribute_all(batch)
     assert not mix._holds_buffers
     for ours, theirs in zip(again, first, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@needs_bf16
+def test_a_bf16_graph_unmaps_its_weights_file_after_its_first_run(bf16_artifact, caplog):
+    """OpenVINO's own bf16 copies of the weights are made by a graph's first run; the file's
+    fp32 pages it mapped are then unmapped (runtime/file_pages.py), and the answers stay
+    the same to the bit."""
+    artifact, _ = bf16_artifact
+    engine = _lazy_bf16_engine(artifact)
+    session = engine._sessions["attribution_cotangent"]
+    assert [file.name for file in session._weight_files] == ["weights.bin"]
+    weights = session._weight_files[0]
+    session.compile()
+    held = resident_mb(weights)
+    assert held > 0
+    batch = engine.batch(engine.encode([PROBE_TEXT, PROBE_TEXT[:50]], 64))
+    feed = {**batch.feed, "cotangent": np.eye(len(engine.labels), dtype=np.float32)[[1, 0]]}
+    with caplog.at_level(logging.INFO, logger="gradlight.runtime.openvino_session"):
+        first = session.run(None, feed)
+    assert "of weights.bin unmapped after its first run" in caplog.text
+    assert resident_mb(weights) < held
+    for ours, theirs in zip(session.run(None, feed), first, strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
 

@@ -1,10 +1,16 @@
-"""Memory freed while loading goes back to the operating system (runtime/process_memory.py)."""
+"""Memory freed while loading, and a weights file's pages no graph reads any more, go back to
+the operating system (runtime/process_memory.py, runtime/file_pages.py)."""
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import platform
+from pathlib import Path
 
+import numpy as np
+
+from gradlight.runtime.file_pages import mappings, release_file_pages, resident_mb
 from gradlight.runtime.process_memory import release_freed_memory
 
 
@@ -35,3 +41,26 @@ def test_freed_heap_memory_leaves_the_process():
     released = _rss_mb()
     libc.free(pin)
     assert kept - released > 200, (held, kept, released)
+
+
+def test_a_files_clean_pages_leave_the_process_and_read_back_the_same(tmp_path):
+    """runtime/file_pages.py: a read-only mapping's resident pages are unmapped (the data stays
+    the file's), a mapping with changes of its own is left alone."""
+    path = tmp_path / "weights.bin"
+    data = np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8)
+    path.write_bytes(data.tobytes())
+    if not Path("/proc/self/smaps").exists():  # no smaps: nothing found, nothing released
+        assert mappings(path) == [] and release_file_pages(path) == 0.0
+        return
+    with path.open("rb") as file, path.open("r+b") as changed_file:
+        shared = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        private = mmap.mmap(changed_file.fileno(), 0, access=mmap.ACCESS_COPY)
+        private[0] = (int(data[0]) + 1) % 256  # a change of this process's own, not the file's
+        assert bytes(shared[:: 1 << 12])  # every page read once
+        read_only = next(m for m in mappings(path) if not m.writable)
+        assert read_only.resident_kb >= 8 << 10
+        released = release_file_pages(path)
+        assert released >= 8 and resident_mb(path) < 1  # only the changed page is held (its copy)
+        assert np.array_equal(np.frombuffer(shared, dtype=np.uint8), data)  # read back the same
+        assert private[0] == (int(data[0]) + 1) % 256 and resident_mb(path) >= 8  # read again
+        del shared, private  # (mmap objects close with their last reference)
