@@ -176,9 +176,7 @@ class GradlightIG:
         settings = BatchSettings(
             max_batch_size=job["rows_per_call"],
             max_queue_size=max(defaults.max_queue_size, rows),
-            max_tokens_per_batch=max(
-                defaults.max_tokens_per_batch, job["rows_per_call"] * job["max_length"]
-            ),
+            max_tokens_per_batch=job["rows_per_call"] * job["max_length"],
         )
         self.loop = asyncio.new_event_loop()
         self.batcher = DynamicBatcher(engine, settings)

@@ -107,7 +107,12 @@ def _add_batching_flags(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("dynamic batching")
     group.add_argument("--max-batch-size", type=int, default=_BATCH.max_batch_size)
     group.add_argument("--max-wait-ms", type=float, default=_BATCH.max_wait_ms)
-    group.add_argument("--max-tokens-per-batch", type=int, default=_BATCH.max_tokens_per_batch)
+    group.add_argument(
+        "--max-tokens-per-batch",
+        type=int,
+        default=None,
+        help="rows x padded length per call (default: 1024 on CPU, 8192 on CUDA)",
+    )
     group.add_argument("--max-queue-size", type=int, default=_BATCH.max_queue_size)
     group.add_argument(
         "--call-cost-tokens",

@@ -5,7 +5,8 @@ leave-one-sentence-out variants for the forward graph). The batcher waits up to 
 after the oldest waiting work for more to arrive, takes whole works up to ``max_batch_size``
 rows, groups their rows by graph, sorts them by length and cuts them into calls (see
 ``gradlight.runtime.packing``): each call is padded only to its own longest row, respects
-``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row), and calls are cut where
+``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row; by execution provider where
+the settings do not say), and calls are cut where
 the padding they would add costs more than a call (``call_cost_tokens``). Rows of one *unit*
 (a text and its leave-one-sentence-out variants) always share a call. Outputs go back to each
 work in its row order. A row counts as its ``weight`` in every limit (queue room, rows and
@@ -32,7 +33,11 @@ from gradlight.runtime.admission import Admission, QueueRoom
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import InferenceError, UnavailableError
 from gradlight.runtime.metrics import ModelMetrics, ServerMetrics
-from gradlight.runtime.packing import DEFAULT_CALL_COST_TOKENS, plan_calls
+from gradlight.runtime.packing import (
+    DEFAULT_CALL_COST_TOKENS,
+    DEFAULT_TOKENS_PER_CALL,
+    plan_calls,
+)
 from gradlight.runtime.settings import BatchSettings
 from gradlight.runtime.tokenization import EncodedText
 
@@ -118,6 +123,11 @@ class DynamicBatcher:
             settings.call_cost_tokens
             if settings.call_cost_tokens is not None
             else DEFAULT_CALL_COST_TOKENS.get(engine.execution_provider, 16)
+        )
+        self.max_tokens_per_call = (
+            settings.max_tokens_per_batch
+            if settings.max_tokens_per_batch is not None
+            else DEFAULT_TOKENS_PER_CALL.get(engine.execution_provider, 1024)
         )
 
     def start(self) -> None:
@@ -266,7 +276,7 @@ class DynamicBatcher:
         settings = self.settings
         outputs: list[dict[int, RowOutput]] = [{} for _ in groups]
         for start, stop in plan_calls(
-            shapes, settings.max_batch_size, settings.max_tokens_per_batch, self.call_cost_tokens
+            shapes, settings.max_batch_size, self.max_tokens_per_call, self.call_cost_tokens
         ):
             members = sorted(
                 (item for unit in ordered[start:stop] for item in unit),
@@ -291,7 +301,7 @@ class DynamicBatcher:
         for index in range(1, len(rows)):
             count += rows[index].weight
             width = len(rows[index].encoded)  # sorted: the new row is the longest so far
-            if count > settings.max_batch_size or count * width > settings.max_tokens_per_batch:
+            if count > settings.max_batch_size or count * width > self.max_tokens_per_call:
                 chunks.append((start, index))
                 start = index
                 count = rows[index].weight

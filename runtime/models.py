@@ -224,7 +224,7 @@ class ModelRegistry:
 
 
 def _check_budget(engine: Engine, batch: BatchSettings) -> None:
-    if batch.max_tokens_per_batch < engine.max_length:
+    if batch.max_tokens_per_batch is not None and batch.max_tokens_per_batch < engine.max_length:
         raise SettingsError(
             "max_tokens_per_batch",
             f"must be at least the longest model input ({engine.max_length} tokens), got "

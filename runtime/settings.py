@@ -76,7 +76,8 @@ class BatchSettings:
     - ``max_batch_size``: rows (token sequences) per ONNX Runtime call.
     - ``max_wait_ms``: how long the first waiting row may wait for others to join its batch.
     - ``max_tokens_per_batch``: rows x padded length per call; larger batches are split (a single
-      row longer than this still runs, alone).
+      row longer than this still runs, alone). None: by execution provider, 1024 on CPU (as
+      fast as larger calls, for a fraction of their memory) and 8192 on CUDA.
     - ``max_queue_size``: rows waiting per model (queued, or held by requests being prepared); a
       request that would exceed it is refused with RESOURCE_EXHAUSTED (a request is admitted
       whole into an empty queue whatever its size).
@@ -87,7 +88,7 @@ class BatchSettings:
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
-    max_tokens_per_batch: int = 8192
+    max_tokens_per_batch: int | None = None
     max_queue_size: int = 2048
     call_cost_tokens: int | None = None
 
@@ -99,7 +100,8 @@ class BatchSettings:
             raise SettingsError(
                 "max_wait_ms", f"must be between 0 and 10000, got {self.max_wait_ms}"
             )
-        _check_int("max_tokens_per_batch", self.max_tokens_per_batch, 1)
+        if self.max_tokens_per_batch is not None:
+            _check_int("max_tokens_per_batch", self.max_tokens_per_batch, 1)
         _check_int("max_queue_size", self.max_queue_size, 1)
         if self.call_cost_tokens is not None:
             _check_int("call_cost_tokens", self.call_cost_tokens, 0, 1_000_000)

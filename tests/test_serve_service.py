@@ -264,6 +264,18 @@ def test_token_budget_splits_calls(engine_for):
         assert len(calls) == 2 and all(call.rows * call.width <= 256 for call in calls)
 
 
+def test_on_a_cpu_calls_hold_at_most_1024_tokens_unless_told(engine_for):
+    with ServerThread({"bert": engine_for("bert")}) as server, Client(server.address) as client:
+        batcher = server.running.registry.models["bert"].batcher
+        assert batcher.max_tokens_per_call == 1024  # the CPU default
+        before = batcher.calls
+        texts = [" ".join([TEXT] * 8)] * 20  # each cut to the model's 64 tokens
+        assert len(client.predict(texts).results) == 20
+        calls = list(batcher.history)[-(batcher.calls - before) :]
+        assert sum(call.rows for call in calls) == 20
+        assert len(calls) == 2 and all(call.rows * call.width <= 1024 for call in calls)
+
+
 def test_full_queue_is_refused_with_resource_exhausted(engine_for):
     settings = ServerSettings(
         port=0, batch=BatchSettings(max_queue_size=2, max_wait_ms=500, max_batch_size=64)
