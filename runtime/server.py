@@ -249,7 +249,7 @@ def _log_summary(running: RunningServer) -> None:
         engine = model.engine
         logger.info(
             "serving model %r (%s, labels: %s) on %s, %s, IOBinding %s, intra-op threads %s, "
-            "inter-op threads %d",
+            "inter-op threads %d; calls of at most %d padded tokens, a call costing %d",
             model.name,
             engine.manifest.architecture,
             ", ".join(engine.labels),
@@ -258,6 +258,8 @@ def _log_summary(running: RunningServer) -> None:
             "on" if engine.io_binding else "off",
             engine.settings.intra_op_threads or "auto",
             engine.settings.inter_op_threads,
+            model.batcher.max_tokens_per_call,
+            model.batcher.call_cost_tokens,
         )
     logger.info("batching: %s; limits: %s", settings.batch, settings.limits)
     security = running.security

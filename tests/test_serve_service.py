@@ -3,6 +3,7 @@ concurrency, streaming, batching, cancellation, queue limits, health and reflect
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -264,10 +265,15 @@ def test_token_budget_splits_calls(engine_for):
         assert len(calls) == 2 and all(call.rows * call.width <= 256 for call in calls)
 
 
-def test_on_a_cpu_calls_hold_at_most_1024_tokens_unless_told(engine_for):
-    with ServerThread({"bert": engine_for("bert")}) as server, Client(server.address) as client:
+def test_on_a_cpu_calls_hold_at_most_1024_tokens_unless_told(engine_for, caplog):
+    with (
+        caplog.at_level(logging.INFO, logger="gradlight.runtime.server"),
+        ServerThread({"bert": engine_for("bert")}) as server,
+        Client(server.address) as client,
+    ):
         batcher = server.running.registry.models["bert"].batcher
-        assert batcher.max_tokens_per_call == 1024  # the CPU default
+        assert batcher.max_tokens_per_call == 1024  # the CPU default, said at startup
+        assert "calls of at most 1024 padded tokens, a call costing 16" in caplog.text
         before = batcher.calls
         texts = [" ".join([TEXT] * 8)] * 20  # each cut to the model's 64 tokens
         assert len(client.predict(texts).results) == 20
