@@ -180,6 +180,11 @@ class Engine:
                 )
             return self._sessions[key]
 
+    def _per_token_inputs_of(self, key: str) -> frozenset[str]:
+        """Graph ``key``'s per-token extra inputs (known once its session is loaded)."""
+        self._session_for(key)
+        return self._per_token_inputs[key]
+
     def _startup_graph(self) -> str | None:
         """The one bf16 graph compiled at startup: the one a request without labels or methods
         runs. Each other bf16 graph is compiled, probed and warmed up by the first call that
@@ -323,10 +328,10 @@ class Engine:
         ``width``; rows of several vectors (the labels graph's ``cotangent``, [K, L]) with zero
         vectors to the largest K."""
         stacked = {}
-        self._session_for(key)  # the per-token inputs are known from it
+        per_token_inputs = self._per_token_inputs_of(key)
         for name in self.extra_inputs(key):
             values = [np.asarray(row[name], dtype=np.float32) for row in rows]
-            per_token = name in self._per_token_inputs[key]
+            per_token = name in per_token_inputs
             if per_token or len({value.shape for value in values}) > 1:
                 length = width if per_token else max(len(value) for value in values)
                 batch = np.zeros((len(values), length, *values[0].shape[1:]), dtype=np.float32)
@@ -440,8 +445,7 @@ class Engine:
     def _ones_for_extras(self, key: str, batch: Batch) -> dict[str, np.ndarray]:
         """Ones of each extra input's declared shape (the batch's own size on its axes)."""
         rows, width = batch.feed["input_ids"].shape
-        self._session_for(key)
-        per_token = self._per_token_inputs[key]
+        per_token = self._per_token_inputs_of(key)
         shapes = {
             name: [
                 rows,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MADV_DONTNEED = 4
-SMAPS = "/proc/self/smaps"
+SMAPS = Path("/proc/self/smaps")
 
 
 @dataclass(frozen=True)
-class Mapping:
+class FileMapping:
     """One mapping of a file in this process, as ``/proc/self/smaps`` describes it."""
 
     start: int
@@ -31,20 +31,20 @@ class Mapping:
     anonymous_kb: int
 
 
-def mappings(path: Path, smaps: str = SMAPS) -> list[Mapping]:
+def mappings(path: Path) -> list[FileMapping]:
     """Every mapping of ``path`` in this process (none where there is no ``smaps``)."""
     target = str(Path(path).resolve())
-    found: list[Mapping] = []
+    found: list[FileMapping] = []
     current: dict[str, int | bool] | None = None
     try:
-        lines = Path(smaps).read_text().splitlines()
+        lines = SMAPS.read_text().splitlines()
     except OSError:
         return []
     for line in [*lines, ""]:
         head = line.split(maxsplit=5)
         if not head or not head[0].endswith(":"):  # a mapping's header (or the end)
             if current is not None:
-                found.append(Mapping(**current))  # type: ignore[arg-type]
+                found.append(FileMapping(**current))  # type: ignore[arg-type]
             current = None
             if len(head) == 6 and head[5] == target:
                 start, end = (int(x, 16) for x in head[0].split("-"))

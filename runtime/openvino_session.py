@@ -145,7 +145,8 @@ class OpenVinoSession:
             with self._lock:
                 self._idle.append(request)
                 self._in_flight -= 1
-        self._release_weight_pages()
+        if self._weight_pages_held:  # only after the first run that succeeded
+            self._release_weight_pages()
         return answer
 
     def _release_weight_pages(self) -> None:
@@ -155,7 +156,7 @@ class OpenVinoSession:
         3 MB of them again). Dropped pages stay the file's (runtime/file_pages.py): one read
         again is mapped again."""
         with self._lock:
-            if not self._weight_pages_held:
+            if not self._weight_pages_held:  # another thread's first run got here first
                 return
             self._weight_pages_held = False
         for file in self._weight_files:
