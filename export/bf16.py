@@ -11,9 +11,11 @@ why: bf16 is then not offered by the artifact.
 The gates, per graph, over every row and label of the validation batches and 16 more rows
 (``MORE_ROWS``):
 
-- probabilities within ``PROBABILITY_GATE`` of fp32 (max abs): the served probabilities come
-  from the forward graph, which stays fp32 (``KEPT_IN_FP32``); the attribution graphs' own
-  logits are reported (``graph_probabilities_max_abs_diff``) but not gated;
+- probabilities within ``PROBABILITY_GATE`` of fp32 (max abs): a text's served probabilities
+  come from a bf16 graph's logits only where a margin made from the graph's largest logit
+  difference (``LOGITS_DIFF``, kept in its manifest entry) keeps them within the gate
+  (runtime/bf16_check.py), else from the forward graph, which stays fp32 (``KEPT_IN_FP32``);
+  the graphs' own figures (``graph_probabilities_max_abs_diff``) are reported, not gated;
 - normalized token scores (per text and label, in [-1, 1]) within ``SCORE_MEAN_GATE`` on
   average over a text's tokens (the mean over texts and labels) and ``SCORE_MAX_GATE`` at most;
 - top-3 token agreement at least ``TOP3_GATE``;
@@ -36,13 +38,12 @@ from gradlight.export.graphs import BY_KEY
 from gradlight.export.half_precision import top3_agreement
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.export.validation import cpu_session
+from gradlight.runtime.bf16_check import LOGITS_DIFF, PROBABILITY_GATE, SCORE_MEAN_GATE
 from gradlight.runtime.cpu_features import BF16_FLAGS, native_bf16
 from gradlight.runtime.manifest import FORWARD, GraphInfo
 from gradlight.runtime.openvino_session import OPENVINO, OpenVinoSession, openvino_available
 from gradlight.runtime.scores import normalize_scores, probabilities
 
-PROBABILITY_GATE = 0.01
-SCORE_MEAN_GATE = 0.02
 SCORE_MAX_GATE = 0.1
 TOP3_GATE = 0.95
 SENTENCE_GATE = 0.01
@@ -59,11 +60,11 @@ MORE_ROWS = ((31, 12, 20, 27, 5, 16, 24, 11), (40, 18, 33, 9, 26, 14, 37, 21))
 and maxima over rows, which four rows would measure too coarsely (top-3 agreement in steps of
 1/12)."""
 KEPT_IN_FP32 = (FORWARD,)
-"""The forward graph gives the served probabilities and the sentence scores (leave-one-out
-differences of probabilities): it stays fp32, so both are fp32's exactly. In bf16 the
-probabilities of the demo's classifier moved by up to 0.049 on its held-out notes (sharp
-logits) while passing on the validation batches; the forward is about a quarter of an
-attribution's cost at L = 2."""
+"""The forward graph gives the sentence scores (leave-one-out differences of probabilities),
+and the probabilities of texts whose bf16 logits are too close to a decision to be within the
+gate: it stays fp32, so both are fp32's exactly. In bf16 the probabilities of the demo's
+classifier moved by up to 0.049 on its held-out notes while passing on the validation batches,
+and its sentence scores by up to 0.0104 (docs/cpu-precision.md)."""
 
 
 def missed_gates(measured: Mapping[str, float]) -> list[str]:
@@ -161,8 +162,15 @@ def validate_bf16(
 
 
 def select_bf16(report: Bf16Report, graphs: Mapping[str, GraphInfo]) -> dict[str, GraphInfo]:
-    """The graphs that passed every gate."""
-    return {key: info for key, info in graphs.items() if key in report.kept}
+    """The graphs that passed every gate, each with its largest logit difference
+    (``LOGITS_DIFF``): the runtime serves a text's bf16 probabilities only where a margin made
+    from it keeps them within ``PROBABILITY_GATE`` of fp32 (runtime/bf16_check.py)."""
+    figures = {check["graph"]: check.get(LOGITS_DIFF) for check in report.checks}
+    return {
+        key: replace(info, details={**info.details, LOGITS_DIFF: figures[key]})
+        for key, info in graphs.items()
+        if key in report.kept
+    }
 
 
 def _measure(
@@ -173,7 +181,7 @@ def _measure(
     loaded: LoadedClassifier,
 ) -> dict[str, float]:
     multi_label = loaded.spec.multi_label
-    probability = score_max = 0.0
+    probability = logit = score_max = 0.0
     score_means: list[float] = []
     agreements: list[float] = []
     for seed, batch in batches:
@@ -182,6 +190,7 @@ def _measure(
         got, expected = low.run(None, feed), full.run(None, feed)
         ours, theirs = (probabilities(x[0], multi_label) for x in (got, expected))
         probability = max(probability, float(np.max(np.abs(ours - theirs))))
+        logit = max(logit, float(np.max(np.abs(got[0] - expected[0]))))
         if len(got) > 1:
             diff = np.abs(normalize_scores(got[1], mask) - normalize_scores(expected[1], mask))
             tokens = np.maximum(mask.sum(-1), 1).reshape(-1, *[1] * (diff.ndim - 2))
@@ -189,8 +198,9 @@ def _measure(
             score_means.append(float(per_text.mean()))
             score_max = max(score_max, float(diff.max()))
             agreements.append(top3_agreement(got[1], expected[1], mask))
-    # informational: the served probabilities come from the fp32 forward (KEPT_IN_FP32)
-    measured = {"graph_probabilities_max_abs_diff": probability}
+    # not gated: a text's bf16 probabilities are served only within a margin made from
+    # LOGITS_DIFF, else the fp32 forward's (KEPT_IN_FP32)
+    measured = {"graph_probabilities_max_abs_diff": probability, LOGITS_DIFF: logit}
     if agreements:
         measured["normalized_scores_mean_abs_diff"] = float(np.mean(score_means))
         measured["normalized_scores_max_abs_diff"] = score_max

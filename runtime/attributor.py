@@ -131,7 +131,9 @@ class Attributor:
             self.batcher.metrics.tokenized(method, time.perf_counter() - started)
             # Admitted whole, or not: faithfulness's rows (at most) are held from the start.
             faithful = len(units) * max_variants(len(label_indices)) if options.faithfulness else 0
-            admission.resize(weight(plan.forward) + weight(plan.attribution) + faithful)
+            admission.resize(
+                weight(plan.forward) + weight(plan.attribution) + len(plan.checked) + faithful
+            )
             forward, attribution = await _gather(
                 self.batcher.submit(FORWARD, plan.forward, admission),
                 self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
@@ -142,6 +144,8 @@ class Attributor:
                 else None
                 for index in range(len(units))
             ]
+            if plan.checked:
+                await self._fp32_where_needed(plan, scores, forward, admission)
             faithfulness: list[FaithfulnessResult | None] = [None] * len(units)
             if options.faithfulness:
                 faithfulness = await self._faithfulness(
@@ -170,6 +174,31 @@ class Attributor:
             else EntitiesResult(text, tuple(EntityResult(span, next(results)) for span in spans))
             for text, spans in zip(texts, marked, strict=True)
         ]
+
+    async def _fp32_where_needed(
+        self,
+        plan: RequestPlan,
+        scores: Sequence[TokenScores | None],
+        forward: list[RowOutput],
+        admission: Admission,
+    ) -> None:
+        """The fp32 forward for each checked unit (a bf16 attribution graph's) whose
+        probabilities its logits cannot give within the gate (runtime/bf16_check.py): its
+        full-text row is appended to ``forward``, where ``_assemble`` reads it."""
+        unsure = [
+            unit
+            for unit in plan.checked
+            if not self.engine.probabilities_hold(plan.attribution_graph, scores[unit].logits)  # type: ignore[union-attr]
+        ]
+        self.batcher.metrics.probabilities_checked(len(plan.checked), len(unsure))
+        admission.resize(admission.rows - len(plan.checked) + len(unsure))
+        if not unsure:
+            return
+        rows = [Row(plan.encoded[unit], unit=unit) for unit in unsure]
+        outputs = await self.batcher.submit(FORWARD, rows, admission)
+        for unit, output in zip(unsure, outputs, strict=True):
+            plan.full_row[unit] = len(forward)
+            forward.append(output)
 
     async def _faithfulness(
         self,

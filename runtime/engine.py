@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from gradlight.runtime.bf16_check import PROBE_TEXT, probe_disagreement
+from gradlight.runtime.bf16_check import (
+    LOGITS_DIFF,
+    PROBABILITY_GATE,
+    PROBE_TEXT,
+    logit_margin,
+    probe,
+)
 from gradlight.runtime.cpu_arena import use_shared_cpu_arena
 from gradlight.runtime.errors import ArtifactError
 from gradlight.runtime.manifest import (
@@ -28,7 +34,7 @@ from gradlight.runtime.manifest import (
 from gradlight.runtime.openvino_session import OPENVINO, OpenVinoSession
 from gradlight.runtime.precision_choice import BF16, choose_precision
 from gradlight.runtime.process_memory import release_freed_memory
-from gradlight.runtime.scores import probabilities
+from gradlight.runtime.scores import probabilities, probability_error_bound
 from gradlight.runtime.settings import EngineSettings
 from gradlight.runtime.shared_initializers import SharedInitializers
 from gradlight.runtime.tokenization import EncodedText, TextEncoder
@@ -134,6 +140,12 @@ class Engine:
             )
         self.graph_files = {key: graph.file for key, graph in self.graphs.items()}
         self._uses_token_types = self.manifest.uses_token_type_ids
+        # bf16 graphs' logit margins: from the export's figure until the probe adds its own
+        self._logit_margins = {
+            key: logit_margin(info.details.get(LOGITS_DIFF), 0.0)
+            for key, info in self.graphs.items()
+            if info.details.get("runtime") == OPENVINO
+        }
         if self.precision == BF16 and startup is not None:
             self._check_bf16(startup)
         io_binding = self.settings.io_binding
@@ -204,12 +216,36 @@ class Engine:
         extras = self._ones_for_extras(key, batch)
         extras.update({n: np.zeros_like(v) for n, v in extras.items() if n in PATH_ZEROS})
         feed = {**batch.feed, **extras}
-        problem = probe_disagreement(self._sessions[key], full, feed, self.probabilities)
-        if problem is not None:
-            logger.warning("%s: %s served in fp32: in bf16 %s", self.artifact_dir, key, problem)
+        found = probe(self._sessions[key], full, feed, self.probabilities)
+        if found.problem is not None:
+            logger.warning(
+                "%s: %s served in fp32: in bf16 %s", self.artifact_dir, key, found.problem
+            )
             self._serve_in_fp32(key, full)
+            return
+        margin = logit_margin(self.graphs[key].details.get(LOGITS_DIFF), found.logits_diff)
+        self._logit_margins[key] = margin
+        if margin is None:
+            logger.info(
+                "%s: %s in bf16: probabilities from the fp32 forward graph (the artifact "
+                "records no bf16 logit difference: re-export it to serve them from bf16)",
+                self.artifact_dir,
+                key,
+            )
+        else:
+            logger.info(
+                "%s: %s in bf16 (logits within %.3g of fp32 on the probe): a text's "
+                "probabilities from its logits unless moving each by %.3g could move one by "
+                "more than %g; else from the fp32 forward graph",
+                self.artifact_dir,
+                key,
+                found.logits_diff,
+                margin,
+                PROBABILITY_GATE,
+            )
 
     def _serve_in_fp32(self, key: str, session: ort.InferenceSession) -> None:
+        self._logit_margins.pop(key, None)
         self._keep(key, session)
         self.graphs = {**self.graphs, key: self.manifest.graphs[key]}
 
@@ -295,18 +331,21 @@ class Engine:
     def has_graph(self, key: str) -> bool:
         return key in self.graphs
 
-    @property
-    def reduced_attribution(self) -> bool:
-        """Whether attribution graphs run in a lower precision than the forward graph (bf16:
-        the served probabilities then come from the forward graph, in fp32)."""
-        return (
-            any(
-                self.graphs[key].details.get("runtime") == OPENVINO
-                for key in self.graphs
-                if key != FORWARD
-            )
-            and self.graphs[FORWARD].details.get("runtime") != OPENVINO
-        )
+    def logit_margin(self, key: str) -> float | None:
+        """How far graph ``key``'s logits may be from fp32's (runtime/bf16_check.py): 0 where
+        it runs in fp32; None where not known (a bf16 graph exported without the figure)."""
+        if self.graphs[key].details.get("runtime") != OPENVINO:
+            return 0.0
+        return self._logit_margins.get(key)
+
+    def probabilities_hold(self, key: str, logits: np.ndarray) -> bool:
+        """Whether probabilities from graph ``key``'s ``logits [L]`` are within
+        ``PROBABILITY_GATE`` of the fp32 forward's, by the graph's margin."""
+        margin = self.logit_margin(key)
+        if margin is None:
+            return False
+        bound = probability_error_bound(logits, margin, self.manifest.multi_label)
+        return float(bound) <= PROBABILITY_GATE
 
     @property
     def has_all_labels_graph(self) -> bool:

@@ -1,6 +1,7 @@
 """Prometheus metrics of a server, per model: requests by method and status code, the latency of
 each stage (queue wait, tokenizing, the ONNX Runtime call, the whole request), rows and padded
-tokens per call, the queue's depth, refusals, reloads, and the process's memory and CPU.
+tokens per call, the queue's depth, refusals, reloads, where bf16 probabilities came from, and the
+process's memory and CPU.
 
 Each server has a registry of its own (several servers may share a process, as in the tests);
 ``gradlight serve`` exposes it at ``GET /metrics`` on its HTTP port (runtime/web.py).
@@ -54,6 +55,10 @@ _METRICS = (
      "RESPONSE_TOO_LARGE, SHUTTING_DOWN, UNAUTHENTICATED)", ("model", "reason"), None),
     ("reloads", Counter, "gradlight_reloads",
      "Artifact reloads, by outcome (reloaded, unchanged, refused)", ("model", "outcome"), None),
+    ("bf16_probabilities", Counter, "gradlight_bf16_probabilities",
+     "Texts whose probabilities a bf16 attribution graph's logits could give, by where they "
+     "came from: bf16 (within 0.01 of fp32 by the graph's margin) or fp32 (the forward graph "
+     "ran for them)", ("model", "source"), None),
     ("model_info", Gauge, "gradlight_model_info",
      "The artifact each model serves (1 for the current revision)",
      ("model", "revision", "precision", "provider"), None),
@@ -74,6 +79,7 @@ class ServerMetrics:
     queue_rows: Gauge
     refusals: Counter
     reloads: Counter
+    bf16_probabilities: Counter
     model_info: Gauge
 
     def __init__(self) -> None:
@@ -115,3 +121,10 @@ class ModelMetrics:
 
     def tokenized(self, method: str, seconds: float) -> None:
         self.metrics.tokenize_seconds.labels(self.name, method).observe(seconds)
+
+    def probabilities_checked(self, texts: int, in_fp32: int) -> None:
+        """Of ``texts`` with probabilities from a bf16 graph's logits, ``in_fp32`` needed the
+        fp32 forward."""
+        counter = self.metrics.bf16_probabilities
+        counter.labels(self.name, "bf16").inc(texts - in_fp32)
+        counter.labels(self.name, "fp32").inc(in_fp32)

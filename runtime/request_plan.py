@@ -58,6 +58,9 @@ class RequestPlan:
     path_start: list[int] = field(default_factory=list)
     # The labels graph: the label indices of each of a unit's rows (every unit has the same).
     label_rows: list[tuple[int, ...]] = field(default_factory=list)
+    # Units whose probabilities come from a bf16 attribution graph's logits where its margin
+    # keeps them within the gate of fp32's; the rest get a full-text forward row after it ran.
+    checked: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,14 @@ def plan_request(
     keep = [marked.kept if marked is not None else None for _, marked in units]
     variants = encode_variants(engine.encoder, texts, removed, encoded, max_length, keep=keep)
     plan = RequestPlan(encoded, [], [], ATTRIBUTION, [], [], spans)
+    margin = None  # how far the attribution graph's logits may be from fp32's
+    if options.token_attributions and not choice.on_path:
+        margin = engine.logit_margin(_token_graph(engine, subset, label_indices))
     for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
-        needs_full = (
-            options.sentence_attributions
-            or not options.token_attributions
-            or choice.on_path
-            or engine.reduced_attribution  # the probabilities come from the fp32 forward
-        )
+        needs_full = options.sentence_attributions or margin is None
         plan.full_row.append(len(plan.forward) if needs_full else None)
+        if not needs_full and margin:
+            plan.checked.append(unit)
         if needs_full:  # a text and its variants are one unit: one padded call
             plan.forward.append(Row(text_encoded, unit=unit))
         rows: list[int | None] = [None] * len(text_variants)
@@ -119,22 +122,34 @@ def plan_request(
                 rows[i] = len(plan.forward)
                 plan.forward.append(Row(variant, unit=unit))
         plan.variants.append(rows)
-    if options.token_attributions:
-        if choice.on_path:
-            _plan_path(plan, engine, label_indices, choice, seed or 0)
-        elif not subset and engine.has_all_labels_graph:
-            plan.attribution = [Row(row) for row in encoded]
-        elif engine.has_graph(ATTRIBUTION_LABELS) and len(label_indices) > 1:
-            # (one label: the cotangent graph's row is the same work, without the vmapped
-            # backward's overhead, about 10% on MiniLM-L6: docs/export-internals.md)
-            _plan_labels(plan, engine, label_indices, max_batch_size)
-        else:
-            plan.attribution_graph = ATTRIBUTION_COTANGENT
-            one_hot = np.eye(len(engine.labels), dtype=np.float32)
-            plan.attribution = [
-                Row(row, {"cotangent": one_hot[k]}) for row in encoded for k in label_indices
-            ]
+    if not options.token_attributions:
+        return plan
+    if choice.on_path:
+        _plan_path(plan, engine, label_indices, choice, seed or 0)
+        return plan
+    plan.attribution_graph = _token_graph(engine, subset, label_indices)
+    if plan.attribution_graph == ATTRIBUTION:
+        plan.attribution = [Row(row) for row in encoded]
+    elif plan.attribution_graph == ATTRIBUTION_LABELS:
+        _plan_labels(plan, engine, label_indices, max_batch_size)
+    else:
+        one_hot = np.eye(len(engine.labels), dtype=np.float32)
+        plan.attribution = [
+            Row(row, {"cotangent": one_hot[k]}) for row in encoded for k in label_indices
+        ]
     return plan
+
+
+def _token_graph(engine: Engine, subset: bool, label_indices: tuple[int, ...]) -> str:
+    """The graph that gives input x gradient scores for ``label_indices``: the all-labels
+    graph for every label, where it was exported; the labels graph for two labels or more
+    (one label: the cotangent graph's row is the same work, without the vmapped backward's
+    overhead, about 10% on MiniLM-L6: docs/export-internals.md); else the cotangent graph."""
+    if not subset and engine.has_all_labels_graph:
+        return ATTRIBUTION
+    if engine.has_graph(ATTRIBUTION_LABELS) and len(label_indices) > 1:
+        return ATTRIBUTION_LABELS
+    return ATTRIBUTION_COTANGENT
 
 
 def _plan_labels(
@@ -142,7 +157,6 @@ def _plan_labels(
 ) -> None:
     """One labels graph row per text with one one-hot cotangent per label (more rows, of
     equal shares, where the labels outweigh one call's ``max_batch_size``)."""
-    plan.attribution_graph = ATTRIBUTION_LABELS
     rows = -(-len(label_indices) // max_batch_size)
     share = -(-len(label_indices) // rows)
     plan.label_rows = [

@@ -31,3 +31,22 @@ def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def probability_error_bound(logits: np.ndarray, margin: float, multi_label: bool) -> np.ndarray:
+    """``[...]``: the most any probability of a row ``logits [..., L]`` can move when each of
+    its logits moves by at most ``margin`` (either way).
+
+    Exact, not a first-order estimate: a sigmoid is monotone in its logit; a softmax
+    probability grows with its own logit and falls with every other, so its extremes lie at
+    the corners that move its own logit one way and all others the other way."""
+    logits = np.asarray(logits, dtype=np.float64)
+    central = probabilities(logits, multi_label)
+    if multi_label:
+        high, low = probabilities(logits + margin, True), probabilities(logits - margin, True)
+        return np.maximum(high - central, central - low).max(axis=-1)
+    own = np.eye(logits.shape[-1], dtype=bool)  # [L, L]: row i moves logit i
+    corner = np.where(own, margin, -margin)  # own logit up, the others down
+    high = np.diagonal(probabilities(logits[..., None, :] + corner, False), axis1=-2, axis2=-1)
+    low = np.diagonal(probabilities(logits[..., None, :] - corner, False), axis1=-2, axis2=-1)
+    return np.maximum(high - central, central - low).max(axis=-1)

@@ -10,13 +10,14 @@ import logging
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from serving import ServerThread
 
 from gradlight.bench.meaning import _report, judge
 from gradlight.client import Client
 from gradlight.demo import assertion_data
 from gradlight.export.bf16 import GATES, KEPT_IN_FP32, SCORE_MAX_GATE, missed_gates
-from gradlight.runtime.bf16_check import PROBE_TEXT, probe_disagreement
+from gradlight.runtime.bf16_check import LOGIT_MARGIN_FACTOR, LOGITS_DIFF, PROBE_TEXT, probe
 from gradlight.runtime.cpu_features import native_bf16
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.errors import ArtifactError
@@ -251,6 +252,20 @@ def test_bf16_meets_the_gates_on_the_demo_classifiers_heldout_notes(minilm):
                     raw_scores=True,
                 ).results
             ]
+        # without sentences, probabilities come from the bf16 graph's logits where they hold
+        without_sentences = [
+            result
+            for first in range(0, len(texts), 32)
+            for result in client.attribute(texts[first : first + 32], model="bf16").results
+        ]
+        served = _bf16_probabilities_served(server, "bf16")
+    probability_gap = max(
+        float(np.abs(np.subtract(full.probabilities, low.probabilities)).max())
+        for full, low in zip(responses["fp32"], without_sentences, strict=True)
+    )
+    print(json.dumps({"probabilities, no sentences": probability_gap, "served": served}))
+    assert probability_gap <= GATES["probabilities_max_abs_diff"][1]
+    assert served["bf16"] + served["fp32"] == len(notes) and served["bf16"] > 0
     measured = _gates(responses["fp32"], responses["bf16"], predicted_only=True)
     everywhere = _gates(responses["fp32"], responses["bf16"], predicted_only=False)
     print(json.dumps({"predicted label": measured, "every label": everywhere}, indent=2))
@@ -277,8 +292,60 @@ def test_the_startup_probe_names_what_disagrees(engine_for):
     bert, other = engine_for("bert"), engine_for("distilbert")
     batch = bert.batch(bert.encode([PROBE_TEXT], 32))
     forward = bert._sessions["forward"]
-    assert probe_disagreement(forward, forward, batch.feed, bert.probabilities) is None
-    problem = probe_disagreement(
-        forward, other._sessions["forward"], batch.feed, bert.probabilities
-    )
-    assert problem is not None and problem.startswith("probabilities differ by")
+    assert probe(forward, forward, batch.feed, bert.probabilities).problem is None
+    found = probe(forward, other._sessions["forward"], batch.feed, bert.probabilities)
+    assert found.problem is not None and found.problem.startswith("probabilities differ by")
+    assert found.logits_diff > 0
+
+
+def _bf16_probabilities_served(server: ServerThread, model: str) -> dict[str, float]:
+    """The server's ``gradlight_bf16_probabilities`` counts of ``model``, by source."""
+    exposition = server.running.registry.metrics.exposition().decode()  # type: ignore[union-attr]
+    counts = {"bf16": 0.0, "fp32": 0.0}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            named = sample.name == "gradlight_bf16_probabilities_total"
+            if named and sample.labels["model"] == model:
+                counts[sample.labels["source"]] += sample.value
+    return counts
+
+
+@needs_bf16
+def test_bf16_probabilities_are_served_only_where_the_margin_holds_them_to_the_gate(
+    bf16_artifact,
+):
+    """A text's probabilities come from the bf16 graph's logits where moving each logit by the
+    graph's margin cannot move a probability by more than 0.01; else the fp32 forward graph
+    runs for that text, after the attribution graph, and its probabilities are served."""
+    artifact, _ = bf16_artifact
+    exported = load_manifest(artifact).precisions["bf16"]["attribution"].details[LOGITS_DIFF]
+    engines = {
+        "fp32": Engine(artifact, EngineSettings(provider="cpu", precision="fp32")),
+        "bf16": Engine(artifact, EngineSettings(provider="cpu", precision="bf16")),
+    }
+    bf16 = engines["bf16"]
+    margin = bf16.logit_margin("attribution")
+    assert margin is not None and margin >= LOGIT_MARGIN_FACTOR * exported > 0
+    assert engines["fp32"].logit_margin("attribution") == 0.0
+    texts = [
+        "The patient denies chest pain.",
+        "No fever, no cough, and the wound is healing well after the operation last week.",
+        "Possible pneumonia.",
+    ]
+    with ServerThread(engines, ServerSettings(port=0)) as server, Client(server.address) as client:
+
+        def probabilities(model: str) -> np.ndarray:
+            results = client.attribute(texts, model=model).results
+            return np.stack([result.probabilities for result in results])
+
+        fp32 = probabilities("fp32")
+        measured = probabilities("bf16")  # the tiny model's logits are small: all from bf16
+        assert np.abs(measured - fp32).max() <= 0.01
+        assert _bf16_probabilities_served(server, "bf16") == {"bf16": 3, "fp32": 0}
+        bf16._logit_margins["attribution"] = 100.0  # no text's probabilities are sure
+        np.testing.assert_allclose(probabilities("bf16"), fp32, rtol=0, atol=1e-6)
+        assert _bf16_probabilities_served(server, "bf16") == {"bf16": 3, "fp32": 3}
+        # sentence scores need the forward's probabilities: nothing to check
+        client.attribute(texts, model="bf16", sentence_attributions=True)
+        assert _bf16_probabilities_served(server, "bf16") == {"bf16": 3, "fp32": 3}
+        assert _bf16_probabilities_served(server, "fp32") == {"bf16": 0, "fp32": 0}
