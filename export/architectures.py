@@ -33,12 +33,15 @@ class Architecture:
     straight into a normalization with nothing added to them (no absolute positions, no token
     types), the path (under ``model.base_model``) of that normalization; the scores then explain
     its output, since input x gradient on a scale-invariant layer's input is zero by
-    construction (docs/architectures.md)."""
+    construction (docs/architectures.md). ``first_token_head``: the classification head reads
+    only the first token's last hidden state, so the last layer is traced for it alone
+    (export/first_token_layer.py checks it, and validation against the whole model)."""
 
     token_types: bool = False
     positions_after_padding: bool = False
     fuse_as: str | None = None
     normalized_embeddings: Callable[[Any], str | None] = _never
+    first_token_head: bool = False
 
     def model_inputs(self, config: Any) -> tuple[str, ...]:
         if self.token_types and getattr(config, "type_vocab_size", 0) > 1:
@@ -67,8 +70,8 @@ def _deberta_norm(config: Any) -> str | None:
     return "embeddings.LayerNorm" if plain else None
 
 
-BERT_LIKE = Architecture(token_types=True, fuse_as="bert")
-ROBERTA_LIKE = Architecture(positions_after_padding=True, fuse_as="bert")
+BERT_LIKE = Architecture(token_types=True, fuse_as="bert", first_token_head=True)
+ROBERTA_LIKE = Architecture(positions_after_padding=True, fuse_as="bert", first_token_head=True)
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": BERT_LIKE,  # MiniLM checkpoints are BERT-shaped

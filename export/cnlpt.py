@@ -211,7 +211,10 @@ def load_task(model_dir: Path, task_name: str) -> LoadedClassifier:
     tokenizer_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_max, int) and 0 < tokenizer_max < spec.max_length:
         spec = replace(spec, max_length=tokenizer_max)
-    architecture = replace(architecture_for(config.model_type), fuse_as=None)
+    # its heads may read other tokens than the first (entity markers)
+    architecture = replace(
+        architecture_for(config.model_type), fuse_as=None, first_token_head=False
+    )
     return LoadedClassifier(model, tokenizer, spec, architecture, entity_markers=markers)
 
 

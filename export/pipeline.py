@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from gradlight.export import cnlpt
+from gradlight.export import cnlpt, first_token_layer
 from gradlight.export.batched_backward import vmap_cotangents
-from gradlight.export.batches import tracing_inputs
+from gradlight.export.batches import tracing_inputs, validation_batches
 from gradlight.export.errors import ExportError, ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.graphs import GRAPHS, GraphSpec, planned
@@ -145,12 +145,16 @@ def _export_into(
 ) -> Manifest:
     spec = source.read_spec()
     graphs = planned(spec, options)
-    steps = 5 + len(graphs) + sum(graph.fuse for graph in graphs) + len(options.precisions)
+    steps = 6 + len(graphs) + sum(graph.fuse for graph in graphs) + len(options.precisions)
     progress = Progress(total_steps=steps, printer=printer)
     with progress.step(f"loading {source.path}", key="load"):
         loaded = source.load()
     with progress.step("checking that input x gradient is defined for this model", key="check"):
         check_scores_are_defined(loaded)
+    with progress.step("checking the last layer for the first token only", key="first_token"):
+        whole_last_layer = first_token_layer.check(loaded, _batches(loaded))
+    if whole_last_layer is not None:
+        progress.say(f"tracing the last layer for every token: {whole_last_layer}")
     for graph in GRAPHS:
         if graph not in graphs and graph.skipped is not None:
             progress.say(graph.skipped(spec, options))
@@ -158,7 +162,8 @@ def _export_into(
     left_out: dict[str, str] = {}
     for graph in graphs:
         try:
-            built[graph.key] = _build_graph(graph, loaded, staging, options, progress)
+            with first_token_layer.first_token_last_layer(loaded, whole_last_layer is None):
+                built[graph.key] = _build_graph(graph, loaded, staging, options, progress)
         except ExportError as error:
             if not graph.optional:
                 raise
@@ -178,6 +183,7 @@ def _export_into(
             "source": str(source.path.resolve()),
             **source.details,
             "explains": loaded.architecture.explained(loaded.model.config),
+            "last_layer": "first token" if whole_last_layer is None else "every token",
             "max_loop_labels": options.max_loop_labels,
             **({"left_out": left_out} if left_out else {}),
             "torch_threads": torch.get_num_threads(),
@@ -200,6 +206,14 @@ def _export_into(
         )
         write_manifest(staging, manifest)
     return manifest
+
+
+def _batches(loaded: LoadedClassifier) -> list[tuple[torch.Tensor, ...]]:
+    """The validation batches (padded) as the model's tensors."""
+    return [
+        tuple(torch.from_numpy(batch[name]) for name in loaded.spec.model_inputs)
+        for _, batch in validation_batches(loaded)
+    ]
 
 
 def _build_graph(

@@ -27,6 +27,8 @@ ARCHITECTURES = list(ARCHITECTURE_CASES)
 TOL = 1e-4
 FUSED_AS_BERT = {"bert", "roberta", "distilbert", "electra", "xlm-roberta", "camembert"}
 EXPLAINS = {"deberta-v2": "embeddings.LayerNorm", "modernbert": "embeddings.norm"}
+# Heads that read only the first token: their last layer is traced for it alone.
+FIRST_TOKEN = {"bert", "roberta", "electra", "xlm-roberta", "camembert"}
 
 # Batches of 5 and 1 texts (the graphs were traced on 2 x 16 random ids).
 TEXT_BATCHES = [CORPUS[:5], [CORPUS[10]]]
@@ -93,6 +95,8 @@ def test_manifest_describes_the_artifact(case):
     if fp16:
         assert manifest.validation["fp16"]["passed"] is True
     assert manifest.export["explains"] == EXPLAINS.get(model_type, "word embeddings")
+    expected = "first token" if model_type in FIRST_TOKEN else "every token"
+    assert manifest.export["last_layer"] == expected
     assert manifest.opset == 18
     assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(manifest.tools)
     assert "tokenizer/tokenizer.json" in manifest.files

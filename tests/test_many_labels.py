@@ -69,7 +69,7 @@ def many_labels(tmp_path_factory):
 
 def test_cli_export_reports_progress_and_skips_the_loop_graph(many_labels):
     _, artifact, result = many_labels
-    assert "[1/9] loading" in result.stderr  # forward, its fusion, cotangent, labels graphs
+    assert "[1/10] loading" in result.stderr  # forward, its fusion, cotangent, labels graphs
     assert "skipping the all-labels graph: 150 labels > max_loop_labels 10 (the labels graph" in (
         result.stderr
     )
