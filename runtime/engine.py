@@ -47,13 +47,13 @@ PATH_ZEROS = ("keep", "noise")
 STOP_SPINNING = "session.force_spinning_stop"
 """ONNX Runtime's intra-op threads spin for work between the operators of a call (fast for small
 operators) and, by default, on after it ends. A request runs two graphs (the forward rows of
-sentences or bf16 probabilities, then an attribution graph), each with its own threads, and on
-a 2-core machine the first graph's threads still spinning take a core from the second's. This
-option stops them at the end of each call. Served, MiniLM-L6, AMD EPYC, 2 threads, three runs
-each, median ms: one note with sentences, fp32 38-57 -> 22-28; 8 notes with sentences, fp32
-380-451 -> 328-365; 8 texts x 16 tokens, bf16 (OpenVINO after the fp32 forward) 58-63 -> 46-49,
-x 128 253-305 -> 229-246; one graph alone, fp32 at 8 x 16-128 tokens, no change
-(docs/benchmarks.md, sixth pass)."""
+sentences, or of bf16 probabilities too close to a decision, and an attribution graph), each
+with its own threads, and on a 2-core machine the first graph's threads still spinning take a
+core from the second's. This option stops them at the end of each call. Served, MiniLM-L6,
+AMD EPYC, 2 threads, three runs each, median ms: one note with sentences, fp32 38-57 -> 22-28;
+8 notes with sentences, fp32 380-451 -> 328-365; 8 texts x 16 tokens, bf16 (OpenVINO after the
+fp32 forward) 58-63 -> 46-49, x 128 253-305 -> 229-246; one graph alone, fp32 at 8 x 16-128
+tokens, no change (docs/benchmarks.md, sixth pass)."""
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
