@@ -16,7 +16,7 @@ from gradlight.runtime.manifest import (
     hash_artifact_files,
     load_manifest,
 )
-from gradlight.runtime.scores import normalize_scores
+from gradlight.runtime.scores import normalize_scores, probabilities, probability_error_bound
 
 
 def test_normalize_divides_by_the_largest_magnitude_over_real_tokens():
@@ -68,6 +68,27 @@ def _write_artifact(directory, **overrides):
     manifest.update(overrides)
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
     return directory
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_the_probability_bound_holds_for_every_move_within_the_margin_and_is_reached(
+    multi_label,
+):
+    """runtime/scores.py: no move of each logit by at most the margin moves a probability by
+    more than the bound (checked on random moves, corners included), and a corner reaches it."""
+    rng = np.random.default_rng(0)
+    logits, margin = rng.normal(0, 3, (200, 4)), 0.3
+    bound = probability_error_bound(logits, margin, multi_label)
+    central = probabilities(logits, multi_label)
+    worst = np.zeros(len(logits))
+    for _ in range(500):
+        move = rng.uniform(-margin, margin, logits.shape)
+        move = np.where(rng.random(logits.shape) < 0.5, np.sign(move) * margin, move)
+        moved = np.abs(probabilities(logits + move, multi_label) - central).max(-1)
+        worst = np.maximum(worst, moved)
+    assert np.all(worst <= bound + 1e-12)
+    assert np.isclose((worst / bound).max(), 1.0, atol=1e-9)
+    assert np.all(probability_error_bound(logits, 0.0, multi_label) == 0)
 
 
 def test_manifest_round_trip(tmp_path):
