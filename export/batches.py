@@ -23,6 +23,13 @@ VALIDATION_ROW_LENGTHS = ((23, 9, 15), (7,))
 def tracing_inputs(loaded: LoadedClassifier) -> tuple[torch.Tensor, ...]:
     """The example inputs the graphs are traced with (no padding, ``TRACING_SHAPE``)."""
     batch = make_batch(loaded, [TRACING_SHAPE[1]] * TRACING_SHAPE[0], seed=0)
+    return model_tensors(loaded, batch)
+
+
+def model_tensors(
+    loaded: LoadedClassifier, batch: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, ...]:
+    """``batch``'s model inputs, in the model's order, as tensors."""
     return tuple(torch.from_numpy(batch[name]) for name in loaded.spec.model_inputs)
 
 

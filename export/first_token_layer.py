@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradlight.export.attribution import forward_fn
 from gradlight.export.model_loading import LoadedClassifier
 
 TOLERANCE = 1e-5
@@ -82,11 +83,8 @@ def _patched(loaded: LoadedClassifier) -> Iterator[None]:
 
 
 def _logits(loaded: LoadedClassifier, inputs: tuple[Tensor, ...]) -> Tensor:
-    kwargs = {"attention_mask": inputs[1]}
-    if loaded.spec.uses_token_type_ids:
-        kwargs["token_type_ids"] = inputs[2]
     with torch.no_grad():
-        return loaded.model(input_ids=inputs[0], **kwargs).logits
+        return forward_fn(loaded)(*inputs)
 
 
 def check(loaded: LoadedClassifier, batches: Sequence[tuple[Tensor, ...]]) -> str | None:

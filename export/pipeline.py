@@ -22,7 +22,7 @@ import torch
 
 from gradlight.export import cnlpt, first_token_layer
 from gradlight.export.batched_backward import vmap_cotangents
-from gradlight.export.batches import tracing_inputs, validation_batches
+from gradlight.export.batches import model_tensors, tracing_inputs, validation_batches
 from gradlight.export.errors import ExportError, ValidationFailedError
 from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.graphs import GRAPHS, GraphSpec, planned
@@ -152,7 +152,8 @@ def _export_into(
     with progress.step("checking that input x gradient is defined for this model", key="check"):
         check_scores_are_defined(loaded)
     with progress.step("checking the last layer for the first token only", key="first_token"):
-        whole_last_layer = first_token_layer.check(loaded, _batches(loaded))
+        batches = [model_tensors(loaded, batch) for _, batch in validation_batches(loaded)]
+        whole_last_layer = first_token_layer.check(loaded, batches)
     if whole_last_layer is not None:
         progress.say(f"tracing the last layer for every token: {whole_last_layer}")
     for graph in GRAPHS:
@@ -206,14 +207,6 @@ def _export_into(
         )
         write_manifest(staging, manifest)
     return manifest
-
-
-def _batches(loaded: LoadedClassifier) -> list[tuple[torch.Tensor, ...]]:
-    """The validation batches (padded) as the model's tensors."""
-    return [
-        tuple(torch.from_numpy(batch[name]) for name in loaded.spec.model_inputs)
-        for _, batch in validation_batches(loaded)
-    ]
 
 
 def _build_graph(

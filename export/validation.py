@@ -18,7 +18,12 @@ import onnxruntime as ort
 import torch
 
 from gradlight.export import attribution, cnlpt
-from gradlight.export.batches import TRACING_SHAPE, VALIDATION_ROW_LENGTHS, validation_batches
+from gradlight.export.batches import (
+    TRACING_SHAPE,
+    VALIDATION_ROW_LENGTHS,
+    model_tensors,
+    validation_batches,
+)
 from gradlight.export.errors import ExportError
 from gradlight.export.graphs import BY_KEY, COTANGENT, ExampleShape, GraphSpec
 from gradlight.export.model_loading import LoadedClassifier, load_classifier
@@ -182,8 +187,7 @@ def validate_graphs(
             f"is padded (more than {MAX_SCORE_TOLERANCE:g}): the model reads its padding"
         )
     for seed, batch in batches:
-        inputs = tuple(torch.from_numpy(batch[name]) for name in loaded.spec.model_inputs)
-        plain_logits = plain(*inputs).numpy()
+        plain_logits = plain(*model_tensors(loaded, batch)).numpy()
         for key, session in sessions.items():
             check = _GraphCheck(BY_KEY[key], loaded, batch, seed, plain_logits)
             check.run(session, comparison, report)
@@ -217,8 +221,7 @@ def eager_noise(loaded: LoadedClassifier, batch: dict[str, np.ndarray]) -> float
 def check_scores_are_defined(loaded: LoadedClassifier) -> None:
     """Refuse, before anything is traced, a model whose scores would be rounding noise."""
     _, batch = validation_batches(loaded)[0]
-    inputs = tuple(torch.from_numpy(batch[name]) for name in loaded.spec.model_inputs)
-    alignment = attribution.gradient_alignment(loaded, inputs)
+    alignment = attribution.gradient_alignment(loaded, model_tensors(loaded, batch))
     if alignment >= MIN_GRADIENT_ALIGNMENT:
         return
     explained = loaded.architecture.explained(loaded.model.config)

@@ -108,7 +108,8 @@ def plan_request(
     plan = RequestPlan(encoded, [], [], ATTRIBUTION, [], [], spans)
     margin = None  # how far the attribution graph's logits may be from fp32's
     if options.token_attributions and not choice.on_path:
-        margin = engine.logit_margin(_token_graph(engine, subset, label_indices))
+        plan.attribution_graph = _token_graph(engine, subset, label_indices)
+        margin = engine.logit_margin(plan.attribution_graph)
     for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
         needs_full = options.sentence_attributions or margin is None
         plan.full_row.append(len(plan.forward) if needs_full else None)
@@ -127,7 +128,6 @@ def plan_request(
     if choice.on_path:
         _plan_path(plan, engine, label_indices, choice, seed or 0)
         return plan
-    plan.attribution_graph = _token_graph(engine, subset, label_indices)
     if plan.attribution_graph == ATTRIBUTION:
         plan.attribution = [Row(row) for row in encoded]
     elif plan.attribution_graph == ATTRIBUTION_LABELS:

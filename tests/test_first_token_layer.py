@@ -9,14 +9,13 @@ from __future__ import annotations
 import torch
 
 from gradlight.export.attribution import all_labels_fn
-from gradlight.export.batches import make_batch
+from gradlight.export.batches import make_batch, model_tensors
 from gradlight.export.first_token_layer import check, first_token_last_layer
 from gradlight.export.model_loading import load_classifier
 
 
 def _padded(loaded, lengths=(9, 4, 13), seed=3):
-    batch = make_batch(loaded, list(lengths), seed)
-    return tuple(torch.from_numpy(batch[name]) for name in loaded.spec.model_inputs)
+    return model_tensors(loaded, make_batch(loaded, list(lengths), seed))
 
 
 def test_the_first_token_layer_gives_the_whole_layers_logits_and_scores(tiny_model_dirs):
