@@ -39,7 +39,8 @@ def _compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> 
         result["max_abs_diff_probabilities"] = float(
             max(np.max(np.abs(reference[k] - other[k])) for k in probability_keys)
         )
-    sentence_keys = [k for k in shared if k.endswith("|sentences")]
+    # sentence cells keep "...|sentences", attribution cells asking for both "...|sentence_scores"
+    sentence_keys = [k for k in shared if k.endswith(("|sentences", "|sentence_scores"))]
     if sentence_keys:
         result["max_abs_diff_sentence_scores"] = float(
             max(np.max(np.abs(reference[k] - other[k])) for k in sentence_keys)

@@ -117,14 +117,54 @@ class EagerMethod:
         variants are the same as the engine's)."""
         results = []
         for text in texts:
-            variants = leave_one_out(text)
-            logits = np.concatenate([self.forward([variant], max_length) for variant in variants])
-            probabilities = self._probabilities(torch.from_numpy(logits))
+            probabilities = self._one_call_each(leave_one_out(text), max_length)
             results.append(probabilities[0][None, :] - probabilities[1:])
         return results
 
+    def _one_call_each(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        """The probabilities of ``texts`` ``[T, L]``, one forward call per text."""
+        logits = np.concatenate([self.forward([text], max_length) for text in texts])
+        return self._probabilities(torch.from_numpy(logits))
+
     def attribute(
-        self, texts: Sequence[str], max_length: int, labels: Sequence[int] | None = None
+        self,
+        texts: Sequence[str],
+        max_length: int,
+        labels: Sequence[int] | None = None,
+        sentences: bool = False,
+    ) -> Output:
+        """Token attributions; with ``sentences``, leave-one-sentence-out scores too
+        (``_sentences_after``)."""
+        output = self._attribute(texts, max_length, labels)
+        if not sentences:
+            return output
+        return self._sentences_after(output, texts, max_length, labels)
+
+    def _sentences_after(
+        self,
+        output: Output,
+        texts: Sequence[str],
+        max_length: int,
+        labels: Sequence[int] | None,
+    ) -> Output:
+        """``output`` with sentence scores ``[N, K]`` per text, as the reference answers a
+        request for both kinds: the full text's probabilities are the attribution forward's,
+        then one forward call per variant; a text of one sentence has no variants (scores 0.0,
+        nothing run)."""
+        results = []
+        for text, full in zip(texts, output.probabilities, strict=True):
+            variants = leave_one_out(text)[1:]
+            if len(variants) < 2:
+                results.append(np.zeros((len(variants), len(full))))
+                continue
+            without = self._one_call_each(variants, max_length)
+            if labels is not None:
+                without = without[:, list(labels)]
+            results.append(full[None, :] - without)
+        return Output(output.probabilities, output.scores, results)
+
+    def _attribute(
+        self, texts: Sequence[str], max_length: int, labels: Sequence[int] | None
     ) -> Output:
         inputs = self._inputs(texts, max_length)
         captured: dict[str, torch.Tensor] = {}

@@ -5,13 +5,14 @@ and validated, cached, with the graphs of every precision asked for), then one w
 per method over the same cells: ``reference``, the eager anchors (``eager-best``,
 ``eager-best-sdpa``, ``eager-bf16``, ``eager-bf16-sdpa``: bench/anchors.py) and gradlight's
 serving code at each precision (``engine`` for fp32, ``engine-PRECISION``); then (at the first
-label count) the server under 1 to 64 concurrent clients. An anchor this machine or model
-cannot run (bf16 without native bf16, SDPA for an architecture without it), or an extra engine
-precision the artifact or the engine refuses, is recorded in the run's ``unavailable`` with the
-reason instead of failing the run. ``summarize_cell`` turns the raw timings into the report
-(best eager and best engine per cell). With ``integrated_steps``, integrated gradients at the
-first label count too: Captum, eager-best and gradlight's serving code, each in a worker
-process (``gradlight.bench.integrated``).
+label count) the server under 1 to 64 concurrent clients, and under 32 asking for sentence
+attributions too. An anchor this machine or model cannot run (bf16 without native bf16, SDPA
+for an architecture without it), or an extra engine precision the artifact or the engine
+refuses, is recorded in the run's ``unavailable`` with the reason instead of failing the run.
+``summarize_cell`` turns the raw timings into the report (best eager and best engine per
+cell). With ``integrated_steps``, integrated gradients at the first label count too: Captum,
+eager-best and gradlight's serving code, each in a worker process
+(``gradlight.bench.integrated``).
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ def _measure(
             options.provider,
             options.threads,
             precision,
+            sentence_clients=plan.sentence_clients,
         )
         on = machine(options.threads)  # the server's ONNX Runtime intra-op threads
         run["served"] = [{**level, "machine": on} for level in levels]
@@ -286,7 +288,11 @@ def run_benchmark(options: BenchOptions, printer: Printer) -> dict[str, Any]:
     for index, labels in enumerate(options.label_counts()):
         cells = workload.mix_cells(plan, first=index == 0)
         if index == 0:
-            cells += [*workload.length_cells(plan), workload.sentence_cell(plan)]
+            cells += [
+                workload.mix_sentences_cell(plan),
+                *workload.length_cells(plan),
+                workload.sentence_cell(plan),
+            ]
         report["runs"].append(_measure(options, labels, cells, printer, served=index == 0))
     if options.subset():
         cells = [workload.subset_cell(plan, options.subset())]

@@ -19,10 +19,11 @@ what the server does. Decoding the response into arrays (``Answer``) is the clie
 is not timed: the worker reads it only after timing, for the agreement check.
 
 Per cell kind: attributions are one Attribute request (token attributions, the cell's labels
-or every label); the forward-only time is one Predict request; leave-one-sentence-out is one
-Attribute request with sentence attributions only (``one_call``: a text and its variants are
-one unit of the batcher, one padded call), against the engine called once per variant
-(``per_variant``, the alternative that design was chosen over; no server runs it).
+or every label; sentence attributions too where the cell asks for both); the forward-only time
+is one Predict request; leave-one-sentence-out is one Attribute request with sentence
+attributions only (``one_call``: a text and its variants are one unit of the batcher, one
+padded call), against the engine called once per variant (``per_variant``, the alternative
+that design was chosen over; no server runs it).
 No torch here.
 """
 
@@ -51,13 +52,17 @@ T = TypeVar("T")
 
 class Answer(Protocol):
     """What ``attribute`` returns: per text every attributed label's probability ``[B, K]``
-    (the cell's labels, or every label), and normalized scores ``[K, S]`` (no padding)."""
+    (the cell's labels, or every label), normalized scores ``[K, S]`` (no padding) and, when
+    asked for, sentence scores ``[N, K]`` (None otherwise)."""
 
     @property
     def probabilities(self) -> np.ndarray: ...
 
     @property
     def scores(self) -> list[np.ndarray]: ...
+
+    @property
+    def sentences(self) -> list[np.ndarray] | None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Output:
 
     probabilities: np.ndarray  # [B, K]
     scores: list[np.ndarray]
+    sentences: list[np.ndarray] | None = None  # [N, K] per text, when asked for
 
     @staticmethod
     def from_raw(probabilities: np.ndarray, raw: np.ndarray, lengths: Sequence[int]) -> Output:
@@ -101,6 +107,18 @@ class ServedAnswer:
             for r in self.response.results
         ]
 
+    @functools.cached_property
+    def sentences(self) -> list[np.ndarray] | None:
+        results = self.response.results
+        if not any(r.sentences for r in results):
+            return None
+        return [
+            np.asarray([list(s.scores) for s in r.sentences], dtype=np.float64).reshape(
+                len(r.sentences), -1
+            )
+            for r in results
+        ]
+
 
 class EngineMethod:
     """gradlight's serving code in process, at one precision (see the module's docstring)."""
@@ -132,11 +150,21 @@ class EngineMethod:
         return self.loop.run_until_complete(self.api.counted(method, request, answer))
 
     def attribute(
-        self, texts: Sequence[str], max_length: int, labels: Sequence[int] | None = None
+        self,
+        texts: Sequence[str],
+        max_length: int,
+        labels: Sequence[int] | None = None,
+        sentences: bool = False,
     ) -> ServedAnswer:
+        """One Attribute request: token attributions, and sentence attributions with
+        ``sentences`` (what the server answers a request asking for both)."""
         names = [] if labels is None else [self.engine.labels[k] for k in labels]
         request = pb.AttributeRequest(
-            texts=list(texts), max_length=max_length, token_attributions=True, labels=names
+            texts=list(texts),
+            max_length=max_length,
+            token_attributions=True,
+            sentence_attributions=sentences,
+            labels=names,
         )
         return ServedAnswer(self._call(ATTRIBUTE, request, self.api.attribute(request)))
 

@@ -74,7 +74,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 {
                     "model": run["model"],
                     "labels": run["labels"],
-                    "cell": f"served, {level['clients']} clients",
+                    "cell": f"served, {level['clients']} clients"
+                    + (", tokens and sentences" if level.get("sentences") else ""),
                     "method": "served",
                     "batch_size": 1,
                     "texts": level["requests"],
@@ -202,6 +203,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     served_rows = [
         f"| {row['model']}, {row['labels']} | {row['cell'].split(', ')[1].split()[0]} | "
+        f"{'tokens and sentences' if row['cell'].endswith('sentences') else 'tokens'} | "
         f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
         f"{_fmt(row['p99_ms'])} | {_fmt(row['texts_per_second'])} | "
         f"{_fmt(row['tokens_per_second'])} |"
@@ -244,9 +246,9 @@ def markdown(report: dict[str, Any]) -> str:
     if served_rows:
         lines += [
             "",
-            "| served (model, L) | clients | machine | median ms | p90 ms | p99 ms | texts/s | "
-            "tokens/s |",
-            "|---|---|---|---|---|---|---|---|",
+            "| served (model, L) | clients | attributions | machine | median ms | p90 ms | "
+            "p99 ms | texts/s | tokens/s |",
+            "|---|---|---|---|---|---|---|---|---|",
             *served_rows,
         ]
     lines += [
@@ -296,7 +298,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     left.set(xlabel="tokens per text", ylabel="ms per text (batch of 8)", yscale="log")
     left.set_title("Attribution latency against length")
     for run in report["runs"]:
-        levels = run.get("served", [])
+        levels = [level for level in run.get("served", []) if not level.get("sentences")]
         if levels:
             right.plot(
                 [level["clients"] for level in levels],

@@ -3,7 +3,9 @@
 Clients are ``grpc.aio`` tasks in the benchmark's process (on the same cores as the server):
 each sends one-text Attribute requests (token attributions for every label, truncation at the
 mix's ``max_length``) until the level's request count is reached, and checks that each answer
-is its own request's text.
+is its own request's text. One more level asks for token AND sentence attributions in every
+request (``sentence_clients`` clients), each answer checked to hold one score per label for
+each of its text's sentences: what the served target against the reference is judged on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import grpc
 
 from gradlight.bench.stats import latency
+from gradlight.runtime.sentences import split_sentences
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
@@ -84,9 +87,26 @@ class ServerProcess:
         self.terminate()
 
 
+def _check(result: pb.TextResult, text: str, sentences: bool) -> None:
+    if result.text != text:
+        raise RuntimeError("a served answer is not its request's text")
+    if sentences:
+        labels = len(result.probabilities)
+        count = len(split_sentences(text))
+        if len(result.sentences) != count or any(len(s.scores) != labels for s in result.sentences):
+            raise RuntimeError(f"a served answer lacks its text's {count} sentences' scores")
+
+
 async def _level(
-    stub: pb_grpc.AttributorStub, texts: list[str], clients: int, requests: int, max_length: int
+    stub: pb_grpc.AttributorStub,
+    texts: list[str],
+    clients: int,
+    requests: int,
+    max_length: int,
+    sentences: bool = False,
 ) -> dict[str, Any]:
+    """``clients`` concurrent clients sending ``requests`` one-text requests in all: token
+    attributions, and sentence attributions too with ``sentences``."""
     latencies: list[float] = []
     tokens = 0
     next_index = 0
@@ -97,13 +117,15 @@ async def _level(
             text = texts[next_index % len(texts)]
             next_index += 1
             request = pb.AttributeRequest(
-                texts=[text], token_attributions=True, max_length=max_length
+                texts=[text],
+                token_attributions=True,
+                sentence_attributions=sentences,
+                max_length=max_length,
             )
             started = time.perf_counter()
             response = await stub.Attribute(request)
             latencies.append(time.perf_counter() - started)
-            if response.results[0].text != text:
-                raise RuntimeError("a served answer is not its request's text")
+            _check(response.results[0], text, sentences)
             tokens += len(response.results[0].tokens)
 
     started = time.perf_counter()
@@ -111,6 +133,7 @@ async def _level(
     elapsed = time.perf_counter() - started
     return {
         "clients": clients,
+        "sentences": sentences,
         "requests": len(latencies),
         "latency": latency(latencies),
         "texts_per_second": round(len(latencies) / elapsed, 2),
@@ -118,16 +141,32 @@ async def _level(
     }
 
 
+def _requests(clients: int) -> int:
+    return max(32, 4 * clients)
+
+
 async def _measure(
-    address: str, texts: list[str], clients: tuple[int, ...], max_length: int
+    address: str,
+    texts: list[str],
+    clients: tuple[int, ...],
+    max_length: int,
+    sentence_clients: int | None,
 ) -> list[dict[str, Any]]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.AttributorStub(channel)
-        for text in texts[:4]:  # warm up the server's path
-            await stub.Attribute(pb.AttributeRequest(texts=[text], token_attributions=True))
-        return [
-            await _level(stub, texts, count, max(32, 4 * count), max_length) for count in clients
+        for text in texts[:4]:  # warm up the server's path, both kinds of request
+            await stub.Attribute(
+                pb.AttributeRequest(
+                    texts=[text], token_attributions=True, sentence_attributions=True
+                )
+            )
+        levels = [
+            await _level(stub, texts, count, _requests(count), max_length) for count in clients
         ]
+        if sentence_clients:
+            count = sentence_clients
+            levels.append(await _level(stub, texts, count, _requests(count), max_length, True))
+        return levels
 
 
 def measure_served(
@@ -138,7 +177,10 @@ def measure_served(
     provider: str,
     threads: int,
     precision: str = "fp32",
+    sentence_clients: int | None = None,
 ) -> list[dict[str, Any]]:
+    """The server's levels: token attributions at each of ``clients``, then token and sentence
+    attributions at ``sentence_clients`` (none if None); each level's ``sentences`` says which."""
     extra = ("--precision", precision) if precision != "fp32" else ()
     with ServerProcess.for_bench(artifact, provider, threads, extra) as server:
-        return asyncio.run(_measure(server.address, texts, clients, max_length))
+        return asyncio.run(_measure(server.address, texts, clients, max_length, sentence_clients))

@@ -108,9 +108,9 @@ def _run_cell(method: Any, cell: dict[str, Any], job: dict[str, Any], keep: dict
                     for t, scores in enumerate(texts):
                         keep[f"{cell['name']}|{mode}|{b}|{t}|sentences"] = scores
         return result
-    labels = cell.get("labels")
+    labels, sentences = cell.get("labels"), cell.get("sentences", False)
     result["attribute"], outputs = _timed(
-        lambda b: method.attribute(b, max_length, labels), batches, job
+        lambda b: method.attribute(b, max_length, labels, sentences), batches, job
     )
     if cell.get("forward"):
         result["forward"], _ = _timed(lambda b: method.forward(b, max_length), batches, job)
@@ -119,6 +119,8 @@ def _run_cell(method: Any, cell: dict[str, Any], job: dict[str, Any], keep: dict
             keep[f"{cell['name']}|{b}|probabilities"] = output.probabilities
             for t, scores in enumerate(output.scores):
                 keep[f"{cell['name']}|{b}|{t}|scores"] = scores
+            for t, scores in enumerate(output.sentences or []):
+                keep[f"{cell['name']}|{b}|{t}|sentence_scores"] = scores
     return result
 
 

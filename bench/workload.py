@@ -1,9 +1,10 @@
 """What is measured: cells of batches of texts, planned from the corpus.
 
-A cell is a JSON-ready dict: ``name``, ``group`` (``mix``, ``length``, ``subset``,
-``sentences``), ``kind`` (``attribute`` or ``sentences``), ``batches`` (lists of texts),
-``max_length`` (truncation, the same for every method), optional ``labels`` (a label subset),
-``forward`` (also time the forward-only pass), ``keep`` (save scores for the agreement check),
+A cell is a JSON-ready dict: ``name``, ``group`` (``mix``, ``mix-sentences``, ``length``,
+``subset``, ``sentences``), ``kind`` (``attribute`` or ``sentences``), ``batches`` (lists of
+texts), ``max_length`` (truncation, the same for every method), optional ``labels`` (a label
+subset), ``sentences`` (an attribute cell that asks for sentence attributions too), ``forward``
+(also time the forward-only pass), ``keep`` (save scores for the agreement check),
 ``roles`` (which kinds of method run it: ``reference``, ``eager`` anchors, ``engine``) and, once
 the run's methods are known (``with_methods``), ``methods`` (their names).
 """
@@ -33,6 +34,7 @@ class Plan:
     subset_texts: int = 4
     subset_size: int = 3
     clients: tuple[int, ...] = (1, 8, 32, 64)
+    sentence_clients: int = 32  # the served level asking for token and sentence attributions
     min_repeats: int = 2
     max_repeats: int = 5
     cell_budget_s: float = 15.0
@@ -46,6 +48,7 @@ class Plan:
             sentence_texts=4,
             subset_texts=2,
             clients=(1, 8),
+            sentence_clients=8,
             min_repeats=1,
             max_repeats=3,
             cell_budget_s=2.0,
@@ -75,6 +78,24 @@ def mix_cells(plan: Plan, first: bool) -> list[dict[str, Any]]:
         }
         for size in sizes
     ]
+
+
+def mix_sentences_cell(plan: Plan) -> dict[str, Any]:
+    """The realistic mix one text at a time, token AND sentence attributions for every label:
+    what the reference's users ask of it per text (its request with both), and what the served
+    target is judged against. Only the reference and the engine run it."""
+    return {
+        "name": "mix with sentences, batch 1",
+        "group": "mix-sentences",
+        "kind": "attribute",
+        "sentences": True,
+        "batch_size": 1,
+        "batches": _batches(corpus.notes(plan.texts), 1),
+        "max_length": MIX_MAX_LENGTH,
+        "forward": False,
+        "keep": True,
+        "roles": [REFERENCE, ENGINE],
+    }
 
 
 def length_cells(plan: Plan) -> list[dict[str, Any]]:

@@ -280,7 +280,7 @@ class Attributor:
         probabilities = engine.probabilities(logits)
         sentences = None
         if options.sentence_attributions:
-            sentences = self._sentences(plan, index, forward, full, label_indices)
+            sentences = self._sentences(plan, index, forward, logits, label_indices)
         predicted = engine.labels[int(np.argmax(probabilities))]
         if engine.manifest.multi_label:
             chosen = tuple(
@@ -313,16 +313,17 @@ class Attributor:
         plan: RequestPlan,
         index: int,
         forward: list[RowOutput],
-        full: RowOutput | None,
+        logits: np.ndarray,
         label_indices: tuple[int, ...],
     ) -> tuple[SentenceResult, ...]:
+        """Leave-one-sentence-out scores against the full text's fp32 ``logits``."""
         spans = plan.spans[index]
         rows = plan.variants[index]
         picked = list(label_indices)
         scores = np.zeros((len(spans), len(picked)), dtype=np.float32)  # unablated: 0.0
         ran = [i for i, row in enumerate(rows) if row is not None]
-        if ran and full is not None:
-            p_full = self.engine.probabilities(full.logits)[picked]
+        if ran:
+            p_full = self.engine.probabilities(logits)[picked]
             variants = np.stack([forward[rows[i]].logits for i in ran])  # type: ignore[index]
             p_without = self.engine.probabilities(variants)[:, picked]
             scores[ran] = p_full[None, :] - p_without

@@ -1,9 +1,10 @@
 """The rows one request runs, and where each unit's outputs are among them.
 
 A unit is a text classified whole, or one entity span of a text, marked. Its forward rows are
-its full text (where its probabilities or sentence scores need the forward graph) and one
-variant per sentence removed, all of a request submitted as one work (one padded call unless
-the batch limits cut it). Its token scores come, by the graphs the artifact holds: from the
+its full text (where its probabilities or sentence scores need the forward graph: not where an
+fp32 token graph runs it, whose logits are the forward's) and one variant per sentence
+removed, all of a request submitted as one work (one padded call unless the batch limits cut
+it). Its token scores come, by the graphs the artifact holds: from the
 path graph (path methods); from the all-labels graph (every label, where it was exported); from
 the labels graph, one row per text holding the asked labels' one-hot cotangents (one forward,
 one backward per label), for two labels or more; else from the cotangent graph, one row per
@@ -111,7 +112,10 @@ def plan_request(
         plan.attribution_graph = _token_graph(engine, subset, label_indices)
         margin = engine.logit_margin(plan.attribution_graph)
     for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
-        needs_full = options.sentence_attributions or margin is None
+        # The full text's logits: the token graph's where they are fp32's (margin 0.0); a bf16
+        # graph's serve the probabilities where its margin allows (``checked``), never the
+        # sentence scores; no token graph (or no margin known), the forward graph's.
+        needs_full = margin is None or (options.sentence_attributions and margin > 0)
         plan.full_row.append(len(plan.forward) if needs_full else None)
         if not needs_full and margin:
             plan.checked.append(unit)

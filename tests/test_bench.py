@@ -98,22 +98,39 @@ def test_targets_are_judged_on_the_reports_figures():
                         methods={"engine-int8": {}},
                         **best,
                     ),
+                    cell(
+                        "mix-sentences",
+                        speedup={"best engine vs reference": 4.0},
+                        methods={"reference": {"texts_per_second": 0.5}, "engine": {}},
+                        best_engine="engine",
+                    ),
                 ],
-                "served": [{"clients": 32, "texts_per_second": 9.0}],
+                "served": [
+                    {"clients": 32, "texts_per_second": 9.0},
+                    {"clients": 32, "sentences": True, "texts_per_second": 3.1},
+                ],
             }
         ]
     }
     targets = judge(report)
     status = {target["target"]: target["status"] for target in targets}
-    assert list(status.values()) == ["met", "met", "missed", "missed", "met", "not measured"]
+    assert list(status.values()) == [
+        "missed", "met", "met", "missed", "missed", "met", "not measured",
+    ]  # fmt: skip
+    # in process, the mix with sentences counts as the mix: 6.0 met, 4.0 missed
+    assert [row["met"] for row in targets[0]["rows"]] == [True, False]
+    # served with sentences, against the reference answering the same one text at a time
+    (served,) = targets[1]["rows"]
+    assert served["measured"] == 6.2
+    assert served["where"] == "m, L=2, 32 clients: 3.1 vs reference 0.5 texts/s"
     # judged on the best engine against the cell's best eager, and said so
-    (equal_padding,) = targets[1]["rows"]
+    (equal_padding,) = targets[2]["rows"]
     assert equal_padding["where"] == "m, L=2, length (engine-int8 vs eager-bf16)"
-    assert [row["met"] for row in targets[2]["rows"]] == [True, False]  # 1.6 and 1.4 vs 1.5
-    # the served ratio is against the served precision's engine (fp32 here)
-    assert targets[4]["rows"][0]["measured"] == 0.9
+    assert [row["met"] for row in targets[3]["rows"]] == [True, False]  # 1.6 and 1.4 vs 1.5
+    # the served ratio is against the served precision's engine (fp32 here), tokens only
+    assert [row["measured"] for row in targets[5]["rows"]] == [0.9]
     # the cost is fp32 over fp32, not a reduced precision's attribution over the fp32 forward
-    assert [row["measured"] for row in targets[3]["rows"]] == [3.6]
+    assert [row["measured"] for row in targets[4]["rows"]] == [3.6]
 
 
 def test_the_reference_pads_to_128_and_eager_best_to_the_longest(tiny_model_dirs):
@@ -289,7 +306,10 @@ def test_a_quick_bench_measures_every_method_on_the_same_tokens(
         run["roles"], True
     )
     names = [cell["name"] for cell in run["cells"]]
-    assert names == ["mix, batch 1", "mix, batch 8", "length 16", "sentences, 5 per text"]
+    assert names == [
+        "mix, batch 1", "mix, batch 8", "mix with sentences, batch 1", "length 16",
+        "sentences, 5 per text",
+    ]  # fmt: skip
     machine = run["methods"]["engine"]["machine"]
     assert machine["cpu"] and machine["threads"] == report["environment"]["threads"]
     assert set(machine["isa"]) <= {
@@ -301,7 +321,8 @@ def test_a_quick_bench_measures_every_method_on_the_same_tokens(
         "amx_int8",
     }
     for cell in run["cells"]:
-        assert len(cell["methods"]) == (3 if cell["kind"] == "sentences" else len(run["roles"]))
+        expected = {"sentences": 3, "mix-sentences": 2}.get(cell["group"], len(run["roles"]))
+        assert len(cell["methods"]) == expected
         for entry in cell["methods"].values():
             assert entry["texts_per_second"] > 0
             assert entry["latency"]["median_ms"] > 0
@@ -328,16 +349,27 @@ def test_a_quick_bench_measures_every_method_on_the_same_tokens(
         agreement = mix["agreement_with_reference"]["eager-bf16-sdpa"]
         assert 0 < agreement["max_abs_diff_scores"] < 0.05
         assert agreement["top3_agreement"] >= 0.9
-    sentences = run["cells"][3]["agreement_with_reference"]
+    sentences = run["cells"][4]["agreement_with_reference"]
     assert max(v["max_abs_diff_sentence_scores"] for v in sentences.values()) < 1e-5
-    assert [level["clients"] for level in run["served"]] == [1, 8]
+    # token and sentence attributions in one request, against the reference's answers
+    both = run["cells"][2]
+    assert set(both["methods"]) == {"reference", "engine"} and both["texts"] == 16
+    agreement = both["agreement_with_reference"]["engine"]
+    assert agreement["compared"] == 3 * 16  # per text: token scores, sentence scores, probabilities
+    assert agreement["max_abs_diff_sentence_scores"] < 1e-5
+    assert agreement["top3_agreement"] == 1.0
+    assert [(level["clients"], level["sentences"]) for level in run["served"]] == [
+        (1, False), (8, False), (8, True),
+    ]  # fmt: skip
     assert all(level["requests"] == 32 for level in run["served"])
     assert all(level["machine"]["cpu"] == machine["cpu"] for level in run["served"])
     statuses = {target["target"]: target["status"] for target in report["targets"]}
-    assert len(statuses) == 6
+    assert len(statuses) == 7
+    served = report["targets"][1]
+    assert served["status"] != "not measured" and served["rows"][0]["measured"] > 0
     with (out / "bench.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3 * len(run["roles"]) + 3 + 2
+    assert len(rows) == 3 * len(run["roles"]) + 2 + 3 + 3
     assert {row["method"] for row in rows} >= {*run["roles"], "served"}
     for row in rows:  # every figure row says what it ran on
         assert row["cpu"] == machine["cpu"] and int(row["threads"]) >= 1

@@ -18,6 +18,7 @@ from serving import ServerThread
 
 from gradlight.client import Client, Connection
 from gradlight.client.render import render_result
+from gradlight.runtime.manifest import FORWARD
 from gradlight.runtime.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
@@ -248,6 +249,18 @@ def test_sentence_variants_go_through_one_call(engine_for):
         assert len(result.sentences) == 5
         assert batcher.calls == before + 1
         assert batcher.history[-1].rows == 6  # the full text and five variants
+        # Asked with token attributions (fp32), the full text's logits are the attribution
+        # graph's: the forward runs the five variants alone, and the scores are the same.
+        before = batcher.calls
+        both = client.attribute([text], sentence_attributions=True).results[0]
+        calls = list(batcher.history)[-(batcher.calls - before) :]
+        assert [call.rows for call in calls if call.graph == FORWARD] == [5]
+        np.testing.assert_allclose(
+            [list(s.scores) for s in both.sentences],
+            [list(s.scores) for s in result.sentences],
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(both.probabilities, result.probabilities, atol=1e-6)
 
 
 def test_token_budget_splits_calls(engine_for):
