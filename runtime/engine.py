@@ -338,6 +338,10 @@ class Engine:
             return 0.0
         return self._logit_margins.get(key)
 
+    def runs_in_fp32(self, key: str) -> bool:
+        """Whether graph ``key`` is the artifact's fp32 graph (not a reduced precision's)."""
+        return self.graphs[key] == self.manifest.graphs.get(key)
+
     def probabilities_hold(self, key: str, logits: np.ndarray) -> bool:
         """Whether probabilities from graph ``key``'s ``logits [L]`` are within
         ``PROBABILITY_GATE`` of the fp32 forward's, by the graph's margin."""

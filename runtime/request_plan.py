@@ -108,14 +108,16 @@ def plan_request(
     variants = encode_variants(engine.encoder, texts, removed, encoded, max_length, keep=keep)
     plan = RequestPlan(encoded, [], [], ATTRIBUTION, [], [], spans)
     margin = None  # how far the attribution graph's logits may be from fp32's
+    fp32 = False  # whether the token graph is the fp32 one: its logits are the forward's
     if options.token_attributions and not choice.on_path:
         plan.attribution_graph = _token_graph(engine, subset, label_indices)
         margin = engine.logit_margin(plan.attribution_graph)
+        fp32 = engine.runs_in_fp32(plan.attribution_graph)
     for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
-        # The full text's logits: the token graph's where they are fp32's (margin 0.0); a bf16
-        # graph's serve the probabilities where its margin allows (``checked``), never the
-        # sentence scores; no token graph (or no margin known), the forward graph's.
-        needs_full = margin is None or (options.sentence_attributions and margin > 0)
+        # The full text's logits: an fp32 token graph's; a reduced precision's serve the
+        # probabilities where its margin allows (``checked``), never the sentence scores; no
+        # token graph (or no margin known), the forward graph's.
+        needs_full = margin is None or (options.sentence_attributions and not fp32)
         plan.full_row.append(len(plan.forward) if needs_full else None)
         if not needs_full and margin:
             plan.checked.append(unit)

@@ -15,7 +15,7 @@ from serving import ServerThread
 
 from gradlight.client import Client
 from gradlight.runtime.engine import CPU, CUDA, Engine, provider_options
-from gradlight.runtime.manifest import load_manifest
+from gradlight.runtime.manifest import ATTRIBUTION, FORWARD, load_manifest
 from gradlight.runtime.settings import EngineSettings
 
 TEXTS = [
@@ -91,9 +91,19 @@ def test_served_fp16_agrees_with_fp32_within_the_stated_thresholds(fp16_artifact
     }
     assert all(name.endswith("_fp16.onnx") for name in engines["fp16"].graph_files.values())
     assert not any(name.endswith("_fp16.onnx") for name in engines["fp32"].graph_files.values())
+    assert engines["fp32"].runs_in_fp32(ATTRIBUTION)
+    assert not engines["fp16"].runs_in_fp32(ATTRIBUTION)
     with ServerThread(engines) as server, Client(server.address) as client:
         full = client.attribute(TEXTS, model="fp32", sentence_attributions=True).results
         half = client.attribute(TEXTS, model="fp16", sentence_attributions=True).results
+        # The fp32 token graph's logits serve the sentence scores' full text; fp16's never do:
+        # there the full text runs through the forward graph with its variants.
+        rows = {
+            name: sum(call.rows for call in model.batcher.history if call.graph == FORWARD)
+            for name, model in server.running.registry.models.items()
+        }
+        variants = sum(len(result.sentences) for result in full if len(result.sentences) > 1)
+        assert rows == {"fp32": variants, "fp16": variants + len(TEXTS)}
     for a, b in zip(full, half, strict=True):
         assert a.predicted_label == b.predicted_label
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=0.01)
