@@ -316,7 +316,8 @@ class Attributor:
         logits: np.ndarray,
         label_indices: tuple[int, ...],
     ) -> tuple[SentenceResult, ...]:
-        """Leave-one-sentence-out scores against the full text's fp32 ``logits``."""
+        """Leave-one-sentence-out scores against the full text's ``logits`` (the forward
+        graph's, or an fp32 token graph's: ``plan_request``)."""
         spans = plan.spans[index]
         rows = plan.variants[index]
         picked = list(label_indices)
