@@ -4,7 +4,8 @@ For each label count: the model (re-headed when its own count differs), its arti
 and validated, cached, with the graphs of every precision asked for), then one worker process
 per method over the same cells: ``reference``, the eager anchors (``eager-best``,
 ``eager-best-sdpa``, ``eager-bf16``, ``eager-bf16-sdpa``: bench/anchors.py) and gradlight's
-serving code at each precision (``engine`` for fp32, ``engine-PRECISION``); then (at the first
+serving code at each precision (``engine`` for fp32, ``engine-PRECISION``), all loaded at once
+and each cell's rounds taken in turns across them (bench/turns.py); then (at the first
 label count) the server under 1 to 64 concurrent clients, and under 32 asking for sentence
 attributions too. An anchor this machine or model cannot run (bf16 without native bf16, SDPA
 for an architecture without it), or an extra engine precision the artifact or the engine
@@ -17,11 +18,8 @@ eager-best and gradlight's serving code, each in a worker process
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,6 +34,7 @@ from gradlight.bench.models import cached_artifact, label_count, reheaded
 from gradlight.bench.served import measure_served
 from gradlight.bench.summary import summarize_cell
 from gradlight.bench.targets import judge
+from gradlight.bench.turns import measure_in_turns
 from gradlight.bench.workload import engine_name
 from gradlight.runtime.cpu_features import cpu_flags
 from gradlight.runtime.errors import GradlightError
@@ -127,21 +126,6 @@ def environment(options: BenchOptions) -> dict[str, Any]:
     }
 
 
-def _run_worker(job: dict[str, Any], path: Path, printer: Printer) -> dict[str, Any]:
-    job_path = path.with_suffix(".job.json")
-    job_path.write_text(json.dumps(job), encoding="utf-8")
-    printer(f"measuring {job['method']} ({job['model_name']}, L={job['labels']})")
-    completed = subprocess.run(
-        [sys.executable, "-m", "gradlight.bench.worker", str(job_path), str(path)], check=False
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"the {job['method']} worker failed (exit {completed.returncode})")
-    result = json.loads(path.read_text(encoding="utf-8"))
-    if "unavailable" in result:
-        printer(f"  {job['method']} not measured: {result['unavailable']}")
-    return result
-
-
 def _prepare(
     options: BenchOptions, labels: int, printer: Printer
 ) -> tuple[Path, Path, dict[str, str]]:
@@ -196,12 +180,12 @@ def _measure(
     cells = workload.fit(cells, manifest.max_length)
     raw_dir = options.out_dir / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
-    results = {}
+    jobs = {}
     for method, role in roles.items():
         if method in unavailable:
             printer(f"  {method} not measured: {unavailable[method]}")
             continue
-        job = {
+        jobs[method] = {
             "method": method,
             "role": role,
             "precision": _precision(method, options),
@@ -217,7 +201,10 @@ def _measure(
             "max_repeats": plan.max_repeats,
             "cell_budget_s": plan.cell_budget_s,
         }
-        result = _run_worker(job, raw_dir / f"{name}-{method}.json", printer)
+    paths = {method: raw_dir / f"{name}-{method}.json" for method in jobs}
+    in_turns = workload.with_methods(cells, {m: roles[m] for m in jobs})
+    results = {}
+    for method, result in measure_in_turns(jobs, paths, in_turns, printer).items():
         if "unavailable" in result:
             unavailable[method] = result["unavailable"]
         else:

@@ -1,11 +1,21 @@
-"""Where the engine's time goes: ONNX Runtime's profiler over one graph, summed by operator type.
+"""Where the engine's time goes: ONNX Runtime's profiler over one graph, by operator type and by
+what the operators do.
 
     python -m gradlight.bench.profile ARTIFACT_DIR [--graph attribution] [--batch 8]
         [--length 128] [--runs 5] [--threads N]
 
 Runs the graph on texts of the bench corpus cut to ``--length`` tokens, with ORT's profiler on,
-and prints each operator type's share of the kernel time (and the node count), so a missed
-target can be explained by what dominates.
+the session allocating as the engine's do, and prints each operator type's share of the kernel
+time (and the node count), then the time in four parts, so a missed target can be explained by
+what dominates:
+
+- **weight matrix products**: MatMul, Gemm and FusedMatMul nodes with a weight (an initializer)
+  as an operand: the linear layers of the forward and their input-gradient products, with the
+  GFLOP/s they ran at (against the CPU's fp32 peak, that says what is left to gain);
+- **attention matrix products**: the other matrix products (scores, their gradients), GFLOP/s;
+- **attention-sized elementwise**: every other node whose output ends in ``[length, length]``
+  (scaling, mask, softmax and its gradient);
+- **the rest** (layer norms, GELU and their gradients, transposes, gathers).
 """
 
 from __future__ import annotations
@@ -19,12 +29,43 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from gradlight.bench import corpus
 from gradlight.runtime.cpu_arena import use_shared_cpu_arena
 from gradlight.runtime.engine import Engine
 from gradlight.runtime.settings import EngineSettings
+
+MATRIX_PRODUCTS = ("MatMul", "Gemm", "FusedMatMul")
+PARTS = (
+    "weight matrix products",
+    "attention matrix products",
+    "attention-sized elementwise",
+    "the rest",
+)
+
+
+def _shapes(event: dict[str, Any], key: str) -> list[list[int]]:
+    return [list(next(iter(entry.values()))) for entry in event["args"].get(key, [])]
+
+
+def _flops(node: onnx.NodeProto, inputs: list[list[int]], output: list[int]) -> float:
+    """2 x output elements x the inner dimension (of A, the first operand: never a weight
+    here, so its shape is in the profile)."""
+    transposed = any(a.name == "transA" and a.i for a in node.attribute)
+    inner = inputs[0][-2] if transposed else inputs[0][-1]
+    return 2.0 * float(np.prod(output)) * inner
+
+
+def _part(node: onnx.NodeProto, weights: set[str], output: list[int], length: int) -> str:
+    if node.op_type in MATRIX_PRODUCTS:
+        if any(name in weights for name in node.input[:2]):
+            return PARTS[0]
+        return PARTS[1]
+    if output[-2:] == [length, length]:
+        return PARTS[2]
+    return PARTS[3]
 
 
 def profile(
@@ -39,22 +80,43 @@ def profile(
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # not the warning that the optimized graph is this CPU's
         use_shared_cpu_arena(options)  # as the engine's sessions allocate
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
+        optimized = Path(tmp) / "optimized.onnx"  # the nodes the profile names
+        options.optimized_model_filepath = str(optimized)
         session = ort.InferenceSession(str(artifact / info.file), options, ["CPUExecutionProvider"])
         session.run(None, feed)  # warm-up
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+        model = onnx.load(str(optimized), load_external_data=False)
+    nodes = {node.name: node for node in model.graph.node}
+    weights = {initializer.name for initializer in model.graph.initializer}
     by_type: dict[str, float] = defaultdict(float)
-    nodes: dict[str, set[str]] = defaultdict(set)
+    names: dict[str, set[str]] = defaultdict(set)
+    parts: dict[str, float] = dict.fromkeys(PARTS, 0.0)
+    flops: dict[str, float] = dict.fromkeys(PARTS[:2], 0.0)
+    warm_up = True
     for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            op = event["args"].get("op_name", "?")
-            by_type[op] += event["dur"]
-            nodes[op].add(event["name"])
+        if event.get("cat") == "Session" and event["name"] == "model_run":
+            warm_up = False  # the first run's nodes come before its model_run event
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op = event["args"].get("op_name", "?")
+        by_type[op] += event["dur"]
+        names[op].add(event["name"])
+        node = nodes.get(event["name"].removesuffix("_kernel_time"))
+        outputs = _shapes(event, "output_type_shape")
+        if warm_up or node is None or not outputs:
+            continue
+        part = _part(node, weights, outputs[0], length)
+        parts[part] += event["dur"]
+        if part in flops:
+            flops[part] += _flops(node, _shapes(event, "input_type_shape"), outputs[0])
     total = sum(by_type.values())
+    timed = sum(parts.values())
     ranked = sorted(by_type.items(), key=lambda item: -item[1])
     return {
         "graph": graph,
@@ -64,7 +126,17 @@ def profile(
         "threads": threads,
         "kernel_ms_per_run": round(total / 1000 / (runs + 1), 2),
         "by_op_type": [
-            {"op": op, "share": round(us / total, 4), "nodes": len(nodes[op])} for op, us in ranked
+            {"op": op, "share": round(us / total, 4), "nodes": len(names[op])} for op, us in ranked
+        ],
+        "parts": [
+            {
+                "part": part,
+                "ms_per_run": round(us / 1000 / runs, 2),
+                "share": round(us / timed, 4),
+                **({"gflop_per_s": round(flops[part] / us / 1000, 1)} if part in flops else {}),
+            }
+            for part, us in parts.items()
+            if us
         ],
     }
 
@@ -82,6 +154,9 @@ def main() -> None:
     print(f"{result['graph']}: {result['kernel_ms_per_run']} ms of kernels per run")
     for row in result["by_op_type"][:12]:
         print(f"  {row['op']:<24} {100 * row['share']:5.1f}%  ({row['nodes']} nodes)")
+    for row in result["parts"]:
+        rate = f", {row['gflop_per_s']} GFLOP/s" if "gflop_per_s" in row else ""
+        print(f"  {row['part']:<28} {row['ms_per_run']:8.1f} ms  {100 * row['share']:5.1f}%{rate}")
 
 
 if __name__ == "__main__":

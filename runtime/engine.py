@@ -332,8 +332,11 @@ class Engine:
         return key in self.graphs
 
     def logit_margin(self, key: str) -> float | None:
-        """How far graph ``key``'s logits may be from fp32's (runtime/bf16_check.py): 0 where
-        it runs in fp32; None where not known (a bf16 graph exported without the figure)."""
+        """How far graph ``key``'s logits may be from fp32's (runtime/bf16_check.py), for the
+        per-text probability check of a bf16 graph on OpenVINO; None where not known (a bf16
+        graph exported without the figure). 0 (no per-text check) for graphs on ONNX Runtime:
+        fp32, and fp16, whose logits the export held to its tolerance
+        (export/half_precision.py)."""
         if self.graphs[key].details.get("runtime") != OPENVINO:
             return 0.0
         return self._logit_margins.get(key)

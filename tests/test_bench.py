@@ -8,6 +8,7 @@ reference, and that every output file is written and well-formed).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -203,10 +204,12 @@ def test_an_anchor_that_cannot_run_here_is_reported_with_the_reason(
         "model_dir": str(tiny_model_dirs["deberta-v2"]), "provider": "cpu",
         "threads": torch.get_num_threads(), "cells": [],
     }  # fmt: skip
-    result = worker.run(job, tmp_path / "result.json")
+    replies = io.StringIO()
+    worker.take_turns(job, tmp_path / "result.json", io.StringIO(), replies)
+    result = json.loads((tmp_path / "result.json").read_text())
     assert set(result) == {"method", "unavailable"}
     assert "does not support" in result["unavailable"] and "sdpa" in result["unavailable"]
-    assert json.loads((tmp_path / "result.json").read_text()) == result
+    assert json.loads(replies.getvalue()) == {"loaded": False, **result}
     monkeypatch.setattr(anchors, "native_bf16", lambda: False)
     assert anchors.unavailable_here("eager-best") is None
     assert "avx512_bf16, amx_bf16" in anchors.unavailable_here("eager-bf16")
@@ -247,7 +250,9 @@ def test_the_engine_method_answers_through_the_servers_api(tiny_model_dirs, expo
 
 def test_the_engine_worker_never_imports_torch(exported, tmp_path):
     plan = workload.Plan.quick()
-    cells = workload.fit(workload.mix_cells(plan, first=False), 64)
+    cells = workload.with_methods(
+        workload.fit(workload.mix_cells(plan, first=False), 64), {"engine": "engine"}
+    )
     job = {
         "method": "engine", "role": "engine", "precision": "fp32", "model_name": "bert",
         "labels": 3, "model_dir": "",
@@ -260,12 +265,18 @@ def test_the_engine_worker_never_imports_torch(exported, tmp_path):
         "from gradlight.bench import worker; worker.main(); "
         "assert 'transformers' not in sys.modules"
     )
+    commands = [{"round": "mix, batch 8", "warmup": True}, {"round": "mix, batch 8"}]
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "job.json"), str(tmp_path / "out.json")],
+        input="".join(json.dumps(c) + "\n" for c in [*commands, {"finish": True}]),
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert replies[0]["loaded"] and replies[1:] == [
+        {"done": "mix, batch 8"}, {"done": "mix, batch 8"}, {"finished": True},
+    ]  # fmt: skip
     measured = json.loads((tmp_path / "out.json").read_text())
     assert [c["cell"] for c in measured["cells"]] == ["mix, batch 8"]
     assert len(measured["cells"][0]["attribute"]) == 2  # 16 texts in batches of 8
@@ -276,6 +287,20 @@ def test_the_engine_worker_never_imports_torch(exported, tmp_path):
 def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "gradlight.cli.main", "bench", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+
+
+def test_the_profile_splits_a_graphs_time_by_what_its_operators_do(exported):
+    """What explains a missed target: the weight and attention matrix products (with their
+    FLOP rates), the attention-sized elementwise nodes and the rest, from ORT's profiler."""
+    from gradlight.bench.profile import PARTS, profile
+
+    result = profile(exported("bert"), "attribution", batch=2, length=24, runs=2, threads=1)
+    parts = {row["part"]: row for row in result["parts"]}
+    assert set(parts) == set(PARTS)
+    assert sum(row["share"] for row in parts.values()) == pytest.approx(1, abs=1e-3)
+    assert all(row["ms_per_run"] > 0 for row in parts.values())
+    assert parts[PARTS[0]]["gflop_per_s"] > 0 and parts[PARTS[1]]["gflop_per_s"] > 0
+    assert {row["op"] for row in result["by_op_type"]} >= {"Softmax", "Gemm"}
 
 
 def test_a_quick_bench_measures_every_method_on_the_same_tokens(
@@ -323,6 +348,19 @@ def test_a_quick_bench_measures_every_method_on_the_same_tokens(
     for cell in run["cells"]:
         expected = {"sentences": 3, "mix-sentences": 2}.get(cell["group"], len(run["roles"]))
         assert len(cell["methods"]) == expected
+    # every method of a cell ran its round k before any ran round k + 1: in turns, not one
+    # method's rounds after another's
+    raw = {
+        method: json.loads((out / "raw" / f"bert-{method}.json").read_text())
+        for method in run["roles"]
+    }
+    for name in names:
+        starts = [
+            c["rounds_started"] for r in raw.values() for c in r["cells"] if c["cell"] == name
+        ]
+        assert len(starts) >= 2 and len({len(s) for s in starts}) == 1
+        for k in range(len(starts[0]) - 1):
+            assert max(s[k] for s in starts) < min(s[k + 1] for s in starts)
         for entry in cell["methods"].values():
             assert entry["texts_per_second"] > 0
             assert entry["latency"]["median_ms"] > 0
