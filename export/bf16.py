@@ -18,7 +18,7 @@ The gates, per graph, over every row and label of the validation batches and 16 
   the graphs' own figures (``graph_probabilities_max_abs_diff``) are reported, not gated;
 - normalized token scores (per text and label, in [-1, 1]) within ``SCORE_MEAN_GATE`` on
   average over a text's tokens (the mean over texts and labels) and ``SCORE_MAX_GATE`` at most;
-- top-3 token agreement at least ``TOP3_GATE``;
+- top-3 token agreement at least ``TOP3_GATE`` (ties as export/half_precision.py counts them);
 - sentence scores (probability of the text minus probability without a sentence) within
   ``SENTENCE_GATE``: they come from the forward graph, which stays fp32 (``KEPT_IN_FP32``), so
   they are fp32's; tests/test_bf16.py checks all the gates on the demo classifier's notes.

@@ -82,6 +82,13 @@ def test_top3_agreement_counts_the_overlap_of_the_strongest_tokens():
     swapped = np.array([[[0.9, -0.8, 0.7, 0.1, 0.0]]])  # one of three replaced
     assert top3_agreement(same, reference, mask) == 1.0
     assert top3_agreement(swapped, reference, mask) == pytest.approx(2 / 3)
+    # Third and fourth 0.0004 apart, under TOP3_TIE (0.001) of the largest: tied, either counts;
+    # 0.002 apart: not tied, the swap is a disagreement.
+    tied = np.array([[[1.0, 0.5, 0.3, 0.2996, 0.0]]])
+    untied = np.array([[[1.0, 0.5, 0.3, 0.298, 0.0]]])
+    fourth_first = np.array([[[1.0, 0.5, 0.2, 0.3, 0.0]]])
+    assert top3_agreement(fourth_first, tied, mask) == 1.0
+    assert top3_agreement(fourth_first, untied, mask) == pytest.approx(2 / 3)
 
 
 def test_served_fp16_agrees_with_fp32_within_the_stated_thresholds(fp16_artifact):
