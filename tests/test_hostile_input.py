@@ -104,6 +104,14 @@ def _byte_level_alphabet() -> dict[str, int]:
 BYTE_OF = _byte_level_alphabet()
 
 
+def test_the_byte_level_table_is_the_tokenizers_own():
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    assert sorted(BYTE_OF) == sorted(ByteLevel.alphabet())
+    assert sorted(BYTE_OF.values()) == list(range(256))
+    assert (BYTE_OF["\u0120"], BYTE_OF["a"], BYTE_OF["\u00c3"]) == (0x20, 0x61, 0xC3)  # "Ġ"
+
+
 def assert_bytes_span(raw: bytes, surface: str) -> None:
     """``raw`` (a byte-level token group's bytes) is ``surface``'s UTF-8, but for a leading
     space outside the span; or it holds part of a character at an end, and then the span is
