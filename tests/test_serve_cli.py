@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -129,6 +130,30 @@ def test_the_serving_path_does_not_import_torch(exported):
     assert result.stdout.strip() == "1"
 
 
+# The version stamps protoc and grpcio-tools write into generated code: the least protobuf and
+# grpcio the code runs on. A newer grpcio-tools writes its own version and otherwise the same
+# code, so the comparison leaves the stamps out; the committed stamps are checked against the
+# least versions pyproject.toml asks for instead, which the committed code must run on.
+_STAMPS = (
+    re.compile(r"^# Protobuf Python Version: .*$", re.M),
+    re.compile(r"^_runtime_version\.ValidateProtobufRuntimeVersion\(\n(?:.*\n)*?\)$", re.M),
+    re.compile(r"^GRPC_GENERATED_VERSION = .*$", re.M),
+)
+
+
+def _without_stamps(code: str) -> str:
+    for stamp in _STAMPS:
+        code = stamp.sub("<version stamp>", code)
+    return code
+
+
+def _least_version(requirement: str) -> tuple[int, ...]:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    found = re.search(rf'"{re.escape(requirement)}>=([0-9.]+)"', pyproject)
+    assert found, f"pyproject.toml asks for no least {requirement}"
+    return tuple(int(part) for part in found.group(1).split("."))
+
+
 def test_generated_protobuf_code_is_current(tmp_path):
     import grpc_tools  # noqa: F401 (grpcio-tools is a test dependency: a missing one fails)
 
@@ -149,5 +174,25 @@ def test_generated_protobuf_code_is_current(tmp_path):
     for name in ("gradlight_pb2.py", "gradlight_pb2_grpc.py", "gradlight_pb2.pyi"):
         generated = (tmp_path / "gradlight" / "v1" / name).read_text()
         committed = (ROOT / "proto" / "gradlight" / "v1" / name).read_text()
-        assert generated == committed, f"regenerate proto/gradlight/v1/{name} (README: API)"
-    assert os.path.exists(ROOT / "proto" / "gradlight" / "v1" / "gradlight.proto")
+        assert _without_stamps(generated) == _without_stamps(committed), (
+            f"regenerate proto/gradlight/v1/{name} (README: API)"
+        )
+    committed = ROOT / "proto" / "gradlight" / "v1"
+    protobuf_stamp = re.search(
+        r"^# Protobuf Python Version: ([0-9.]+)$", (committed / "gradlight_pb2.py").read_text(), re.M
+    )
+    grpc_stamp = re.search(
+        r"^GRPC_GENERATED_VERSION = '([0-9.]+)'$",
+        (committed / "gradlight_pb2_grpc.py").read_text(),
+        re.M,
+    )
+    assert protobuf_stamp and grpc_stamp
+    # The committed code refuses a runtime older than its stamps: they must not be newer than
+    # the least versions the package installs with.
+    for stamp, requirement in ((protobuf_stamp, "protobuf"), (grpc_stamp, "grpcio")):
+        version = tuple(int(part) for part in stamp.group(1).split("."))
+        assert version <= _least_version(requirement), (
+            f"the committed stubs need {requirement} {stamp.group(1)}, newer than pyproject.toml's "
+            f"least {requirement}: regenerate them with grpcio-tools of that least version, or "
+            "raise the least version"
+        )
