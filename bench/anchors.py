@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradlight.runtime.cpu_features import BF16_FLAGS, native_bf16
+from gradlight.runtime.execution.cpu_features import BF16_FLAGS, native_bf16
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ label each note is predicted:
   cue; a token method's sentence score is the sum of its tokens' raw scores, leave-one-sentence-
   out's is its own;
 - **comprehensiveness / sufficiency** (ERASER AOPC, words deleted; random ranking in brackets),
-  from the server's ``faithfulness`` option (runtime/faithfulness.py), seed 0 for every method
-  (so each note's random ranking is the same for every method; GradientSHAP's draws too);
+  from the server's ``faithfulness`` option (runtime/explanation/faithfulness.py), seed 0 for every
+  method (so each note's random ranking is the same for every method; GradientSHAP's draws too);
 - **texts/s**: the same requests for the first ``--timed`` notes, without faithfulness, timed,
   ``--batch`` notes per request.
 
@@ -36,7 +36,7 @@ from gradlight.bench.served import ServerProcess
 from gradlight.client import Client
 from gradlight.demo import assertion_data
 from gradlight.demo.assertion_data import Note
-from gradlight.runtime.sentences import split_sentences
+from gradlight.runtime.explanation.sentences import split_sentences
 from gradlight.v1 import gradlight_pb2 as pb
 
 LEAVE_ONE_OUT = "leave_one_sentence_out"
@@ -191,10 +191,10 @@ def _predicted(client: Client, notes: Sequence[Note], batch: int) -> list[str]:
 
 def _prepare(work: Path, name: str, explanation_weight: float, say: Callable[[str], None]) -> Path:
     """Train (unless done) and export (unless done) one classifier; its artifact."""
+    from gradlight.artifact.errors import ArtifactError
+    from gradlight.artifact.manifest import load_manifest
     from gradlight.demo.training import TrainingOptions, read_report, train_assertion_classifier
     from gradlight.export.pipeline import export_model
-    from gradlight.runtime.errors import ArtifactError
-    from gradlight.runtime.manifest import load_manifest
 
     model_dir, artifact = work / name, work / f"{name}-artifact"
     if read_report(model_dir) is None:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradlight.artifact.manifest import load_manifest
 from gradlight.bench import corpus, workload
 from gradlight.bench.agreement import agreement
 from gradlight.bench.anchors import ANCHORS, REFERENCE, unavailable_here
@@ -36,11 +37,10 @@ from gradlight.bench.summary import summarize_cell
 from gradlight.bench.targets import judge
 from gradlight.bench.turns import measure_in_turns
 from gradlight.bench.workload import engine_name
-from gradlight.runtime.cpu_features import cpu_flags
-from gradlight.runtime.errors import GradlightError
-from gradlight.runtime.manifest import load_manifest
+from gradlight.runtime.execution.cpu_features import cpu_flags
+from gradlight.runtime.execution.tokenization import TextEncoder
 from gradlight.runtime.settings import EngineSettings
-from gradlight.runtime.tokenization import TextEncoder
+from gradlight.wire.errors import GradlightError
 
 Printer = Callable[[str], None]
 FP32 = "fp32"

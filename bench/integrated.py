@@ -59,13 +59,17 @@ from typing import Any
 
 import numpy as np
 
+from gradlight.artifact.manifest import ATTRIBUTION_PATH, load_manifest
 from gradlight.bench import corpus
 from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.stats import latency, paired_ratio
-from gradlight.runtime.cpu_features import cpu_flags
-from gradlight.runtime.manifest import ATTRIBUTION_PATH, load_manifest
-from gradlight.runtime.methods import GAUSS_LEGENDRE, INTEGRATED_GRADIENTS, resolve_method
-from gradlight.runtime.tokenization import TextEncoder
+from gradlight.runtime.execution.cpu_features import cpu_flags
+from gradlight.runtime.execution.tokenization import TextEncoder
+from gradlight.runtime.explanation.methods import (
+    GAUSS_LEGENDRE,
+    INTEGRATED_GRADIENTS,
+    resolve_method,
+)
 
 Printer = Callable[[str], None]
 METHODS = ("captum", "eager-best", "gradlight")

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from gradlight.runtime.manifest import ATTRIBUTION_PATH
-from gradlight.runtime.methods import INTEGRATED_GRADIENTS, integration_points
-from gradlight.runtime.tokenization import EncodedText
+from gradlight.artifact.manifest import ATTRIBUTION_PATH
+from gradlight.runtime.execution.tokenization import EncodedText
+from gradlight.runtime.explanation.methods import INTEGRATED_GRADIENTS, integration_points
 
 
 class Tokens:
@@ -160,10 +160,10 @@ class GradlightIG:
     def __init__(self, job: dict[str, Any]) -> None:
         import asyncio
 
-        from gradlight.runtime.attributor import Attributor
-        from gradlight.runtime.batcher import DynamicBatcher
-        from gradlight.runtime.engine import Engine
-        from gradlight.runtime.requests import AttributeOptions
+        from gradlight.runtime.execution.batcher import DynamicBatcher
+        from gradlight.runtime.execution.engine import Engine
+        from gradlight.runtime.explanation.attributor import Attributor
+        from gradlight.runtime.explanation.requests import AttributeOptions
         from gradlight.runtime.settings import BatchSettings, EngineSettings
 
         engine = Engine(

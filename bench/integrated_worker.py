@@ -21,7 +21,7 @@ import numpy as np
 
 from gradlight.bench.integrated_methods import CaptumIG, EagerBestIG, GradlightIG, Tokens
 from gradlight.bench.machine import peak_rss_mb
-from gradlight.runtime.tokenization import TextEncoder
+from gradlight.runtime.execution.tokenization import TextEncoder
 
 
 def _eager_best(job: dict[str, Any], first: Tokens) -> tuple[EagerBestIG, dict[str, float]]:

@@ -34,7 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gradlight.bench.machine import cores_available, cpu_name, rss_bytes
 from gradlight.bench.stats import latency
-from gradlight.runtime.sentences import split_sentences
+from gradlight.runtime.explanation.sentences import split_sentences
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 

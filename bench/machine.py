@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from gradlight.runtime.cpu_features import cpu_flags
+from gradlight.runtime.execution.cpu_features import cpu_flags
 
 # The instruction sets every figure row of ``gradlight bench`` names (those present).
 ROW_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")

@@ -3,7 +3,7 @@ running server (the product's own path: tokenization, batching, the ONNX graphs,
 
 For each note, with the model's predicted label:
 
-- **cue in the top 3 words**: the note's words (runtime/words.py's) are scored as in the
+- **cue in the top 3 words**: the note's words (runtime/execution/words.py's) are scored as in the
   visualizer's word view (each token's raw score added to the word at or after its start); the 3
   highest-scoring words that hold a letter or digit (special tokens and punctuation are not
   word positions) include a word of the note's cue phrase ("denies", "no", "cannot rule out",
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from gradlight.client import Client
 from gradlight.demo import assertion_data
 from gradlight.demo.assertion_data import Note
-from gradlight.runtime.words import has_letter_or_digit, token_words, words
+from gradlight.runtime.execution.words import has_letter_or_digit, token_words, words
 from gradlight.v1 import gradlight_pb2 as pb
 
 TOP_WORDS = 3
@@ -63,8 +63,8 @@ class MeaningReport:
 
 def word_scores(result: pb.TextResult, column: int) -> list[tuple[int, int, float]]:
     """``(start, end, score)`` per word of the text that holds a letter or digit: its tokens'
-    raw scores summed (runtime/words.py's words and ``token_words``, as the visualizer's word
-    view and the bulk evidence)."""
+    raw scores summed (runtime/execution/words.py's words and ``token_words``, as the visualizer's
+    word view and the bulk evidence)."""
     spans = words(result.text)
     tokens = [token for token in result.tokens if not token.special]
     totals = [0.0] * len(spans)

@@ -13,8 +13,8 @@ of texts is ONE request, as a client submitting the whole batch at once sends it
 call is that request's, from the request message to the response message (tokenization,
 planning, the batcher's wait of up to ``max_wait_ms`` for more work, its ONNX Runtime calls,
 normalization and building the response). The batcher cuts the batch's rows into calls by
-length where padding them together would cost more than a call (runtime/packing.py), so the
-engine is not always padded to the longest text of the batch as the eager ways are: that is
+length where padding them together would cost more than a call (runtime/execution/packing.py), so
+the engine is not always padded to the longest text of the batch as the eager ways are: that is
 what the server does. Decoding the response into arrays (``Answer``) is the client's work and
 is not timed: the worker reads it only after timing, for the agreement check.
 
@@ -39,11 +39,11 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from gradlight.bench.workload import engine_name
-from gradlight.runtime.api import ATTRIBUTE, PREDICT, AttributorApi
-from gradlight.runtime.metrics import ServerMetrics
-from gradlight.runtime.models import ModelRegistry, load_engine
-from gradlight.runtime.scores import normalize_scores
-from gradlight.runtime.sentences import remove_span, split_sentences
+from gradlight.runtime.execution.scores import normalize_scores
+from gradlight.runtime.explanation.sentences import remove_span, split_sentences
+from gradlight.runtime.serving.api import ATTRIBUTE, PREDICT, AttributorApi
+from gradlight.runtime.serving.metrics import ServerMetrics
+from gradlight.runtime.serving.model_registry import ModelRegistry, load_engine
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
 

@@ -13,9 +13,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gradlight.artifact.errors import ArtifactError
+from gradlight.artifact.manifest import ATTRIBUTION_PATH, load_manifest
 from gradlight.export.errors import ExportError
-from gradlight.runtime.errors import ArtifactError
-from gradlight.runtime.manifest import ATTRIBUTION_PATH, load_manifest
 
 Printer = Callable[[str], None]
 SOURCE_STAMP = "bench-source.json"

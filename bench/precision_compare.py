@@ -28,8 +28,8 @@ from gradlight.bench.anchors import ANCHORS, unavailable_here
 from gradlight.bench.corpus import long_texts
 from gradlight.bench.eager import EagerMethod
 from gradlight.bench.machine import cpu_name
-from gradlight.runtime.cpu_features import cpu_flags
-from gradlight.runtime.engine import Engine
+from gradlight.runtime.execution.cpu_features import cpu_flags
+from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 
 

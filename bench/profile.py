@@ -33,8 +33,8 @@ import onnx
 import onnxruntime as ort
 
 from gradlight.bench import corpus
-from gradlight.runtime.cpu_arena import use_shared_cpu_arena
-from gradlight.runtime.engine import Engine
+from gradlight.runtime.execution.cpu_arena import use_shared_cpu_arena
+from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 
 MATRIX_PRODUCTS = ("MatMul", "Gemm", "FusedMatMul")

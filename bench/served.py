@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from gradlight.bench.stats import latency
-from gradlight.runtime.sentences import split_sentences
+from gradlight.runtime.explanation.sentences import split_sentences
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from gradlight.bench.stats import latency, paired_ratio, per_batch_medians
 from gradlight.bench.workload import EAGER, ENGINE, REFERENCE
-from gradlight.runtime.tokenization import TextEncoder
+from gradlight.runtime.execution.tokenization import TextEncoder
 
 SENTENCE_MODES = (("one_call", "one padded call"), ("per_variant", "one call per variant"))
 

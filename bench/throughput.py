@@ -72,7 +72,7 @@ def _method(
         return EagerMethod(
             model_dir, name, device="cuda" if provider == "cuda" else "cpu"
         ).attribute
-    from gradlight.runtime.engine import Engine
+    from gradlight.runtime.execution.engine import Engine
     from gradlight.runtime.settings import EngineSettings
 
     engine = Engine(
@@ -106,7 +106,7 @@ def _artifact(
 def _agreement(half: tuple[Any, Any, Any], full: tuple[Any, Any, Any]) -> dict[str, float]:
     """fp16 against fp32 on the device, on the timed batch: as export validates on the CPU."""
     from gradlight.export.half_precision import top3_agreement
-    from gradlight.runtime.scores import normalize_scores
+    from gradlight.runtime.execution.scores import normalize_scores
 
     (half_logits, half_scores, mask), (full_logits, full_scores, _) = half, full
     scale = max(1.0, float(np.max(np.abs(full_logits))))

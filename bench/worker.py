@@ -48,7 +48,7 @@ class Unavailable(Exception):
 def _method(job: dict[str, Any]) -> Any:
     if job["role"] == "engine":
         from gradlight.bench.methods import EngineMethod
-        from gradlight.runtime.errors import GradlightError
+        from gradlight.wire.errors import GradlightError
 
         try:
             return EngineMethod(

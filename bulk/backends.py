@@ -11,13 +11,13 @@ from pathlib import Path
 import grpc
 
 from gradlight.client.connection import Connection, connection_for
-from gradlight.client.errors import ErrorDetails, error_details
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
+from gradlight.wire.error_details import ErrorDetails, error_details
 
 
 class BackendError(Exception):
-    """A request failed; ``details`` says how, as a program reads it (client/errors.py)."""
+    """A request failed; ``details`` says how, as a program reads it (wire/error_details.py)."""
 
     def __init__(self, details: ErrorDetails) -> None:
         super().__init__(f"{details.code.name}: {details.message}")
@@ -81,9 +81,9 @@ class LocalBackend:
 
     async def start(self, model: str = "") -> ModelFacts:
         """Load the artifact (must be called in the loop that will run the requests)."""
-        from gradlight.runtime.api import AttributorApi
-        from gradlight.runtime.engine import Engine
-        from gradlight.runtime.models import ModelRegistry
+        from gradlight.runtime.execution.engine import Engine
+        from gradlight.runtime.serving.api import AttributorApi
+        from gradlight.runtime.serving.model_registry import ModelRegistry
         from gradlight.runtime.settings import BatchSettings, EngineSettings
 
         settings = EngineSettings(provider=self.provider, intra_op_threads=self.threads)
@@ -97,7 +97,7 @@ class LocalBackend:
         return _facts(info, self.max_texts, artifact_identity(self.artifact))
 
     async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
-        from gradlight.runtime import status
+        from gradlight.runtime.serving import status
 
         assert self._api is not None, "start() first"
         request.model = ""  # the only model here

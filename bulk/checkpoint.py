@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gradlight.runtime.errors import GradlightError
+from gradlight.wire.errors import GradlightError
 
 VERSION = 1
 

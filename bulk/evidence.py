@@ -2,7 +2,8 @@
 pushed the model toward the label (score > 0) or away from it (< 0), as the visualizer shows
 them.
 
-Words are runtime/words.py's (the visualizer's): runs of letters, digits and marks ("don't" is
+Words are runtime/execution/words.py's (the visualizer's): runs of letters, digits and marks
+("don't" is
 one), or a single other visible character with what attaches to it (an emoji sequence); each
 token belongs to the word at or after its start. A word's score is the sum of its tokens' raw
 scores divided by the largest such sum, in absolute value, over the text's words, so scores are
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gradlight.runtime.words import is_blank, token_words, words
+from gradlight.runtime.execution.words import is_blank, token_words, words
 from gradlight.v1 import gradlight_pb2 as pb
 
 WORD = "word"
@@ -89,7 +90,7 @@ def _token_items(result: pb.TextResult, text: str) -> list[_Item]:
 
 
 def _word_items(result: pb.TextResult, spans: Sequence[tuple[int, int]]) -> list[_Item]:
-    """Each word's tokens (runtime/words.py's ``token_words``), in text order."""
+    """Each word's tokens (runtime/execution/words.py's ``token_words``), in text order."""
     items: list[_Item] = []
     by_word: dict[int, _Item] = {}
     text_tokens = [index for index, token in enumerate(result.tokens) if not token.special]

@@ -18,17 +18,22 @@ import grpc
 from gradlight.bulk.backends import BackendError
 from gradlight.bulk.lines import BadLine, Item
 from gradlight.client.client import entity_fields, method_fields
-from gradlight.client.errors import ErrorDetails
-from gradlight.runtime.faithfulness import FRACTIONS
-from gradlight.runtime.methods import DEFAULT_SAMPLES, DEFAULT_STEPS, GRADIENT_SHAP, PATH_METHODS
+from gradlight.runtime.explanation.faithfulness import FRACTIONS
+from gradlight.runtime.explanation.methods import (
+    DEFAULT_SAMPLES,
+    DEFAULT_STEPS,
+    GRADIENT_SHAP,
+    PATH_METHODS,
+)
 from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire.error_details import ErrorDetails
 
 TRANSIENT = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         # A replica that stops answers CANCELLED to a call that reached it at that instant
-        # (grpc/grpc#41785, runtime/server.py) or outlived its grace period; the job itself
+        # (grpc/grpc#41785, runtime/serving/server.py) or outlived its grace period; the job itself
         # never cancels a call (it stops between requests), so the call is retried.
         grpc.StatusCode.CANCELLED,
     }

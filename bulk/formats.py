@@ -37,7 +37,7 @@ PRODIGY = "prodigy"
 LABEL_STUDIO = "label-studio"
 FORMATS = (GRADLIGHT, PRODIGY, LABEL_STUDIO)
 PREDICTED = "predicted"  # in ``OutputOptions.labels``: the answer's predicted labels
-INPUT_X_GRADIENT = "input_x_gradient"  # the default method (runtime/methods.py)
+INPUT_X_GRADIENT = "input_x_gradient"  # the default method (runtime/explanation/methods.py)
 GRADIENT_SHAP = "gradient_shap"
 
 

@@ -27,11 +27,11 @@ from gradlight.bulk.formats import (
 )
 from gradlight.bulk.lines import BadLine, Item, parse_line
 from gradlight.bulk.pipeline import Outcome, Pipeline
-from gradlight.runtime.entities import marking_from
-from gradlight.runtime.errors import GradlightError, RequestError
-from gradlight.runtime.faithfulness import REMOVALS
-from gradlight.runtime.methods import resolve_method
+from gradlight.runtime.explanation.entities import marking_from
+from gradlight.runtime.explanation.faithfulness import REMOVALS
+from gradlight.runtime.explanation.methods import resolve_method
 from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire.errors import GradlightError, RequestError
 
 
 @dataclass(frozen=True)

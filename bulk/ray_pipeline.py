@@ -109,7 +109,7 @@ class RayPipeline:
         import ray
         import ray.data
 
-        from gradlight.runtime.manifest import load_manifest
+        from gradlight.artifact.manifest import load_manifest
 
         warnings.filterwarnings("ignore", module="ray")
         logging.getLogger("ray").setLevel(logging.ERROR)

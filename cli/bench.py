@@ -11,7 +11,7 @@ from typing import Any
 from gradlight.bench.anchors import ANCHORS
 from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import add_execution_flags, said_as_flags
-from gradlight.runtime.methods import MAX_POINTS
+from gradlight.runtime.explanation.methods import MAX_POINTS
 
 
 def _positive(text: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradlight.runtime.errors import GradlightError
+from gradlight.wire.errors import GradlightError
 
 
 class UsageError(GradlightError):

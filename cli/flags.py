@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradlight.cli.errors import UsageError
-from gradlight.runtime.security import tls_pair_problem
+from gradlight.runtime.serving.security import tls_pair_problem
 from gradlight.runtime.settings import PROVIDERS, SettingsError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def add_connection_flags(parser: argparse.ArgumentParser, title: str = "connecti
 
 def _read_tls_ca(path: Path) -> bytes:
     from gradlight.client.connection import is_pem_certificate
-    from gradlight.runtime.security import read_file
+    from gradlight.runtime.serving.security import read_file
 
     data = read_file("--tls-ca", path)
     if not is_pem_certificate(data):
@@ -83,7 +83,7 @@ def connection_from_flags(
     """The connection that ``--tls``, ``--tls-ca`` and ``--auth-token-file`` describe (the
     first token of the file is sent; errors name the file, never show a token)."""
     from gradlight.client.connection import Connection
-    from gradlight.runtime.security import load_tokens
+    from gradlight.runtime.serving.security import load_tokens
 
     if not target.strip():
         raise UsageError("--server is empty; give HOST:PORT")
@@ -152,8 +152,8 @@ def add_server_security_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def server_security_from_flags(args: argparse.Namespace) -> dict[str, Path | None]:
-    """``ServerSettings``' ``tls_cert``, ``tls_key`` and ``auth_token_file`` (runtime/server.py
-    reads and checks the files, naming each)."""
+    """``ServerSettings``' ``tls_cert``, ``tls_key`` and ``auth_token_file``
+    (runtime/serving/server.py reads and checks the files, naming each)."""
     if problem := tls_pair_problem(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key")):
         raise UsageError(problem)
     return {

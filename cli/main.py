@@ -16,7 +16,7 @@ from gradlight.cli.flags import port
 from gradlight.cli.serving import add_attribute_parser, add_serve_parser
 
 if TYPE_CHECKING:
-    from gradlight.runtime.manifest import Manifest
+    from gradlight.artifact.manifest import Manifest
 
 EXIT_OK = 0
 EXIT_VALIDATION_FAILED = 1
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from gradlight.runtime.errors import GradlightError
+    from gradlight.wire.errors import GradlightError
 
     try:
         return int(args.handler(args))

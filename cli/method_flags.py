@@ -8,8 +8,8 @@ from typing import Any
 
 from gradlight.cli.errors import UsageError
 
-# runtime/methods.py's and runtime/faithfulness.py's names (not imported: the CLI starts
-# without numpy; tests/test_bulk_decisions.py checks they are the same).
+# runtime/explanation/methods.py's and runtime/explanation/faithfulness.py's names (not imported:
+# the CLI starts without numpy; tests/test_bulk_decisions.py checks they are the same).
 METHODS = ("input_x_gradient", "integrated_gradients", "gradient_shap")
 INTEGRATIONS = (
     "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",

@@ -146,8 +146,8 @@ _SERVE_FLAGS = {
 
 def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
     """The models to serve by name; a name gradlight cannot serve is refused naming its flag."""
-    from gradlight.runtime.models import check_model_name
-    from gradlight.runtime.tasks import served_artifacts
+    from gradlight.artifact.names import check_model_name
+    from gradlight.artifact.tasks import served_artifacts
 
     named: list[tuple[str, Path, str]] = []  # name, artifact, where the name comes from
     if args.artifact_dir is not None:
@@ -171,7 +171,7 @@ def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gradlight.runtime.server import ServerSettings, serve
+    from gradlight.runtime.serving.server import ServerSettings, serve
 
     artifacts = _artifacts(args)
     security = server_security_from_flags(args)

@@ -1,5 +1,6 @@
 """The colour scale of scores, the one definition for the terminal (client/render.py) and the
-bulk formats (bulk/formats.py); the visualizer's ``colour()`` (runtime/visualizer/index.html)
+bulk formats (bulk/formats.py); the visualizer's ``colour()``
+(runtime/serving/visualizer/index.html)
 computes the same colours (tests/test_palette.py runs it in a browser and compares).
 
 A diverging scale, readable for the common colour-vision deficiencies: white at 0, blue for a

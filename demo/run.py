@@ -10,12 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from gradlight.artifact.errors import ArtifactError
+from gradlight.artifact.manifest import Manifest, load_manifest
 from gradlight.demo.training import read_report, train_assertion_classifier
 from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_model
 from gradlight.export.progress import Printer
-from gradlight.runtime.errors import ArtifactError
-from gradlight.runtime.manifest import Manifest, load_manifest
 
 MODEL_DIR = "assertion-classifier"
 ARTIFACT_DIR = "assertion-artifact"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gradlight.runtime.model_spec import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
+from gradlight.artifact.model_spec import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
 
 WORD_EMBEDDINGS = "word embeddings"
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradlight.artifact.model_spec import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
 from gradlight.export.model_loading import LoadedClassifier
-from gradlight.runtime.model_spec import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
 
 TRACING_SHAPE = (2, 16)
 """(batch, sequence) of the example inputs the graphs are traced with."""

@@ -1,6 +1,6 @@
 """bf16 on the CPU (``gradlight export --bf16``): the fp32 graphs themselves, run by OpenVINO
-with bf16 matrix products (runtime/openvino_session.py), each graph kept only where it passes
-the quality gates against fp32 ONNX Runtime on the validation batches.
+with bf16 matrix products (runtime/execution/openvino_session.py), each graph kept only where it
+passes the quality gates against fp32 ONNX Runtime on the validation batches.
 
 No new files: the manifest's ``bf16`` entry lists the graphs that passed, pointing at the fp32
 files, with ``runtime: openvino``. A graph that misses a gate is left out (the engine runs it in
@@ -14,7 +14,8 @@ The gates, per graph, over every row and label of the validation batches and 16 
 - probabilities within ``PROBABILITY_GATE`` of fp32 (max abs): a text's served probabilities
   come from a bf16 graph's logits only where a margin made from the graph's largest logit
   difference (``LOGITS_DIFF``, kept in its manifest entry) keeps them within the gate
-  (runtime/bf16_check.py), else from the forward graph, which stays fp32 (``KEPT_IN_FP32``);
+  (runtime/execution/bf16_check.py), else from the forward graph, which stays fp32
+  (``KEPT_IN_FP32``);
   the graphs' own figures (``graph_probabilities_max_abs_diff``) are reported, not gated;
 - normalized token scores (per text and label, in [-1, 1]) within ``SCORE_MEAN_GATE`` on
   average over a text's tokens (the mean over texts and labels) and ``SCORE_MAX_GATE`` at most;
@@ -33,16 +34,20 @@ from typing import Any
 
 import numpy as np
 
+from gradlight.artifact.manifest import FORWARD, GraphInfo
 from gradlight.export.batches import make_batch, validation_batches
 from gradlight.export.graphs import BY_KEY
 from gradlight.export.half_precision import top3_agreement
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.export.validation import cpu_session
-from gradlight.runtime.bf16_check import LOGITS_DIFF, PROBABILITY_GATE, SCORE_MEAN_GATE
-from gradlight.runtime.cpu_features import BF16_FLAGS, native_bf16
-from gradlight.runtime.manifest import FORWARD, GraphInfo
-from gradlight.runtime.openvino_session import OPENVINO, OpenVinoSession, openvino_available
-from gradlight.runtime.scores import normalize_scores, probabilities
+from gradlight.runtime.execution.bf16_check import LOGITS_DIFF, PROBABILITY_GATE, SCORE_MEAN_GATE
+from gradlight.runtime.execution.cpu_features import BF16_FLAGS, native_bf16
+from gradlight.runtime.execution.openvino_session import (
+    OPENVINO,
+    OpenVinoSession,
+    openvino_available,
+)
+from gradlight.runtime.execution.scores import normalize_scores, probabilities
 
 SCORE_MAX_GATE = 0.1
 TOP3_GATE = 0.95
@@ -164,7 +169,7 @@ def validate_bf16(
 def select_bf16(report: Bf16Report, graphs: Mapping[str, GraphInfo]) -> dict[str, GraphInfo]:
     """The graphs that passed every gate, each with its largest logit difference
     (``LOGITS_DIFF``): the runtime serves a text's bf16 probabilities only where a margin made
-    from it keeps them within ``PROBABILITY_GATE`` of fp32 (runtime/bf16_check.py)."""
+    from it keeps them within ``PROBABILITY_GATE`` of fp32 (runtime/execution/bf16_check.py)."""
     figures = {check["graph"]: check.get(LOGITS_DIFF) for check in report.checks}
     return {
         key: replace(info, details={**info.details, LOGITS_DIFF: figures[key]})

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradlight.artifact.model_spec import SINGLE_LABEL, ModelSpec
 from gradlight.export.architectures import architecture_for
 from gradlight.export.errors import ExportError
 from gradlight.export.model_loading import LoadedClassifier, load_tokenizer
-from gradlight.runtime.model_spec import SINGLE_LABEL, ModelSpec
 
 MODEL_TYPES = ("cnlpt.proj", "cnlpt")
 CLASSIFICATION = "classification"

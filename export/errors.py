@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gradlight.runtime.errors import GradlightError
+from gradlight.wire.errors import GradlightError
 
 if TYPE_CHECKING:
     from gradlight.export.validation import ValidationReport

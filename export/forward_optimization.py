@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from gradlight.artifact.manifest import FORWARD, GraphInfo
 from gradlight.export.batches import make_batch
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.export.validation import validate_graphs
-from gradlight.runtime.manifest import FORWARD, GraphInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradlight.export import attribution
-from gradlight.export.options import ExportOptions
-from gradlight.runtime.manifest import (
+from gradlight.artifact.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_LABELS,
@@ -24,7 +22,9 @@ from gradlight.runtime.manifest import (
     FORWARD,
     GraphInfo,
 )
-from gradlight.runtime.model_spec import ModelSpec
+from gradlight.artifact.model_spec import ModelSpec
+from gradlight.export import attribution
+from gradlight.export.options import ExportOptions
 
 if TYPE_CHECKING:
     from gradlight.export.attribution import ModelFn

@@ -31,14 +31,14 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+from gradlight.artifact.manifest import GraphInfo
 from gradlight.export.batches import validation_batches
 from gradlight.export.errors import ValidationFailedError
 from gradlight.export.graphs import BY_KEY
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.export.shared_weights import share_weights
 from gradlight.export.validation import cpu_session
-from gradlight.runtime.manifest import GraphInfo
-from gradlight.runtime.scores import normalize_scores
+from gradlight.runtime.execution.scores import normalize_scores
 
 FP16_WEIGHTS_FILE = "weights_fp16.bin"
 KEPT_IN_FP32 = (

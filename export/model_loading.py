@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gradlight.artifact.model_spec import MULTI_LABEL, SINGLE_LABEL, ModelSpec
 from gradlight.export.architectures import Architecture, architecture_for
 from gradlight.export.errors import ExportError
-from gradlight.runtime.model_spec import MULTI_LABEL, SINGLE_LABEL, ModelSpec
 
 log = logging.getLogger(__name__)
 

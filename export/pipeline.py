@@ -20,6 +20,17 @@ from typing import Any
 
 import torch
 
+from gradlight.artifact.manifest import (
+    FORMAT_VERSION,
+    TOKENIZER_DIR,
+    GraphInfo,
+    Manifest,
+    hash_artifact_files,
+    write_manifest,
+)
+from gradlight.artifact.model_spec import ModelSpec
+from gradlight.artifact.names import check_model_name
+from gradlight.artifact.tasks import TaskList, write_tasks
 from gradlight.export import cnlpt, first_token_layer
 from gradlight.export.batched_backward import vmap_cotangents
 from gradlight.export.batches import model_tensors, tracing_inputs, validation_batches
@@ -40,17 +51,6 @@ from gradlight.export.tracing import (
     untraceable,
 )
 from gradlight.export.validation import check_scores_are_defined, validate_graphs
-from gradlight.runtime.manifest import (
-    FORMAT_VERSION,
-    TOKENIZER_DIR,
-    GraphInfo,
-    Manifest,
-    hash_artifact_files,
-    write_manifest,
-)
-from gradlight.runtime.model_spec import ModelSpec
-from gradlight.runtime.models import check_model_name
-from gradlight.runtime.tasks import TaskList, write_tasks
 
 _TOOLS = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "gradlight")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gradlight.artifact.manifest import GraphInfo
 from gradlight.export import bf16, half_precision
 from gradlight.export.model_loading import LoadedClassifier
-from gradlight.runtime.manifest import GraphInfo
 
 
 class PrecisionReport(Protocol):

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradlight.artifact.model_spec import ModelSpec
 from gradlight.export.errors import ExportError
-from gradlight.runtime.model_spec import ModelSpec
 
 MAX_BATCH = 65536
 MAX_COTANGENTS = 4096

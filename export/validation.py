@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from gradlight.artifact.manifest import GraphInfo, load_manifest
 from gradlight.export import attribution, cnlpt
 from gradlight.export.batches import (
     TRACING_SHAPE,
@@ -27,8 +28,7 @@ from gradlight.export.batches import (
 from gradlight.export.errors import ExportError
 from gradlight.export.graphs import BY_KEY, COTANGENT, ExampleShape, GraphSpec
 from gradlight.export.model_loading import LoadedClassifier, load_classifier
-from gradlight.runtime.manifest import GraphInfo, load_manifest
-from gradlight.runtime.scores import normalize_scores
+from gradlight.runtime.execution.scores import normalize_scores
 
 TOLERANCE = 1e-4
 """fp32: max absolute difference allowed on logits and on normalized scores."""

@@ -1,39 +1,13 @@
-"""Errors of the serving side; each message says what is wrong and how to fix it, and each
-error names its kind (``reason``: a name of the API's ``ErrorReason``) so that programs can tell
-them apart without reading the message. runtime/status.py maps them to status codes."""
+"""Errors of the serving side (their base and the request field's error: wire/errors.py); each
+message says what is wrong and how to fix it, and each error names its kind (``reason``: a name of
+the API's ``ErrorReason``) so that programs can tell
+them apart without reading the message. runtime/serving/status.py maps them to status codes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def shown(value: str, limit: int = 60) -> str:
-    """``repr(value)`` for an error message, cut to about ``limit`` characters: a message
-    quotes what the client sent without echoing a megabyte of it back."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-class GradlightError(Exception):
-    """Base class of the errors gradlight reports to its users."""
-
-    reason = "INTERNAL_ERROR"
-
-
-class ArtifactError(GradlightError):
-    """An artifact directory is missing, incomplete, tampered with or of an unknown format."""
-
-
-class RequestError(GradlightError):
-    """A request field is invalid; ``field`` names it with its index (``texts[3]``) and
-    ``description`` says what is wrong with it. Maps to INVALID_ARGUMENT."""
-
-    reason = "INVALID_FIELD"
-
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(f"{field}: {description}")
-        self.field = field
-        self.description = description
+from gradlight.wire.errors import GradlightError, RequestError, shown
 
 
 class ModelNotFoundError(RequestError):

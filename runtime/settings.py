@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradlight.runtime.errors import GradlightError
+from gradlight.wire.errors import GradlightError
 
 PROVIDERS = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -53,8 +53,8 @@ class EngineSettings:
     precision: str = "fp32"
     io_binding: bool | None = None
     # On the CPU: one copy of the weights for all the artifact's sessions, pre-packing off
-    # (runtime/shared_initializers.py): about 300 MB less on MiniLM-L6, more on larger models,
-    # for a few percent of speed; outputs move in the 7th digit.
+    # (runtime/execution/shared_initializers.py): about 300 MB less on MiniLM-L6, more on larger
+    # models, for a few percent of speed; outputs move in the 7th digit.
     share_weights: bool = False
 
     def __post_init__(self) -> None:

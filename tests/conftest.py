@@ -207,7 +207,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def engine_for(exported):
     """Load (once) the ONNX Runtime engine of a tiny model's artifact, by model type."""
-    from gradlight.runtime.engine import Engine
+    from gradlight.runtime.execution.engine import Engine
     from gradlight.runtime.settings import EngineSettings
 
     cache = {}
@@ -227,7 +227,7 @@ def tiny_server(engine_for):
     its type's name."""
     from serving import ServerThread
 
-    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.serving.server import ServerSettings
 
     names = list(ARCHITECTURE_CASES)
     if WORKER.endswith(("1", "3", "5", "7", "9")):

@@ -43,8 +43,8 @@ violations.clear()
 
 from gradlight.cli.main import build_parser  # noqa: E402
 from gradlight.client import Client  # noqa: E402
-from gradlight.runtime.models import load_engines  # noqa: E402
-from gradlight.runtime.server import ServerSettings, start_server  # noqa: E402
+from gradlight.runtime.serving.model_registry import load_engines  # noqa: E402
+from gradlight.runtime.serving.server import ServerSettings, start_server  # noqa: E402
 from gradlight.runtime.settings import EngineSettings  # noqa: E402
 
 

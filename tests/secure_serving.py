@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from serving import ServerThread
 
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.serving.server import ServerSettings
 
 TEXT = "The patient denies chest pain. No evidence of pneumonia."
 TOKEN = "first-" + secrets.token_urlsafe(32)

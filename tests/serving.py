@@ -7,8 +7,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.server import RunningServer, ServerSettings, start_server
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.serving.server import RunningServer, ServerSettings, start_server
 
 
 class ServerThread:

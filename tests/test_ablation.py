@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradlight.runtime.ablation import encode_variants, read_until, without_range
-from gradlight.runtime.sentences import removal_range, remove_span, split_sentences
-from gradlight.runtime.tokenization import TextEncoder
+from gradlight.runtime.execution.tokenization import TextEncoder
+from gradlight.runtime.explanation.ablation import encode_variants, read_until, without_range
+from gradlight.runtime.explanation.sentences import removal_range, remove_span, split_sentences
 
 PIECES = [
     "The patient",
@@ -137,7 +137,7 @@ def test_a_100000_character_note_reads_only_what_the_model_reads(encoder):
 def test_whole_variants_of_long_texts_are_tokenized_a_few_at_a_time(exported, monkeypatch):
     """A text the model reads whole (WordPiece drops the padding) gets its variants tokenized
     whole, in chunks of about CHUNK_CHARS characters, equal to tokenizing them all at once."""
-    from gradlight.runtime import ablation
+    from gradlight.runtime.explanation import ablation
 
     encoder = TextEncoder(exported("bert") / "tokenizer" / "tokenizer.json")
     text = (" " * 5_000).join(f"Note {i} is short." for i in range(12))

@@ -12,12 +12,12 @@ import pytest
 from serving import ServerThread
 
 from gradlight.client import Client
-from gradlight.runtime.admission import QueueRoom
-from gradlight.runtime.attributor import Attributor
-from gradlight.runtime.batcher import DynamicBatcher
 from gradlight.runtime.errors import QueueFullError
-from gradlight.runtime.requests import AttributeOptions
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.execution.admission import QueueRoom
+from gradlight.runtime.execution.batcher import DynamicBatcher
+from gradlight.runtime.explanation.attributor import Attributor
+from gradlight.runtime.explanation.requests import AttributeOptions
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from processes import gradlight
 
-from gradlight.runtime.manifest import MANIFEST_NAME, sha256_file
+from gradlight.artifact.manifest import MANIFEST_NAME, sha256_file
 
 ISOLATED = Path(__file__).with_name("isolated_serving.py")
 

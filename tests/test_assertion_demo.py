@@ -19,9 +19,9 @@ from gradlight.bench.meaning import TOP_WORDS, evaluate
 from gradlight.client import Client
 from gradlight.demo import assertion_data, assertion_vocabulary
 from gradlight.demo.training import TrainingOptions, read_report
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.sentences import split_sentences
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.explanation.sentences import split_sentences
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
 
 OUTPUT = Path(os.environ.get("GRADLIGHT_TEST_OUTPUT", Path(__file__).parents[1] / "test-output"))

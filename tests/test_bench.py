@@ -20,9 +20,9 @@ import pytest
 from gradlight.bench import corpus, workload
 from gradlight.bench.stats import latency, paired_ratio
 from gradlight.bench.targets import judge
-from gradlight.runtime.cpu_features import native_bf16
-from gradlight.runtime.sentences import split_sentences
-from gradlight.runtime.tokenization import TextEncoder
+from gradlight.runtime.execution.cpu_features import native_bf16
+from gradlight.runtime.execution.tokenization import TextEncoder
+from gradlight.runtime.explanation.sentences import split_sentences
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,28 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServerThread
 
+from gradlight.artifact.errors import ArtifactError
+from gradlight.artifact.manifest import load_manifest
 from gradlight.bench.meaning import _report, judge
 from gradlight.client import Client
 from gradlight.demo import assertion_data
 from gradlight.export.bf16 import GATES, KEPT_IN_FP32, SCORE_MAX_GATE, missed_gates
-from gradlight.runtime.bf16_check import LOGIT_MARGIN_FACTOR, LOGITS_DIFF, PROBE_TEXT, probe
-from gradlight.runtime.cpu_features import native_bf16
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.errors import ArtifactError
-from gradlight.runtime.file_pages import resident_mb
-from gradlight.runtime.manifest import load_manifest
-from gradlight.runtime.openvino_session import PROVIDER, OpenVinoSession, openvino_available
-from gradlight.runtime.precision_choice import choose_precision
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.execution.bf16_check import (
+    LOGIT_MARGIN_FACTOR,
+    LOGITS_DIFF,
+    PROBE_TEXT,
+    probe,
+)
+from gradlight.runtime.execution.cpu_features import native_bf16
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.file_pages import resident_mb
+from gradlight.runtime.execution.openvino_session import (
+    PROVIDER,
+    OpenVinoSession,
+    openvino_available,
+)
+from gradlight.runtime.execution.precision_choice import choose_precision
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
 
 WHY_NOT = openvino_available() or (None if native_bf16() else "this CPU has no native bf16")
@@ -107,7 +116,7 @@ def test_another_bf16_graph_is_compiled_probed_and_warmed_by_its_first_call(bf16
     engine = _lazy_bf16_engine(artifact)
     batch = engine.batch(engine.encode([PROBE_TEXT, PROBE_TEXT[:50]], 64))
     cotangent = np.eye(len(engine.labels), dtype=np.float32)[[1, 0]]
-    with caplog.at_level(logging.INFO, logger="gradlight.runtime.engine"):
+    with caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"):
         logits, scores = engine.attribute_mix(batch, cotangent)
     session = engine._sessions["attribution_cotangent"]
     assert isinstance(session, OpenVinoSession) and session.compiled
@@ -144,7 +153,7 @@ def test_a_bf16_graph_hands_its_buffers_back_when_another_attribution_graph_runs
 @needs_bf16
 def test_a_bf16_graph_unmaps_its_weights_file_after_its_first_run(bf16_artifact, caplog):
     """OpenVINO's own bf16 copies of the weights are made by a graph's first run; the file's
-    fp32 pages it mapped are then unmapped (runtime/file_pages.py), and the answers stay
+    fp32 pages it mapped are then unmapped (runtime/execution/file_pages.py), and the answers stay
     the same to the bit."""
     artifact, _ = bf16_artifact
     engine = _lazy_bf16_engine(artifact)
@@ -156,7 +165,7 @@ def test_a_bf16_graph_unmaps_its_weights_file_after_its_first_run(bf16_artifact,
     assert held > 0
     batch = engine.batch(engine.encode([PROBE_TEXT, PROBE_TEXT[:50]], 64))
     feed = {**batch.feed, "cotangent": np.eye(len(engine.labels), dtype=np.float32)[[1, 0]]}
-    with caplog.at_level(logging.INFO, logger="gradlight.runtime.openvino_session"):
+    with caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.openvino_session"):
         first = session.run(None, feed)
     assert "of weights.bin unmapped after its first run" in caplog.text
     assert resident_mb(weights) < held
@@ -178,7 +187,7 @@ def test_a_bf16_graph_openvino_cannot_compile_is_served_in_fp32(bf16_artifact, c
     monkeypatch.setattr(OpenVinoSession, "compile", refuse)
     batch = engine.batch(engine.encode([PROBE_TEXT], 64))
     cotangent = np.eye(len(engine.labels), dtype=np.float32)[[2]]
-    with caplog.at_level(logging.WARNING, logger="gradlight.runtime.engine"):
+    with caplog.at_level(logging.WARNING, logger="gradlight.runtime.execution.engine"):
         logits, scores = engine.attribute_mix(batch, cotangent)
     assert "attribution_cotangent served in fp32: OpenVINO could not compile it" in caplog.text
     assert engine._sessions["attribution_cotangent"].get_providers()[0] == "CPUExecutionProvider"
@@ -287,7 +296,7 @@ def test_bf16_meets_the_gates_on_the_demo_classifiers_heldout_notes(minilm):
 
 
 def test_the_startup_probe_names_what_disagrees(engine_for):
-    """runtime/bf16_check.py: a session that computes something else is caught, with its
+    """runtime/execution/bf16_check.py: a session that computes something else is caught, with its
     figure (here the tiny BERT's forward against the tiny DistilBERT's on the same ids)."""
     bert, other = engine_for("bert"), engine_for("distilbert")
     batch = bert.batch(bert.encode([PROBE_TEXT], 32))

@@ -25,10 +25,11 @@ from gradlight.bulk.job import (
 from gradlight.bulk.lines import Item
 from gradlight.bulk.pipeline import AsyncPipeline
 from gradlight.cli import method_flags
-from gradlight.client.errors import ErrorDetails
-from gradlight.runtime import faithfulness, methods, status
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.explanation import faithfulness, methods
+from gradlight.runtime.serving import status
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import ServiceLimits
+from gradlight.wire.error_details import ErrorDetails
 
 Code = grpc.StatusCode
 

@@ -14,13 +14,13 @@ from conftest import CNLPT_FIXTURES as FIXTURES
 from eager_reference import input_x_gradient
 from serving import ServerThread
 
+from gradlight.artifact.tasks import read_tasks, served_artifacts
 from gradlight.client import Client
 from gradlight.export.cnlpt import load_task, read_checkpoint
 from gradlight.export.errors import ExportError
 from gradlight.export.pipeline import export_cnlpt
-from gradlight.runtime.engine import Engine
+from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.settings import EngineSettings
-from gradlight.runtime.tasks import read_tasks, served_artifacts
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["checkpoints"]
 

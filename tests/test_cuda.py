@@ -10,7 +10,7 @@ import pytest
 from serving import ServerThread
 
 from gradlight.client import Client
-from gradlight.runtime.engine import CUDA, Engine
+from gradlight.runtime.execution.engine import CUDA, Engine
 from gradlight.runtime.settings import EngineSettings
 
 pytestmark = pytest.mark.skipif(
@@ -25,7 +25,7 @@ TEXTS = [
 
 
 def _normalized(scores, mask):
-    from gradlight.runtime.scores import normalize_scores
+    from gradlight.runtime.execution.scores import normalize_scores
 
     return normalize_scores(scores, mask)
 

@@ -12,8 +12,8 @@ from http_json import grpc_json, request_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradlight.runtime.entities import EntityMarking, mark
-from gradlight.runtime.sentences import remove_span
+from gradlight.runtime.explanation.entities import EntityMarking, mark
+from gradlight.runtime.explanation.sentences import remove_span
 from gradlight.v1 import gradlight_pb2 as pb
 
 TEXT = (

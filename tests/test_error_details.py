@@ -1,6 +1,6 @@
 """Errors a program can read: every refusal carries its reason, the offending field with its
 index and, where a retry may get past it, a retry delay, as google.rpc details over gRPC and as
-JSON over HTTP (runtime/status.py); the client reads them back (client/errors.py)."""
+JSON over HTTP (runtime/serving/status.py); the client reads them back (wire/error_details.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from google.rpc import error_details_pb2, status_pb2
 from http_json import request, request_json
 from serving import ServerThread
 
-from gradlight.client.errors import error_details
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub
+from gradlight.wire.error_details import error_details
 
 TEXT = "The patient denies chest pain."
 

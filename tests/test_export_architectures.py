@@ -12,7 +12,7 @@ from eager_reference import input_x_gradient
 from tiny_models import CORPUS
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.runtime.manifest import (
+from gradlight.artifact.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_LABELS,
@@ -20,8 +20,8 @@ from gradlight.runtime.manifest import (
     FORWARD,
     load_manifest,
 )
-from gradlight.runtime.model_spec import MULTI_LABEL, SINGLE_LABEL
-from gradlight.runtime.scores import normalize_scores
+from gradlight.artifact.model_spec import MULTI_LABEL, SINGLE_LABEL
+from gradlight.runtime.execution.scores import normalize_scores
 
 ARCHITECTURES = list(ARCHITECTURE_CASES)
 TOL = 1e-4

@@ -1,4 +1,5 @@
-"""ERASER faithfulness variants and AOPCs (runtime/faithfulness.py) on hand-built encodings whose
+"""ERASER faithfulness variants and AOPCs (runtime/explanation/faithfulness.py) on hand-built
+encodings whose
 answers are written out here: which token ids each variant holds (delete and mask), how many
 words each fraction takes, the seeded random ranking, and the AOPC of made-up probabilities;
 then on a WordPiece tokenizer built here, where deleting a word's tokens must equal tokenizing
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from gradlight.runtime.faithfulness import (
+from gradlight.runtime.execution.tokenization import EncodedText, TextEncoder
+from gradlight.runtime.explanation.faithfulness import (
     FRACTIONS,
     FULL_TEXT,
     REMOVALS,
@@ -18,7 +20,6 @@ from gradlight.runtime.faithfulness import (
     plan_variants,
     score,
 )
-from gradlight.runtime.tokenization import EncodedText, TextEncoder
 
 CLS, SEP, MASK_ID = 101, 102, 103
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
@@ -193,7 +194,7 @@ def test_subword_tokens_of_one_word_go_together():
 
 
 def test_a_word_of_several_tokens_with_punctuation():
-    # runtime/words.py: "don't" is one word (four tokens here), "." a word of its own.
+    # runtime/execution/words.py: "don't" is one word (four tokens here), "." a word of its own.
     text = "I don't know."
     encoded = encode(
         text,

@@ -13,11 +13,11 @@ from serving import ServerThread
 
 from gradlight.client import Client
 from gradlight.demo import assertion_data
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.methods import text_seed
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.words import token_words, words
+from gradlight.runtime.explanation.methods import text_seed
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
-from gradlight.runtime.words import token_words, words
 
 FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 SEED = 11
@@ -100,7 +100,7 @@ def test_the_demo_explanations_beat_a_random_ranking(demo_client):
     for method in ("input_x_gradient", "integrated_gradients"):
         comprehensiveness, floor = [], []
         # One request for the 24 notes (batched by the server; a text's random ranking is the
-        # same whatever else its request holds: runtime/methods.py text_seed).
+        # same whatever else its request holds: runtime/explanation/methods.py text_seed).
         response = demo_client.attribute(
             [note.text for note in notes], faithfulness=True, seed=SEED, method=method, steps=16
         )

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from serving import FaultyEngine, ServerThread
 
+from gradlight.artifact.manifest import FORWARD
 from gradlight.client import Client
-from gradlight.runtime.manifest import FORWARD
-from gradlight.runtime.server import ServerSettings
-from gradlight.runtime.service import STREAM_WINDOW
+from gradlight.runtime.serving.server import ServerSettings
+from gradlight.runtime.serving.service import STREAM_WINDOW
 from gradlight.runtime.settings import BatchSettings
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub

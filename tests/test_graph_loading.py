@@ -1,5 +1,6 @@
 """An engine loads the forward graph and the graph a plain request runs at startup, and every
-other graph (cotangent, labels, path) on its first call (runtime/engine.py, ``_session_for``):
+other graph (cotangent, labels, path) on its first call (runtime/execution/engine.py,
+``_session_for``):
 each ONNX Runtime session holds its own pre-packed weights, so a graph never called costs no
 memory. A graph loaded late answers as a plain ONNX Runtime session does, to the bit, and is
 loaded once however many calls ask for it at the same time."""
@@ -12,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.manifest import (
+from gradlight.artifact.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_PATH,
     FORWARD,
 )
+from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 
 TEXTS = ["The patient denies chest pain.", "Started amoxicillin for ten days, follow up."]
@@ -26,7 +27,7 @@ TEXTS = ["The patient denies chest pain.", "Started amoxicillin for ten days, fo
 
 def test_graphs_beyond_a_plain_request_load_on_their_first_call(exported, caplog) -> None:
     artifact = exported("bert")  # forward, cotangent, all-labels and path graphs
-    with caplog.at_level(logging.INFO, logger="gradlight.runtime.engine"):
+    with caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"):
         engine = Engine(artifact, EngineSettings(provider="cpu"))
     assert {ATTRIBUTION_COTANGENT, ATTRIBUTION_PATH} <= set(engine.graphs)
     assert set(engine._sessions) == {FORWARD, ATTRIBUTION}
@@ -37,7 +38,7 @@ def test_graphs_beyond_a_plain_request_load_on_their_first_call(exported, caplog
     cotangent = np.random.default_rng(0).random((2, len(engine.labels)), dtype=np.float32)
     caplog.clear()
     with (
-        caplog.at_level(logging.INFO, logger="gradlight.runtime.engine"),
+        caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"),
         ThreadPoolExecutor(4) as pool,
     ):
         answers = list(pool.map(lambda _: engine.attribute_mix(batch, cotangent), range(4)))

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from gradlight.runtime.sentences import split_sentences
+from gradlight.runtime.explanation.sentences import split_sentences
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub
 
@@ -351,7 +351,7 @@ def test_an_answer_over_the_send_limit_is_refused_clearly(engine_for, caplog):
     from serving import ServerThread
 
     from gradlight.client import Client
-    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.serving.server import ServerSettings
     from gradlight.runtime.settings import ServiceLimits
 
     settings = ServerSettings(port=0, limits=ServiceLimits(max_send_message_bytes=2048))

@@ -166,7 +166,7 @@ def test_in_flight_http_requests_finish_during_a_graceful_stop(engine_for):
 
     from serving import ServerThread
 
-    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.serving.server import ServerSettings
     from gradlight.runtime.settings import BatchSettings
 
     settings = ServerSettings(port=0, http_port=0, batch=BatchSettings(max_wait_ms=500))
@@ -190,7 +190,7 @@ def test_in_flight_http_requests_finish_during_a_graceful_stop(engine_for):
 
 
 def test_page_is_shipped_as_package_data():
-    from gradlight.runtime.web import Page
+    from gradlight.runtime.serving.web import Page
 
     page = Page.load()
     assert page.html.startswith(b"<!doctype html>")

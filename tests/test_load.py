@@ -24,7 +24,7 @@ from serving import ServerThread
 
 from gradlight.bench.load import LoadSpec, burst, health, run_load
 from gradlight.bench.machine import rss_bytes
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
 
 ROUNDS = 3

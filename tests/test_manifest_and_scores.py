@@ -9,14 +9,18 @@ import sys
 import numpy as np
 import pytest
 
-from gradlight.runtime.errors import ArtifactError
-from gradlight.runtime.manifest import (
+from gradlight.artifact.errors import ArtifactError
+from gradlight.artifact.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     hash_artifact_files,
     load_manifest,
 )
-from gradlight.runtime.scores import normalize_scores, probabilities, probability_error_bound
+from gradlight.runtime.execution.scores import (
+    normalize_scores,
+    probabilities,
+    probability_error_bound,
+)
 
 
 def test_normalize_divides_by_the_largest_magnitude_over_real_tokens():
@@ -74,8 +78,8 @@ def _write_artifact(directory, **overrides):
 def test_the_probability_bound_holds_for_every_move_within_the_margin_and_is_reached(
     multi_label,
 ):
-    """runtime/scores.py: no move of each logit by at most the margin moves a probability by
-    more than the bound (checked on random moves, corners included), and a corner reaches it."""
+    """runtime/execution/scores.py: no move of each logit by at most the margin moves a probability
+    by more than the bound (checked on random moves, corners included), and a corner reaches it."""
     rng = np.random.default_rng(0)
     logits, margin = rng.normal(0, 3, (200, 4)), 0.3
     bound = probability_error_bound(logits, margin, multi_label)
@@ -160,7 +164,8 @@ def test_incomplete_manifest_is_refused(tmp_path):
 def test_the_runtime_side_and_the_cli_import_without_torch():
     code = (
         "import sys\n"
-        "import gradlight.runtime.manifest, gradlight.runtime.scores, gradlight.cli.main\n"
+        "import gradlight.artifact.manifest, gradlight.runtime.execution.scores\n"
+        "import gradlight.cli.main, gradlight.runtime.serving.server\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'transformers' not in sys.modules, 'transformers was imported'\n"
     )

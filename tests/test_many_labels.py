@@ -20,19 +20,19 @@ from serving import ServerThread
 from tiny_models import CORPUS, save_tiny_classifier
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.client import Client
-from gradlight.runtime.attributor import Attributor
-from gradlight.runtime.batcher import DynamicBatcher
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.manifest import (
+from gradlight.artifact.manifest import (
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_LABELS,
     FORWARD,
     MANIFEST_NAME,
     load_manifest,
 )
-from gradlight.runtime.requests import AttributeOptions
-from gradlight.runtime.scores import normalize_scores
+from gradlight.client import Client
+from gradlight.runtime.execution.batcher import DynamicBatcher
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.scores import normalize_scores
+from gradlight.runtime.explanation.attributor import Attributor
+from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.settings import BatchSettings, EngineSettings
 
 NUM_LABELS = 150

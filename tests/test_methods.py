@@ -2,7 +2,7 @@
 and eager PyTorch on the same model and the same tokens: Captum's LayerIntegratedGradients on
 the word embeddings (pad baseline) and IntegratedGradients on the explained module's output
 swapped in by a forward hook (zero baseline, DeBERTa-v3's LayerNorm output), every integration
-rule as Captum computes it; GradientSHAP fed the same seeded draws (runtime/methods.py
+rule as Captum computes it; GradientSHAP fed the same seeded draws (runtime/explanation/methods.py
 ``draws`` from ``text_seed``); the completeness gaps by their definition; and the method
 fields' refusals."""
 
@@ -20,13 +20,13 @@ from google.rpc import error_details_pb2, status_pb2
 from serving import ServerThread
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.client.errors import error_details
-from gradlight.runtime.manifest import ATTRIBUTION_PATH
-from gradlight.runtime.methods import draws, text_seed
-from gradlight.runtime.server import ServerSettings
+from gradlight.artifact.manifest import ATTRIBUTION_PATH
+from gradlight.runtime.explanation.methods import draws, text_seed
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub
+from gradlight.wire.error_details import error_details
 
 # Three lengths in one request: the shorter texts are padded in the path graph's batches.
 TEXTS = [

@@ -13,7 +13,7 @@ from http_json import request, request_json
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServerThread
 
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub

@@ -9,18 +9,18 @@ import pytest
 from eager_reference import input_x_gradient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.demo.minilm import minilm_encoder_dir
-from gradlight.export.errors import ExportError
-from gradlight.export.pipeline import export_model
-from gradlight.export.validation import validate_artifact
-from gradlight.runtime.manifest import (
+from gradlight.artifact.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_PATH,
     FORWARD,
     load_manifest,
 )
-from gradlight.runtime.scores import normalize_scores
+from gradlight.demo.minilm import minilm_encoder_dir
+from gradlight.export.errors import ExportError
+from gradlight.export.pipeline import export_model
+from gradlight.export.validation import validate_artifact
+from gradlight.runtime.execution.scores import normalize_scores
 
 TEXTS = [
     "The patient denied any chest pain. She reported no shortness of breath.",

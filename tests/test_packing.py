@@ -7,7 +7,7 @@ from itertools import combinations, pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradlight.runtime.packing import plan_calls
+from gradlight.runtime.execution.packing import plan_calls
 
 
 def _cost(units, calls, call_cost):

@@ -13,9 +13,9 @@ from conftest import ARCHITECTURE_CASES
 from processes import gradlight
 from serving import ServerThread
 
+from gradlight.artifact.manifest import ATTRIBUTION, FORWARD, load_manifest
 from gradlight.client import Client
-from gradlight.runtime.engine import CPU, CUDA, Engine, provider_options
-from gradlight.runtime.manifest import ATTRIBUTION, FORWARD, load_manifest
+from gradlight.runtime.execution.engine import CPU, CUDA, Engine, provider_options
 from gradlight.runtime.settings import EngineSettings
 
 TEXTS = [

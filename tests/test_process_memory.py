@@ -1,5 +1,5 @@
 """Memory freed while loading, and a weights file's pages no graph reads any more, go back to
-the operating system (runtime/process_memory.py, runtime/file_pages.py)."""
+the operating system (runtime/execution/process_memory.py, runtime/execution/file_pages.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlight.runtime.file_pages import mappings, release_file_pages, resident_mb
-from gradlight.runtime.process_memory import release_freed_memory
+from gradlight.runtime.execution.file_pages import mappings, release_file_pages, resident_mb
+from gradlight.runtime.execution.process_memory import release_freed_memory
 
 
 def _rss_mb() -> float:
@@ -44,8 +44,8 @@ def test_freed_heap_memory_leaves_the_process():
 
 
 def test_a_files_clean_pages_leave_the_process_and_read_back_the_same(tmp_path):
-    """runtime/file_pages.py: a read-only mapping's resident pages are unmapped (the data stays
-    the file's), a mapping with changes of its own is left alone."""
+    """runtime/execution/file_pages.py: a read-only mapping's resident pages are unmapped (the data
+    stays the file's), a mapping with changes of its own is left alone."""
     path = tmp_path / "weights.bin"
     data = np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8)
     path.write_bytes(data.tobytes())

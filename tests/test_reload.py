@@ -19,8 +19,8 @@ from http_json import request_json
 from processes import serve_process
 from serving import ServerThread
 
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub

@@ -17,7 +17,7 @@ from secure_serving import SECOND, TOKEN, Pki
 from serving import ServerThread
 
 from gradlight.runtime.errors import SecurityConfigError
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.serving.server import ServerSettings
 
 # ---- bad files are refused at start, naming the file ----
 

@@ -10,7 +10,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradlight.runtime.sentences import remove_span, split_sentences
+from gradlight.runtime.explanation.sentences import remove_span, split_sentences
 
 
 def _split(text):
@@ -171,7 +171,7 @@ def test_other_terminators_are_unicodes_sentence_terminal():
     import re
     import sys
 
-    from gradlight.runtime.sentences import _OTHER_TERMINALS
+    from gradlight.runtime.explanation.sentences import _OTHER_TERMINALS
 
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
     listed = set(re.findall(f"[{_OTHER_TERMINALS}]", everything))

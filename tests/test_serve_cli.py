@@ -4,7 +4,6 @@ the torch-free serving path, and the generated protobuf code being current."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -179,7 +178,9 @@ def test_generated_protobuf_code_is_current(tmp_path):
         )
     committed = ROOT / "proto" / "gradlight" / "v1"
     protobuf_stamp = re.search(
-        r"^# Protobuf Python Version: ([0-9.]+)$", (committed / "gradlight_pb2.py").read_text(), re.M
+        r"^# Protobuf Python Version: ([0-9.]+)$",
+        (committed / "gradlight_pb2.py").read_text(),
+        re.M,
     )
     grpc_stamp = re.search(
         r"^GRPC_GENERATED_VERSION = '([0-9.]+)'$",

@@ -10,7 +10,7 @@ from serving import ServerThread
 from tokenizers import Tokenizer
 
 from gradlight.client import Client
-from gradlight.runtime.engine import Engine
+from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 
 TEXTS = [

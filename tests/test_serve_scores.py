@@ -9,8 +9,8 @@ from conftest import ARCHITECTURE_CASES
 from eager_reference import input_x_gradient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.runtime.manifest import load_manifest
-from gradlight.runtime.scores import normalize_scores
+from gradlight.artifact.manifest import load_manifest
+from gradlight.runtime.execution.scores import normalize_scores
 
 TEXTS = [
     "The patient denies chest pain. No evidence of pneumonia on the chest x-ray.",

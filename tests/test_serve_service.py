@@ -16,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from serving import ServerThread
 
+from gradlight.artifact.manifest import FORWARD
 from gradlight.client import Client, Connection
 from gradlight.client.render import render_result
-from gradlight.runtime.manifest import FORWARD
-from gradlight.runtime.server import ServerSettings
+from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1.gradlight_pb2_grpc import AttributorStub
@@ -280,7 +280,7 @@ def test_token_budget_splits_calls(engine_for):
 
 def test_on_a_cpu_calls_hold_at_most_1024_tokens_unless_told(engine_for, caplog):
     with (
-        caplog.at_level(logging.INFO, logger="gradlight.runtime.server"),
+        caplog.at_level(logging.INFO, logger="gradlight.runtime.serving.server"),
         ServerThread({"bert": engine_for("bert")}) as server,
         Client(server.address) as client,
     ):

@@ -1,5 +1,5 @@
 """One copy of an artifact's weights for all its ONNX Runtime sessions
-(runtime/shared_initializers.py, on with ``EngineSettings.share_weights``): each external
+(runtime/execution/shared_initializers.py, on with ``EngineSettings.share_weights``): each external
 weight range is held by one buffer that every session reads, the outputs are those of a plain
 ONNX Runtime session on the same graph to the bit, and graphs that embed their weights load as
 before. Off (the
@@ -16,10 +16,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from gradlight.runtime.engine import Engine
-from gradlight.runtime.manifest import MANIFEST_NAME, hash_artifact_files
+from gradlight.artifact.manifest import MANIFEST_NAME, hash_artifact_files
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.shared_initializers import external_tensors
 from gradlight.runtime.settings import EngineSettings
-from gradlight.runtime.shared_initializers import external_tensors
 
 TEXTS = [
     "The patient denies chest pain. No evidence of pneumonia on the chest x-ray.",
@@ -178,9 +178,10 @@ def test_the_reader_finds_what_the_onnx_package_finds(exported):
 
 
 def test_every_cpu_session_allocates_from_the_one_shared_arena(exported) -> None:
-    """runtime/cpu_arena.py: the sessions of two engines in one process all take their
+    """runtime/execution/cpu_arena.py: the sessions of two engines in one process all take their
     tensors from the environment's arena, without memory patterns (a block per input shape);
-    and their threads stop spinning when a call ends (runtime/engine.py, ``STOP_SPINNING``)."""
+    and their threads stop spinning when a call ends (runtime/execution/engine.py,
+    ``STOP_SPINNING``)."""
     engines = [_engine(exported("bert"), share=False), _engine(exported("albert"))]
     sessions = [session for engine in engines for session in engine._sessions.values()]
     assert len(sessions) >= 4

@@ -26,8 +26,8 @@ from secure_serving import (
 )
 
 from gradlight.client import Client
-from gradlight.runtime.grpc_auth import BearerTokenInterceptor
-from gradlight.runtime.security import TokenSet
+from gradlight.runtime.serving.grpc_auth import BearerTokenInterceptor
+from gradlight.runtime.serving.security import TokenSet
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 

@@ -14,10 +14,10 @@ import pytest
 from onnx import numpy_helper
 
 import gradlight.export.validation as validation
+from gradlight.artifact.manifest import MANIFEST_NAME, hash_artifact_files, load_manifest
 from gradlight.export.errors import ValidationFailedError
 from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_model
-from gradlight.runtime.manifest import MANIFEST_NAME, hash_artifact_files, load_manifest
 
 
 def _validate_cli(artifact, model_dir):

@@ -34,7 +34,7 @@ def test_a_server_with_tokens_gets_its_token_from_a_prompt(browser, engine_for, 
     explanation is retried once a token is given."""
     from serving import ServerThread
 
-    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.serving.server import ServerSettings
 
     token = "page-" + secrets.token_urlsafe(24)
     tokens = tmp_path / "tokens"
@@ -155,8 +155,8 @@ def test_label_names_from_a_hostile_artifact_are_shown_as_text(browser, exported
 
     from serving import ServerThread
 
-    from gradlight.runtime.engine import Engine
-    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.execution.engine import Engine
+    from gradlight.runtime.serving.server import ServerSettings
     from gradlight.runtime.settings import EngineSettings
 
     artifact = tmp_path / "hostile"

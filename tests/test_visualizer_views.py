@@ -28,7 +28,7 @@ from visualizer_actions import (
     shown_value,
 )
 
-from gradlight.runtime.words import token_words, words
+from gradlight.runtime.execution.words import token_words, words
 
 
 def test_explain_shows_the_grpc_prediction_and_colours_follow_the_signs(
@@ -99,8 +99,8 @@ def test_word_view_sums_pieces_and_renormalizes(page, tiny_server, tiny_client):
     page.check('input[name="view"][value="words"]')
     expected = grpc_result(tiny_client, text)
     raw = np.array([list(token.raw_scores) for token in expected.tokens])  # [S, K]
-    # Words as the page defines them: runtime/words.py's (tests/test_words.py compares the two),
-    # each token in the word at or after its start.
+    # Words as the page defines them: runtime/execution/words.py's (tests/test_words.py compares
+    # the two), each token in the word at or after its start.
     spans = words(text)
     owners = iter(token_words(spans, [t.start for t in expected.tokens if not t.special]))
     groups: list[tuple[str, list[int]]] = []
@@ -305,8 +305,8 @@ def test_the_demo_classifier_page_explains_the_example_sensibly(browser, minilm)
     so leaving one out changes little.) A screenshot for the record."""
     from serving import ServerThread
 
-    from gradlight.runtime.engine import Engine
-    from gradlight.runtime.server import ServerSettings
+    from gradlight.runtime.execution.engine import Engine
+    from gradlight.runtime.serving.server import ServerSettings
     from gradlight.runtime.settings import EngineSettings
 
     _, artifact = minilm

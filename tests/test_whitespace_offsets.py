@@ -18,10 +18,10 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from tokenizers.trainers import UnigramTrainer
 
 from gradlight.bulk.evidence import TOKEN, WORD, Selection, evidence
-from gradlight.runtime.ablation import read_until
-from gradlight.runtime.entities import DEFAULT_MARKING, in_original, mark
-from gradlight.runtime.tokenization import TextEncoder
-from gradlight.runtime.words import WHITE_SPACE, is_blank, words
+from gradlight.runtime.execution.tokenization import TextEncoder
+from gradlight.runtime.execution.words import WHITE_SPACE, is_blank, words
+from gradlight.runtime.explanation.ablation import read_until
+from gradlight.runtime.explanation.entities import DEFAULT_MARKING, in_original, mark
 from gradlight.v1 import gradlight_pb2 as pb
 
 PIECES = [

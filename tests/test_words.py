@@ -1,4 +1,5 @@
-"""One definition of what a word is (runtime/words.py), and the visualizer's JavaScript (its
+"""One definition of what a word is (runtime/execution/words.py), and the visualizer's JavaScript
+(its
 ``words()``, white space, token and word items) giving the same answers in real headless
 Chromium on tricky strings: CJK, emoji sequences, combining marks, apostrophes, the characters
 where Python's and JavaScript's ideas of white space differ."""
@@ -15,8 +16,8 @@ from tiny_models import _bpe_tokenizer
 from visualizer_page import standalone_page
 
 from gradlight.bulk.evidence import TOKEN, WORD, _items
-from gradlight.runtime.tokenization import TextEncoder
-from gradlight.runtime.words import WHITE_SPACE, is_blank, token_words, words
+from gradlight.runtime.execution.tokenization import TextEncoder
+from gradlight.runtime.execution.words import WHITE_SPACE, is_blank, token_words, words
 from gradlight.v1 import gradlight_pb2 as pb
 
 WOMAN_HEALTH_WORKER = "\U0001f469\U0001f3fd\u200d\u2695\ufe0f"  # skin tone, ZWJ, VS16

@@ -2,7 +2,7 @@
 definition of its path and launch arguments (also used by the ``browser`` fixture in conftest.py
 for tests/test_visualizer_*.py), and the visualizer page alone, for tests that run its JavaScript
 functions: served at a made-up origin with the Content-Security-Policy the server sends
-(runtime/web.py's Page), with no model behind it."""
+(runtime/serving/web.py's Page), with no model behind it."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def standalone_page() -> Iterator[Any]:
     require_chromium()
     from playwright.sync_api import sync_playwright
 
-    from gradlight.runtime.web import Page
+    from gradlight.runtime.serving.web import Page
 
     served = Page.load()
 

@@ -1,0 +1,80 @@
+"""The HTTP endpoints' bodies: protobuf's JSON mapping of the ``gradlight.v1`` messages. A
+request may name fields by their proto names (``max_length``) or JSON names (``maxLength``);
+responses use the proto names and print every field. Errors name the field and say what it must
+be."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from gradlight.wire.errors import RequestError
+
+M = TypeVar("M", bound=Message)
+
+
+_FIELD_KIND = {  # what a field must be: (one value, several values)
+    FieldDescriptor.TYPE_STRING: ("a string (valid Unicode)", "strings (valid Unicode)"),
+    FieldDescriptor.TYPE_BOOL: ("true or false", "true or false values"),
+    FieldDescriptor.TYPE_INT32: ("a 32-bit integer", "32-bit integers"),
+    FieldDescriptor.TYPE_UINT64: ("an integer from 0 to 2**64 - 1", "such integers"),
+    FieldDescriptor.TYPE_FLOAT: ("a number", "numbers"),
+}
+
+
+def _expected(field: FieldDescriptor) -> str:
+    one, several = _FIELD_KIND.get(field.type, ("a value of its type", "values of its type"))
+    return f"a list of {several}" if field.is_repeated else one
+
+
+def shown_json(value: Any) -> str:
+    text = json.dumps(value)  # ASCII: a lone surrogate in the input cannot break the reply
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_message(body: bytes, message_type: type[M]) -> M:
+    """A request message from a JSON body; errors name the field and say what it must be."""
+    name = message_type.DESCRIPTOR.name
+    try:
+        data = json.loads(body.decode("utf-8-sig"))  # JSON travels as UTF-8 (RFC 8259)
+    except UnicodeDecodeError:
+        raise RequestError("body", "is not UTF-8 text; send UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            "body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, a number too long
+        raise RequestError("body", f"is not usable JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise RequestError(
+            "body", f"must be a JSON object with the fields of {name}, got {shown_json(data)}"
+        )
+    fields: dict[str, FieldDescriptor] = {}
+    for field in message_type.DESCRIPTOR.fields:
+        fields[field.name] = field
+        fields[field.json_name] = field
+    message = message_type()
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            known = ", ".join(field.name for field in message_type.DESCRIPTOR.fields)
+            raise RequestError(key, f"is not a field of {name}; its fields are {known}")
+        part = message_type()
+        try:
+            json_format.ParseDict({key: value}, part)
+        except json_format.ParseError:
+            raise RequestError(
+                field.name, f"must be {_expected(field)}, got {shown_json(value)}"
+            ) from None
+        message.MergeFrom(part)
+    return message
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )

@@ -1,0 +1,354 @@
+"""The HTTP side of ``gradlight serve``: the visualizer page and JSON endpoints that mirror the
+gRPC API, served from the same process, engines and batchers.
+
+- ``GET /``: the visualizer, one self-contained HTML file (no external script, style or font).
+- ``GET /v1/models``: ``ListModelsResponse``.
+- ``POST /v1/predict``: ``PredictRequest`` -> ``PredictResponse``.
+- ``POST /v1/attribute``: ``AttributeRequest`` -> ``AttributeResponse``.
+- ``GET /healthz``: ``{"status": "SERVING"}`` (200) or ``NOT_SERVING`` (503).
+- ``GET /metrics``: the Prometheus metrics (runtime/serving/metrics.py).
+- ``POST /admin/reload``: reload the models whose artifacts changed on disk (as SIGHUP does):
+  ``{"models": [{"model", "outcome", "revision", "error"}]}``, 409 when one was refused.
+
+With tokens (``--auth-token-file``) every route but ``/``, ``/healthz`` and ``/favicon.ico``
+(and ``/metrics`` with ``--metrics-public``) needs ``Authorization: Bearer <token>``; without
+one the answer is 401 with
+``WWW-Authenticate: Bearer realm="gradlight"``. With TLS the server speaks HTTPS only.
+
+Bodies are protobuf's JSON mapping of the same messages: a request may name fields by their
+proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names and
+print every field. POST bodies must be ``Content-Type: application/json`` (so a cross-site form
+cannot post to a local server). Errors are ``{"error": {"code", "message", "reason", "field",
+"retry_after_s"}}`` (runtime/serving/status.py: the gRPC code's name, the API's ErrorReason name,
+the offending field with its index or null, and a retry delay or null) with an HTTP status: 400 bad
+field, 401 no accepted token, 404 unknown model or route, 413 body too large, 415 wrong content
+type, 429 queue full or answer too large, 503 shutting down, 500 anything else; 429 and 503 that
+a retry may get past say when in ``Retry-After``. An answer over the server's message limit is
+refused as over gRPC (RESPONSE_TOO_LARGE).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+
+import grpc
+from aiohttp import web
+from google.protobuf.message import Message
+
+from gradlight.runtime.errors import BindError, ReloadError, ResponseTooLargeError
+from gradlight.runtime.serving import status
+from gradlight.runtime.serving.api import ATTRIBUTE, PREDICT, AttributorApi
+from gradlight.runtime.serving.json_messages import parse_message, shown_json, to_json
+from gradlight.runtime.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gradlight.runtime.serving.model_registry import REFUSED
+from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet
+from gradlight.runtime.serving.status import Status
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire.errors import RequestError, shown
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/favicon.ico"})  # reachable without a token
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Page:
+    """The visualizer's HTML and the Content-Security-Policy that allows exactly its own inline
+    script and style (by hash) and nothing from elsewhere."""
+
+    html: bytes
+    csp: str
+
+    @classmethod
+    def load(cls) -> Page:
+        html = (
+            resources.files("gradlight.runtime")
+            .joinpath("visualizer/index.html")
+            .read_text(encoding="utf-8")
+        )
+        scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+        styles = re.findall(r"<style>(.*?)</style>", html, flags=re.DOTALL)
+        if re.search(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=", html):
+            raise RuntimeError("the visualizer page must not load external resources")
+
+        def hashes(blocks: list[str]) -> str:
+            return " ".join(
+                "'sha256-"
+                + base64.b64encode(hashlib.sha256(block.encode("utf-8")).digest()).decode()
+                + "'"
+                for block in blocks
+            )
+
+        csp = (
+            f"default-src 'none'; script-src {hashes(scripts)}; style-src {hashes(styles)}; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        )
+        return cls(html.encode("utf-8"), csp)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8080" -> "[::1]")."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.split(":", 1)[0]
+
+
+def _error(found: Status, http_status: int | None = None) -> web.Response:
+    response = web.json_response(found.http_body(), status=http_status or found.http_status)
+    if found.retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(found.retry_after_s)))
+    if found.code == grpc.StatusCode.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+class WebApp:
+    """Routes of the HTTP server, on the same API object as the gRPC servicer."""
+
+    def __init__(
+        self,
+        api: AttributorApi,
+        *,
+        max_body_bytes: int,
+        max_response_bytes: int = 64 * 1024 * 1024,
+        is_serving: Callable[[], bool],
+        bind_host: str = "127.0.0.1",
+        page: Page | None = None,
+        tokens: TokenSet | None = None,
+        metrics_public: bool = False,
+    ) -> None:
+        self.api = api
+        self.max_body_bytes = max_body_bytes
+        self.max_response_bytes = max_response_bytes
+        self.is_serving = is_serving
+        # Bound to loopback, only loopback names may appear in the Host header: a web page
+        # whose domain was rebound to 127.0.0.1 (DNS rebinding) is refused.
+        self.allowed_hosts = LOOPBACK_NAMES if bind_host in LOOPBACK_NAMES else None
+        self.page = page or Page.load()
+        self.tokens = tokens  # None: no authentication
+        self.public_paths = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
+
+    def build(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.max_body_bytes,
+            middlewares=[self._errors, self._host_check, self._auth],
+        )
+        app.router.add_get("/", self.index)
+        app.router.add_get("/healthz", self.health)
+        app.router.add_get("/favicon.ico", self.no_icon)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/predict", self.predict)
+        app.router.add_post("/v1/attribute", self.attribute)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/admin/reload", self.reload)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        outcome = "200"
+        try:
+            response = await handler(request)
+            outcome = str(response.status)
+            return response
+        except web.HTTPRequestEntityTooLarge:
+            outcome = "413"
+            description = (
+                f"is larger than the limit of {self.max_body_bytes} bytes; send fewer or "
+                "shorter texts per request"
+            )
+            return _error(
+                Status(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"body: {description}",
+                    "REQUEST_TOO_LARGE",
+                    "body",
+                    description,
+                ),
+                413,
+            )
+        except _UnsupportedMediaType as exc:
+            outcome = "415"
+            return _error(status.status_of(exc), 415)
+        except web.HTTPException as exc:  # 404 / 405 from the router
+            outcome = str(exc.status)
+            code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.UNIMPLEMENTED
+            message = f"{request.method} {request.path}: {exc.reason}"
+            return _error(Status(code, message, "NO_SUCH_ROUTE"), exc.status)
+        except Exception as exc:
+            found = status.status_of(exc)
+            outcome = str(found.http_status)
+            return _error(found)
+        finally:
+            logger.debug(
+                "HTTP %s %s %s %.1f ms",
+                request.method,
+                request.path,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    @web.middleware
+    async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        allowed = self.allowed_hosts
+        if allowed is not None and _host_name(request.host).lower() not in allowed:
+            description = (
+                f"{shown_json(request.host)} is not a loopback name of this server (it only "
+                "answers 127.0.0.1, localhost and [::1]; bind another --host to serve other "
+                "names)"
+            )
+            return _error(
+                Status(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"Host: {description}",
+                    "HOST_NOT_ALLOWED",
+                    "Host",
+                    description,
+                )
+            )
+        return await handler(request)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every route but the page and the health check needs an accepted bearer token
+        (UnauthenticatedError: 401 from ``_errors``)."""
+        if self.tokens is not None and request.path not in self.public_paths:
+            self.tokens.check(request.headers.getall("Authorization", []))
+        return await handler(request)
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.page.html,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": self.page.csp,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    async def no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def health(self, request: web.Request) -> web.Response:
+        serving = self.is_serving()
+        return web.json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        return self._json(self.api.list_models())
+
+    async def predict(self, request: web.Request) -> web.Response:
+        message = parse_message(await self._body(request), pb.PredictRequest)
+        return await self.api.counted(PREDICT, message, self._answer(self.api.predict(message)))
+
+    async def attribute(self, request: web.Request) -> web.Response:
+        message = parse_message(await self._body(request), pb.AttributeRequest)
+        answer = self._answer(self.api.attribute(message))
+        return await self.api.counted(ATTRIBUTE, message, answer)
+
+    async def _answer(self, call: Awaitable[Message]) -> web.Response:
+        return self._json(await call)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """The Prometheus metrics (runtime/serving/metrics.py), in its text format."""
+        body = self.api.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Reload the models whose artifacts changed on disk; 409 when one was refused (it
+        keeps serving its old artifact). Like every POST, it needs ``Content-Type:
+        application/json`` (so a cross-site form cannot trigger it); the body is not read."""
+        if request.content_type != "application/json":
+            raise _UnsupportedMediaType(request.content_type)
+        outcomes = await self.api.reload()
+        models = [dataclasses.asdict(outcome) for outcome in outcomes]
+        refused = [outcome for outcome in outcomes if outcome.outcome == REFUSED]
+        if not refused:
+            return web.json_response({"models": models})
+        error = ReloadError(
+            "; ".join(f"model {o.model}: {o.error}" for o in refused)
+            + " (the old artifacts keep serving)"
+        )
+        found = status.status_of(error)
+        return web.json_response({**found.http_body(), "models": models}, status=found.http_status)
+
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_type != "application/json":
+            raise _UnsupportedMediaType(request.content_type)
+        return await request.read()
+
+    def _json(self, message: Message) -> web.Response:
+        """The message as a JSON answer; ResponseTooLargeError over the send limit."""
+        body = json.dumps(to_json(message), ensure_ascii=False).encode("utf-8")
+        if len(body) > self.max_response_bytes:
+            raise ResponseTooLargeError(len(body), self.max_response_bytes)
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+class _UnsupportedMediaType(RequestError):
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            "Content-Type",
+            f"is {shown(content_type)}; send the body as application/json",
+        )
+
+
+class HttpServer:
+    """A started HTTP server (``port`` is the bound one, useful with port 0)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, scheme: str = "http") -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port
+        self.scheme = scheme
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/"
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the runner's shutdown timeout)."""
+        await self.runner.cleanup()
+
+
+async def start_http(
+    app: web.Application,
+    host: str,
+    port: int,
+    grace: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> HttpServer:
+    """Bind and start; with ``ssl_context`` the server speaks HTTPS only."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BindError(
+            f"could not bind the HTTP server to {host}:{port} ({exc.strerror}); choose another "
+            "--http-port, or --no-http to serve gRPC only"
+        ) from exc
+    scheme = "https" if ssl_context is not None else "http"
+    return HttpServer(runner, host, runner.addresses[0][1], scheme)
