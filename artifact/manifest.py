@@ -41,6 +41,14 @@ ATTRIBUTION_PATH = "attribution_path"
 ``cotangent [B, L]``, ``alpha [B]``, ``keep [B, S]``, ``fill [B]``, ``noise [B, S, H]``; outputs
 ``logits [B, L]`` at the point, ``scores [B, S]`` (export/attribution.py: path_fn)."""
 REQUIRED_GRAPHS = (FORWARD, ATTRIBUTION_COTANGENT)
+PLAIN_REQUEST_GRAPHS = (ATTRIBUTION, ATTRIBUTION_LABELS, ATTRIBUTION_COTANGENT)
+"""The graphs that can answer a request for every label's input x gradient, best first."""
+
+
+def plain_request_graph(graphs: Mapping[str, Any]) -> str:
+    """The graph a request without labels or a method runs, among ``graphs`` (keys)."""
+    return next(key for key in PLAIN_REQUEST_GRAPHS if key in graphs)
+
 
 FP32 = "fp32"
 """The precision of ``Manifest.graphs``; others are in ``Manifest.precisions``."""

@@ -38,6 +38,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from gradlight.bench import engine_calls
 from gradlight.bench.workload import engine_name
 from gradlight.runtime.execution.scores import normalize_scores
 from gradlight.runtime.explanation.sentences import remove_span, split_sentences
@@ -190,7 +191,9 @@ class EngineMethod:
         results = []
         for text in texts:
             encoded = engine.encode(leave_one_out(text), max_length)
-            logits = np.concatenate([engine.forward(engine.batch([row])) for row in encoded])
+            logits = np.concatenate(
+                [engine_calls.forward(engine, engine.batch([row])) for row in encoded]
+            )
             probabilities = engine.probabilities(logits)
             results.append(probabilities[0][None, :] - probabilities[1:])
         return results

@@ -4,7 +4,7 @@ interleaved (each round runs every method once), so that a busy machine slows th
     python -m gradlight.bench.precision_compare MODEL_DIR ARTIFACT [--lengths 16 64 128 256]
 
 8 long notes of the corpus cut to exactly N tokens, every label attributed: the engine's
-all-labels graph (``Engine.attribute_all``) in fp32 and in bf16 (``--precision bf16``: the
+all-labels graph (``engine_calls.attribute_all``) in fp32 and in bf16 (``--precision bf16``: the
 graphs that passed the gates at export), and bench/eager.py's anchors; the fp32 forward graph
 (``Engine.forward``, the fused forward) as the unit of forward-equivalents; median of
 ``--rounds``. Prints one JSON object: per length, each method's median ms, the best eager
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gradlight.bench import engine_calls
 from gradlight.bench.anchors import ANCHORS, unavailable_here
 from gradlight.bench.corpus import long_texts
 from gradlight.bench.eager import EagerMethod
@@ -58,7 +59,9 @@ def main() -> None:
     for length in args.lengths:
         first = engines[args.precisions[0]]
         batch = first.batch(first.encode(texts, length))
-        runs = {f"engine-{p}": partial(e.attribute_all, batch) for p, e in engines.items()}
+        runs = {
+            f"engine-{p}": partial(engine_calls.attribute_all, e, batch) for p, e in engines.items()
+        }
         runs["forward-fp32"] = partial(forward.forward, batch)
         runs.update({n: partial(m.attribute, texts, length) for n, m in anchors.items()})
         times: dict[str, list[float]] = {name: [] for name in runs}

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gradlight.bench import engine_calls
 from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.stats import latency
 
@@ -81,7 +82,7 @@ def _method(
 
     def attribute(texts: Sequence[str], length: int) -> tuple[Any, Any, Any]:
         batch = engine.batch(engine.encode(texts, length))
-        logits, scores = engine.attribute_all(batch)
+        logits, scores = engine_calls.attribute_all(engine, batch)
         return logits, scores, batch.attention_mask
 
     return attribute

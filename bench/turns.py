@@ -2,7 +2,7 @@
 
 A machine's speed drifts (another tenant, the clock): when each method ran all its cells in a
 process of its own, one after another, a method measured during a slow minute looked slower
-than it was, and the ratios between methods carried that drift (docs/benchmarks.md, ninth
+than it was, and the ratios between methods carried that drift (docs/history/benchmarks.md, ninth
 pass). Here each method still runs in a process of its own (its peak memory is its own), but
 all of them are loaded first, and a cell is measured in rounds: every method of the cell runs
 one round (each of the cell's phases over every batch: bench/worker.py), then the next round,

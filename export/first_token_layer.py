@@ -6,8 +6,8 @@ position of that layer feeds nothing but keys and values: its query, its attenti
 feed-forward network and, in an attribution graph, their backward passes are work whose result
 is thrown away. Traced with the last layer's query, attention output and feed-forward network
 for the first token alone (keys and values still for every token), the graphs compute the same
-logits and scores with about five sixths of one layer less per token: MiniLM-L6's attribution
-graph, eager, 8 x 128 tokens: 537 -> 486 ms (docs/benchmarks.md).
+logits and scores with about five sixths of one layer less per token (the timings:
+docs/engine-settings.md, "Call sizes, threads and graphs").
 
 Only while tracing: export validation compares the graphs with the unchanged model, eager, on
 other shapes (export/validation.py), so a head that reads more than the first token fails

@@ -119,11 +119,12 @@ def _already_decomposed() -> Iterator[None]:
     """The ONNX exporter without its decomposition pass where there is nothing to decompose.
 
     The exporter decomposes every program it converts (``ExportedProgram.run_decompositions``
-    with its ONNX-friendly table), which traces the whole graph once more: 15-20 s per graph
-    even for a tiny model, about half of an attribution graph's export. A graph ``trace_aten``
-    made is already core ATen; when none of its operators is in the exporter's table, the
-    pass would return the same graph, so it is skipped. Where it would change something, or
-    where this torch lays out its exporter differently, the pass runs as always.
+    with its ONNX-friendly table), which traces the whole graph once more, even for a tiny
+    model: a large share of an attribution graph's export (docs/export-internals.md has the
+    times). A graph ``trace_aten`` made is already core ATen; when none of its operators is in
+    the exporter's table, the pass would return the same graph, so it is skipped. Where it
+    would change something, or where this torch lays out its exporter differently, the pass
+    runs as always.
     """
     try:
         from torch.onnx._internal.exporter import _decomp, _fx_passes

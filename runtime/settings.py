@@ -53,8 +53,8 @@ class EngineSettings:
     precision: str = "fp32"
     io_binding: bool | None = None
     # On the CPU: one copy of the weights for all the artifact's sessions, pre-packing off
-    # (runtime/execution/shared_initializers.py): about 300 MB less on MiniLM-L6, more on larger
-    # models, for a few percent of speed; outputs move in the 7th digit.
+    # (runtime/execution/shared_initializers.py): less memory, more the larger the model, for a
+    # few percent of speed; outputs move in the 7th digit (docs/engine-settings.md, "Memory").
     share_weights: bool = False
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ from serving import ServerThread
 
 from gradlight.artifact.errors import ArtifactError
 from gradlight.artifact.manifest import load_manifest
+from gradlight.bench import engine_calls
 from gradlight.bench.meaning import _report, judge
 from gradlight.client import Client
 from gradlight.demo import assertion_data
@@ -96,7 +97,7 @@ def test_a_graph_left_out_of_bf16_is_served_in_fp32(bf16_artifact):
     kept = manifest.precisions.get("bf16", {})
     assert engine.precision == ("bf16" if kept else "fp32")
     for key in manifest.graphs:
-        providers = engine._session_for(key).get_providers()
+        providers = engine.graph_set.session(key).get_providers()
         assert (providers == [PROVIDER]) == (key in kept), key
 
 
@@ -105,8 +106,8 @@ def _lazy_bf16_engine(artifact) -> Engine:
     kept = load_manifest(artifact).precisions.get("bf16", {})
     assert {"attribution", "attribution_cotangent"} <= set(kept), kept
     engine = Engine(artifact, EngineSettings(provider="cpu", precision="bf16"))
-    assert engine._sessions["attribution"].compiled  # the graph a plain request runs
-    assert not engine._sessions["attribution_cotangent"].compiled
+    assert engine.graph_set.sessions["attribution"].compiled  # the graph a plain request runs
+    assert not engine.graph_set.sessions["attribution_cotangent"].compiled
     return engine
 
 
@@ -117,8 +118,8 @@ def test_another_bf16_graph_is_compiled_probed_and_warmed_by_its_first_call(bf16
     batch = engine.batch(engine.encode([PROBE_TEXT, PROBE_TEXT[:50]], 64))
     cotangent = np.eye(len(engine.labels), dtype=np.float32)[[1, 0]]
     with caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"):
-        logits, scores = engine.attribute_mix(batch, cotangent)
-    session = engine._sessions["attribution_cotangent"]
+        logits, scores = engine_calls.attribute_mix(engine, batch, cotangent)
+    session = engine.graph_set.sessions["attribution_cotangent"]
     assert isinstance(session, OpenVinoSession) and session.compiled
     assert "attribution_cotangent compiled for bf16 on its first call" in caplog.text
     # the same as the graph compiled on its own, with the engine's threads
@@ -138,13 +139,16 @@ def test_a_bf16_graph_hands_its_buffers_back_when_another_attribution_graph_runs
     artifact, _ = bf16_artifact
     engine = _lazy_bf16_engine(artifact)
     batch = engine.batch(engine.encode([PROBE_TEXT] * 4, 96))
-    first = engine.attribute_all(batch)
-    every, mix = engine._sessions["attribution"], engine._sessions["attribution_cotangent"]
-    engine.forward(batch)
+    first = engine_calls.attribute_all(engine, batch)
+    every, mix = (
+        engine.graph_set.sessions["attribution"],
+        engine.graph_set.sessions["attribution_cotangent"],
+    )
+    engine_calls.forward(engine, batch)
     assert every._holds_buffers
-    engine.attribute_mix(batch, np.ones((4, len(engine.labels)), dtype=np.float32))
+    engine_calls.attribute_mix(engine, batch, np.ones((4, len(engine.labels)), dtype=np.float32))
     assert not every._holds_buffers and mix._holds_buffers
-    again = engine.attribute_all(batch)
+    again = engine_calls.attribute_all(engine, batch)
     assert not mix._holds_buffers
     for ours, theirs in zip(again, first, strict=True):
         np.testing.assert_array_equal(ours, theirs)
@@ -157,7 +161,7 @@ def test_a_bf16_graph_unmaps_its_weights_file_after_its_first_run(bf16_artifact,
     the same to the bit."""
     artifact, _ = bf16_artifact
     engine = _lazy_bf16_engine(artifact)
-    session = engine._sessions["attribution_cotangent"]
+    session = engine.graph_set.sessions["attribution_cotangent"]
     assert [file.name for file in session._weight_files] == ["weights.bin"]
     weights = session._weight_files[0]
     session.compile()
@@ -188,10 +192,13 @@ def test_a_bf16_graph_openvino_cannot_compile_is_served_in_fp32(bf16_artifact, c
     batch = engine.batch(engine.encode([PROBE_TEXT], 64))
     cotangent = np.eye(len(engine.labels), dtype=np.float32)[[2]]
     with caplog.at_level(logging.WARNING, logger="gradlight.runtime.execution.engine"):
-        logits, scores = engine.attribute_mix(batch, cotangent)
+        logits, scores = engine_calls.attribute_mix(engine, batch, cotangent)
     assert "attribution_cotangent served in fp32: OpenVINO could not compile it" in caplog.text
-    assert engine._sessions["attribution_cotangent"].get_providers()[0] == "CPUExecutionProvider"
-    expected = fp32.attribute_mix(batch, cotangent)
+    assert (
+        engine.graph_set.sessions["attribution_cotangent"].get_providers()[0]
+        == "CPUExecutionProvider"
+    )
+    expected = engine_calls.attribute_mix(fp32, batch, cotangent)
     np.testing.assert_array_equal(logits, expected[0])
     np.testing.assert_array_equal(scores, expected[1])
 
@@ -300,9 +307,9 @@ def test_the_startup_probe_names_what_disagrees(engine_for):
     figure (here the tiny BERT's forward against the tiny DistilBERT's on the same ids)."""
     bert, other = engine_for("bert"), engine_for("distilbert")
     batch = bert.batch(bert.encode([PROBE_TEXT], 32))
-    forward = bert._sessions["forward"]
+    forward = bert.graph_set.sessions["forward"]
     assert probe(forward, forward, batch.feed, bert.probabilities).problem is None
-    found = probe(forward, other._sessions["forward"], batch.feed, bert.probabilities)
+    found = probe(forward, other.graph_set.sessions["forward"], batch.feed, bert.probabilities)
     assert found.problem is not None and found.problem.startswith("probabilities differ by")
     assert found.logits_diff > 0
 

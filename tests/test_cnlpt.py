@@ -15,6 +15,7 @@ from eager_reference import input_x_gradient
 from serving import ServerThread
 
 from gradlight.artifact.tasks import read_tasks, served_artifacts
+from gradlight.bench import engine_calls
 from gradlight.client import Client
 from gradlight.export.cnlpt import load_task, read_checkpoint
 from gradlight.export.errors import ExportError
@@ -64,7 +65,7 @@ def test_served_logits_and_scores_equal_cnlpts_own(name, cnlpt_client):
         ref_logits, ref_scores = np.array(outputs["logits"]), np.array(outputs["scores"])
         # The graph's logits, through the engine the server runs.
         engine = engines[model]
-        logits = engine.forward(engine.batch(engine.encode(texts, 128)))
+        logits = engine_calls.forward(engine, engine.batch(engine.encode(texts, 128)))
         np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=0)
         # Over gRPC: the same tokens, probabilities and raw scores.
         response = client.attribute(texts, model=model, raw_scores=True)

@@ -9,8 +9,10 @@ import onnxruntime as ort
 import pytest
 from serving import ServerThread
 
+from gradlight.bench import engine_calls
 from gradlight.client import Client
-from gradlight.runtime.execution.engine import CUDA, Engine
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.sessions import CUDA
 from gradlight.runtime.settings import EngineSettings
 
 pytestmark = pytest.mark.skipif(
@@ -37,12 +39,14 @@ def test_cuda_with_io_binding_agrees_with_the_cpu(precision, fp16_artifact):
     gpu = Engine(artifact, EngineSettings(provider="cuda", precision=precision))
     assert gpu.execution_provider == CUDA and gpu.io_binding
     if precision == "fp32":  # fp32 means fp32: no TF32 in the matrix products
-        assert gpu._sessions["forward"].get_provider_options()[CUDA]["use_tf32"] == "0"
+        assert gpu.graph_set.sessions["forward"].get_provider_options()[CUDA]["use_tf32"] == "0"
     batch = cpu.batch(cpu.encode(TEXTS, 64))
     tolerance = {"fp32": 1e-3, "fp16": 0.05}[precision]
-    np.testing.assert_allclose(gpu.forward(batch), cpu.forward(batch), atol=tolerance)
-    _, cpu_scores = cpu.attribute_all(batch)
-    _, gpu_scores = gpu.attribute_all(batch)
+    np.testing.assert_allclose(
+        engine_calls.forward(gpu, batch), engine_calls.forward(cpu, batch), atol=tolerance
+    )
+    _, cpu_scores = engine_calls.attribute_all(cpu, batch)
+    _, gpu_scores = engine_calls.attribute_all(gpu, batch)
     mask = batch.attention_mask
     difference = np.abs(_normalized(gpu_scores, mask) - _normalized(cpu_scores, mask)).max()
     assert difference <= tolerance

@@ -19,6 +19,7 @@ from gradlight.artifact.manifest import (
     ATTRIBUTION_PATH,
     FORWARD,
 )
+from gradlight.bench import engine_calls
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.settings import EngineSettings
 
@@ -30,7 +31,7 @@ def test_graphs_beyond_a_plain_request_load_on_their_first_call(exported, caplog
     with caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"):
         engine = Engine(artifact, EngineSettings(provider="cpu"))
     assert {ATTRIBUTION_COTANGENT, ATTRIBUTION_PATH} <= set(engine.graphs)
-    assert set(engine._sessions) == {FORWARD, ATTRIBUTION}
+    assert set(engine.graph_set.sessions) == {FORWARD, ATTRIBUTION}
     assert "attribution_cotangent, attribution_path load on their first call" in caplog.text
     assert engine.has_graph(ATTRIBUTION_COTANGENT) and engine.has_graph(ATTRIBUTION_PATH)
 
@@ -41,9 +42,14 @@ def test_graphs_beyond_a_plain_request_load_on_their_first_call(exported, caplog
         caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"),
         ThreadPoolExecutor(4) as pool,
     ):
-        answers = list(pool.map(lambda _: engine.attribute_mix(batch, cotangent), range(4)))
+        answers = list(
+            pool.map(lambda _: engine_calls.attribute_mix(engine, batch, cotangent), range(4))
+        )
     assert caplog.text.count("attribution_cotangent loaded on its first call") == 1
-    assert ATTRIBUTION_COTANGENT in engine._sessions and ATTRIBUTION_PATH not in engine._sessions
+    assert (
+        ATTRIBUTION_COTANGENT in engine.graph_set.sessions
+        and ATTRIBUTION_PATH not in engine.graph_set.sessions
+    )
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -14,8 +14,10 @@ from processes import gradlight
 from serving import ServerThread
 
 from gradlight.artifact.manifest import ATTRIBUTION, FORWARD, load_manifest
+from gradlight.bench import engine_calls
 from gradlight.client import Client
-from gradlight.runtime.execution.engine import CPU, CUDA, Engine, provider_options
+from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.sessions import CPU, CUDA, provider_options
 from gradlight.runtime.settings import EngineSettings
 
 TEXTS = [
@@ -96,8 +98,12 @@ def test_served_fp16_agrees_with_fp32_within_the_stated_thresholds(fp16_artifact
         "fp32": Engine(fp16_artifact, EngineSettings(provider="cpu")),
         "fp16": Engine(fp16_artifact, EngineSettings(provider="cpu", precision="fp16")),
     }
-    assert all(name.endswith("_fp16.onnx") for name in engines["fp16"].graph_files.values())
-    assert not any(name.endswith("_fp16.onnx") for name in engines["fp32"].graph_files.values())
+    assert all(
+        name.endswith("_fp16.onnx") for name in (g.file for g in engines["fp16"].graphs.values())
+    )
+    assert not any(
+        name.endswith("_fp16.onnx") for name in (g.file for g in engines["fp32"].graphs.values())
+    )
     assert engines["fp32"].runs_in_fp32(ATTRIBUTION)
     assert not engines["fp16"].runs_in_fp32(ATTRIBUTION)
     with ServerThread(engines) as server, Client(server.address) as client:
@@ -138,16 +144,22 @@ def test_io_binding_gives_exactly_the_plain_runs_outputs(model_type, exported):
     bound = Engine(exported(model_type), EngineSettings(provider="cpu", io_binding=True))
     assert not plain.io_binding and bound.io_binding  # auto is off on the CPU provider
     batch = plain.batch(plain.encode(TEXTS, 64))
-    np.testing.assert_array_equal(bound.forward(batch), plain.forward(batch))
+    np.testing.assert_array_equal(
+        engine_calls.forward(bound, batch), engine_calls.forward(plain, batch)
+    )
     labels = plain.manifest.num_labels
     cotangent = np.eye(labels, dtype=np.float32)[np.arange(len(TEXTS)) % labels]
     for got, expected in zip(
-        bound.attribute_mix(batch, cotangent), plain.attribute_mix(batch, cotangent), strict=True
+        engine_calls.attribute_mix(bound, batch, cotangent),
+        engine_calls.attribute_mix(plain, batch, cotangent),
+        strict=True,
     ):
         np.testing.assert_array_equal(got, expected)
-    if plain.has_all_labels_graph:
+    if plain.has_graph(ATTRIBUTION):
         for got, expected in zip(
-            bound.attribute_all(batch), plain.attribute_all(batch), strict=True
+            engine_calls.attribute_all(bound, batch),
+            engine_calls.attribute_all(plain, batch),
+            strict=True,
         ):
             np.testing.assert_array_equal(got, expected)
 

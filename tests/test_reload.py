@@ -19,6 +19,7 @@ from http_json import request_json
 from processes import serve_process
 from serving import ServerThread
 
+from gradlight.bench import engine_calls
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
@@ -108,7 +109,7 @@ def test_a_changed_artifact_is_swapped_in_under_load_without_a_failed_request(ar
         served = stub.Predict(pb.PredictRequest(texts=TEXTS)).results
     reference = Engine(exported("distilbert"), EngineSettings(provider="cpu"))
     expected = reference.probabilities(
-        reference.forward(reference.batch(reference.encode(TEXTS, 64)))
+        engine_calls.forward(reference, reference.batch(reference.encode(TEXTS, 64)))
     )
     np.testing.assert_allclose([list(r.probabilities) for r in served], expected, atol=1e-5)
 

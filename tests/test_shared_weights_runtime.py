@@ -37,7 +37,7 @@ def _engine(artifact: Path, precision: str = "fp32", share: bool = True) -> Engi
     settings = EngineSettings(provider="cpu", precision=precision, share_weights=share)
     engine = Engine(artifact, settings)
     for key in engine.graphs:
-        engine._session_for(key)
+        engine.graph_set.session(key)
     return engine
 
 
@@ -86,7 +86,7 @@ def test_each_external_weight_is_one_buffer_that_every_session_gets(
     exported, model_type, precision
 ):
     engine = _engine(exported(model_type), precision)
-    shared = engine.shared_weights
+    shared = engine.graph_set.shared_weights
     paths = [engine.artifact_dir / graph.file for graph in engine.graphs.values()]
     ranges = set()
     for path in paths:
@@ -113,7 +113,7 @@ def test_every_session_reads_the_shared_buffer_itself(exported):
     engine = _engine(exported("bert"))
     feeds = _feeds(engine)
     before = {key: engine.run(key, *feed) for key, feed in feeds.items()}
-    for buffer in engine.shared_weights.buffers.values():
+    for buffer in engine.graph_set.shared_weights.buffers.values():
         buffer[:] = 0
     for key, feed in feeds.items():
         after = engine.run(key, *feed)
@@ -126,7 +126,7 @@ def test_outputs_equal_a_plain_onnxruntime_session_to_the_bit(
     exported, model_type, precision, share
 ):
     engine = _engine(exported(model_type), precision, share)
-    assert bool(engine.shared_weights.given) == share
+    assert bool(engine.graph_set.shared_weights.given) == share
     for key, (batch, extras) in _feeds(engine).items():
         path = engine.artifact_dir / engine.graphs[key].file
         feed = {**batch.feed, **extras}
@@ -160,7 +160,7 @@ def test_an_artifact_whose_graphs_embed_their_weights_still_loads(exported, tmp_
     _embed_weights(source, embedded)
     assert all(not external_tensors(path) for path in embedded.glob("*.onnx"))
     engine = _engine(embedded)
-    assert not engine.shared_weights.values and not engine.shared_weights.given
+    assert not engine.graph_set.shared_weights.values and not engine.graph_set.shared_weights.given
     reference = _engine(source)
     for key, (batch, extras) in _feeds(engine).items():
         for name, value in engine.run(key, batch, extras).items():
@@ -183,7 +183,7 @@ def test_every_cpu_session_allocates_from_the_one_shared_arena(exported) -> None
     and their threads stop spinning when a call ends (runtime/execution/engine.py,
     ``STOP_SPINNING``)."""
     engines = [_engine(exported("bert"), share=False), _engine(exported("albert"))]
-    sessions = [session for engine in engines for session in engine._sessions.values()]
+    sessions = [session for engine in engines for session in engine.graph_set.sessions.values()]
     assert len(sessions) >= 4
     for session in sessions:
         options = session.get_session_options()

@@ -23,59 +23,23 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from gradlight.runtime.errors import InferenceError, UnavailableError
 from gradlight.runtime.execution.admission import Admission, QueueRoom
 from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.feeds import Row, RowOutput, weight
 from gradlight.runtime.execution.packing import (
     DEFAULT_CALL_COST_TOKENS,
     DEFAULT_TOKENS_PER_CALL,
     plan_calls,
 )
-from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.serving.metrics import ModelMetrics, ServerMetrics
 from gradlight.runtime.settings import BatchSettings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Row:
-    encoded: EncodedText
-    # The graph's inputs beyond the model's, this row's slice of each (the cotangent graph's
-    # ``cotangent``: [L]).
-    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
-    unit: int | None = None  # rows of one work with the same unit share one call
-    # The rows this row counts as in every limit (queue room, rows and tokens per call): the
-    # labels graph's row runs one backward pass per cotangent, as the cotangent graph's rows it
-    # stands for would.
-    weight: int = 1
-
-
-def weight(rows: Sequence[Row]) -> int:
-    """The rows ``rows`` count as in the batcher's limits (``Row.weight``)."""
-    return sum(row.weight for row in rows)
-
-
-@dataclass(frozen=True)
-class RowOutput:
-    """One row's outputs; a per-token output (its last axis the padded sequence) is cut to the
-    row's own length."""
-
-    outputs: Mapping[str, np.ndarray]
-
-    @property
-    def logits(self) -> np.ndarray:  # [L]
-        return self.outputs["logits"]
-
-    @property
-    def scores(self) -> np.ndarray:  # [L, S] (all labels), [S] (cotangent) or [K, S] (labels)
-        return self.outputs["scores"]
 
 
 @dataclass(frozen=True)

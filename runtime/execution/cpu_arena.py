@@ -1,24 +1,19 @@
 """One ONNX Runtime CPU memory arena for every CPU session of the process. No torch.
 
 Each call of an attribution graph allocates its intermediate tensors (hundreds of MB for a
-batch of long texts). Measured on an AMD EPYC with AVX-512, 2 threads, December 2026: the
-MiniLM-L6 all-labels graph at 8 texts x 128 tokens for page faults, the engine's
-``attribute_all`` for time, and ``python -m gradlight.bench.peak_rss engine MODEL ARTIFACT
---one-label-too`` for peak RSS:
+batch of long texts). The three ways to give them memory (the page faults, peak RSS and
+``attribute_all`` times of each: docs/engine-settings.md, "Memory"):
 
 - **No arena**: every tensor from ``malloc``. The large ones are mapped afresh on each call and
-  their pages faulted in again (about 48,000 minor page faults per call). Peak RSS 877 MB.
+  their pages faulted in again on every call, which costs time.
 - **An arena per session**: no faults, but each graph's session keeps its own arena at the
-  largest call it has run: peak RSS 1445 MB without memory patterns. With them (ONNX Runtime's
-  default) a session also keeps one planned block per input shape, so it grows with every new
-  shape (an Intel Xeon, the demo's artifact: 2166 MB against 1254 MB with no arena).
+  largest call it has run, so the peak is every graph's largest call together. With memory
+  patterns (ONNX Runtime's default) a session also keeps one planned block per input shape, so
+  it grows with every new shape.
 - **One arena shared by all sessions, without memory patterns** (this module): tensors come from
   one best-fit arena that every graph of every engine in the process reuses, so nothing is
-  faulted in twice and it holds one call's worth of tensors: peak RSS 945 MB (BERT-base-sized:
-  3203-3279 MB against 3106-3196 MB with no arena). Time of ``attribute_all`` against no arena,
-  8 texts at 64 / 128 / 256 tokens, two runs each: MiniLM-L6 121-129 / 254-262 / 601-623 ms
-  against 141-146 / 308-316 / 773-800; BERT-base-sized 698-769 / 1546-1641 / 3426-3490 against
-  829-937 / 1805-1887 / 4101-4415 (8-22% less; docs/benchmarks.md).
+  faulted in twice and it holds one call's worth of tensors: about the peak of no arena, with
+  the speed of an arena.
 
 The arena keeps what it has reserved until the process ends (the largest call's tensors), as
 any arena does; an idle server therefore holds one large call's worth of memory.

@@ -2,8 +2,8 @@
 
 OpenVINO maps an artifact's ``weights.bin`` into memory and, on a graph's first run, makes the
 bf16 (and re-laid) copies of the weights its kernels use; after that it hardly reads the file's
-pages again, yet they stay mapped and resident, and count in the process's RSS: 417 of the
-BERT-base-sized all-labels graph's 717 MB after compiling (runtime/execution/openvino_session.py).
+pages again, yet they stay mapped and resident, and count in the process's RSS: most of what a
+compiled graph adds (runtime/execution/openvino_session.py; docs/engine-settings.md, "Memory").
 ``madvise(MADV_DONTNEED)`` on a mapping that holds no changes of its own (read-only, and no
 anonymous pages: no copies made by writes to a private mapping) only unmaps the pages: the data
 stays the file's, in the page cache, and a later read maps it again. Linux only; elsewhere

@@ -107,8 +107,8 @@ class OpenVinoSession:
     def compile(self) -> None:
         """Compile the graph for this CPU (once; OpenVINO's errors propagate). Each compiled
         graph holds its own weights (its bf16 copies, made by its first run, and until then the
-        fp32 pages of the file it mapped: 238 + 417 MB for a BERT-base-sized all-labels graph),
-        which is why an engine compiles a graph only when it is first needed
+        fp32 pages of the file it mapped; sizes: docs/engine-settings.md, "Memory"), which is
+        why an engine compiles a graph only when it is first needed
         (runtime/execution/engine.py)."""
         with self._lock:
             if self._compiled is not None:
@@ -152,9 +152,9 @@ class OpenVinoSession:
     def _release_weight_pages(self) -> None:
         """After the first run, unmap the pages OpenVINO read from the weights file: by then its
         kernels hold their own (bf16, re-laid) copies, and the fp32 pages it mapped would stay
-        resident for nothing (BERT-base-sized: 417 MB; afterwards runs at 16-128 tokens mapped
-        3 MB of them again). Dropped pages stay the file's (runtime/execution/file_pages.py): one
-        read again is mapped again."""
+        resident for nothing, while later runs read few of them again (docs/engine-settings.md,
+        "Memory"). Dropped pages stay the file's (runtime/execution/file_pages.py): one read
+        again is mapped again."""
         with self._lock:
             if not self._weight_pages_held:  # another thread's first run got here first
                 return

@@ -23,12 +23,9 @@ DEFAULT_CALL_COST_TOKENS = {"CPUExecutionProvider": 16, "CUDAExecutionProvider":
 
 # The most padded tokens (rows x width) per call, by execution provider, where the settings do
 # not say. CPU: calls of about 1024 tokens are as fast as larger ones or faster, and hold a
-# fraction of their buffers. Measured on an AMD EPYC (2 cores, avx512_bf16), forward and
-# all-labels graphs of one batch cut into equal calls, median ms: BERT-base-sized 32 x 128
-# tokens, bf16 6393 in one call, 5754 in 2, 5313 in 4 (1024 tokens each), 5724 in 8; fp32 10234,
-# 9891, 9336, 9048; 8 x 256 bf16 2993, 2840, 2963 (1, 2, 4 calls); MiniLM-L6 32 x 128 bf16 1064,
-# 969, 942; 32 x 64 about equal from 2048 to 512 tokens per call, 8-12% slower at 256. CUDA: a
-# GPU wants its calls large; not measured.
+# fraction of their buffers; much smaller calls are slower (the timings:
+# docs/engine-settings.md, "Call sizes, threads and graphs"). CUDA: a GPU wants its calls
+# large; not measured.
 DEFAULT_TOKENS_PER_CALL = {"CPUExecutionProvider": 1024, "CUDAExecutionProvider": 8192}
 
 

@@ -2,10 +2,9 @@
 
 glibc's ``malloc`` keeps freed heap memory for reuse. Loading an artifact frees a lot of it
 (ONNX Runtime's copies of the weights while it optimizes a graph, the fp32 sessions of the bf16
-startup probe), which a serving process would otherwise hold while idle. Measured on a
-BERT-base-sized artifact, RSS after loading and warming up: 2150 -> 1763 MB in fp32,
-3115 -> 2606 MB in bf16 (docs/benchmarks.md). Peak RSS does not change. Elsewhere than glibc
-(no ``malloc_trim``) this does nothing.
+startup probe), which a serving process would otherwise hold while idle. It lowers RSS after
+loading, not peak RSS (docs/engine-settings.md, "Memory"). Elsewhere than glibc (no
+``malloc_trim``) this does nothing.
 """
 
 from __future__ import annotations

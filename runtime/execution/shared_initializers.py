@@ -5,23 +5,21 @@ see ``export/shared_weights.py``): each initializer names a location, an offset 
 there. ``SharedInitializers`` maps each such file once, wraps each distinct range of it in one
 ``OrtValue`` (a view, no copy) and gives every session these values through
 ``SessionOptions.add_initializer``; ONNX Runtime reads the caller's buffer as it is
-(``add_external_initializers`` copies the data into each session in 1.32: +80 MB a session).
+(``add_external_initializers`` copies the data into each session in 1.32).
 
-Where the copies of weights come from, measured (ONNX Runtime 1.32, CPU provider, the demo's
-MiniLM-L6 artifact: 4 graphs, 90 MB of weights): ONNX Runtime maps the external data itself
-(per tensor, per session, so a page touched by two sessions counts twice in the resident set),
-pre-packs each MatMul/Gemm weight per session (about 45 MB a session; the container that shares
+Where the copies of weights come from (ONNX Runtime 1.32, CPU provider): ONNX Runtime maps the
+external data itself (per tensor, per session, so a page touched by two sessions counts twice
+in the resident set), pre-packs each MatMul/Gemm weight per session (the container that shares
 pre-packed weights between sessions is in the C API only, not in Python's) and constant-folds
-each ``Transpose(weight)`` of the attribution graphs into a transposed copy (43 MB a graph).
-Sharing the raw weights therefore saves memory only with pre-packing off and constant folding
-left out (the Transposes then fuse into ``FusedMatMul(transB=1)``; the other optimizations of
-``ORT_ENABLE_ALL`` still run): RSS after loading 93 MB against 395 MB, peak over
-``attribute_all`` (8x128 and 32 mixed texts, 2 threads, no arena) 992-1145 MB against
-1254 MB, for up to 7% more CPU time on the mixed batch. But MatMuls on weights not pre-packed
-round differently: logits move by up to 3.3e-6 (of 5), scores by 9e-7. With pre-packing on,
-sharing costs memory instead (+25-40 MB peak: the raw weights stay mapped beside the packed
-ones). So it is an engine setting (``EngineSettings.share_weights``, ``gradlight serve
---share-weights``), off by default: memory for a few percent of speed and the 7th digit.
+each ``Transpose(weight)`` of the attribution graphs into a transposed copy. Sharing the raw
+weights therefore saves memory only with pre-packing off and constant folding left out (the
+Transposes then fuse into ``FusedMatMul(transB=1)``; the other optimizations of
+``ORT_ENABLE_ALL`` still run), for a few percent more CPU time. MatMuls on weights not
+pre-packed also round differently (outputs move in the 7th digit). With pre-packing on, sharing
+costs memory instead (the raw weights stay mapped beside the packed ones). So it is an engine
+setting (``EngineSettings.share_weights``, ``gradlight serve --share-weights``), off by default:
+memory for a few percent of speed and the 7th digit. The sizes, peaks and times:
+docs/engine-settings.md, "Memory".
 
 The graphs are read with a small protobuf reader (only the initializers' names, types, dims
 and external-data entries), because the serving path does not depend on the ``onnx`` package.

@@ -17,8 +17,9 @@ import numpy as np
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH, FORWARD
 from gradlight.runtime.execution.admission import Admission
-from gradlight.runtime.execution.batcher import DynamicBatcher, Row, RowOutput, weight
+from gradlight.runtime.execution.batcher import DynamicBatcher
 from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.feeds import Row, RowOutput, weight
 from gradlight.runtime.execution.scores import normalize_scores
 from gradlight.runtime.explanation.entities import (
     DEFAULT_MARKING,
@@ -37,12 +38,12 @@ from gradlight.runtime.explanation.faithfulness import (
 from gradlight.runtime.explanation.faithfulness import score as faithfulness_score
 from gradlight.runtime.explanation.methods import (
     GRADIENT_SHAP,
-    MethodChoice,
     check_method,
     text_seed,
 )
 from gradlight.runtime.explanation.request_plan import (
     RequestPlan,
+    ResolvedRequest,
     TokenScores,
     check_path_rows,
     plan_request,
@@ -81,21 +82,48 @@ class Attributor:
         options: AttributeOptions,
         entities: Sequence[Sequence[tuple[int, int]]] = (),
         marking: EntityMarking = DEFAULT_MARKING,
-        method: str = "",
+        api_method: str = "",
     ) -> list[TextResult | EntitiesResult]:
         """One result per text, in order; a text with entity spans gets an EntitiesResult.
-        ``method``: the API method asking (for the metrics)."""
+        ``api_method``: the API method asking (for the metrics). The stages: resolve (check
+        every field), plan (tokenize, lay out the rows), execute (the rows through the batcher),
+        assemble (the results)."""
+        marked = mark_texts(texts, entities, marking)
+        request = self._resolve(texts, options, marked)
+        admission = self.batcher.admit(len(request.units))  # a burst is refused before tokenizing
+        try:
+            plan = await self._plan(request, admission, api_method)
+            forward, scores, faithfulness = await self._execute(request, plan, admission)
+        finally:
+            admission.release()
+        results = iter(
+            self._assemble(index, request, plan, forward, scores[index], faithfulness[index])
+            for index in range(len(request.units))
+        )
+        return [
+            next(results)
+            if spans is None
+            else EntitiesResult(text, tuple(EntityResult(span, next(results)) for span in spans))
+            for text, spans in zip(texts, marked, strict=True)
+        ]
+
+    def _resolve(
+        self,
+        texts: Sequence[str],
+        options: AttributeOptions,
+        marked: Sequence[Sequence[MarkedSpan] | None],
+    ) -> ResolvedRequest:
+        """Every field checked (errors name the field) and resolved; refused here, a request
+        costs nothing."""
         check_texts(texts, self.limits, need_content=options.attributions)
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
-        subset = bool(options.labels)
         choice = check_method(options, self.engine.has_graph(ATTRIBUTION_PATH))
         seed = None
         if options.token_attributions and (
             options.faithfulness or choice.method == GRADIENT_SHAP
         ):  # reported only when used; 53 bits: a JSON number in any language
             seed = secrets.randbits(53) if options.seed is None else options.seed
-        marked = mark_texts(texts, entities, marking)
         units: list[tuple[str, MarkedSpan | None]] = []
         for text, spans in zip(texts, marked, strict=True):
             units.extend([(text, None)] if spans is None else [(s.marked_text, s) for s in spans])
@@ -111,74 +139,57 @@ class Attributor:
                 choice,
                 self.batcher.settings.max_queue_size,
             )
-        admission = self.batcher.admit(len(units))  # a burst is refused before tokenizing
-        try:
-            started = time.perf_counter()
-            planning = asyncio.ensure_future(
-                asyncio.to_thread(
-                    plan_request,
-                    self.engine,
-                    self.batcher.settings.max_batch_size,
-                    units,
-                    options,
-                    max_length,
-                    label_indices,
-                    subset,
-                    choice,
-                    seed,
-                )
+        subset = bool(options.labels)
+        return ResolvedRequest(units, options, max_length, label_indices, subset, choice, seed)
+
+    async def _plan(
+        self, request: ResolvedRequest, admission: Admission, api_method: str
+    ) -> RequestPlan:
+        """Tokenize and lay out the rows in a thread; the admission grows to the rows planned
+        (faithfulness's, at most, held from the start: admitted whole, or not)."""
+        started = time.perf_counter()
+        planning = asyncio.ensure_future(
+            asyncio.to_thread(
+                plan_request, self.engine, self.batcher.settings.max_batch_size, request
             )
-            try:
-                plan = await asyncio.shield(planning)
-            except asyncio.CancelledError:
-                admission.release_when_done(planning)  # its thread is still tokenizing
-                raise
-            self.batcher.metrics.tokenized(method, time.perf_counter() - started)
-            # Admitted whole, or not: faithfulness's rows (at most) are held from the start.
-            faithful = len(units) * max_variants(len(label_indices)) if options.faithfulness else 0
-            admission.resize(
-                weight(plan.forward) + weight(plan.attribution) + len(plan.checked) + faithful
-            )
-            forward, attribution = await _gather(
-                self.batcher.submit(FORWARD, plan.forward, admission),
-                self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
-            )
-            scores: list[TokenScores | None] = [
-                token_scores(index, plan, forward, attribution, label_indices)
-                if options.token_attributions
-                else None
-                for index in range(len(units))
-            ]
-            if plan.checked:
-                await self._fp32_where_needed(plan, scores, forward, admission)
-            faithfulness: list[FaithfulnessResult | None] = [None] * len(units)
-            if options.faithfulness:
-                faithfulness = await self._faithfulness(
-                    units, plan, scores, options, label_indices, seed or 0, admission
-                )
-        finally:
-            admission.release()
-        results = iter(
-            self._assemble(
-                index,
-                unit,
-                plan,
-                forward,
-                scores[index],
-                options,
-                label_indices,
-                choice,
-                seed,
-                faithfulness[index],
-            )
-            for index, unit in enumerate(units)
         )
-        return [
-            next(results)
-            if spans is None
-            else EntitiesResult(text, tuple(EntityResult(span, next(results)) for span in spans))
-            for text, spans in zip(texts, marked, strict=True)
+        try:
+            plan = await asyncio.shield(planning)
+        except asyncio.CancelledError:
+            admission.release_when_done(planning)  # its thread is still tokenizing
+            raise
+        self.batcher.metrics.tokenized(api_method, time.perf_counter() - started)
+        units = len(request.units)
+        faithful = (
+            units * max_variants(len(request.label_indices)) if request.options.faithfulness else 0
+        )
+        admission.resize(
+            weight(plan.forward) + weight(plan.attribution) + len(plan.checked) + faithful
+        )
+        return plan
+
+    async def _execute(
+        self, request: ResolvedRequest, plan: RequestPlan, admission: Admission
+    ) -> tuple[list[RowOutput], list[TokenScores | None], list[FaithfulnessResult | None]]:
+        """The planned rows through the batcher, then what their outputs call for: fp32
+        forward rows where bf16 probabilities are unsure, faithfulness's variants."""
+        forward, attribution = await _gather(
+            self.batcher.submit(FORWARD, plan.forward, admission),
+            self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
+        )
+        options, label_indices = request.options, request.label_indices
+        scores: list[TokenScores | None] = [
+            token_scores(index, plan, forward, attribution, label_indices)
+            if options.token_attributions
+            else None
+            for index in range(len(request.units))
         ]
+        if plan.checked:
+            await self._fp32_where_needed(plan, scores, forward, admission)
+        faithfulness: list[FaithfulnessResult | None] = [None] * len(request.units)
+        if options.faithfulness:
+            faithfulness = await self._faithfulness(request, plan, scores, admission)
+        return forward, scores, faithfulness
 
     async def _fp32_where_needed(
         self,
@@ -207,12 +218,9 @@ class Attributor:
 
     async def _faithfulness(
         self,
-        units: Sequence[tuple[str, MarkedSpan | None]],
+        request: ResolvedRequest,
         plan: RequestPlan,
         unit_scores: Sequence[TokenScores | None],
-        options: AttributeOptions,
-        label_indices: tuple[int, ...],
-        seed: int,
         admission: Admission,
     ) -> list[FaithfulnessResult | None]:
         """ERASER comprehensiveness and sufficiency of each unit's token scores: all variants
@@ -224,7 +232,8 @@ class Attributor:
             mask_id = self.engine.manifest.pad_token_id
         plans: list[FaithfulnessPlan] = []
         rows: list[Row] = []
-        for index, (text, _) in enumerate(units):
+        options, label_indices, seed = request.options, request.label_indices, request.seed or 0
+        for index, (text, _) in enumerate(request.units):
             scores = unit_scores[index]
             assert scores is not None
             planned = plan_variants(
@@ -260,17 +269,14 @@ class Attributor:
     def _assemble(
         self,
         index: int,
-        unit: tuple[str, MarkedSpan | None],
+        request: ResolvedRequest,
         plan: RequestPlan,
         forward: list[RowOutput],
         scores: TokenScores | None,
-        options: AttributeOptions,
-        label_indices: tuple[int, ...],
-        choice: MethodChoice,
-        seed: int | None,
         faithfulness: FaithfulnessResult | None,
     ) -> TextResult:
         engine = self.engine
+        options, label_indices = request.options, request.label_indices
         labels = tuple(engine.labels[k] for k in label_indices)
         normalized = raw = None
         full_row = plan.full_row[index]
@@ -294,7 +300,7 @@ class Attributor:
             )
         else:
             chosen = (predicted,)
-        text, marked = unit
+        text, marked = request.units[index]
         encoded = plan.encoded[index]
         if marked is not None:  # offsets into the original text; its text is the outer one's
             text, encoded = "", in_original(encoded, marked)
@@ -308,9 +314,9 @@ class Attributor:
             token_scores=normalized,
             raw_scores=raw if options.raw_scores else None,
             sentences=sentences,
-            method=choice.method if scores is not None else "",
+            method=request.choice.method if scores is not None else "",
             completeness_gaps=scores.gaps if scores is not None else None,
-            seed=seed,
+            seed=request.seed,
             faithfulness=faithfulness,
         )
 

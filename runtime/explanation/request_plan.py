@@ -4,11 +4,8 @@ A unit is a text classified whole, or one entity span of a text, marked. Its for
 its full text (where its probabilities or sentence scores need the forward graph: not where an
 fp32 token graph runs it, whose logits are the forward's) and one variant per sentence
 removed, all of a request submitted as one work (one padded call unless the batch limits cut
-it). Its token scores come, by the graphs the artifact holds: from the
-path graph (path methods); from the all-labels graph (every label, where it was exported); from
-the labels graph, one row per text holding the asked labels' one-hot cotangents (one forward,
-one backward per label), for two labels or more; else from the cotangent graph, one row per
-(text, label) (one label, or artifacts exported before the labels graph).
+it). Its token scores come from the path graph (path methods: runtime/explanation/methods.py)
+or from the token graph the table picks (runtime/explanation/token_graphs.py).
 """
 
 from __future__ import annotations
@@ -18,14 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradlight.artifact.manifest import (
-    ATTRIBUTION,
-    ATTRIBUTION_COTANGENT,
-    ATTRIBUTION_LABELS,
-    ATTRIBUTION_PATH,
-)
-from gradlight.runtime.execution.batcher import Row, RowOutput
+from gradlight.artifact.manifest import ATTRIBUTION_PATH
 from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.explanation.ablation import encode_variants
 from gradlight.runtime.explanation.entities import MarkedSpan
@@ -38,13 +30,28 @@ from gradlight.runtime.explanation.methods import (
 )
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.sentences import SentenceSpan, split_sentences
+from gradlight.runtime.explanation.token_graphs import LabelRows, TokenGraph, token_graph
 from gradlight.wire.errors import RequestError
+
+
+@dataclass(frozen=True)
+class ResolvedRequest:
+    """A request checked and resolved: its units (text, its marked entity span or None), its
+    options, token budget, label indices (``subset``: the request named them), method and
+    seed (None where nothing is drawn)."""
+
+    units: Sequence[tuple[str, MarkedSpan | None]]
+    options: AttributeOptions
+    max_length: int
+    label_indices: tuple[int, ...]
+    subset: bool
+    choice: MethodChoice
+    seed: int | None
 
 
 @dataclass
 class RequestPlan:
-    """Rows of one request and where each unit's outputs will be (a unit is a text
-    classified whole, or one entity span of a text, marked)."""
+    """Rows of one request and where each unit's outputs will be."""
 
     encoded: list[EncodedText]
     forward: list[Row]
@@ -57,8 +64,9 @@ class RequestPlan:
     # (per label its points' rows, then one row at the baseline).
     points: list[PathPoints] = field(default_factory=list)
     path_start: list[int] = field(default_factory=list)
-    # The labels graph: the label indices of each of a unit's rows (every unit has the same).
-    label_rows: list[tuple[int, ...]] = field(default_factory=list)
+    # A token graph: the graph's entry and how each unit's rows hold the labels.
+    token_graph: TokenGraph | None = None
+    label_rows: LabelRows | None = None
     # Units whose probabilities come from a bf16 attribution graph's logits where its margin
     # keeps them within the gate of fp32's; the rest get a full-text forward row after it ran.
     checked: list[int] = field(default_factory=list)
@@ -74,24 +82,42 @@ class TokenScores:
     gaps: np.ndarray | None = None
 
 
-def plan_request(
-    engine: Engine,
-    max_batch_size: int,
-    units: Sequence[tuple[str, MarkedSpan | None]],
-    options: AttributeOptions,
-    max_length: int,
-    label_indices: tuple[int, ...],
-    subset: bool,
-    choice: MethodChoice,
-    seed: int | None,
-) -> RequestPlan:
-    """The rows of one request: ``units`` are (text, its marked entity span or None)."""
-    texts = [text for text, _ in units]
-    encoded = engine.encode(texts, max_length)
-    spans: list[list[SentenceSpan]] = []  # as reported (into the original text)
-    removed: list[list[SentenceSpan]] = []  # in the text the model reads
-    for text, marked in units:
-        if not options.sentence_attributions:
+def plan_request(engine: Engine, max_batch_size: int, request: ResolvedRequest) -> RequestPlan:
+    """The rows of one request."""
+    options = request.options
+    texts = [text for text, _ in request.units]
+    encoded = engine.encode(texts, request.max_length)
+    spans, removed = _sentences(request)
+    # A variant the model would see exactly as the full text (the sentence was cut off by
+    # truncation) is None: it scores exactly 0 and no row is run for it. Removing the
+    # sentence of an entity span leaves the marked span in place.
+    keep = [marked.kept if marked is not None else None for _, marked in request.units]
+    variants = encode_variants(
+        engine.encoder, texts, removed, encoded, request.max_length, keep=keep
+    )
+    plan = RequestPlan(encoded, [], [], "", [], [], spans)
+    if options.token_attributions and not request.choice.on_path:
+        plan.token_graph = token_graph(engine.has_graph, request.subset, request.label_indices)
+        plan.attribution_graph = plan.token_graph.key
+    _plan_forward(plan, engine, variants, options.sentence_attributions)
+    if not options.token_attributions:
+        return plan
+    if request.choice.on_path:
+        _plan_path(plan, engine, request)
+    else:
+        _plan_token_graph(plan, engine, request.label_indices, max_batch_size)
+    return plan
+
+
+def _sentences(
+    request: ResolvedRequest,
+) -> tuple[list[list[SentenceSpan]], list[list[SentenceSpan]]]:
+    """Each unit's sentences as reported (into the original text), and as removed (in the
+    text the model reads)."""
+    spans: list[list[SentenceSpan]] = []
+    removed: list[list[SentenceSpan]] = []
+    for text, marked in request.units:
+        if not request.options.sentence_attributions:
             spans.append([])
             removed.append([])
         elif marked is None:
@@ -101,23 +127,23 @@ def plan_request(
             original, in_marked = marked.sentences()
             spans.append(original)
             removed.append(in_marked)
-    # A variant the model would see exactly as the full text (the sentence was cut off by
-    # truncation) is None: it scores exactly 0 and no row is run for it. Removing the
-    # sentence of an entity span leaves the marked span in place.
-    keep = [marked.kept if marked is not None else None for _, marked in units]
-    variants = encode_variants(engine.encoder, texts, removed, encoded, max_length, keep=keep)
-    plan = RequestPlan(encoded, [], [], ATTRIBUTION, [], [], spans)
-    margin = None  # how far the attribution graph's logits may be from fp32's
-    fp32 = False  # whether the token graph is the fp32 one: its logits are the forward's
-    if options.token_attributions and not choice.on_path:
-        plan.attribution_graph = _token_graph(engine, subset, label_indices)
-        margin = engine.logit_margin(plan.attribution_graph)
-        fp32 = engine.runs_in_fp32(plan.attribution_graph)
-    for unit, (text_encoded, text_variants) in enumerate(zip(encoded, variants, strict=True)):
-        # The full text's logits: an fp32 token graph's; a reduced precision's serve the
-        # probabilities where its margin allows (``checked``), never the sentence scores; no
-        # token graph (or no margin known), the forward graph's.
-        needs_full = margin is None or (options.sentence_attributions and not fp32)
+    return spans, removed
+
+
+def _plan_forward(
+    plan: RequestPlan,
+    engine: Engine,
+    variants: Sequence[Sequence[EncodedText | None]],
+    sentences: bool,
+) -> None:
+    """Each unit's forward rows. The full text's logits: an fp32 token graph's; a reduced
+    precision's serve the probabilities where its margin allows (``checked``), never the
+    sentence scores; no token graph (or no margin known), the forward graph's."""
+    key = plan.attribution_graph
+    margin = engine.logit_margin(key) if key else None
+    fp32 = bool(key) and engine.runs_in_fp32(key)
+    for unit, (text_encoded, text_variants) in enumerate(zip(plan.encoded, variants, strict=True)):
+        needs_full = margin is None or (sentences and not fp32)
         plan.full_row.append(len(plan.forward) if needs_full else None)
         if not needs_full and margin:
             plan.checked.append(unit)
@@ -129,51 +155,15 @@ def plan_request(
                 rows[i] = len(plan.forward)
                 plan.forward.append(Row(variant, unit=unit))
         plan.variants.append(rows)
-    if not options.token_attributions:
-        return plan
-    if choice.on_path:
-        _plan_path(plan, engine, label_indices, choice, seed or 0)
-        return plan
-    if plan.attribution_graph == ATTRIBUTION:
-        plan.attribution = [Row(row) for row in encoded]
-    elif plan.attribution_graph == ATTRIBUTION_LABELS:
-        _plan_labels(plan, engine, label_indices, max_batch_size)
-    else:
-        one_hot = np.eye(len(engine.labels), dtype=np.float32)
-        plan.attribution = [
-            Row(row, {"cotangent": one_hot[k]}) for row in encoded for k in label_indices
-        ]
-    return plan
 
 
-def _token_graph(engine: Engine, subset: bool, label_indices: tuple[int, ...]) -> str:
-    """The graph that gives input x gradient scores for ``label_indices``: the all-labels
-    graph for every label, where it was exported; the labels graph for two labels or more
-    (one label: the cotangent graph's row is the same work, without the vmapped backward's
-    overhead, about 10% on MiniLM-L6: docs/export-internals.md); else the cotangent graph."""
-    if not subset and engine.has_all_labels_graph:
-        return ATTRIBUTION
-    if engine.has_graph(ATTRIBUTION_LABELS) and len(label_indices) > 1:
-        return ATTRIBUTION_LABELS
-    return ATTRIBUTION_COTANGENT
-
-
-def _plan_labels(
+def _plan_token_graph(
     plan: RequestPlan, engine: Engine, label_indices: tuple[int, ...], max_batch_size: int
 ) -> None:
-    """One labels graph row per text with one one-hot cotangent per label (more rows, of
-    equal shares, where the labels outweigh one call's ``max_batch_size``)."""
-    rows = -(-len(label_indices) // max_batch_size)
-    share = -(-len(label_indices) // rows)
-    plan.label_rows = [
-        label_indices[start : start + share] for start in range(0, len(label_indices), share)
-    ]
-    one_hot = np.eye(len(engine.labels), dtype=np.float32)
-    plan.attribution = [
-        Row(row, {"cotangent": one_hot[list(labels)]}, weight=len(labels))
-        for row in plan.encoded
-        for labels in plan.label_rows
-    ]
+    graph = plan.token_graph
+    assert graph is not None
+    plan.label_rows = LabelRows(len(engine.labels), graph.shares(label_indices, max_batch_size))
+    plan.attribution = [row for text in plan.encoded for row in graph.rows(text, plan.label_rows)]
 
 
 def check_path_rows(rows: int, choice: MethodChoice, limit: int) -> None:
@@ -188,18 +178,14 @@ def check_path_rows(rows: int, choice: MethodChoice, limit: int) -> None:
         )
 
 
-def _plan_path(
-    plan: RequestPlan,
-    engine: Engine,
-    label_indices: tuple[int, ...],
-    choice: MethodChoice,
-    seed: int,
-) -> None:
+def _plan_path(plan: RequestPlan, engine: Engine, request: ResolvedRequest) -> None:
     plan.attribution_graph = ATTRIBUTION_PATH
     hidden = int(engine.input_shape(ATTRIBUTION_PATH, "noise")[-1])
     labels = len(engine.labels)
     for unit, row in enumerate(plan.encoded):
-        points, rows = path_rows(row, unit, label_indices, labels, choice, hidden, seed)
+        points, rows = path_rows(
+            row, unit, request.label_indices, labels, request.choice, hidden, request.seed or 0
+        )
         plan.points.append(points)
         plan.path_start.append(len(plan.attribution))
         plan.attribution.extend(rows)
@@ -213,26 +199,15 @@ def token_scores(
     label_indices: tuple[int, ...],
 ) -> TokenScores:
     """Unit ``index``'s token scores from the request's rows' outputs."""
-    labels = len(label_indices)
-    if plan.attribution_graph == ATTRIBUTION_PATH:
+    if plan.token_graph is None:  # the path graph
         points, start = plan.points[index], plan.path_start[index]
-        rows = attribution[start : start + labels * len(points.alphas) + 1]
+        rows = attribution[start : start + len(label_indices) * len(points.alphas) + 1]
         logits = forward[plan.full_row[index]].logits  # type: ignore[index]
         raw, gaps = path_scores(points, rows, logits, label_indices)
         return TokenScores(raw, logits, gaps)
-    if plan.attribution_graph == ATTRIBUTION:
-        output = attribution[index]
-        raw = output.scores
-    elif plan.attribution_graph == ATTRIBUTION_LABELS:
-        count = len(plan.label_rows)
-        rows = attribution[index * count : (index + 1) * count]
-        output = rows[0]
-        # A row that shared its call with rows of more labels was padded with zero vectors.
-        shares = zip(rows, plan.label_rows, strict=True)
-        raw = np.concatenate([row.scores[: len(labels)] for row, labels in shares])
-    else:
-        per_label = attribution[index * labels : (index + 1) * labels]
-        output = per_label[0]
-        raw = np.stack([row.scores for row in per_label])
+    assert plan.label_rows is not None
+    count = len(plan.label_rows.shares)  # rows per unit
+    rows = attribution[index * count : (index + 1) * count]
+    raw, output = plan.token_graph.scores(rows, plan.label_rows)
     # predictions from the same pass as the token scores
     return TokenScores(np.asarray(raw, dtype=np.float32), output.logits)

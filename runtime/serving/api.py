@@ -47,20 +47,20 @@ class AttributorApi:
         self._idle.set()
 
     async def predict(
-        self, request: pb.PredictRequest, method: str = PREDICT
+        self, request: pb.PredictRequest, rpc: str = PREDICT
     ) -> pb.PredictResponse:
-        answer = self._run(request, method, messages.predict_options(request))
+        answer = self._run(request, rpc, messages.predict_options(request))
         return pb.PredictResponse(**await self._admit(answer))
 
     async def attribute(
-        self, request: pb.AttributeRequest, method: str = ATTRIBUTE
+        self, request: pb.AttributeRequest, rpc: str = ATTRIBUTE
     ) -> pb.AttributeResponse:
-        answer = self._run(request, method, messages.attribute_options(request))
+        answer = self._run(request, rpc, messages.attribute_options(request))
         return pb.AttributeResponse(**await self._admit(answer))
 
     async def counted(
         self,
-        method: str,
+        rpc: str,
         request: pb.PredictRequest | pb.AttributeRequest,
         answer: Awaitable[T],
     ) -> T:
@@ -81,11 +81,11 @@ class AttributorApi:
             raise
         finally:
             name, seconds = self._name(request), time.perf_counter() - started
-            self.metrics.requests.labels(name, method, outcome).inc()
-            self.metrics.request_seconds.labels(name, method).observe(seconds)
+            self.metrics.requests.labels(name, rpc, outcome).inc()
+            self.metrics.request_seconds.labels(name, rpc).observe(seconds)
             logger.debug(
                 "%s model=%r texts=%d %s %.1f ms",
-                method,
+                rpc,
                 request.model,
                 len(request.texts),
                 outcome,
@@ -136,13 +136,13 @@ class AttributorApi:
     async def _run(
         self,
         request: pb.PredictRequest | pb.AttributeRequest,
-        method: str,
+        rpc: str,
         options: AttributeOptions,
     ) -> dict[str, Any]:
         """The response's fields: the model's name and the results."""
         async with self.registry.use(request.model) as model:
             entities, marking = messages.entity_request(request)
             results = await model.attributor.run(
-                request.texts, options, entities, marking, method=method
+                request.texts, options, entities, marking, api_method=rpc
             )
             return {"model": model.name, "results": messages.results(results)}
