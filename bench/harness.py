@@ -167,7 +167,8 @@ def _measure(
     printer: Printer,
     served: bool,
 ) -> dict[str, Any]:
-    plan = options.plan()
+    """One label count's run: every method over ``cells`` in turns, then (``served``) the
+    server. What cannot run here is recorded in the run's ``unavailable``, not raised."""
     model_dir, artifact, unavailable = _prepare(options, labels, printer)
     name = model_dir.name
     manifest = load_manifest(artifact)
@@ -180,41 +181,10 @@ def _measure(
     cells = workload.fit(cells, manifest.max_length)
     raw_dir = options.out_dir / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
-    jobs = {}
-    for method, role in roles.items():
-        if method in unavailable:
-            printer(f"  {method} not measured: {unavailable[method]}")
-            continue
-        jobs[method] = {
-            "method": method,
-            "role": role,
-            "precision": _precision(method, options),
-            "optional": role == workload.ENGINE and _precision(method, options) != FP32,
-            "model_name": name,
-            "labels": labels,
-            "model_dir": str(model_dir),
-            "artifact": str(artifact),
-            "provider": options.provider,
-            "threads": options.threads,
-            "cells": workload.with_methods(cells, {method: role}),
-            "min_repeats": plan.min_repeats,
-            "max_repeats": plan.max_repeats,
-            "cell_budget_s": plan.cell_budget_s,
-        }
+    jobs = _jobs(options, labels, model_dir, artifact, cells, unavailable, printer)
     paths = {method: raw_dir / f"{name}-{method}.json" for method in jobs}
-    in_turns = workload.with_methods(cells, {m: roles[m] for m in jobs})
-    results = {}
-    for method, result in measure_in_turns(jobs, paths, in_turns, printer).items():
-        if "unavailable" in result:
-            unavailable[method] = result["unavailable"]
-        else:
-            results[method] = result
-    measured_roles = {m: r for m, r in roles.items() if m in results}
-    if workload.ENGINE not in measured_roles.values():
-        raise RuntimeError(
-            "no engine precision could run: "
-            + "; ".join(f"{m}: {why}" for m, why in unavailable.items())
-        )
+    results = _run_in_turns(jobs, paths, roles, cells, unavailable, printer)
+    measured_roles = _measured_roles(roles, results, unavailable)
     cells = workload.with_methods(cells, measured_roles)
     scores = agreement(cells, {m: raw_dir / f"{name}-{m}.npz" for m in results})
     run = {
@@ -234,25 +204,106 @@ def _measure(
         ],
     }
     if served:
-        precision = options.precisions[0]
-        if engine_name(precision) in unavailable:
-            printer(f"not measuring the server: {unavailable[engine_name(precision)]}")
-            return run
-        printer(f"measuring the server ({name}) under {', '.join(map(str, plan.clients))} clients")
-        run["served_precision"] = precision
-        levels = measure_served(
-            artifact,
-            corpus.notes(plan.texts),
-            plan.clients,
-            min(workload.MIX_MAX_LENGTH, manifest.max_length),
-            options.provider,
-            options.threads,
-            precision,
-            sentence_clients=plan.sentence_clients,
-        )
-        on = machine(options.threads)  # the server's ONNX Runtime intra-op threads
-        run["served"] = [{**level, "machine": on} for level in levels]
+        _measure_server(options, run, artifact, manifest.max_length, printer)
     return run
+
+
+def _jobs(
+    options: BenchOptions,
+    labels: int,
+    model_dir: Path,
+    artifact: Path,
+    cells: list[dict[str, Any]],
+    unavailable: dict[str, str],
+    printer: Printer,
+) -> dict[str, dict[str, Any]]:
+    """A worker's job per method, in the order of ``options.roles()``; a method already known
+    not to run here is said and left out."""
+    plan = options.plan()
+    jobs = {}
+    for method, role in options.roles().items():
+        if method in unavailable:
+            printer(f"  {method} not measured: {unavailable[method]}")
+            continue
+        jobs[method] = {
+            "method": method,
+            "role": role,
+            "precision": _precision(method, options),
+            "optional": role == workload.ENGINE and _precision(method, options) != FP32,
+            "model_name": model_dir.name,
+            "labels": labels,
+            "model_dir": str(model_dir),
+            "artifact": str(artifact),
+            "provider": options.provider,
+            "threads": options.threads,
+            "cells": workload.with_methods(cells, {method: role}),
+            "min_repeats": plan.min_repeats,
+            "max_repeats": plan.max_repeats,
+            "cell_budget_s": plan.cell_budget_s,
+        }
+    return jobs
+
+
+def _run_in_turns(
+    jobs: dict[str, dict[str, Any]],
+    paths: dict[str, Path],
+    roles: dict[str, str],
+    cells: list[dict[str, Any]],
+    unavailable: dict[str, str],
+    printer: Printer,
+) -> dict[str, dict[str, Any]]:
+    """The workers' results by method (each cell's rounds taken in turns across them); a
+    worker that found its method cannot run (an optional engine precision) goes to
+    ``unavailable`` instead."""
+    in_turns = workload.with_methods(cells, {m: roles[m] for m in jobs})
+    results = {}
+    for method, result in measure_in_turns(jobs, paths, in_turns, printer).items():
+        if "unavailable" in result:
+            unavailable[method] = result["unavailable"]
+        else:
+            results[method] = result
+    return results
+
+
+def _measured_roles(
+    roles: dict[str, str], results: dict[str, dict[str, Any]], unavailable: dict[str, str]
+) -> dict[str, str]:
+    """The roles of the methods that were measured; without any engine there is no run."""
+    measured_roles = {m: r for m, r in roles.items() if m in results}
+    if workload.ENGINE not in measured_roles.values():
+        raise RuntimeError(
+            "no engine precision could run: "
+            + "; ".join(f"{m}: {why}" for m, why in unavailable.items())
+        )
+    return measured_roles
+
+
+def _measure_server(
+    options: BenchOptions, run: dict[str, Any], artifact: Path, max_length: int, printer: Printer
+) -> None:
+    """The server at the first precision under the plan's clients, into ``run["served"]``;
+    nothing when that precision's engine could not run."""
+    plan = options.plan()
+    precision = options.precisions[0]
+    unavailable = run["unavailable"]
+    if engine_name(precision) in unavailable:
+        printer(f"not measuring the server: {unavailable[engine_name(precision)]}")
+        return
+    name = run["model"]
+    printer(f"measuring the server ({name}) under {', '.join(map(str, plan.clients))} clients")
+    run["served_precision"] = precision
+    levels = measure_served(
+        artifact,
+        corpus.notes(plan.texts),
+        plan.clients,
+        min(workload.MIX_MAX_LENGTH, max_length),
+        options.provider,
+        options.threads,
+        precision,
+        sentence_clients=plan.sentence_clients,
+    )
+    on = machine(options.threads)  # the server's ONNX Runtime intra-op threads
+    run["served"] = [{**level, "machine": on} for level in levels]
 
 
 def _precision(method: str, options: BenchOptions) -> str:

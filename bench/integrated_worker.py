@@ -23,6 +23,8 @@ from gradlight.bench.integrated_methods import CaptumIG, EagerBestIG, GradlightI
 from gradlight.bench.machine import peak_rss_mb
 from gradlight.runtime.execution.tokenization import TextEncoder
 
+Call = Callable[[int], list[np.ndarray]]  # batch index -> its texts' scores, ``[K, S]`` each
+
 
 def _eager_best(job: dict[str, Any], first: Tokens) -> tuple[EagerBestIG, dict[str, float]]:
     """Eager-best with the faster of SDPA and eager attention on the first batch (warmed up,
@@ -54,61 +56,10 @@ def run_worker(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
     to ``result_path`` (``.npz``, ``batch|text`` -> ``[K, S]``)."""
     name = job["method"]
     loading = time.perf_counter()
-    batches: list[list[str]] = job["batches"]
-    extra: dict[str, Any] = {}
-    if name == "gradlight":
-        method: Any = GradlightIG(job)
-        call: Callable[[int], list[np.ndarray]] = lambda b: method.attribute(batches[b])  # noqa: E731
-    else:
-        import torch
-
-        torch.set_num_threads(job["threads"])
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        encoder = TextEncoder(Path(job["tokenizer"]))
-        tokens = [
-            Tokens(encoder.encode(batch, job["max_length"]), job["pad_token_id"])
-            for batch in batches
-        ]
-        if name == "captum":
-            method = CaptumIG(job)
-        else:
-            method, extra["attention_trials"] = _eager_best(job, tokens[0])
-
-        def call(b: int) -> list[np.ndarray]:
-            raw = method.attribute(tokens[b])
-            return [raw[i, :, :n] for i, n in enumerate(tokens[b].lengths)]
-
-        extra["torch_threads"] = torch.get_num_threads()
+    method, call, extra = _load(job)
     load_seconds = round(time.perf_counter() - loading, 2)
     call(0)  # warm-up, untimed
-    times: list[list[float]] = [[] for _ in batches]
-    rounds: list[float] = []
-    outputs: list[list[np.ndarray]] = []
-    calls: list[tuple[int, int]] | None = []  # gradlight's path graph calls, last round
-    if name == "gradlight":
-        method.path_calls()
-    started = time.perf_counter()
-    while True:
-        outputs = []
-        calls = []
-        round_seconds = 0.0
-        for index in range(len(batches)):
-            begin = time.perf_counter()
-            outputs.append(call(index))
-            seconds = time.perf_counter() - begin
-            times[index].append(seconds)
-            round_seconds += seconds
-            if name == "gradlight":  # (outside the timed call)
-                seen = method.path_calls()
-                calls = None if seen is None or calls is None else calls + seen
-        rounds.append(round_seconds)
-        spent = time.perf_counter() - started
-        if len(rounds) >= job["max_repeats"] or (
-            len(rounds) >= job["min_repeats"] and spent >= job["budget_s"]
-        ):
-            break
+    times, rounds, outputs, calls = _rounds(job, method, call)
     if name == "gradlight":
         if calls is not None:
             extra["path_calls"] = len(calls)
@@ -132,6 +83,76 @@ def run_worker(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
     np.savez(result_path.with_suffix(".npz"), **keep)
     result_path.write_text(json.dumps(result), encoding="utf-8")
     return result
+
+
+def _load(job: dict[str, Any]) -> tuple[Any, Call, dict[str, Any]]:
+    """The job's method, loaded, the call that attributes a batch with it, and what the result
+    reports of the loading (the eager ways' torch threads, eager-best's attention trials)."""
+    batches: list[list[str]] = job["batches"]
+    if job["method"] == "gradlight":
+        method = GradlightIG(job)
+        return method, lambda b: method.attribute(batches[b]), {}
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    extra: dict[str, Any] = {}
+    encoder = TextEncoder(Path(job["tokenizer"]))
+    tokens = [
+        Tokens(encoder.encode(batch, job["max_length"]), job["pad_token_id"]) for batch in batches
+    ]
+    eager: CaptumIG | EagerBestIG
+    if job["method"] == "captum":
+        eager = CaptumIG(job)
+    else:
+        eager, extra["attention_trials"] = _eager_best(job, tokens[0])
+
+    def call(b: int) -> list[np.ndarray]:
+        raw = eager.attribute(tokens[b])
+        return [raw[i, :, :n] for i, n in enumerate(tokens[b].lengths)]
+
+    extra["torch_threads"] = torch.get_num_threads()
+    return eager, call, extra
+
+
+def _rounds(
+    job: dict[str, Any], method: Any, call: Call
+) -> tuple[list[list[float]], list[float], list[list[np.ndarray]], list[tuple[int, int]] | None]:
+    """Rounds over every batch, each call timed alone, until ``max_repeats`` rounds, or
+    ``min_repeats`` once ``budget_s`` is spent: the seconds per batch and round, per round, the
+    last round's scores and gradlight's path graph calls in it (None: more than its batcher's
+    history holds; gradlight's bookkeeping stays outside the timed calls)."""
+    gradlight = job["method"] == "gradlight"
+    count = len(job["batches"])
+    times: list[list[float]] = [[] for _ in range(count)]
+    rounds: list[float] = []
+    outputs: list[list[np.ndarray]] = []
+    calls: list[tuple[int, int]] | None = []
+    if gradlight:
+        method.path_calls()  # forget the warm-up's
+    started = time.perf_counter()
+    while True:
+        outputs = []
+        calls = []
+        round_seconds = 0.0
+        for index in range(count):
+            begin = time.perf_counter()
+            outputs.append(call(index))
+            seconds = time.perf_counter() - begin
+            times[index].append(seconds)
+            round_seconds += seconds
+            if gradlight:
+                seen = method.path_calls()
+                calls = None if seen is None or calls is None else calls + seen
+        rounds.append(round_seconds)
+        spent = time.perf_counter() - started
+        if len(rounds) >= job["max_repeats"] or (
+            len(rounds) >= job["min_repeats"] and spent >= job["budget_s"]
+        ):
+            break
+    return times, rounds, outputs, calls
 
 
 if __name__ == "__main__":

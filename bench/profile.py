@@ -71,52 +71,18 @@ def _part(node: onnx.NodeProto, weights: set[str], output: list[int], length: in
 def profile(
     artifact: Path, graph: str, batch: int, length: int, runs: int, threads: int
 ) -> dict[str, Any]:
+    """``graph``'s kernel time over ``runs`` runs after a warm-up, by operator type (the
+    warm-up included) and by part of ``PARTS`` (the timed runs alone)."""
     engine = Engine(artifact, EngineSettings(provider="cpu", intra_op_threads=threads))
     rows = engine.encode(corpus.long_texts(batch), length)
     feed = dict(engine.batch(rows).feed)
     info = engine.manifest.graphs[graph]
     if "cotangent" in info.inputs:
         feed["cotangent"] = np.eye(len(engine.labels), dtype=np.float32)[[0] * batch]
-    with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # not the warning that the optimized graph is this CPU's
-        use_shared_cpu_arena(options)  # as the engine's sessions allocate
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "profile")
-        optimized = Path(tmp) / "optimized.onnx"  # the nodes the profile names
-        options.optimized_model_filepath = str(optimized)
-        session = ort.InferenceSession(str(artifact / info.file), options, ["CPUExecutionProvider"])
-        session.run(None, feed)  # warm-up
-        for _ in range(runs):
-            session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
-        model = onnx.load(str(optimized), load_external_data=False)
-    nodes = {node.name: node for node in model.graph.node}
-    weights = {initializer.name for initializer in model.graph.initializer}
-    by_type: dict[str, float] = defaultdict(float)
-    names: dict[str, set[str]] = defaultdict(set)
-    parts: dict[str, float] = dict.fromkeys(PARTS, 0.0)
-    flops: dict[str, float] = dict.fromkeys(PARTS[:2], 0.0)
-    warm_up = True
-    for event in events:
-        if event.get("cat") == "Session" and event["name"] == "model_run":
-            warm_up = False  # the first run's nodes come before its model_run event
-        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
-            continue
-        op = event["args"].get("op_name", "?")
-        by_type[op] += event["dur"]
-        names[op].add(event["name"])
-        node = nodes.get(event["name"].removesuffix("_kernel_time"))
-        outputs = _shapes(event, "output_type_shape")
-        if warm_up or node is None or not outputs:
-            continue
-        part = _part(node, weights, outputs[0], length)
-        parts[part] += event["dur"]
-        if part in flops:
-            flops[part] += _flops(node, _shapes(event, "input_type_shape"), outputs[0])
+    events, model = _profiled_runs(artifact / info.file, feed, runs, threads)
+    by_type, names = _by_op_type(events)
+    parts, flops = _by_part(events, model, length)
     total = sum(by_type.values())
-    timed = sum(parts.values())
     ranked = sorted(by_type.items(), key=lambda item: -item[1])
     return {
         "graph": graph,
@@ -128,17 +94,89 @@ def profile(
         "by_op_type": [
             {"op": op, "share": round(us / total, 4), "nodes": len(names[op])} for op, us in ranked
         ],
-        "parts": [
-            {
-                "part": part,
-                "ms_per_run": round(us / 1000 / runs, 2),
-                "share": round(us / timed, 4),
-                **({"gflop_per_s": round(flops[part] / us / 1000, 1)} if part in flops else {}),
-            }
-            for part, us in parts.items()
-            if us
-        ],
+        "parts": _part_rows(parts, flops, runs),
     }
+
+
+def _profiled_runs(
+    path: Path, feed: dict[str, np.ndarray], runs: int, threads: int
+) -> tuple[list[dict[str, Any]], onnx.ModelProto]:
+    """ORT's profile of a warm-up and ``runs`` runs of the graph at ``path``, and the optimized
+    graph whose nodes the profile names."""
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # not the warning that the optimized graph is this CPU's
+        use_shared_cpu_arena(options)  # as the engine's sessions allocate
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        optimized = Path(tmp) / "optimized.onnx"  # the nodes the profile names
+        options.optimized_model_filepath = str(optimized)
+        session = ort.InferenceSession(str(path), options, ["CPUExecutionProvider"])
+        session.run(None, feed)  # warm-up
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+        model = onnx.load(str(optimized), load_external_data=False)
+    return events, model
+
+
+def _is_kernel(event: dict[str, Any]) -> bool:
+    return event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
+
+
+def _by_op_type(events: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, set[str]]]:
+    """Kernel microseconds and the nodes that ran, per operator type."""
+    by_type: dict[str, float] = defaultdict(float)
+    names: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        if _is_kernel(event):
+            op = event["args"].get("op_name", "?")
+            by_type[op] += event["dur"]
+            names[op].add(event["name"])
+    return by_type, names
+
+
+def _by_part(
+    events: list[dict[str, Any]], model: onnx.ModelProto, length: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Kernel microseconds per part, and the floating-point operations of the two matrix
+    product parts, over the timed runs: the warm-up's nodes come before its model_run event."""
+    nodes = {node.name: node for node in model.graph.node}
+    weights = {initializer.name for initializer in model.graph.initializer}
+    parts: dict[str, float] = dict.fromkeys(PARTS, 0.0)
+    flops: dict[str, float] = dict.fromkeys(PARTS[:2], 0.0)
+    warm_up = True
+    for event in events:
+        if event.get("cat") == "Session" and event["name"] == "model_run":
+            warm_up = False
+        if warm_up or not _is_kernel(event):
+            continue
+        node = nodes.get(event["name"].removesuffix("_kernel_time"))
+        outputs = _shapes(event, "output_type_shape")
+        if node is None or not outputs:
+            continue
+        part = _part(node, weights, outputs[0], length)
+        parts[part] += event["dur"]
+        if part in flops:
+            flops[part] += _flops(node, _shapes(event, "input_type_shape"), outputs[0])
+    return parts, flops
+
+
+def _part_rows(parts: dict[str, float], flops: dict[str, float], runs: int) -> list[dict[str, Any]]:
+    """A row per part that took any time: per run, its share, and the matrix products'
+    GFLOP/s."""
+    timed = sum(parts.values())
+    return [
+        {
+            "part": part,
+            "ms_per_run": round(us / 1000 / runs, 2),
+            "share": round(us / timed, 4),
+            **({"gflop_per_s": round(flops[part] / us / 1000, 1)} if part in flops else {}),
+        }
+        for part, us in parts.items()
+        if us
+    ]
 
 
 def main() -> None:

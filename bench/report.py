@@ -176,47 +176,26 @@ def _unavailable(report: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
+    """The report as Markdown. The machine keys are handed out as the tables name them (the
+    methods', the served levels', then the memory table's), so the legend above the tables is
+    written last."""
     table = rows(report)
-    cells = {
-        (run["model"], run["labels"], cell["name"]): (run, cell)
-        for run in report["runs"]
-        for cell in run["cells"]
-    }
     keys = _MachineKeys()
-    body = []
-    for row in table:
-        if row["method"] == "served" or row["method"].startswith("ig-"):
-            continue
-        run, cell = cells[(row["model"], row["labels"], row["cell"])]
-        body.append(
-            f"| {row['model']} | {row['labels']} | {row['cell']} | "
-            f"{_method_label(row, run, cell)} | "
-            f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
-            f"{_fmt(row['p99_ms'])} | {_fmt(row['ms_per_text'])} | "
-            f"{_fmt(row['texts_per_second'])} | {_fmt(row['tokens_per_second'])} | "
-            f"{_fmt(row['speedup_vs_reference'], 'x')} | "
-            f"{_fmt(row['speedup_vs_best_eager'], 'x')} | "
-            f"{_fmt(row['attribution_over_forward'])} | "
-            f"{_fmt(row['max_abs_diff_vs_reference'])} | "
-            f"{_fmt(row['top3_agreement_vs_reference'])} |"
-        )
-    served_rows = [
-        f"| {row['model']}, {row['labels']} | {row['cell'].split(', ')[1].split()[0]} | "
-        f"{'tokens and sentences' if row['cell'].endswith('sentences') else 'tokens'} | "
-        f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
-        f"{_fmt(row['p99_ms'])} | {_fmt(row['texts_per_second'])} | "
-        f"{_fmt(row['tokens_per_second'])} |"
-        for row in table
-        if row["method"] == "served"
-    ]
-    memory_rows = [
-        f"| {run['model']}, {run['labels']} | {method} | "
-        f"{keys(_machine_columns(info.get('machine')))} | {info['load_seconds']} | "
-        f"{info['rss_loaded_mb']:.0f} | {info['peak_rss_mb']:.0f} |"
-        for run in report["runs"]
-        for method, info in run["methods"].items()
-    ]
+    methods = _methods_table(report, table, keys)
+    served = _served_table(table, keys)
+    memory = _memory_table(report, keys)
+    lines = [*_preamble(report, keys), *methods, *served, *memory]
+    section = report.get("integrated_gradients")
+    if section:
+        lines += ["", integrated_markdown(section).rstrip("\n")]
+    lines += _targets_table(report, section)
+    return "\n".join(lines) + "\n"
+
+
+def _preamble(report: dict[str, Any], keys: _MachineKeys) -> list[str]:
+    """The environment, the machines' legend, what "best eager" means, and what was not
+    measured."""
+    env = report["environment"]
     lines = [
         f"Machine: {env['cpu']}, {env['cores_available']} cores available, "
         f"{env['threads']} threads for every method (torch intra-op and ONNX Runtime intra-op), "
@@ -235,7 +214,36 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if unavailable := _unavailable(report):
         lines += ["", "Not measured:", *unavailable]
-    lines += [
+    return lines
+
+
+def _methods_table(
+    report: dict[str, Any], table: list[dict[str, Any]], keys: _MachineKeys
+) -> list[str]:
+    """A line per (run, cell, method) of the in-process cells."""
+    cells = {
+        (run["model"], run["labels"], cell["name"]): (run, cell)
+        for run in report["runs"]
+        for cell in run["cells"]
+    }
+    body = []
+    for row in table:
+        if row["method"] == "served" or row["method"].startswith("ig-"):
+            continue
+        run, cell = cells[(row["model"], row["labels"], row["cell"])]
+        body.append(
+            f"| {row['model']} | {row['labels']} | {row['cell']} | "
+            f"{_method_label(row, run, cell)} | "
+            f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
+            f"{_fmt(row['p99_ms'])} | {_fmt(row['ms_per_text'])} | "
+            f"{_fmt(row['texts_per_second'])} | {_fmt(row['tokens_per_second'])} | "
+            f"{_fmt(row['speedup_vs_reference'], 'x')} | "
+            f"{_fmt(row['speedup_vs_best_eager'], 'x')} | "
+            f"{_fmt(row['attribution_over_forward'])} | "
+            f"{_fmt(row['max_abs_diff_vs_reference'])} | "
+            f"{_fmt(row['top3_agreement_vs_reference'])} |"
+        )
+    return [
         "",
         "| model | L | cell | method | machine | median ms | p90 ms | p99 ms | ms/text | "
         "texts/s | tokens/s | x vs reference | x vs best eager | attribution / forward | "
@@ -243,24 +251,50 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *body,
     ]
-    if served_rows:
-        lines += [
-            "",
-            "| served (model, L) | clients | attributions | machine | median ms | p90 ms | "
-            "p99 ms | texts/s | tokens/s |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *served_rows,
-        ]
-    lines += [
+
+
+def _served_table(table: list[dict[str, Any]], keys: _MachineKeys) -> list[str]:
+    """A line per served concurrency level; nothing when the server was not measured."""
+    served_rows = [
+        f"| {row['model']}, {row['labels']} | {row['cell'].split(', ')[1].split()[0]} | "
+        f"{'tokens and sentences' if row['cell'].endswith('sentences') else 'tokens'} | "
+        f"{keys(row)} | {_fmt(row['median_ms'])} | {_fmt(row['p90_ms'])} | "
+        f"{_fmt(row['p99_ms'])} | {_fmt(row['texts_per_second'])} | "
+        f"{_fmt(row['tokens_per_second'])} |"
+        for row in table
+        if row["method"] == "served"
+    ]
+    if not served_rows:
+        return []
+    return [
+        "",
+        "| served (model, L) | clients | attributions | machine | median ms | p90 ms | "
+        "p99 ms | texts/s | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *served_rows,
+    ]
+
+
+def _memory_table(report: dict[str, Any], keys: _MachineKeys) -> list[str]:
+    """A line per (run, method): load time and memory."""
+    memory_rows = [
+        f"| {run['model']}, {run['labels']} | {method} | "
+        f"{keys(_machine_columns(info.get('machine')))} | {info['load_seconds']} | "
+        f"{info['rss_loaded_mb']:.0f} | {info['peak_rss_mb']:.0f} |"
+        for run in report["runs"]
+        for method, info in run["methods"].items()
+    ]
+    return [
         "",
         "| model, L | method | machine | load s | RSS loaded MB | peak RSS MB |",
         "|---|---|---|---|---|---|",
         *memory_rows,
     ]
-    section = report.get("integrated_gradients")
-    if section:
-        lines += ["", integrated_markdown(section).rstrip("\n")]
-    lines += ["", "| target | threshold | status | measured |", "|---|---|---|---|"]
+
+
+def _targets_table(report: dict[str, Any], section: dict[str, Any] | None) -> list[str]:
+    """The targets, the integrated gradients section's last when it was measured."""
+    lines = ["", "| target | threshold | status | measured |", "|---|---|---|---|"]
     for target in report["targets"]:
         measured = "; ".join(f"{r['where']}: {_fmt(r['measured'])}" for r in target["rows"])
         lines.append(
@@ -273,7 +307,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{section['model']}, L={len(section['labels'])}, {section['steps']} steps: "
             f"{_fmt(target['measured'])} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
