@@ -11,7 +11,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -19,14 +19,9 @@ from gradlight.bulk.backends import BackendError
 from gradlight.bulk.lines import BadLine, Item
 from gradlight.client.client import entity_fields, method_fields
 from gradlight.runtime.explanation.faithfulness import FRACTIONS
-from gradlight.runtime.explanation.methods import (
-    DEFAULT_SAMPLES,
-    DEFAULT_STEPS,
-    GRADIENT_SHAP,
-    PATH_METHODS,
-)
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.error_details import ErrorDetails
+from gradlight.wire.methods import FIELD_NAMES, FIELDS_BY_NAME, METHODS_BY_NAME
 
 TRANSIENT = frozenset(
     {
@@ -98,14 +93,15 @@ ROWS_PER_LINE = 2048
 class RequestOptions:
     """What every request of a job asks. Every label is always attributed: the records need
     every probability, and the evidence shown is chosen afterwards (formats.py). The method
-    fields are the AttributeRequest's (empty, 0 or None: the server's default); a job whose
-    method draws random numbers (gradient_shap, faithfulness' random ranking) gets one ``seed``
-    for all its requests (job.py: ``with_job_seed``)."""
+    fields are gradlight.wire.methods' ``FIELDS``, as the AttributeRequest has them (unset: the
+    server's default); a job whose method draws random numbers (gradient_shap, faithfulness'
+    random ranking) gets one ``seed`` for all its requests (job.py: ``with_job_seed``)."""
 
     sentences: bool = False
     max_length: int = 0
     markers: tuple[str, str] | None = None
     context_chars: int | None = None
+    # FIELDS, flat (as cli/method_flags.py's method_options makes them), unset by default.
     method: str = ""
     steps: int = 0
     integration: str = ""
@@ -117,19 +113,24 @@ class RequestOptions:
     removal: str = ""
 
     @property
+    def method_values(self) -> dict[str, Any]:
+        """The method and faithfulness fields, by name."""
+        return {name: getattr(self, name) for name in FIELD_NAMES}
+
+    @property
     def random(self) -> bool:
-        """Whether the answers depend on a seed."""
-        return self.method == GRADIENT_SHAP or self.faithfulness
+        """Whether the answers depend on a seed (whether the request reads one)."""
+        return FIELDS_BY_NAME["seed"].read_by(self.method, self.faithfulness)
 
     def rows_per_unit(self, labels: int) -> int:
         """About how many graph rows one classification (a text, or a span) costs: the path
         graph's per label and point plus one at the baseline, and faithfulness' variants (at
         most 2 per fraction for each label and the random ranking); 1 otherwise."""
         rows = 1
-        if self.method == GRADIENT_SHAP:
-            rows = labels * (self.samples or DEFAULT_SAMPLES) + 1
-        elif self.method in PATH_METHODS:
-            rows = labels * (self.steps or DEFAULT_STEPS) + 1
+        method = METHODS_BY_NAME.get(self.method or FIELDS_BY_NAME["method"].default)
+        if method is not None and method.points is not None:
+            points = getattr(self, method.points) or FIELDS_BY_NAME[method.points].default
+            rows = labels * points + 1
         if self.faithfulness:
             rows += 2 * len(FRACTIONS) * (labels + 1)
         return rows
@@ -146,17 +147,7 @@ def build_request(items: Sequence[Item], options: RequestOptions) -> pb.Attribut
         sentence_attributions=options.sentences,
         raw_scores=True,
         **entity_fields(entities, options.markers, options.context_chars),  # type: ignore[arg-type]
-        **method_fields(  # type: ignore[arg-type]
-            options.method,
-            options.steps,
-            options.integration,
-            options.baseline,
-            options.samples,
-            options.stdev,
-            options.seed,
-            options.faithfulness,
-            options.removal,
-        ),
+        **method_fields(**options.method_values),  # type: ignore[arg-type]
     )
 
 

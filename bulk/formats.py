@@ -31,14 +31,13 @@ from gradlight.bulk.evidence import WORD, Evidence, Selection, evidence, words
 from gradlight.bulk.lines import Item
 from gradlight.client import palette
 from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire.methods import FIELDS_BY_NAME
 
 GRADLIGHT = "gradlight"
 PRODIGY = "prodigy"
 LABEL_STUDIO = "label-studio"
 FORMATS = (GRADLIGHT, PRODIGY, LABEL_STUDIO)
 PREDICTED = "predicted"  # in ``OutputOptions.labels``: the answer's predicted labels
-INPUT_X_GRADIENT = "input_x_gradient"  # the default method (runtime/explanation/methods.py)
-GRADIENT_SHAP = "gradient_shap"
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def _per_label(result: pb.TextResult, values: Sequence[float]) -> dict[str, floa
 def _seed(result: pb.TextResult) -> int | None:
     """The seed the answer was computed with, when it depends on one (gradient_shap, the
     faithfulness floor's random ranking) or one was sent."""
-    random = result.method == GRADIENT_SHAP or result.HasField("faithfulness")
+    random = FIELDS_BY_NAME["seed"].read_by(result.method, result.HasField("faithfulness"))
     return result.seed if random or result.seed else None
 
 
@@ -371,7 +370,7 @@ def _label_studio(
         regions.append(_region(len(regions), LS_EVIDENCE, "labels", span_value, value))
     version = options.model or "gradlight"
     method = _method(result, answers)
-    if method and method != INPUT_X_GRADIENT:  # predictions of each method tell apart
+    if method and method != FIELDS_BY_NAME["method"].default:  # tell each method's apart
         version = f"{version} ({method})"
     prediction = {"model_version": version, "score": round(score, 6)}
     prediction["result"] = regions

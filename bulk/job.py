@@ -28,10 +28,9 @@ from gradlight.bulk.formats import (
 from gradlight.bulk.lines import BadLine, Item, parse_line
 from gradlight.bulk.pipeline import Outcome, Pipeline
 from gradlight.runtime.explanation.entities import marking_from
-from gradlight.runtime.explanation.faithfulness import REMOVALS
-from gradlight.runtime.explanation.methods import resolve_method
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import GradlightError, RequestError
+from gradlight.wire.methods import FIELDS, FIELDS_BY_NAME, resolve
 
 
 @dataclass(frozen=True)
@@ -117,20 +116,13 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
-# The request's method options; left out of the checkpoint at their defaults, so that a job
-# started before they existed still resumes.
-_METHOD_OPTIONS = (
-    "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness",
-    "removal",
-)  # fmt: skip
-
-
 def _request_settings(request: RequestOptions) -> dict[str, Any]:
+    """The request's options; its method fields left out when unset, so that a job started
+    before they existed still resumes."""
     recorded = json.loads(json.dumps(asdict(request)))
-    defaults = asdict(RequestOptions())
-    for key in _METHOD_OPTIONS:
-        if recorded[key] == defaults[key]:
-            del recorded[key]
+    for field in FIELDS:
+        if recorded[field.name] == field.unset:
+            del recorded[field.name]
     return recorded
 
 
@@ -409,21 +401,10 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
     except RequestError as exc:  # said of the command's flags
         flag = "--context-chars" if exc.field.endswith("context_chars") else "--markers"
         raise JobOptionsError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
-    try:
-        resolve_method(
-            request.method,
-            request.steps,
-            request.integration,
-            request.baseline,
-            request.samples,
-            request.stdev,
-        )
+    try:  # the job always asks token scores; the model refuses a method it lacks
+        resolve(request.method_values)
     except RequestError as exc:  # each field is the flag of the same name
-        raise JobOptionsError(f"--{exc.field}: {exc.description}") from None
-    if request.removal not in ("", *REMOVALS):
-        raise JobOptionsError(f"--removal is {request.removal!r}; use {' or '.join(REMOVALS)}")
-    if request.seed is not None and not 0 <= request.seed < 2**64:
-        raise JobOptionsError(f"--seed is {request.seed}; use 0 to 2**64 - 1")
+        raise JobOptionsError(f"{FIELDS_BY_NAME[exc.field].flag}: {exc.description}") from None
 
 
 def _open_at(path: Path, size: int) -> BinaryIO:

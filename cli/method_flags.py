@@ -1,5 +1,7 @@
 """The attribution method flags of ``gradlight explain`` and ``gradlight attribute``, and the
-request fields they make (client.method_fields' arguments)."""
+request fields they make (client.method_fields' arguments): one flag per field of
+gradlight.wire.methods (its name, choices, default and limit), so that a new setting needs no
+edit here."""
 
 from __future__ import annotations
 
@@ -7,15 +9,14 @@ import argparse
 from typing import Any
 
 from gradlight.cli.errors import UsageError
+from gradlight.wire.methods import FIELDS, FIELDS_BY_NAME, METHOD_LIST, METHODS, Field
 
-# runtime/explanation/methods.py's and runtime/explanation/faithfulness.py's names (not imported:
-# the CLI starts without numpy; tests/test_bulk_decisions.py checks they are the same).
-METHODS = ("input_x_gradient", "integrated_gradients", "gradient_shap")
-INTEGRATIONS = (
-    "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
-)  # fmt: skip
-BASELINES = ("pad", "zeros")
-REMOVALS = ("delete", "mask")
+# What the CLI adds to a field's help: its own behaviour, not the field's.
+_CLI_NOTES = {
+    "seed": "Without it `gradlight explain` picks one, records it in its checkpoint and in every "
+    "record, and sends it with every request, so a resumed job answers as it began; `gradlight "
+    "attribute` shows the one the server drew",
+}
 
 
 def add_method_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,103 +25,43 @@ def add_method_flags(parser: argparse.ArgumentParser) -> None:
         "how the token scores (the evidence) are computed; integrated_gradients and "
         "gradient_shap need an artifact exported with the path graph (the default)",
     )
-    group.add_argument(
-        "--method",
-        choices=METHODS,
-        default=None,
-        help="input_x_gradient (default): one backward pass per label; integrated_gradients: "
-        "the gradient integrated from a baseline to the text (--steps points, each a backward "
-        "pass per label); gradient_shap: the mean over --samples random points between the "
-        "baseline and the text with Gaussian noise",
-    )
-    group.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="integrated_gradients: points on the path (default 32, at most 512)",
-    )
-    group.add_argument(
-        "--integration",
-        choices=INTEGRATIONS,
-        default=None,
-        help="integrated_gradients: the integration rule (default gausslegendre)",
-    )
-    group.add_argument(
-        "--baseline",
-        choices=BASELINES,
-        default=None,
-        help="integrated_gradients and gradient_shap: the pad token's embedding (special "
-        "tokens keep theirs, default) or zero vectors",
-    )
-    group.add_argument(
-        "--samples",
-        type=int,
-        default=None,
-        help="gradient_shap: random points per text and label (default 16, at most 512)",
-    )
-    group.add_argument(
-        "--stdev",
-        type=float,
-        default=None,
-        help="gradient_shap: standard deviation of the noise on the embeddings (default 0.01)",
-    )
-    group.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="gradient_shap and --faithfulness' random ranking: the random seed. Without it "
-        "`gradlight explain` picks one, records it in its checkpoint and in every record, and "
-        "sends it with every request, so a resumed job answers as it began; `gradlight "
-        "attribute` shows the one the server drew",
-    )
-    group.add_argument(
-        "--faithfulness",
-        action="store_true",
-        help="also ERASER comprehensiveness and sufficiency (AOPC) of the token scores per "
-        "label, and the same for a random ranking of the words (the floor)",
-    )
-    group.add_argument(
-        "--removal",
-        choices=REMOVALS,
-        default=None,
-        help="--faithfulness: remove a word by deleting its tokens (default) or by masking them",
-    )
+    for field in FIELDS:
+        if field.type is bool:
+            group.add_argument(field.flag, action="store_true", help=_help(field))
+        else:
+            choices = field.choices or None
+            group.add_argument(
+                field.flag, type=field.type, choices=choices, default=None, help=_help(field)
+            )
+
+
+def _help(field: Field) -> str:
+    if field.name == "method":
+        return "; ".join(
+            f"{method.name}{' (default)' if method.name == field.default else ''}: {method.help}"
+            for method in METHOD_LIST
+        )
+    said = f" ({field.said_default})" if field.said_default else ""
+    note = f". {_CLI_NOTES[field.name]}" if field.name in _CLI_NOTES else ""
+    return f"{field.help}{said}{note}"
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The request's method fields from the flags; a flag the chosen method does not read is
     refused (it would change nothing)."""
-    method = args.method or "input_x_gradient"
-    reads = {
-        "--steps": (args.steps, method == "integrated_gradients", "--method integrated_gradients"),
-        "--integration": (
-            args.integration, method == "integrated_gradients", "--method integrated_gradients",
-        ),
-        "--baseline": (
-            args.baseline,
-            method != "input_x_gradient",
-            "--method integrated_gradients or gradient_shap",
-        ),
-        "--samples": (args.samples, method == "gradient_shap", "--method gradient_shap"),
-        "--stdev": (args.stdev, method == "gradient_shap", "--method gradient_shap"),
-        "--seed": (
-            args.seed,
-            method == "gradient_shap" or args.faithfulness,
-            "--method gradient_shap or --faithfulness",
-        ),
-        "--removal": (args.removal, args.faithfulness, "--faithfulness"),
-    }  # fmt: skip
-    for flag, (value, read, needs) in reads.items():
-        if value is not None and not read:
-            raise UsageError(f"{flag} is read only with {needs}")
+    given = {field.name: getattr(args, field.name) for field in FIELDS}
+    for field in FIELDS:
+        if given[field.name] is not None and not field.read_by(args.method, args.faithfulness):
+            raise UsageError(f"{field.flag} is read only with {_readers(field)}")
     return {
-        "method": args.method or "",
-        "steps": args.steps or 0,
-        "integration": args.integration or "",
-        "baseline": args.baseline or "",
-        "samples": args.samples or 0,
-        "stdev": args.stdev,
-        "seed": args.seed,
-        "faithfulness": args.faithfulness,
-        "removal": args.removal or "",
+        field.name: field.unset if given[field.name] is None else given[field.name]
+        for field in FIELDS
     }
+
+
+def _readers(field: Field) -> str:
+    """``--method integrated_gradients or gradient_shap``, ``--faithfulness``, ..."""
+    methods = [name for name in field.read_with if name in METHODS]
+    said = [f"--method {' or '.join(methods)}"] if methods else []
+    flags = [FIELDS_BY_NAME[name].flag for name in field.read_with if name not in METHODS]
+    return " or ".join(said + flags)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,6 +19,7 @@ from gradlight.client.connection import (
 )
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
+from gradlight.wire.methods import FIELDS, check_names
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -53,33 +55,12 @@ def entity_fields(
     return fields
 
 
-def method_fields(
-    method: str = "",
-    steps: int = 0,
-    integration: str = "",
-    baseline: str = "",
-    samples: int = 0,
-    stdev: float | None = None,
-    seed: int | None = None,
-    faithfulness: bool = False,
-    removal: str = "",
-) -> dict[str, object]:
-    """The request fields of the token attribution method and of faithfulness (see the proto's
-    AttributeRequest); ``stdev`` and ``seed`` only when given (unset: the server's default)."""
-    fields: dict[str, object] = {
-        "method": method,
-        "steps": steps,
-        "integration": integration,
-        "baseline": baseline,
-        "samples": samples,
-        "faithfulness": faithfulness,
-        "removal": removal,
-    }
-    if stdev is not None:
-        fields["stdev"] = stdev
-    if seed is not None:
-        fields["seed"] = seed
-    return fields
+def method_fields(**settings: Any) -> dict[str, object]:
+    """The request fields of the token attribution method and of faithfulness, by their names
+    (gradlight.wire.methods: ``FIELDS``); the ones left out or None are unset (the server's
+    default). An unknown name is a TypeError."""
+    check_names(settings)
+    return {name: value for name, value in settings.items() if value is not None}
 
 
 class Client:
@@ -149,28 +130,17 @@ class Client:
         markers: tuple[str, str] | None = None,
         context_chars: int | None = None,
         method: str = "",
-        steps: int = 0,
-        integration: str = "",
-        baseline: str = "",
-        samples: int = 0,
-        stdev: float | None = None,
-        seed: int | None = None,
-        faithfulness: bool = False,
-        removal: str = "",
+        **settings: Any,
     ) -> pb.AttributeResponse:
         """``entities``: per text, the ``(start, end)`` code point spans to classify on their
         own (each read with ``markers`` around it, default ``("<e>", "</e>")``, and
         ``context_chars`` characters of context on each side, default 100); a text's result
         then holds one ``entities`` entry per span.
 
-        ``method``: ``"input_x_gradient"`` (empty: this), ``"integrated_gradients"`` (``steps``
-        points, 0 = 32, by the ``integration`` rule, empty = ``"gausslegendre"``) or
-        ``"gradient_shap"`` (``samples`` points, 0 = 16, with Gaussian noise of ``stdev``, None =
-        0.01); both from ``baseline`` ``"pad"`` (empty) or ``"zeros"``. ``seed`` (None: the
-        server draws one) makes gradient_shap and faithfulness' random ranking reproducible;
-        each result reports the seed used. ``faithfulness``: also ERASER comprehensiveness and
-        sufficiency of the token scores, removing words by ``removal`` (``"delete"``, empty, or
-        ``"mask"``). The proto's AttributeRequest says more."""
+        ``method`` and ``settings``: the method and faithfulness fields by name, listed below
+        from gradlight.wire.methods (left out: the server's default; another name is a
+        TypeError). The proto's AttributeRequest says more.
+        """
         request = pb.AttributeRequest(
             model=model,
             texts=list(texts),
@@ -180,9 +150,7 @@ class Client:
             labels=list(labels),
             raw_scores=raw_scores,
             **entity_fields(entities, markers, context_chars),  # type: ignore[arg-type]
-            **method_fields(  # type: ignore[arg-type]
-                method, steps, integration, baseline, samples, stdev, seed, faithfulness, removal
-            ),
+            **method_fields(method=method, **settings),  # type: ignore[arg-type]
         )
         return self._stub.Attribute(request, timeout=self.timeout, metadata=self._metadata)
 
@@ -232,3 +200,16 @@ class Client:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _fields_doc() -> str:
+    """The method and faithfulness fields, one line each, for ``Client.attribute``'s docstring."""
+    lines = [
+        f"- ``{field.name}``{f' ({field.said_default})' if field.said_default else ''}: "
+        f"{field.help}" + (f"; one of {', '.join(field.choices)}" if field.choices else "")
+        for field in FIELDS
+    ]
+    return "\n".join(f"        {line}" for line in lines) + "\n"
+
+
+Client.attribute.__doc__ = (Client.attribute.__doc__ or "") + "\n" + _fields_doc()

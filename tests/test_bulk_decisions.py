@@ -4,8 +4,10 @@ a real job over a real server makes exactly the same decisions."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import types
 
 import grpc
 import numpy as np
@@ -25,10 +27,14 @@ from gradlight.bulk.job import (
 from gradlight.bulk.lines import Item
 from gradlight.bulk.pipeline import AsyncPipeline
 from gradlight.cli import method_flags
+from gradlight.client.client import Client, method_fields
 from gradlight.runtime.explanation import faithfulness, methods
+from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.serving import status
 from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import ServiceLimits
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire import methods as registry
 from gradlight.wire.error_details import ErrorDetails
 
 Code = grpc.StatusCode
@@ -189,8 +195,41 @@ def test_method_options_reach_the_request_and_the_checkpoint(tmp_path):
     ig = RequestOptions(method="integrated_gradients", steps=8)  # 3 x 8 + 1 rows a text
     assert unit_limits(ig, facts) == (512 // 25, 2048 // 25)
     assert unit_limits(dataclasses.replace(ig, steps=512), facts) == (1, 1)
-    # The CLI's choices are the runtime's.
-    assert method_flags.METHODS == methods.METHODS
-    assert method_flags.INTEGRATIONS == methods.INTEGRATIONS
-    assert method_flags.BASELINES == methods.BASELINES
-    assert method_flags.REMOVALS == faithfulness.REMOVALS
+
+
+def _recording_client() -> tuple[Client, list[pb.AttributeRequest]]:
+    """A client whose Attribute calls are recorded, not sent."""
+    sent: list[pb.AttributeRequest] = []
+    client = Client.__new__(Client)
+    client.timeout, client._metadata = None, ()
+    client._stub = types.SimpleNamespace(Attribute=lambda request, **_: sent.append(request))
+    return client, sent
+
+
+def test_every_method_field_is_one_name_on_every_side():
+    """Each field of the registry (gradlight.wire.methods) is a CLI flag with its choices, a
+    client keyword, an AttributeRequest field of the same type (optional where unset is None),
+    and a field of the runtime's and the bulk job's options, unset by default."""
+    parser = argparse.ArgumentParser()
+    method_flags.add_method_flags(parser)
+    flags = {action.dest: action for action in parser._actions}
+    proto = pb.AttributeRequest.DESCRIPTOR.fields_by_name
+    client, sent_requests = _recording_client()
+    for field in registry.FIELDS:
+        flag = flags[field.name]
+        assert flag.option_strings == [field.flag]
+        assert tuple(flag.choices or ()) == field.choices
+        assert method_flags.method_options(parser.parse_args([]))[field.name] == field.unset
+        value = field.default if field.default is not None else 1
+        client.attribute(["x"], **{field.name: value})
+        assert getattr(sent_requests[-1], field.name) == pytest.approx(value)
+        assert isinstance(getattr(pb.AttributeRequest(), field.name), field.type)
+        assert proto[field.name].has_presence == field.optional
+        for options in (AttributeOptions(), RequestOptions()):
+            assert getattr(options, field.name) == field.unset
+    with pytest.raises(TypeError, match="steps"):
+        method_fields(step=8)
+    # The runtime's names are the registry's.
+    assert methods.METHODS == registry.METHODS and methods.INTEGRATIONS == registry.INTEGRATIONS
+    assert methods.BASELINES == registry.BASELINES
+    assert faithfulness.REMOVALS == registry.REMOVALS

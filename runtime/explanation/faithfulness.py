@@ -42,11 +42,9 @@ import numpy as np
 
 from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.execution.words import token_words, words
+from gradlight.wire.methods import DELETE, MASK, REMOVALS  # the request's removal names
 
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
-DELETE = "delete"
-MASK = "mask"
-REMOVALS = (DELETE, MASK)
 FULL_TEXT = -1  # row index standing for the full text: a variant that removes no word
 
 __all__ = [

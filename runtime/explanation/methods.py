@@ -20,7 +20,6 @@ No torch here: the runtime only feeds the exported graph.
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,60 +28,67 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH
-from gradlight.runtime.execution.batcher import Row, RowOutput
+from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
-from gradlight.runtime.explanation.faithfulness import REMOVALS
 from gradlight.runtime.explanation.requests import AttributeOptions
-from gradlight.wire.errors import RequestError, shown
+from gradlight.wire.methods import (
+    BASELINES,
+    DEFAULT_SAMPLES,
+    DEFAULT_STDEV,
+    DEFAULT_STEPS,
+    FIELD_NAMES,
+    GAUSS_LEGENDRE,
+    GRADIENT_SHAP,
+    INPUT_X_GRADIENT,
+    INTEGRATED_GRADIENTS,
+    INTEGRATIONS,
+    MAX_POINTS,
+    METHODS,
+    PAD,
+    PATH_METHODS,
+    RIEMANN,
+    ZEROS,
+    resolve,
+)
+from gradlight.wire.methods import MethodSettings as MethodChoice
 
 if TYPE_CHECKING:
     from gradlight.runtime.execution.engine import Engine
 
-INPUT_X_GRADIENT = "input_x_gradient"
-INTEGRATED_GRADIENTS = "integrated_gradients"
-GRADIENT_SHAP = "gradient_shap"
-METHODS = (INPUT_X_GRADIENT, INTEGRATED_GRADIENTS, GRADIENT_SHAP)
-PATH_METHODS = (INTEGRATED_GRADIENTS, GRADIENT_SHAP)
-
-GAUSS_LEGENDRE = "gausslegendre"
-RIEMANN = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-INTEGRATIONS = (GAUSS_LEGENDRE, *RIEMANN)
-PAD, ZEROS = "pad", "zeros"
-BASELINES = (PAD, ZEROS)
-
-DEFAULT_STEPS = 32
-DEFAULT_SAMPLES = 16
-DEFAULT_STDEV = 0.01
-MAX_POINTS = 512  # steps or samples per text and label
+# The names and defaults are gradlight.wire.methods' (the registry every side reads), here too.
+__all__ = [
+    "BASELINES",
+    "DEFAULT_SAMPLES",
+    "DEFAULT_STDEV",
+    "DEFAULT_STEPS",
+    "GAUSS_LEGENDRE",
+    "GRADIENT_SHAP",
+    "INPUT_X_GRADIENT",
+    "INTEGRATED_GRADIENTS",
+    "INTEGRATIONS",
+    "MAX_POINTS",
+    "METHODS",
+    "PAD",
+    "PATH_METHODS",
+    "RIEMANN",
+    "ZEROS",
+    "MethodChoice",
+    "PathPoints",
+    "check_method",
+    "draws",
+    "integration_points",
+    "path_points",
+    "path_rows",
+    "path_scores",
+    "resolve_method",
+    "served_methods",
+    "text_seed",
+]
 
 
 def served_methods(engine: Engine) -> tuple[str, ...]:
     """The methods ``engine``'s artifact can compute (the path ones need its path graph)."""
     return METHODS if engine.has_graph(ATTRIBUTION_PATH) else (INPUT_X_GRADIENT,)
-
-
-@dataclass(frozen=True)
-class MethodChoice:
-    """A request's method with its settings resolved (defaults filled in, checked)."""
-
-    method: str = INPUT_X_GRADIENT
-    steps: int = DEFAULT_STEPS
-    integration: str = GAUSS_LEGENDRE
-    baseline: str = PAD
-    samples: int = DEFAULT_SAMPLES
-    stdev: float = DEFAULT_STDEV
-
-    @property
-    def on_path(self) -> bool:
-        """Whether the path graph computes it."""
-        return self.method in PATH_METHODS
-
-    @property
-    def points(self) -> int:
-        """Path graph rows per text and label."""
-        if self.method == INTEGRATED_GRADIENTS:
-            return self.steps
-        return self.samples if self.method == GRADIENT_SHAP else 0
 
 
 def resolve_method(
@@ -93,66 +99,20 @@ def resolve_method(
     samples: int = 0,
     stdev: float | None = None,
 ) -> MethodChoice:
-    """Check a request's method fields (errors name the field); empty or 0 means the default.
-    Fields of another method are checked too, and otherwise ignored."""
-    method = method or INPUT_X_GRADIENT
-    _one_of("method", method, METHODS)
-    integration = integration or GAUSS_LEGENDRE
-    _one_of("integration", integration, INTEGRATIONS)
-    baseline = baseline or PAD
-    _one_of("baseline", baseline, BASELINES)
-    steps = steps or DEFAULT_STEPS
-    least = 2 if integration in RIEMANN else 1
-    if not least <= steps <= MAX_POINTS:
-        raise RequestError(
-            "steps",
-            f"is {steps}; use 0 (the default, {DEFAULT_STEPS}) or {least} to {MAX_POINTS}"
-            + (f" ({integration} needs 2 or more)" if least == 2 else ""),
-        )
-    samples = samples or DEFAULT_SAMPLES
-    if not 1 <= samples <= MAX_POINTS:
-        raise RequestError(
-            "samples", f"is {samples}; use 0 (the default, {DEFAULT_SAMPLES}) or 1 to {MAX_POINTS}"
-        )
-    stdev = DEFAULT_STDEV if stdev is None else float(stdev)
-    if not (math.isfinite(stdev) and stdev >= 0):
-        raise RequestError("stdev", f"is {stdev}; use a finite value >= 0 (unset: {DEFAULT_STDEV})")
-    return MethodChoice(method, steps, integration, baseline, samples, stdev)
+    """Check a request's method fields (errors name the field); empty or 0 means the default
+    (gradlight.wire.methods: ``resolve``, without the request's other fields)."""
+    values = dict(method=method, steps=steps, integration=integration, baseline=baseline)
+    return resolve({**values, "samples": samples, "stdev": stdev})
 
 
 def check_method(options: AttributeOptions, has_path_graph: bool) -> MethodChoice:
     """A request's method and faithfulness fields, checked (against what the artifact can
     compute: ``has_path_graph``) and resolved."""
-    choice = resolve_method(
-        options.method,
-        options.steps,
-        options.integration,
-        options.baseline,
-        options.samples,
-        options.stdev,
+    return resolve(
+        {name: getattr(options, name) for name in FIELD_NAMES},
+        token_attributions=options.token_attributions,
+        has_path_graph=has_path_graph,
     )
-    if choice.on_path and not has_path_graph:
-        raise RequestError(
-            "method",
-            f"{choice.method} needs the path graph, which this model's artifact was exported "
-            "without (--no-path-graph): export it again without that flag, or use "
-            "input_x_gradient",
-        )
-    if options.faithfulness and not options.token_attributions:
-        raise RequestError("faithfulness", "measures the token scores: ask token_attributions too")
-    if options.removal:
-        _one_of("removal", options.removal, REMOVALS)
-    if options.seed is not None and not 0 <= options.seed < 2**64:
-        raise RequestError("seed", f"is {options.seed}; use 0 to 2**64 - 1")
-    return choice
-
-
-def _one_of(field: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise RequestError(
-            field,
-            f"unknown value {shown(value)}; use one of {', '.join(allowed)} (empty: {allowed[0]})",
-        )
 
 
 def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,19 +15,17 @@ class AttributeOptions:
     sentence_attributions: bool = False
     labels: tuple[str, ...] = ()  # empty = every label
     raw_scores: bool = False
-    # The token attribution method and its settings (runtime/explanation/methods.py; empty or 0:
-    # default).
+    # The method and faithfulness fields as the request has them, unset by default: their
+    # meaning, defaults and checks are gradlight.wire.methods' FIELDS (methods.py: check_method).
     method: str = ""
     steps: int = 0
     integration: str = ""
     baseline: str = ""
     samples: int = 0
     stdev: float | None = None
-    seed: int | None = None  # None: the server draws one (and reports it)
-    faithfulness: bool = (
-        False  # ERASER comprehensiveness / sufficiency (runtime/explanation/faithfulness.py)
-    )
-    removal: str = ""  # faithfulness: "delete" (default) or "mask"
+    seed: int | None = None
+    faithfulness: bool = False
+    removal: str = ""
 
     @property
     def attributions(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from gradlight.runtime.explanation.entities import EntityMarking, marking_from
 from gradlight.runtime.explanation.methods import served_methods
@@ -10,6 +11,7 @@ from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.results import EntitiesResult, TextResult
 from gradlight.runtime.serving.model_registry import ServedModel
 from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire.methods import FIELDS, Field
 
 
 def attribute_options(request: pb.AttributeRequest) -> AttributeOptions:
@@ -19,16 +21,15 @@ def attribute_options(request: pb.AttributeRequest) -> AttributeOptions:
         sentence_attributions=request.sentence_attributions,
         labels=tuple(request.labels),
         raw_scores=request.raw_scores,
-        method=request.method,
-        steps=request.steps,
-        integration=request.integration,
-        baseline=request.baseline,
-        samples=request.samples,
-        stdev=request.stdev if request.HasField("stdev") else None,
-        seed=request.seed if request.HasField("seed") else None,
-        faithfulness=request.faithfulness,
-        removal=request.removal,
+        **{field.name: _method_field(request, field) for field in FIELDS},
     )
+
+
+def _method_field(request: pb.AttributeRequest, field: Field) -> Any:
+    """A method or faithfulness field as sent; None for an unset ``optional`` one."""
+    if field.optional and not request.HasField(field.name):
+        return None
+    return getattr(request, field.name)
 
 
 def predict_options(request: pb.PredictRequest) -> AttributeOptions:

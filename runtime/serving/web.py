@@ -3,6 +3,8 @@ gRPC API, served from the same process, engines and batchers.
 
 - ``GET /``: the visualizer, one self-contained HTML file (no external script, style or font).
 - ``GET /v1/models``: ``ListModelsResponse``.
+- ``GET /v1/methods``: the attribution methods and their request fields, with defaults and
+  limits (gradlight.wire.methods: ``as_json``), for the visualizer's form.
 - ``POST /v1/predict``: ``PredictRequest`` -> ``PredictResponse``.
 - ``POST /v1/attribute``: ``AttributeRequest`` -> ``AttributeResponse``.
 - ``GET /healthz``: ``{"status": "SERVING"}`` (200) or ``NOT_SERVING`` (503).
@@ -16,10 +18,11 @@ one the answer is 401 with
 ``WWW-Authenticate: Bearer realm="gradlight"``. With TLS the server speaks HTTPS only.
 
 Bodies are protobuf's JSON mapping of the same messages: a request may name fields by their
-proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names and
-print every field. POST bodies must be ``Content-Type: application/json`` (so a cross-site form
-cannot post to a local server). Errors are ``{"error": {"code", "message", "reason", "field",
-"retry_after_s"}}`` (runtime/serving/status.py: the gRPC code's name, the API's ErrorReason name,
+proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names, in
+the proto's field order, with the fields that apply (json_messages.to_json). POST bodies must
+be ``Content-Type: application/json`` (so a cross-site form cannot post to a local server).
+Errors are ``{"error": {"code", "message", "reason", "field", "retry_after_s"}}``
+(runtime/serving/status.py: the gRPC code's name, the API's ErrorReason name,
 the offending field with its index or null, and a retry delay or null) with an HTTP status: 400 bad
 field, 401 no accepted token, 404 unknown model or route, 413 body too large, 415 wrong content
 type, 429 queue full or answer too large, 503 shutting down, 500 anything else; 429 and 503 that
@@ -56,6 +59,7 @@ from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet
 from gradlight.runtime.serving.status import Status
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import RequestError, shown
+from gradlight.wire.methods import as_json as methods_json
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class Page:
     @classmethod
     def load(cls) -> Page:
         html = (
-            resources.files("gradlight.runtime")
+            resources.files("gradlight.runtime.serving")
             .joinpath("visualizer/index.html")
             .read_text(encoding="utf-8")
         )
@@ -152,6 +156,7 @@ class WebApp:
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/favicon.ico", self.no_icon)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/methods", self.methods)
         app.router.add_post("/v1/predict", self.predict)
         app.router.add_post("/v1/attribute", self.attribute)
         app.router.add_get("/metrics", self.metrics)
@@ -255,6 +260,9 @@ class WebApp:
 
     async def models(self, request: web.Request) -> web.Response:
         return self._json(self.api.list_models())
+
+    async def methods(self, request: web.Request) -> web.Response:
+        return web.json_response(methods_json())
 
     async def predict(self, request: web.Request) -> web.Response:
         message = parse_message(await self._body(request), pb.PredictRequest)
