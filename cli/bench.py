@@ -11,7 +11,7 @@ from typing import Any
 from gradlight.bench.anchors import ANCHORS
 from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import add_execution_flags, said_as_flags
-from gradlight.runtime.explanation.methods import MAX_POINTS
+from gradlight.wire.methods import MAX_POINTS
 
 
 def _positive(text: str) -> int:
@@ -94,7 +94,12 @@ def add_bench_parser(commands: Any) -> None:
         "sweeps; per cell the fastest eager anchor is the best eager every method is compared "
         "with. Writes bench.json, bench.csv, bench.md and bench.png to --out.",
     )
-    bench.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    bench.add_argument(
+        "model_dir",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="the Hugging Face model directory to measure (written by save_pretrained)",
+    )
     bench.add_argument(
         "--artifact",
         type=Path,

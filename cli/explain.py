@@ -53,8 +53,15 @@ def add_explain_parser(commands: Any) -> None:
         "Exit status: 0 done, 3 done with bad lines, 1 failed (resumable), 2 usage, 130 "
         "interrupted (resumable).",
     )
-    explain.add_argument("input", type=Path, metavar="INPUT.jsonl")
-    explain.add_argument("output", type=Path, metavar="OUTPUT.jsonl")
+    explain.add_argument(
+        "input", type=Path, metavar="INPUT.jsonl", help="the texts, one JSON object per line"
+    )
+    explain.add_argument(
+        "output",
+        type=Path,
+        metavar="OUTPUT.jsonl",
+        help="where the records go (its checkpoint and errors beside it)",
+    )
     _add_model_flags(explain)
     _add_output_flags(explain)
     _add_request_flags(explain)
@@ -130,7 +137,12 @@ def _add_request_flags(explain: argparse.ArgumentParser) -> None:
         default=None,
         help="characters of context on each side of an entity span (default 100)",
     )
-    group.add_argument("--lines-per-request", type=int, default=32)
+    group.add_argument(
+        "--lines-per-request",
+        type=int,
+        default=32,
+        help="input lines sent in one request (default 32)",
+    )
 
 
 def _add_ray_flags(explain: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,17 +67,12 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_VALIDATION_FAILED
 
 
-DEMO_TEXT = (
-    "The patient denied any chest pain. She reported no shortness of breath. "
-    "There were no signs of infection."
-)
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
-
     from gradlight.demo.run import ARTIFACT_DIR, run_demo
+    from gradlight.runtime.serving.server import ServerSettings, check_ports
 
+    if not args.no_serve:  # a port in use is said now, not after minutes of training
+        check_ports(ServerSettings(port=args.port, http_port=args.http_port))
     manifest = run_demo(args.workdir, printer=_stderr)
     artifact = args.workdir / ARTIFACT_DIR
     print(f"artifact: {artifact}")
@@ -88,17 +83,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"validation against eager PyTorch: {verdict}")
     if args.no_serve:
         return EXIT_OK
-    address = f"127.0.0.1:{args.port}"
-    page = f"http://127.0.0.1:{args.http_port}/"
-    print(f"\nvisualizer: {page} (open it in a browser); an example:", flush=True)
-    print(f"  {page}#text={quote(DEMO_TEXT)}", flush=True)
-    print(f"gRPC: {address} (Ctrl+C stops both). In another terminal:", flush=True)
-    print(
-        f'  .venv/bin/gradlight attribute --server {address} --sentences "{DEMO_TEXT}"', flush=True
-    )
-    # The server runs in a fresh, torch-free process (the serving path never imports torch).
-    command = [sys.executable, "-m", "gradlight.cli.main", "serve", str(artifact)]
-    command += ["--name", "assertion", "--port", str(args.port), "--http-port", str(args.http_port)]
+    # The server runs in a fresh, torch-free process (the serving path never imports torch),
+    # which prints the ready link once it serves (gradlight/demo/serve.py).
+    command = [sys.executable, "-m", "gradlight.demo.serve", str(artifact)]
+    command += ["--port", str(args.port), "--http-port", str(args.http_port)]
+    sys.stdout.flush()
     os.execv(sys.executable, command)
     return EXIT_OK  # unreachable
 
@@ -110,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "input x gradient attributions.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (COMMAND -h: its flags)"
+    )
     _add_export_parser(commands)
     _add_validate_parser(commands)
     _add_demo_parser(commands)
@@ -131,8 +122,15 @@ def _add_export_parser(commands: Any) -> None:
         "OUT_DIR: forward graph, attribution graphs, tokenizer and manifest.json. Every graph "
         "is validated against eager PyTorch before OUT_DIR is written.",
     )
-    export.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
-    export.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    export.add_argument(
+        "model_dir",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="the model, written by save_pretrained, with its tokenizer.json",
+    )
+    export.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="where the artifact goes (a new directory)"
+    )
     export.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
     )
@@ -179,8 +177,12 @@ def _add_validate_parser(commands: Any) -> None:
         description="Verify every file's sha256, then run every graph in ONNX Runtime on "
         "shapes other than the tracing shapes and compare with eager PyTorch autograd.",
     )
-    validate.add_argument("artifact_dir", type=Path, metavar="ARTIFACT_DIR")
-    validate.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    validate.add_argument(
+        "artifact_dir", type=Path, metavar="ARTIFACT_DIR", help="the artifact to check"
+    )
+    validate.add_argument(
+        "model_dir", type=Path, metavar="MODEL_DIR", help="the model it was exported from"
+    )
     validate.set_defaults(handler=_validate)
 
 
@@ -206,12 +208,33 @@ def _missing_extra(exc: ModuleNotFoundError) -> bool:
     return exc.name in {"torch", "transformers", "onnx", "onnxscript"}
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line. A flag the command does not know is refused with that
+    command's usage (argparse would show the top-level usage, which lists no flags)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command. gradlight's own errors about what it was given (GradlightError: a flag,
     a file, an artifact) are said on one line with exit status 2 (a failed validation: 1);
     anything else is a bug and propagates with its traceback."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run(parse(build_parser(), argv))
+
+
+def run(args: argparse.Namespace, on_ready: Callable[..., None] | None = None) -> int:
+    """Run parsed ``args`` (``on_ready``: ``gradlight serve``'s, see cli/serving.py)."""
+    if on_ready is not None:
+        args.on_ready = on_ready
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

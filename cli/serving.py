@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradlight.artifact.precisions import CHOICES as PRECISION_CHOICES
+from gradlight.artifact.precisions import DEFAULT as DEFAULT_PRECISION
 from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import (
     add_connection_flags,
@@ -41,7 +43,13 @@ def add_serve_parser(commands: Any) -> None:
         "gradlight.v1.Attributor gRPC service, grpc.health.v1 health and server reflection, "
         "and the visualizer page with JSON endpoints over HTTP. SIGTERM/SIGINT stop gracefully.",
     )
-    serve.add_argument("artifact_dir", type=Path, nargs="?", metavar="ARTIFACT_DIR")
+    serve.add_argument(
+        "artifact_dir",
+        type=Path,
+        nargs="?",
+        metavar="ARTIFACT_DIR",
+        help="an artifact written by gradlight export (or --model NAME=ARTIFACT_DIR)",
+    )
     serve.add_argument(
         "--model",
         type=_model_pair,
@@ -58,13 +66,16 @@ def add_serve_parser(commands: Any) -> None:
     _add_batching_flags(serve)
     _add_limit_flags(serve)
     add_server_security_flags(serve)
-    serve.set_defaults(handler=_serve, log_level=logging.INFO)
+    # on_ready: called with the running server once both ports serve (the demo's ready link).
+    serve.set_defaults(handler=_serve, log_level=logging.INFO, on_ready=None)
 
 
 def _add_address_flags(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("addresses")
     group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    group.add_argument("--port", type=port, default=50051, help="port (default 50051; 0 = any)")
+    group.add_argument(
+        "--port", type=port, default=50051, help="gRPC port, on --host (default 50051; 0 = any)"
+    )
     group.add_argument(
         "--http-port",
         type=port,
@@ -79,11 +90,16 @@ def _add_engine_flags(serve: argparse.ArgumentParser) -> None:
     group = add_execution_flags(
         serve, threads_flag="--intra-op-threads", threads_help="0 = one per core"
     )
-    group.add_argument("--inter-op-threads", type=int, default=1)
+    group.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime threads running independent operators in parallel (default 1)",
+    )
     group.add_argument(
         "--precision",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        default="auto",
+        choices=PRECISION_CHOICES,
+        default=DEFAULT_PRECISION,
         help="auto: bf16 where the artifact was exported with --bf16, the CPU has native bf16 "
         "and OpenVINO is installed, else fp32 (the log says why); bf16: the graphs that passed "
         "the bf16 gates, on OpenVINO; fp16: the artifact's fp16 graphs (export --fp16); fp32 "
@@ -105,15 +121,32 @@ def _add_engine_flags(serve: argparse.ArgumentParser) -> None:
 
 def _add_batching_flags(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("dynamic batching")
-    group.add_argument("--max-batch-size", type=int, default=_BATCH.max_batch_size)
-    group.add_argument("--max-wait-ms", type=float, default=_BATCH.max_wait_ms)
+    group.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=_BATCH.max_batch_size,
+        help=f"rows (token sequences) per ONNX Runtime call (default {_BATCH.max_batch_size})",
+    )
+    group.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=_BATCH.max_wait_ms,
+        help="how long the oldest waiting row waits for companions, in milliseconds "
+        f"(default {_BATCH.max_wait_ms:g})",
+    )
     group.add_argument(
         "--max-tokens-per-batch",
         type=int,
         default=None,
         help="rows x padded length per call (default: 1024 on CPU, 8192 on CUDA)",
     )
-    group.add_argument("--max-queue-size", type=int, default=_BATCH.max_queue_size)
+    group.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=_BATCH.max_queue_size,
+        help="rows waiting per model; a request that does not fit is refused with "
+        f"RESOURCE_EXHAUSTED (default {_BATCH.max_queue_size})",
+    )
     group.add_argument(
         "--call-cost-tokens",
         type=int,
@@ -125,7 +158,13 @@ def _add_batching_flags(serve: argparse.ArgumentParser) -> None:
 
 def _add_limit_flags(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("limits")
-    group.add_argument("--max-texts-per-request", type=int, default=_LIMITS.max_texts_per_request)
+    group.add_argument(
+        "--max-texts-per-request",
+        type=int,
+        default=_LIMITS.max_texts_per_request,
+        help="more texts in one request is INVALID_ARGUMENT (use AttributeStream; default "
+        f"{_LIMITS.max_texts_per_request})",
+    )
     group.add_argument(
         "--max-message-bytes",
         type=int,
@@ -206,7 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
         **security,
     )
     with said_as_flags(_SERVE_FLAGS):  # settings refused while the models load, too
-        serve(artifacts, engine, settings)
+        serve(artifacts, engine, settings, on_ready=args.on_ready)
     return 0
 
 
@@ -215,14 +254,16 @@ def add_attribute_parser(commands: Any) -> None:
         "attribute",
         help="ask a running server to explain texts; tokens coloured by score",
     )
-    attribute.add_argument("texts", nargs="+", metavar="TEXT")
+    attribute.add_argument("texts", nargs="+", metavar="TEXT", help="the texts to explain")
     attribute.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
     attribute.add_argument("--model", default="", help="model name (when several are served)")
     attribute.add_argument(
         "--label", default=None, help="colour for this label (default: predicted)"
     )
     attribute.add_argument("--sentences", action="store_true", help="also sentence attributions")
-    attribute.add_argument("--max-length", type=int, default=0)
+    attribute.add_argument(
+        "--max-length", type=int, default=0, help="token budget (default 0: the model's maximum)"
+    )
     attribute.add_argument("--json", action="store_true", help="print the raw response as JSON")
     attribute.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     attribute.add_argument("--timeout", type=float, default=60.0, help="seconds")
@@ -233,10 +274,10 @@ def add_attribute_parser(commands: Any) -> None:
 
 def _attribute(args: argparse.Namespace) -> int:
     import grpc
-    from google.protobuf import json_format
 
     from gradlight.client import Client
     from gradlight.client.render import render_result
+    from gradlight.runtime.serving.json_messages import to_json
 
     method = method_options(args)
     connection = connection_from_flags(args, args.server)
@@ -251,16 +292,39 @@ def _attribute(args: argparse.Namespace) -> int:
                 **method,
             )
         except grpc.RpcError as exc:
+            _refused_as_flags(exc, len(args.texts))
             print(f"gradlight attribute: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
-    if args.json:
-        message = json_format.MessageToDict(
-            response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-        print(json.dumps(message, ensure_ascii=False, indent=2))
+    if args.json:  # as the HTTP endpoint answers: the fields that apply, in the proto's order
+        print(json.dumps(to_json(response), ensure_ascii=False, indent=2))
         return 0
     color = not args.no_color and sys.stdout.isatty()
     for result in response.results:
         print(render_result(result, args.label, color=color))
         print()
     return 0
+
+
+# The request fields whose flag is not named after them (the others: steps, --steps).
+_ATTRIBUTE_FLAGS = {"labels": "--label", "texts": "TEXT"}
+_USER_FIXABLE = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
+
+
+def _refused_as_flags(exc: Any, texts: int) -> None:
+    """A request the server refused for what the user typed (a field's value, an unknown
+    model) said as the flag or argument that set it, as a UsageError (exit 2); other failures
+    (the server unreachable, overloaded) return for the caller to report."""
+    from gradlight.wire.error_details import error_details
+
+    details = error_details(exc)
+    if details.code.name not in _USER_FIXABLE or not details.field:
+        return
+    name, _, index = details.field.partition("[")
+    if "." in name or "." in index:  # a nested field no flag sets as such
+        return
+    flag = _ATTRIBUTE_FLAGS.get(name, "--" + name.replace("_", "-"))
+    if flag == "TEXT" and texts > 1:
+        flag = f"TEXT {int(index.rstrip(']') or 0) + 1}"
+    # NOT_FOUND carries no BadRequest: its message starts with the field ("model 'x' is ...").
+    description = details.description or details.message.removeprefix(details.field).lstrip(": ")
+    raise UsageError(f"{flag}: {description}") from None

@@ -12,18 +12,25 @@ from pathlib import Path
 
 from gradlight.artifact.errors import ArtifactError
 from gradlight.artifact.manifest import Manifest, load_manifest
+from gradlight.demo.serve import MODEL_NAME
 from gradlight.demo.training import read_report, train_assertion_classifier
 from gradlight.export.options import ExportOptions
 from gradlight.export.pipeline import export_model
 from gradlight.export.progress import Printer
 
 MODEL_DIR = "assertion-classifier"
-ARTIFACT_DIR = "assertion-artifact"
+# Named as the model is served, so `gradlight serve` of it (named after its directory) serves
+# the model under the demo's name.
+ARTIFACT_DIR = MODEL_NAME
+OLD_ARTIFACT_DIR = "assertion-artifact"  # where earlier demos wrote it: moved, not rebuilt
 
 
 def run_demo(workdir: Path, printer: Printer) -> Manifest:
     model_dir = workdir / MODEL_DIR
     artifact_dir = workdir / ARTIFACT_DIR
+    old_artifact_dir = workdir / OLD_ARTIFACT_DIR
+    if old_artifact_dir.exists() and not artifact_dir.exists():
+        old_artifact_dir.rename(artifact_dir)
     report = read_report(model_dir)
     if report is None:
         printer(f"training the clinical assertion classifier in {model_dir}")

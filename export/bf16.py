@@ -41,12 +41,11 @@ from gradlight.export.half_precision import top3_agreement
 from gradlight.export.model_loading import LoadedClassifier
 from gradlight.export.validation import cpu_session
 from gradlight.runtime.execution.bf16_check import LOGITS_DIFF, PROBABILITY_GATE, SCORE_MEAN_GATE
-from gradlight.runtime.execution.cpu_features import BF16_FLAGS, native_bf16
 from gradlight.runtime.execution.openvino_session import (
     OPENVINO,
     OpenVinoSession,
-    openvino_available,
 )
+from gradlight.runtime.execution.precision_choice import bf16_unavailable_here
 from gradlight.runtime.execution.scores import normalize_scores, probabilities
 
 SCORE_MAX_GATE = 0.1
@@ -142,9 +141,7 @@ def validate_bf16(
     loaded: LoadedClassifier,
 ) -> Bf16Report:
     report = Bf16Report()
-    why_not = openvino_available()
-    if why_not is None and not native_bf16():
-        why_not = f"this CPU has none of {', '.join(BF16_FLAGS)} (native bf16)"
+    why_not = bf16_unavailable_here()
     if why_not is not None:
         report.skipped = why_not
         return report

@@ -248,9 +248,14 @@ GRAPHS: tuple[GraphSpec, ...] = (
         optional=True,
         built=lambda spec, options: options.builds_labels_graph(spec.num_labels),
         skipped=lambda spec, options: (
-            "skipping the labels graph ("
-            + ("labels_graph=False" if options.labels_graph is False else "all-labels graph")
-            + "): label subsets run one cotangent row per label"
+            "skipping the labels graph"
+            + (
+                " (labels_graph=False)"
+                if options.labels_graph is False
+                else f": {spec.num_labels} labels <= max_loop_labels {options.max_loop_labels}, "
+                "so the all-labels graph serves a request for every label"
+            )
+            + "; a label subset runs one cotangent row per label"
         ),
     ),
     GraphSpec(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradlight.artifact.precisions import REDUCED as REDUCED_PRECISIONS
 from gradlight.export.errors import ExportError
-from gradlight.runtime.settings import PRECISIONS
-
-REDUCED_PRECISIONS = tuple(name for name in PRECISIONS if name != "fp32")
 
 DEFAULT_OPSET = 18
 DEFAULT_MAX_LOOP_LABELS = 10

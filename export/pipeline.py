@@ -156,12 +156,13 @@ def _export_into(
         whole_last_layer = first_token_layer.check(loaded, batches)
     if whole_last_layer is not None:
         progress.say(f"tracing the last layer for every token: {whole_last_layer}")
-    for graph in GRAPHS:
-        if graph not in graphs and graph.skipped is not None:
-            progress.say(graph.skipped(spec, options))
     built: Graphs = {}
     left_out: dict[str, str] = {}
-    for graph in graphs:
+    for graph in GRAPHS:  # in the table's order, each said where it is built or left out
+        if graph not in graphs:
+            if graph.skipped is not None:
+                progress.say(graph.skipped(spec, options))
+            continue
         try:
             with first_token_layer.first_token_last_layer(loaded, whole_last_layer is None):
                 built[graph.key] = _build_graph(graph, loaded, staging, options, progress)

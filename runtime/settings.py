@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradlight.artifact.precisions import CHOICES as PRECISION_CHOICES
+from gradlight.artifact.precisions import DEFAULT as DEFAULT_PRECISION
 from gradlight.wire.errors import GradlightError
 
 PROVIDERS = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16")
-AUTO = "auto"
-"""``precision``: bf16 where the artifact, the CPU and OpenVINO allow it, else fp32 (the engine
-says why at startup)."""
 
 
 class SettingsError(GradlightError, ValueError):
@@ -41,7 +39,8 @@ class EngineSettings:
     fp32 means fp32), ``fp16`` (the artifact's fp16 graphs, exported with ``--fp16``; inputs
     and outputs stay int64 / fp32), ``bf16`` (on the CPU, the graphs that passed the bf16
     quality gates at export, ``--bf16``, run by OpenVINO; the others in fp32) or ``auto``
-    (bf16 where the artifact, the CPU and OpenVINO allow it, else fp32). ``io_binding``: inputs
+    (the default: bf16 where the artifact, the CPU and OpenVINO allow it, else fp32; the same
+    default as ``gradlight serve`` and ``gradlight explain``). ``io_binding``: inputs
     copied to the device once per batch and outputs bound there, copied back once (None: on
     for CUDA, off for CPU, where it saves nothing). ``intra_op_threads`` 0 lets ONNX Runtime
     choose (one per physical core).
@@ -50,7 +49,7 @@ class EngineSettings:
     provider: str = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 1
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     io_binding: bool | None = None
     # On the CPU: one copy of the weights for all the artifact's sessions, pre-packing off
     # (runtime/execution/shared_initializers.py): less memory, more the larger the model, for a
@@ -62,8 +61,8 @@ class EngineSettings:
             raise SettingsError(
                 "provider", f"must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
             )
-        if self.precision not in (*PRECISIONS, AUTO):
-            choices = ", ".join((*PRECISIONS, AUTO))
+        if self.precision not in PRECISION_CHOICES:
+            choices = ", ".join(PRECISION_CHOICES)
             raise SettingsError("precision", f"must be one of {choices}, got {self.precision!r}")
         _check_int("intra_op_threads", self.intra_op_threads, 0, 1024)
         _check_int("inter_op_threads", self.inter_op_threads, 1, 1024)

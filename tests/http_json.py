@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
-from google.protobuf import json_format
+from gradlight.runtime.serving.json_messages import to_json
 
 
 def request(url, body=None, *, content_type="application/json", method=None, headers=None):
@@ -30,7 +30,5 @@ def request_json(url, body=None, **kwargs):
 
 
 def grpc_json(message):
-    """A gRPC answer as the HTTP endpoints print it."""
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    """A gRPC answer as the HTTP endpoints print it (the fields that apply, in proto order)."""
+    return to_json(message)

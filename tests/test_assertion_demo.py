@@ -18,6 +18,7 @@ from serving import ServerThread
 from gradlight.bench.meaning import TOP_WORDS, evaluate
 from gradlight.client import Client
 from gradlight.demo import assertion_data, assertion_vocabulary
+from gradlight.demo.run import ARTIFACT_DIR, MODEL_DIR
 from gradlight.demo.training import TrainingOptions, read_report
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.explanation.sentences import split_sentences
@@ -124,8 +125,8 @@ def test_a_second_demo_run_reuses_the_model_and_the_artifact(minilm, tmp_path):
     model_dir, artifact = minilm
     workdir = tmp_path / "demo"
     workdir.mkdir()
-    os.symlink(model_dir, workdir / "assertion-classifier")
-    os.symlink(artifact, workdir / "assertion-artifact")
+    os.symlink(model_dir, workdir / MODEL_DIR)
+    os.symlink(artifact, workdir / ARTIFACT_DIR)
     started = time.monotonic()
     done = subprocess.run(
         [

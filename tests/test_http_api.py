@@ -50,6 +50,37 @@ def test_predict_models_and_camel_case_names(tiny_server, tiny_client):
     assert status == 200 and models == grpc_json(tiny_client.list_models())
 
 
+CLASSIFIED = ["text", "labels", "probabilities", "predicted_label", "truncated"]
+CLASSIFIED += ["predicted_labels", "num_tokens"]
+TOKEN = ["token_id", "token", "start", "end", "special", "scores", "marker"]
+
+
+def test_answers_carry_the_fields_that_apply_in_proto_order(tiny_server):
+    """A prediction has no attribution fields; input x gradient no seed and, unasked, no raw
+    scores; a field meaningful at its default stays; keys in the proto's order every time."""
+    url = tiny_server.http_url
+    status, answer = request_json(url + "v1/predict", {"model": "bert", "texts": [TEXT, "x"]})
+    assert status == 200 and list(answer) == ["model", "results"]
+    assert [list(result) for result in answer["results"]] == [CLASSIFIED, CLASSIFIED]
+    assert answer["results"][0]["truncated"] is False
+    body = {"model": "bert", "texts": [TEXT], "token_attributions": True}
+    status, answer = request_json(url + "v1/attribute", body)
+    assert status == 200
+    result = answer["results"][0]
+    assert list(result) == [*CLASSIFIED[:5], "tokens", *CLASSIFIED[5:], "method"]
+    assert result["method"] == "input_x_gradient"
+    assert all(list(token) == TOKEN for token in result["tokens"])
+    assert result["tokens"][0]["start"] == 0 and result["tokens"][0]["special"] is True
+    status, answer = request_json(url + "v1/attribute", {**body, "raw_scores": True})
+    tokens = answer["results"][0]["tokens"]
+    assert all(list(token) == [*TOKEN[:6], "raw_scores", "marker"] for token in tokens)
+    shap = {**body, "method": "gradient_shap", "samples": 2, "seed": "7"}
+    status, answer = request_json(url + "v1/attribute", shap)
+    assert status == 200, answer
+    result = answer["results"][0]
+    assert list(result)[-3:] == ["method", "completeness_gaps", "seed"] and result["seed"] == "7"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "fragment"),
     [

@@ -99,13 +99,30 @@ def test_attribute_command_prints_prediction_and_json(exported):
         response = json.loads(raw)
         assert response["results"][0]["labels"] == ["label_2"]
         assert response["results"][0]["tokens"][0]["start"] == 0
+        # Refused for what the user typed: said in the flag they typed, exit 2 (README).
         bad = subprocess.run(
             gradlight("attribute", "--server", server.address, "--label", "nope", TEXT),
             capture_output=True,
             text=True,
         )
-        assert bad.returncode == 1
-        assert "INVALID_ARGUMENT: labels[0]: unknown label 'nope'" in bad.stderr
+        assert bad.returncode == 2, bad.stderr
+        assert bad.stderr.startswith("gradlight attribute: error: --label: unknown label 'nope'")
+        assert "labels[0]" not in bad.stderr
+        empty = subprocess.run(
+            gradlight("attribute", "--server", server.address, TEXT, "  "),
+            capture_output=True,
+            text=True,
+        )
+        assert empty.returncode == 2, empty.stderr
+        assert empty.stderr.startswith("gradlight attribute: error: TEXT 2: "), empty.stderr
+        assert "texts[1]" not in empty.stderr
+        unknown = subprocess.run(
+            gradlight("attribute", "--server", server.address, "--model", "nope", TEXT),
+            capture_output=True,
+            text=True,
+        )
+        assert unknown.returncode == 2, unknown.stderr
+        assert unknown.stderr.startswith("gradlight attribute: error: --model: 'nope' is not")
     finally:
         assert server.terminate() == 0
 

@@ -18,6 +18,7 @@ from gradlight.artifact.manifest import (
     load_manifest,
     plain_request_graph,
 )
+from gradlight.artifact.precisions import BF16
 from gradlight.runtime.execution import feeds
 from gradlight.runtime.execution.bf16_check import (
     LOGITS_DIFF,
@@ -28,7 +29,7 @@ from gradlight.runtime.execution.bf16_check import (
 )
 from gradlight.runtime.execution.feeds import Batch
 from gradlight.runtime.execution.graph_set import GraphSet
-from gradlight.runtime.execution.precision_choice import BF16, choose_precision
+from gradlight.runtime.execution.precision_choice import choose_precision
 from gradlight.runtime.execution.process_memory import release_freed_memory
 from gradlight.runtime.execution.scores import probabilities, probability_error_bound
 from gradlight.runtime.execution.sessions import (

@@ -11,13 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gradlight.artifact.errors import ArtifactError
-from gradlight.artifact.manifest import FP32, Manifest
+from gradlight.artifact.manifest import Manifest
+from gradlight.artifact.precisions import AUTO, BF16, FP32
 from gradlight.runtime.execution.cpu_features import BF16_FLAGS, native_bf16
 from gradlight.runtime.execution.openvino_session import openvino_available
-from gradlight.runtime.settings import AUTO
 
-BF16 = "bf16"
 CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def bf16_unavailable_here() -> str | None:
+    """Why this machine cannot run bf16 graphs (no native bf16 matrix products, no OpenVINO),
+    or None: what both the export's bf16 gates and the engine's choice ask."""
+    if not native_bf16():
+        return f"this CPU has none of {', '.join(BF16_FLAGS)} (native bf16 matrix products)"
+    return openvino_available()
 
 
 def _bf16_unavailable(manifest: Manifest, providers: Sequence[str]) -> str | None:
@@ -26,9 +33,7 @@ def _bf16_unavailable(manifest: Manifest, providers: Sequence[str]) -> str | Non
         return f"bf16 is the CPU path and the engine runs on {providers[0]}"
     if BF16 not in manifest.precisions:
         return "the artifact has no graph validated in bf16 (export it with --bf16)"
-    if not native_bf16():
-        return f"this CPU has none of {', '.join(BF16_FLAGS)} (native bf16 matrix products)"
-    return openvino_available()
+    return bf16_unavailable_here()
 
 
 def choose_precision(

@@ -46,9 +46,7 @@ class AttributorApi:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def predict(
-        self, request: pb.PredictRequest, rpc: str = PREDICT
-    ) -> pb.PredictResponse:
+    async def predict(self, request: pb.PredictRequest, rpc: str = PREDICT) -> pb.PredictResponse:
         answer = self._run(request, rpc, messages.predict_options(request))
         return pb.PredictResponse(**await self._admit(answer))
 

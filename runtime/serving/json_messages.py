@@ -1,7 +1,7 @@
 """The HTTP endpoints' bodies: protobuf's JSON mapping of the ``gradlight.v1`` messages. A
 request may name fields by their proto names (``max_length``) or JSON names (``maxLength``);
-responses use the proto names and print every field. Errors name the field and say what it must
-be."""
+responses use the proto names, in the proto's field order, and carry the fields that apply to
+the answer (``to_json``). Errors name the field and say what it must be."""
 
 from __future__ import annotations
 
@@ -75,6 +75,49 @@ def parse_message(body: bytes, message_type: type[M]) -> M:
 
 
 def to_json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(
+    """``message`` in protobuf's JSON mapping, with the fields that apply to it: a field that is
+    meaningful at its default stays (``truncated: false``, a token's ``start: 0``), while an
+    empty list and a field of another method or another kind of answer are left out (a
+    prediction has no ``tokens``, ``method`` or ``seed``; input x gradient has no ``seed``).
+    Keys come in the proto's field order, whatever the message holds."""
+    printed = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    return _applying(message, printed)
+
+
+def _applying(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        if field.name not in printed or not _applies(message, field):
+            continue
+        value = printed[field.name]
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            held = getattr(message, field.name)
+            if field.is_repeated:
+                value = [_applying(item, part) for item, part in zip(held, value, strict=True)]
+            else:
+                value = _applying(held, value)
+        kept[field.name] = value
+    if message.DESCRIPTOR.name == "EntityResult" and "result" in kept:
+        kept["result"].pop("text", None)  # left empty: the text is the parent result's
+    return kept
+
+
+# TextResult's fields that apply when the text itself was classified: all but an entity-focused
+# request's, whose results are its entities' (``text`` and ``entities`` only).
+_CLASSIFIED = frozenset(
+    {"labels", "probabilities", "predicted_label", "truncated", "predicted_labels", "num_tokens"}
+)
+
+
+def _applies(message: Message, field: FieldDescriptor) -> bool:
+    value = getattr(message, field.name)
+    if message.DESCRIPTOR.name == "TextResult":
+        if field.name in _CLASSIFIED:
+            return not message.entities  # type: ignore[attr-defined]
+        if field.name == "method":
+            return bool(value)
+        if field.name == "seed":  # the seed of random draws: GradientSHAP's, faithfulness'
+            return message.method == "gradient_shap" or message.HasField("faithfulness")  # type: ignore[attr-defined]
+    return not field.is_repeated or len(value) > 0

@@ -5,10 +5,13 @@ and bearer tokens when asked; graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,7 +269,15 @@ def _log_summary(running: RunningServer) -> None:
             model.batcher.max_tokens_per_call,
             model.batcher.call_cost_tokens,
         )
-    logger.info("batching: %s; limits: %s", settings.batch, settings.limits)
+    batch = settings.batch  # the per-call figures were said per model, as they apply
+    logger.info(
+        "batching: at most %d rows per call, waiting up to %g ms for companions, queues of "
+        "%d rows; limits: %s",
+        batch.max_batch_size,
+        batch.max_wait_ms,
+        batch.max_queue_size,
+        settings.limits,
+    )
     security = running.security
     logger.info("security: %s", security.describe())
     if not is_loopback(settings.host):
@@ -285,24 +296,78 @@ def _log_summary(running: RunningServer) -> None:
     if running.http is not None:
         logger.info("visualizer and JSON endpoints on %s", running.http.url)
     logger.info("gradlight serving on %s", running.address)
+    reload_url = f" or POST {running.http.url}admin/reload" if running.http is not None else ""
+    logger.info(
+        "process %d; reload changed artifacts: kill -HUP %d%s", os.getpid(), os.getpid(), reload_url
+    )
+
+
+def check_ports(settings: ServerSettings) -> None:
+    """Refuse, with a BindError naming the flag, a gRPC or HTTP port that is taken on the host,
+    before minutes go into loading models. The servers bind for real later: this only saves
+    the wait (and gRPC core's own log line) in the common case of a server already running."""
+    wanted = [("gRPC", settings.port, "--port")]
+    if settings.http_port is not None:
+        wanted.append(("HTTP", settings.http_port, "--http-port"))
+    if settings.http_port == settings.port != 0:
+        raise BindError(
+            f"--port and --http-port are both {settings.port}; give them different ports"
+        )
+    problems = [
+        f"{server} port {settings.host}:{port} {problem}; choose another {flag} (0: any free one)"
+        for server, port, flag in wanted
+        if port != 0 and (problem := _bind_problem(settings.host, port))
+    ]
+    if problems:
+        raise BindError("; ".join(problems))
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on now (None: it can, or the host itself is the
+    problem, which the real bind reports)."""
+    try:
+        found = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return None
+    for family, kind, protocol, _, address in found:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return "is in use (another server running?)"
+                if exc.errno == errno.EACCES:
+                    return "needs privileges to bind"
+    return None
 
 
 def serve(
     artifacts: Mapping[str, Path | str],
     engine_settings: EngineSettings,
     settings: ServerSettings,
+    on_ready: Callable[[RunningServer], None] | None = None,
 ) -> None:
     """Load, warm up and serve until SIGTERM or SIGINT; then stop gracefully. SIGHUP
-    reloads the artifacts that changed on disk."""
+    reloads the artifacts that changed on disk. ``on_ready``: called once both servers
+    serve (what a caller prints only when serving started)."""
     security = settings.load_security()  # bad TLS or token files fail before the models load
+    check_ports(settings)  # and so does a port in use
     engines = load_engines(artifacts, engine_settings)
-    asyncio.run(_serve(engines, settings, security))
+    asyncio.run(_serve(engines, settings, security, on_ready))
 
 
 async def _serve(
-    engines: Mapping[str, Engine], settings: ServerSettings, security: Security
+    engines: Mapping[str, Engine],
+    settings: ServerSettings,
+    security: Security,
+    on_ready: Callable[[RunningServer], None] | None = None,
 ) -> None:
     running = await start_server(engines, settings, security)
+    if on_ready is not None:
+        on_ready(running)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
