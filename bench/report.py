@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gradlight.bench.integrated import markdown as integrated_markdown
+from gradlight.bench.integrated_report import markdown as integrated_markdown
 from gradlight.bench.machine import ROW_FLAGS, describe
 from gradlight.bench.targets import engine_best_in_process
 

@@ -5,9 +5,7 @@ interrupted job resumed from its checkpoint (checkpoint.py)."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -23,12 +21,11 @@ from gradlight.bulk.formats import (
     PREDICTED,
     OutputOptions,
     label_studio_config,
-    record,
 )
 from gradlight.bulk.lines import BadLine, Item, parse_line
-from gradlight.bulk.pipeline import Outcome, Pipeline
+from gradlight.bulk.pipeline import Pipeline
+from gradlight.bulk.writer import Chunk, ProgressBar, Writer, open_at
 from gradlight.runtime.explanation.entities import marking_from
-from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import GradlightError, RequestError
 from gradlight.wire.methods import FIELDS, FIELDS_BY_NAME, resolve
 
@@ -56,17 +53,6 @@ class Summary:
     seed: int | None = None  # the job's seed, when its answers depend on one
 
 
-@dataclass
-class _Chunk:
-    entries: list[tuple[int, Item | BadLine | None]]  # line number, what it holds
-    raw: bytes  # the input bytes of these lines
-    end_offset: int
-
-    @property
-    def items(self) -> list[Item]:
-        return [entry for _, entry in self.entries if isinstance(entry, Item)]
-
-
 def _chunks(
     handle: BinaryIO,
     offset: int,
@@ -74,13 +60,13 @@ def _chunks(
     max_lines: int,
     max_units: int,
     max_line_units: int | None = None,
-) -> Iterator[_Chunk]:
+) -> Iterator[Chunk]:
     """Groups of at most ``max_lines`` lines and ``max_units`` classifications (a line over
     that goes alone); a line of over ``max_line_units`` (default ``max_units``) is bad."""
     max_line_units = max_units if max_line_units is None else max_line_units
     handle.seek(offset)
     number = first_line
-    chunk = _Chunk([], b"", offset)
+    chunk = Chunk([], b"", offset)
     parts: list[bytes] = []
     weight = 0
     for raw in handle:
@@ -96,7 +82,7 @@ def _chunks(
         if chunk.entries and (len(chunk.entries) >= max_lines or weight + cost > max_units):
             chunk.raw = b"".join(parts)
             yield chunk
-            chunk, parts, weight = _Chunk([], b"", chunk.end_offset), [], 0
+            chunk, parts, weight = Chunk([], b"", chunk.end_offset), [], 0
         chunk.entries.append((number, entry))
         parts.append(raw)
         chunk.end_offset += len(raw)
@@ -135,33 +121,6 @@ def _settings(options: JobOptions, input_path: Path, facts: ModelFacts) -> dict[
         "model": facts.identity,
         "model_labels": list(facts.labels),
     }
-
-
-class _Progress:
-    """A progress bar with texts/s on stderr (tqdm), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, initial: int) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total, initial=initial, unit="text", file=sys.stderr, dynamic_ncols=True
-            )
-
-    def advance(self, lines: int) -> None:
-        if self._bar is not None:
-            self._bar.update(lines)
-
-    def say(self, message: str) -> None:
-        if self._bar is not None:
-            self._bar.write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 def with_job_seed(options: JobOptions, output_path: Path) -> JobOptions:
@@ -217,12 +176,12 @@ def run_job(
         config.write_text(label_studio_config(facts.labels, facts.multi_label), encoding="utf-8")
     with input_path.open("rb") as source:
         digest = _verified_prefix(source, input_path, progress)
-        bar = _Progress(options.progress, _count_lines(input_path), progress.lines)
+        bar = ProgressBar(options.progress, _count_lines(input_path), progress.lines)
         with (
-            _open_at(output_path, progress.output_bytes) as out,
-            _open_at(errors_path, progress.errors_bytes) as errors,
+            open_at(output_path, progress.output_bytes) as out,
+            open_at(errors_path, progress.errors_bytes) as errors,
         ):
-            writer = _Writer(out, errors, checkpoint_path, settings, progress, digest)
+            writer = Writer(out, errors, checkpoint_path, settings, progress, digest)
             chunks = _chunks(
                 source, progress.input_offset, progress.lines, options.lines_per_request,
                 *unit_limits(options.request, facts),
@@ -287,93 +246,6 @@ def _verified_prefix(source: BinaryIO, input_path: Path, progress: Progress) -> 
     return digest
 
 
-class _Writer:
-    """Writes the answers chunk by chunk and keeps ``done``: the progress after the last whole
-    chunk, replaced in one step, never edited (an interruption can come between any two
-    statements); ``commit`` saves it, the outputs synced first."""
-
-    def __init__(
-        self,
-        out: BinaryIO,
-        errors: BinaryIO,
-        checkpoint_path: Path,
-        settings: dict[str, Any],
-        done: Progress,
-        digest: Any,
-    ) -> None:
-        self.out, self.errors = out, errors
-        self.checkpoint_path, self.settings = checkpoint_path, settings
-        self.done, self.digest = done, digest
-
-    def commit(self, complete: bool = False) -> None:
-        """Save ``done``: what the outputs hold up to its sizes is finished."""
-        for handle in (self.out, self.errors):
-            handle.flush()
-            os.fsync(handle.fileno())
-        checkpoint.save(self.checkpoint_path, self.settings, replace(self.done, complete=complete))
-
-    def run(
-        self,
-        chunks: Iterator[_Chunk],
-        pipeline: Pipeline,
-        output: OutputOptions,
-        bar: _Progress,
-        options: JobOptions,
-        stop_requested: Callable[[], bool],
-    ) -> Progress:
-        pending: list[_Chunk] = []  # read and sent, not yet written
-
-        def groups() -> Iterator[list[Item]]:
-            for chunk in chunks:
-                pending.append(chunk)
-                yield chunk.items
-
-        answered = pipeline.outcomes(groups())
-        last_commit = time.monotonic()
-        try:
-            for answers in answered:
-                self.write(pending.pop(0), answers, output, bar)
-                if stop_requested():
-                    raise KeyboardInterrupt
-                if time.monotonic() - last_commit >= options.commit_interval_s:
-                    self.commit()
-                    last_commit = time.monotonic()
-            self.commit(complete=True)
-        except BaseException:
-            self.commit()  # what was finished is kept; the rest is redone on resume
-            raise
-        finally:
-            answered.close()  # requests still in flight are cancelled
-            bar.close()
-        return self.done
-
-    def write(
-        self, chunk: _Chunk, answers: list[Outcome], output: OutputOptions, bar: _Progress
-    ) -> None:
-        if len(answers) != len(chunk.items):
-            raise RuntimeError(
-                f"{len(answers)} answers for the {len(chunk.items)} texts of lines "
-                f"{chunk.entries[0][0]} to {chunk.entries[-1][0]}"
-            )
-        records, reports = _render(chunk, answers, output)
-        self.out.write(b"".join(records))
-        self.errors.write(b"".join(line for line, _ in reports))
-        for _, message in reports:
-            bar.say(message)
-        self.digest.update(chunk.raw)
-        self.done = replace(
-            self.done,
-            input_offset=chunk.end_offset,
-            lines=self.done.lines + len(chunk.entries),
-            explained=self.done.explained + len(records),
-            bad=self.done.bad + len(reports),
-            output_bytes=self.out.tell(),
-            errors_bytes=self.errors.tell(),
-            input_sha256=self.digest.hexdigest(),
-        )
-        bar.advance(len(chunk.entries))
-
-
 class JobOptionsError(GradlightError, ValueError):
     """The job's options are refused for this model (its labels, its maximum length): every
     request would be; said in the command's flag names."""
@@ -405,41 +277,3 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
         resolve(request.method_values)
     except RequestError as exc:  # each field is the flag of the same name
         raise JobOptionsError(f"{FIELDS_BY_NAME[exc.field].flag}: {exc.description}") from None
-
-
-def _open_at(path: Path, size: int) -> BinaryIO:
-    """``path`` opened for appending after its first ``size`` bytes (the rest cut off)."""
-    found = path.stat().st_size if path.exists() else 0
-    if found < size:
-        raise CheckpointError(
-            f"{path} has {found} bytes but its checkpoint counts {size} finished: it was "
-            "changed after the run stopped; pass --restart to start over"
-        )
-    handle = path.open("r+b" if path.exists() else "w+b")
-    handle.truncate(size)
-    handle.seek(size)
-    return handle
-
-
-def _render(
-    chunk: _Chunk, answers: list[pb.TextResult | BadLine], output: OutputOptions
-) -> tuple[list[bytes], list[tuple[bytes, str]]]:
-    """The chunk's output lines, and its bad-line reports (the line, and what stderr says)."""
-    records: list[bytes] = []
-    reports: list[tuple[bytes, str]] = []
-    answered = iter(answers)
-    for number, entry in chunk.entries:
-        if entry is None:
-            continue  # a blank line
-        outcome = entry if isinstance(entry, BadLine) else next(answered)
-        if isinstance(outcome, BadLine):
-            report = _json_line({"line": number, "error": outcome.reason})
-            reports.append((report, f"line {number}: {outcome.reason}"))
-        else:
-            assert isinstance(entry, Item)
-            records.append(_json_line(record(entry, outcome, output)))
-    return records, reports
-
-
-def _json_line(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")

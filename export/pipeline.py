@@ -11,7 +11,7 @@ leaves a half-written artifact behind.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from importlib import metadata
@@ -140,6 +140,36 @@ def export_cnlpt(
     return build_into(out_dir, options.overwrite, build)
 
 
+def _build_graphs(
+    graphs: Sequence[GraphSpec],
+    spec: ModelSpec,
+    loaded: LoadedClassifier,
+    staging: Path,
+    options: ExportOptions,
+    progress: Progress,
+    first_token: bool,
+) -> tuple[Graphs, dict[str, str]]:
+    """The planned ``graphs`` traced into ``staging``, in the table's order, each said where it
+    is built or left out; an optional graph that cannot be built is left out (with why)."""
+    built: Graphs = {}
+    left_out: dict[str, str] = {}
+    for graph in GRAPHS:
+        if graph not in graphs:
+            if graph.skipped is not None:
+                progress.say(graph.skipped(spec, options))
+            continue
+        try:
+            with first_token_layer.first_token_last_layer(loaded, first_token):
+                built[graph.key] = _build_graph(graph, loaded, staging, options, progress)
+        except ExportError as error:
+            if not graph.optional:
+                raise
+            (staging / graph.file).unlink(missing_ok=True)
+            left_out[graph.key] = str(error)
+            progress.say(f"leaving out the {graph.key} graph (served without it): {error}")
+    return built, left_out
+
+
 def _export_into(
     source: _Source, staging: Path, options: ExportOptions, printer: Printer | None
 ) -> Manifest:
@@ -156,22 +186,9 @@ def _export_into(
         whole_last_layer = first_token_layer.check(loaded, batches)
     if whole_last_layer is not None:
         progress.say(f"tracing the last layer for every token: {whole_last_layer}")
-    built: Graphs = {}
-    left_out: dict[str, str] = {}
-    for graph in GRAPHS:  # in the table's order, each said where it is built or left out
-        if graph not in graphs:
-            if graph.skipped is not None:
-                progress.say(graph.skipped(spec, options))
-            continue
-        try:
-            with first_token_layer.first_token_last_layer(loaded, whole_last_layer is None):
-                built[graph.key] = _build_graph(graph, loaded, staging, options, progress)
-        except ExportError as error:
-            if not graph.optional:
-                raise
-            (staging / graph.file).unlink(missing_ok=True)
-            left_out[graph.key] = str(error)
-            progress.say(f"leaving out the {graph.key} graph (served without it): {error}")
+    built, left_out = _build_graphs(
+        graphs, spec, loaded, staging, options, progress, whole_last_layer is None
+    )
     with progress.step("storing the weights once for all graphs", key="share_weights"):
         weights = share_weights(staging, [info.file for info in built.values()])
     validation = _validate(staging, built, loaded, progress)

@@ -471,7 +471,7 @@ def test_bench_usage_errors_name_the_argument(tiny_model_dirs, tmp_path, args, m
 def test_integrated_gradients_compares_captum_eager_best_and_gradlight(
     tiny_model_dirs, exported, tmp_path
 ):
-    from gradlight.bench import integrated
+    from gradlight.bench import integrated, integrated_report
     from gradlight.bench.report import integrated_rows
 
     texts = ["No fever.", "The patient denies chest pain and shortness of breath.", "Cough."]
@@ -504,7 +504,7 @@ def test_integrated_gradients_compares_captum_eager_best_and_gradlight(
         / max(by_method[m]["texts_per_s"] for m in ("captum", "eager-best")),
         rel=1e-2,
     )
-    table = integrated.markdown(section)
+    table = integrated_report.markdown(section)
     assert table.count("| captum |") == table.count("| gradlight |") == 1
     assert section["machine"]["cpu"] in table
     assert [row["method"] for row in integrated_rows({"integrated_gradients": section})] == [

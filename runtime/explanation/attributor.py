@@ -188,7 +188,7 @@ class Attributor:
             await self._fp32_where_needed(plan, scores, forward, admission)
         faithfulness: list[FaithfulnessResult | None] = [None] * len(request.units)
         if options.faithfulness:
-            faithfulness = await self._faithfulness(request, plan, scores, admission)
+            faithfulness = await self._faithfulness(request, plan, scores, forward, admission)
         return forward, scores, faithfulness
 
     async def _fp32_where_needed(
@@ -221,6 +221,7 @@ class Attributor:
         request: ResolvedRequest,
         plan: RequestPlan,
         unit_scores: Sequence[TokenScores | None],
+        forward: list[RowOutput],
         admission: Admission,
     ) -> list[FaithfulnessResult | None]:
         """ERASER comprehensiveness and sufficiency of each unit's token scores: all variants
@@ -255,7 +256,7 @@ class Attributor:
             count = len(planned.variants)
             scores = unit_scores[index]
             assert scores is not None
-            p_full = self.engine.probabilities(scores.logits)[picked]
+            p_full = self.engine.probabilities(_full_logits(index, plan, forward, scores))[picked]
             logits = [output.logits for output in outputs[position : position + count]]
             p_variants = (
                 self.engine.probabilities(np.stack(logits))[:, picked]
@@ -343,6 +344,16 @@ class Attributor:
         return tuple(
             SentenceResult(span.start, span.end, scores[i]) for i, span in enumerate(spans)
         )
+
+
+def _full_logits(
+    index: int, plan: RequestPlan, forward: list[RowOutput], scores: TokenScores
+) -> np.ndarray:
+    """Unit ``index``'s full-text logits, those its probabilities are reported from: the
+    forward graph's where it ran (in fp32 where the attribution graphs run in bf16), else the
+    token graph's."""
+    row = plan.full_row[index]
+    return forward[row].logits if row is not None else scores.logits
 
 
 async def _gather(*awaitables: object) -> list[list[RowOutput]]:

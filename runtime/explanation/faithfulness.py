@@ -100,6 +100,53 @@ def max_variants(labels: int) -> int:
     return 2 * len(FRACTIONS) * (labels + 1)
 
 
+def _check_removal(removal: str, mask_id: int | None) -> None:
+    if removal not in REMOVALS:
+        raise ValueError(f"removal {removal!r} is unknown; use one of: {', '.join(REMOVALS)}")
+    if removal == MASK and (
+        isinstance(mask_id, bool) or not isinstance(mask_id, int | np.integer) or mask_id < 0
+    ):
+        raise ValueError(f"removal 'mask' needs the tokenizer's mask token id (mask_id={mask_id})")
+
+
+def _ranking(scores: np.ndarray, owners: np.ndarray, words: int) -> np.ndarray:
+    """``[K, words]``: per label, the words by their tokens' summed score, descending, ties in
+    text order (``owners``: each token's word, -1 for none)."""
+    word_scores = np.zeros((words, scores.shape[0]), dtype=np.float64)
+    owned = owners >= 0
+    np.add.at(word_scores, owners[owned], scores[:, owned].T)
+    return np.argsort(-word_scores.T, axis=1, kind="stable").astype(np.int64)
+
+
+class _Variants:
+    """The variants a plan runs, each once: removing a set of words (indices into the text's
+    words; each token belongs to ``owners[token]``, -1 for none) gives one row."""
+
+    def __init__(
+        self, encoded: EncodedText, owners: np.ndarray, removal: str, mask_id: int | None
+    ) -> None:
+        self.encoded, self.owners, self.removal, self.mask_id = encoded, owners, removal, mask_id
+        self.rows: list[EncodedText] = []
+        self._seen: dict[tuple[int, ...], int] = {}
+
+    def row(self, removed: np.ndarray) -> int:
+        """The row of the variant without the words ``removed``."""
+        if removed.size == 0:
+            return FULL_TEXT
+        key = tuple(sorted(removed.tolist()))
+        if key not in self._seen:
+            self._seen[key] = len(self.rows)
+            dropped = np.isin(self.owners, removed)
+            self.rows.append(_variant(self.encoded, dropped, self.removal, self.mask_id))
+        return self._seen[key]
+
+    def rows_of(self, ranking: np.ndarray, counts: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Per count, the rows without the ``count`` first words of ``ranking``
+        (comprehensiveness) and without all the others (sufficiency)."""
+        pairs = [(self.row(ranking[:count]), self.row(ranking[count:])) for count in counts]
+        return [c for c, _ in pairs], [s for _, s in pairs]
+
+
 def plan_variants(
     text: str,
     encoded: EncodedText,
@@ -119,49 +166,24 @@ def plan_variants(
     Comprehensiveness variants remove the top words, sufficiency variants remove every other
     word (keep only the top words); special tokens always stay."""
     scores = _checked_scores(text, encoded, raw_scores)
-    if removal not in REMOVALS:
-        raise ValueError(f"removal {removal!r} is unknown; use one of: {', '.join(REMOVALS)}")
-    if removal == MASK and (
-        isinstance(mask_id, bool) or not isinstance(mask_id, int | np.integer) or mask_id < 0
-    ):
-        raise ValueError(f"removal 'mask' needs the tokenizer's mask token id (mask_id={mask_id})")
+    _check_removal(removal, mask_id)
     labels = scores.shape[0]
     owners, spans = _word_owners(text, encoded)
     n = len(spans)
     counts = tuple(_count(fraction, n) for fraction in FRACTIONS)
-
-    word_scores = np.zeros((n, labels), dtype=np.float64)
-    owned = owners >= 0
-    np.add.at(word_scores, owners[owned], scores[:, owned].T)
-    order = np.argsort(-word_scores.T, axis=1, kind="stable").astype(np.int64)  # [K, n]
+    order = _ranking(scores, owners, n)
     random_order = np.random.default_rng(seed).permutation(n).astype(np.int64)
 
-    rows: list[EncodedText] = []
-    seen: dict[tuple[int, ...], int] = {}
-
-    def row(removed: np.ndarray) -> int:
-        """The row of the variant without the words ``removed`` (indices into ``spans``)."""
-        if removed.size == 0:
-            return FULL_TEXT
-        key = tuple(sorted(removed.tolist()))
-        if key not in seen:
-            seen[key] = len(rows)
-            rows.append(_variant(encoded, np.isin(owners, removed), removal, mask_id))
-        return seen[key]
-
-    def rows_of(ranking: np.ndarray) -> tuple[list[int], list[int]]:
-        pairs = [(row(ranking[:count]), row(ranking[count:])) for count in counts]
-        return [c for c, _ in pairs], [s for _, s in pairs]
-
+    variants = _Variants(encoded, owners, removal, mask_id)
     comprehensiveness, sufficiency = [], []
     for k in range(labels):
-        c, s = rows_of(order[k])
+        c, s = variants.rows_of(order[k], counts)
         comprehensiveness.append(c)
         sufficiency.append(s)
-    random_c, random_s = rows_of(random_order)
+    random_c, random_s = variants.rows_of(random_order, counts)
     shape = (labels, len(FRACTIONS))
     return FaithfulnessPlan(
-        variants=tuple(rows),
+        variants=tuple(variants.rows),
         labels=labels,
         fractions=FRACTIONS,
         counts=counts,

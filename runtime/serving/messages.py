@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradlight.runtime.explanation.entities import EntityMarking, marking_from
+from gradlight.runtime.explanation.faithfulness import FaithfulnessResult
 from gradlight.runtime.explanation.methods import served_methods
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.results import EntitiesResult, TextResult
@@ -52,18 +53,7 @@ def entity_request(
 def text_result(result: TextResult | EntitiesResult, source: str | None = None) -> pb.TextResult:
     """``source``: the text that offsets index, when not ``result.text`` (entity spans)."""
     if isinstance(result, EntitiesResult):
-        message = pb.TextResult(text=result.text)
-        for entity in result.entities:
-            span = entity.span
-            message.entities.add(
-                start=span.start,
-                end=span.end,
-                context_start=span.context_start,
-                context_end=span.context_end,
-                marked_text=span.marked_text,
-                result=text_result(entity.result, source=result.text),
-            )
-        return message
+        return _entities_result(result)
     encoded = result.encoded
     message = pb.TextResult(
         text=result.text,
@@ -75,38 +65,14 @@ def text_result(result: TextResult | EntitiesResult, source: str | None = None) 
         num_tokens=len(encoded),
     )
     if result.token_scores is not None:
-        scores = result.token_scores.T.tolist()  # [S][K]
-        raw = result.raw_scores.T.tolist() if result.raw_scores is not None else None
-        tokens = message.tokens
-        for position, token_id in enumerate(encoded.ids.tolist()):
-            start, end = encoded.offsets[position]
-            tokens.add(
-                token_id=token_id,
-                token=encoded.tokens[position],
-                start=start,
-                end=end,
-                special=encoded.special[position],
-                marker=encoded.is_marker(position),
-                scores=scores[position],
-                raw_scores=raw[position] if raw is not None else (),
-            )
+        _add_tokens(message, result)
     message.method = result.method
     if result.completeness_gaps is not None:
         message.completeness_gaps.extend(result.completeness_gaps.tolist())
     if result.seed is not None:
         message.seed = result.seed
     if result.faithfulness is not None:
-        found = result.faithfulness
-        message.faithfulness.CopyFrom(
-            pb.Faithfulness(
-                fractions=found.fractions,
-                comprehensiveness=found.comprehensiveness.tolist(),
-                sufficiency=found.sufficiency.tolist(),
-                random_comprehensiveness=found.random_comprehensiveness.tolist(),
-                random_sufficiency=found.random_sufficiency.tolist(),
-                words=found.words,
-            )
-        )
+        message.faithfulness.CopyFrom(_faithfulness(result.faithfulness))
     if result.sentences is not None:
         source = result.text if source is None else source
         for sentence in result.sentences:
@@ -117,6 +83,50 @@ def text_result(result: TextResult | EntitiesResult, source: str | None = None) 
                 scores=sentence.scores.tolist(),
             )
     return message
+
+
+def _entities_result(result: EntitiesResult) -> pb.TextResult:
+    message = pb.TextResult(text=result.text)
+    for entity in result.entities:
+        span = entity.span
+        message.entities.add(
+            start=span.start,
+            end=span.end,
+            context_start=span.context_start,
+            context_end=span.context_end,
+            marked_text=span.marked_text,
+            result=text_result(entity.result, source=result.text),
+        )
+    return message
+
+
+def _add_tokens(message: pb.TextResult, result: TextResult) -> None:
+    encoded = result.encoded
+    scores = result.token_scores.T.tolist()  # type: ignore[union-attr]  # [S][K]
+    raw = result.raw_scores.T.tolist() if result.raw_scores is not None else None
+    for position, token_id in enumerate(encoded.ids.tolist()):
+        start, end = encoded.offsets[position]
+        message.tokens.add(
+            token_id=token_id,
+            token=encoded.tokens[position],
+            start=start,
+            end=end,
+            special=encoded.special[position],
+            marker=encoded.is_marker(position),
+            scores=scores[position],
+            raw_scores=raw[position] if raw is not None else (),
+        )
+
+
+def _faithfulness(found: FaithfulnessResult) -> pb.Faithfulness:
+    return pb.Faithfulness(
+        fractions=found.fractions,
+        comprehensiveness=found.comprehensiveness.tolist(),
+        sufficiency=found.sufficiency.tolist(),
+        random_comprehensiveness=found.random_comprehensiveness.tolist(),
+        random_sufficiency=found.random_sufficiency.tolist(),
+        words=found.words,
+    )
 
 
 def results(results: Sequence[TextResult | EntitiesResult]) -> list[pb.TextResult]:
