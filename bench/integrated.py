@@ -66,11 +66,8 @@ from gradlight.bench.machine import cores_available, cpu_name
 from gradlight.bench.stats import latency, paired_ratio
 from gradlight.runtime.execution.cpu_features import cpu_flags
 from gradlight.runtime.execution.tokenization import TextEncoder
-from gradlight.runtime.explanation.methods import (
-    GAUSS_LEGENDRE,
-    INTEGRATED_GRADIENTS,
-    resolve_method,
-)
+from gradlight.runtime.explanation.methods import resolve_method
+from gradlight.wire.methods import GAUSS_LEGENDRE, INTEGRATED_GRADIENTS
 
 Printer = Callable[[str], None]
 METHODS = ("captum", "eager-best", "gradlight")

@@ -12,7 +12,8 @@ import numpy as np
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH
 from gradlight.runtime.execution.tokenization import EncodedText
-from gradlight.runtime.explanation.methods import INTEGRATED_GRADIENTS, integration_points
+from gradlight.runtime.explanation.methods import integration_points
+from gradlight.wire.methods import INTEGRATED_GRADIENTS
 
 
 class Tokens:

@@ -21,7 +21,7 @@ from gradlight.client.client import entity_fields, method_fields
 from gradlight.runtime.explanation.faithfulness import FRACTIONS
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.error_details import ErrorDetails
-from gradlight.wire.methods import FIELD_NAMES, FIELDS_BY_NAME, METHODS_BY_NAME
+from gradlight.wire.methods import FIELD_NAMES, FIELDS_BY_NAME, METHODS_BY_NAME, with_fields
 
 TRANSIENT = frozenset(
     {
@@ -90,27 +90,11 @@ ROWS_PER_LINE = 2048
 
 
 @dataclass(frozen=True)
-class RequestOptions:
-    """What every request of a job asks. Every label is always attributed: the records need
-    every probability, and the evidence shown is chosen afterwards (formats.py). The method
-    fields are gradlight.wire.methods' ``FIELDS``, as the AttributeRequest has them (unset: the
-    server's default); a job whose method draws random numbers (gradient_shap, faithfulness'
-    random ranking) gets one ``seed`` for all its requests (job.py: ``with_job_seed``)."""
-
+class _JobRequest:
     sentences: bool = False
     max_length: int = 0
     markers: tuple[str, str] | None = None
     context_chars: int | None = None
-    # FIELDS, flat (as cli/method_flags.py's method_options makes them), unset by default.
-    method: str = ""
-    steps: int = 0
-    integration: str = ""
-    baseline: str = ""
-    samples: int = 0
-    stdev: float | None = None
-    seed: int | None = None
-    faithfulness: bool = False
-    removal: str = ""
 
     @property
     def method_values(self) -> dict[str, Any]:
@@ -120,20 +104,29 @@ class RequestOptions:
     @property
     def random(self) -> bool:
         """Whether the answers depend on a seed (whether the request reads one)."""
-        return FIELDS_BY_NAME["seed"].read_by(self.method, self.faithfulness)
+        return FIELDS_BY_NAME["seed"].read_by(self.method, self.faithfulness)  # type: ignore[attr-defined]
 
     def rows_per_unit(self, labels: int) -> int:
         """About how many graph rows one classification (a text, or a span) costs: the path
         graph's per label and point plus one at the baseline, and faithfulness' variants (at
         most 2 per fraction for each label and the random ranking); 1 otherwise."""
+        values = self.method_values
         rows = 1
-        method = METHODS_BY_NAME.get(self.method or FIELDS_BY_NAME["method"].default)
+        method = METHODS_BY_NAME.get(values["method"] or FIELDS_BY_NAME["method"].default)
         if method is not None and method.points is not None:
-            points = getattr(self, method.points) or FIELDS_BY_NAME[method.points].default
+            points = values[method.points] or FIELDS_BY_NAME[method.points].default
             rows = labels * points + 1
-        if self.faithfulness:
+        if values["faithfulness"]:
             rows += 2 * len(FRACTIONS) * (labels + 1)
         return rows
+
+
+RequestOptions = with_fields("RequestOptions", __name__, _JobRequest)
+"""What every request of a job asks. Every label is always attributed: the records need every
+probability, and the evidence shown is chosen afterwards (formats.py). The method fields are
+gradlight.wire.methods' ``FIELDS``, as the AttributeRequest has them (unset: the server's
+default); a job whose method draws random numbers (gradient_shap, faithfulness' random ranking)
+gets one ``seed`` for all its requests (job.py: ``with_job_seed``)."""
 
 
 def build_request(items: Sequence[Item], options: RequestOptions) -> pb.AttributeRequest:

@@ -11,6 +11,7 @@ Stdlib only: the CLI starts without numpy, and a client need not have it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,11 @@ class Field:
         return self.unset is None
 
     @property
+    def annotation(self) -> Any:
+        """Its type as a dataclass field's (``T | None`` where it may be unset)."""
+        return self.type | None if self.optional else self.type
+
+    @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
@@ -139,20 +145,11 @@ FIELD_NAMES = tuple(field.name for field in FIELDS)
 FIELDS_BY_NAME = {field.name: field for field in FIELDS}
 
 
-@dataclass(frozen=True)
-class MethodSettings:
-    """A request's method and faithfulness fields, checked, defaults filled in (``seed`` stays
-    None when unset: the server draws one)."""
+class _Resolved:
+    """What a resolved request's settings tell besides their values."""
 
     method: str
-    steps: int
-    integration: str
-    baseline: str
-    samples: int
-    stdev: float
-    seed: int | None
     faithfulness: bool
-    removal: str
 
     @property
     def on_path(self) -> bool:
@@ -169,6 +166,27 @@ class MethodSettings:
     def random(self) -> bool:
         """Whether the answers depend on a seed."""
         return FIELDS_BY_NAME["seed"].read_by(self.method, self.faithfulness)
+
+
+def with_fields(name: str, module: str, base: type, *, resolved: bool = False) -> type:
+    """A frozen dataclass ``name`` (of ``module``): ``base``'s fields, then one per field of
+    ``FIELDS``, as the request has it (unset by default), or with ``resolved`` its default
+    filled in (no default: every value is given). The classes that carry a request's method
+    fields are made so, so that a new field is one entry of ``FIELDS``."""
+    fields = [
+        (f.name, f.annotation)
+        if resolved
+        else (f.name, f.annotation, dataclasses.field(default=f.unset))
+        for f in FIELDS
+    ]
+    made = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True)
+    made.__module__, made.__qualname__ = module, name  # pickled by reference (Ray)
+    return made
+
+
+MethodSettings = with_fields("MethodSettings", __name__, _Resolved, resolved=True)
+"""A request's method and faithfulness fields, checked, defaults filled in (``seed`` stays
+None when unset: the server draws one); ``on_path``, ``points`` and ``random`` besides."""
 
 
 def check_names(names: Iterable[str]) -> None:

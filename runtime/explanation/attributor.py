@@ -36,11 +36,7 @@ from gradlight.runtime.explanation.faithfulness import (
     plan_variants,
 )
 from gradlight.runtime.explanation.faithfulness import score as faithfulness_score
-from gradlight.runtime.explanation.methods import (
-    GRADIENT_SHAP,
-    check_method,
-    text_seed,
-)
+from gradlight.runtime.explanation.methods import check_method, text_seed
 from gradlight.runtime.explanation.request_plan import (
     RequestPlan,
     ResolvedRequest,
@@ -63,6 +59,7 @@ from gradlight.runtime.explanation.results import (
     TextResult,
 )
 from gradlight.wire.errors import RequestError
+from gradlight.wire.methods import GRADIENT_SHAP
 
 
 class Attributor:

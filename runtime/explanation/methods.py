@@ -32,58 +32,19 @@ from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.wire.methods import (
-    BASELINES,
-    DEFAULT_SAMPLES,
-    DEFAULT_STDEV,
-    DEFAULT_STEPS,
     FIELD_NAMES,
     GAUSS_LEGENDRE,
-    GRADIENT_SHAP,
     INPUT_X_GRADIENT,
     INTEGRATED_GRADIENTS,
-    INTEGRATIONS,
-    MAX_POINTS,
     METHODS,
     PAD,
-    PATH_METHODS,
     RIEMANN,
-    ZEROS,
+    MethodSettings,
     resolve,
 )
-from gradlight.wire.methods import MethodSettings as MethodChoice
 
 if TYPE_CHECKING:
     from gradlight.runtime.execution.engine import Engine
-
-# The names and defaults are gradlight.wire.methods' (the registry every side reads), here too.
-__all__ = [
-    "BASELINES",
-    "DEFAULT_SAMPLES",
-    "DEFAULT_STDEV",
-    "DEFAULT_STEPS",
-    "GAUSS_LEGENDRE",
-    "GRADIENT_SHAP",
-    "INPUT_X_GRADIENT",
-    "INTEGRATED_GRADIENTS",
-    "INTEGRATIONS",
-    "MAX_POINTS",
-    "METHODS",
-    "PAD",
-    "PATH_METHODS",
-    "RIEMANN",
-    "ZEROS",
-    "MethodChoice",
-    "PathPoints",
-    "check_method",
-    "draws",
-    "integration_points",
-    "path_points",
-    "path_rows",
-    "path_scores",
-    "resolve_method",
-    "served_methods",
-    "text_seed",
-]
 
 
 def served_methods(engine: Engine) -> tuple[str, ...]:
@@ -98,14 +59,14 @@ def resolve_method(
     baseline: str = "",
     samples: int = 0,
     stdev: float | None = None,
-) -> MethodChoice:
+) -> MethodSettings:
     """Check a request's method fields (errors name the field); empty or 0 means the default
     (gradlight.wire.methods: ``resolve``, without the request's other fields)."""
     values = dict(method=method, steps=steps, integration=integration, baseline=baseline)
     return resolve({**values, "samples": samples, "stdev": stdev})
 
 
-def check_method(options: AttributeOptions, has_path_graph: bool) -> MethodChoice:
+def check_method(options: AttributeOptions, has_path_graph: bool) -> MethodSettings:
     """A request's method and faithfulness fields, checked (against what the artifact can
     compute: ``has_path_graph``) and resolved."""
     return resolve(
@@ -195,7 +156,7 @@ class PathPoints:
 
 
 def path_points(
-    choice: MethodChoice, special: Sequence[bool], hidden: int, seed: int | Sequence[int]
+    choice: MethodSettings, special: Sequence[bool], hidden: int, seed: int | Sequence[int]
 ) -> PathPoints:
     """The points of ``choice`` (a path method) for a text whose tokens are ``special`` or not
     (``seed``: the text's, ``text_seed``)."""
@@ -219,7 +180,7 @@ def path_rows(
     unit: int,
     label_indices: Sequence[int],
     labels: int,
-    choice: MethodChoice,
+    choice: MethodSettings,
     hidden: int,
     seed: int,
 ) -> tuple[PathPoints, list[Row]]:

@@ -21,17 +21,12 @@ from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.explanation.ablation import encode_variants
 from gradlight.runtime.explanation.entities import MarkedSpan
-from gradlight.runtime.explanation.methods import (
-    GRADIENT_SHAP,
-    MethodChoice,
-    PathPoints,
-    path_rows,
-    path_scores,
-)
+from gradlight.runtime.explanation.methods import PathPoints, path_rows, path_scores
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.sentences import SentenceSpan, split_sentences
 from gradlight.runtime.explanation.token_graphs import LabelRows, TokenGraph, token_graph
 from gradlight.wire.errors import RequestError
+from gradlight.wire.methods import GRADIENT_SHAP, MethodSettings
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,7 @@ class ResolvedRequest:
     max_length: int
     label_indices: tuple[int, ...]
     subset: bool
-    choice: MethodChoice
+    choice: MethodSettings
     seed: int | None
 
 
@@ -166,7 +161,7 @@ def _plan_token_graph(
     plan.attribution = [row for text in plan.encoded for row in graph.rows(text, plan.label_rows)]
 
 
-def check_path_rows(rows: int, choice: MethodChoice, limit: int) -> None:
+def check_path_rows(rows: int, choice: MethodSettings, limit: int) -> None:
     """Refuse a path request whose rows exceed ``limit`` (the queue's size)."""
     if rows > limit:
         field = "steps" if choice.method != GRADIENT_SHAP else "samples"

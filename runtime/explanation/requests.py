@@ -6,30 +6,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradlight.wire.errors import RequestError, shown
+from gradlight.wire.methods import with_fields
 
 
 @dataclass(frozen=True)
-class AttributeOptions:
+class _Options:
     max_length: int = 0  # 0 = the model's maximum
     token_attributions: bool = True
     sentence_attributions: bool = False
     labels: tuple[str, ...] = ()  # empty = every label
     raw_scores: bool = False
-    # The method and faithfulness fields as the request has them, unset by default: their
-    # meaning, defaults and checks are gradlight.wire.methods' FIELDS (methods.py: check_method).
-    method: str = ""
-    steps: int = 0
-    integration: str = ""
-    baseline: str = ""
-    samples: int = 0
-    stdev: float | None = None
-    seed: int | None = None
-    faithfulness: bool = False
-    removal: str = ""
 
     @property
     def attributions(self) -> bool:
         return self.token_attributions or self.sentence_attributions
+
+
+AttributeOptions = with_fields("AttributeOptions", __name__, _Options)
+"""What a request asks: the fields above, then the method and faithfulness fields as the
+request has them, unset by default (gradlight.wire.methods' ``FIELDS``: their meaning,
+defaults and checks)."""
 
 
 PREDICT_ONLY = AttributeOptions(token_attributions=False)
