@@ -39,7 +39,7 @@ from gradlight.export.forward_optimization import fuse_forward
 from gradlight.export.graphs import GRAPHS, GraphSpec, planned
 from gradlight.export.model_loading import LoadedClassifier, load_classifier, read_spec
 from gradlight.export.options import ExportOptions
-from gradlight.export.precisions import PRECISIONS, PrecisionSpec
+from gradlight.export.precisions import COPIES, PrecisionSpec
 from gradlight.export.progress import Printer, Progress
 from gradlight.export.shared_weights import share_weights
 from gradlight.export.staging import build_into
@@ -193,7 +193,7 @@ def _export_into(
         weights = share_weights(staging, [info.file for info in built.values()])
     validation = _validate(staging, built, loaded, progress)
     precisions = {
-        name: _reduced_precision(PRECISIONS[name], staging, built, loaded, progress, validation)
+        name: _reduced_precision(COPIES[name], staging, built, loaded, progress, validation)
         for name in options.precisions
     }
     with progress.step("saving the tokenizer and the manifest", key="manifest"):

@@ -1,5 +1,5 @@
-"""Reduced-precision copies of an artifact's graphs, one entry per precision: how the copies
-are made from the fp32 graphs, how they are checked against them, and what a failed check
+"""Reduced-precision copies of an artifact's graphs (``COPIES``), one entry per precision: how the
+copies are made from the fp32 graphs, how they are checked against them, and what a failed check
 raises. ``gradlight export --fp16`` asks for ``fp16`` (GPU), ``--bf16`` for ``bf16`` (CPUs with
 native bf16); the runtime serves a precision's graphs with ``gradlight serve --precision NAME``.
 
@@ -45,7 +45,7 @@ class PrecisionSpec:
     select: Callable[[Any, Mapping[str, GraphInfo]], dict[str, GraphInfo]] | None = None
 
 
-PRECISIONS: dict[str, PrecisionSpec] = {
+COPIES: dict[str, PrecisionSpec] = {
     "fp16": PrecisionSpec(
         "fp16",
         "converting to fp16 and validating against fp32",

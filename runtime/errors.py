@@ -1,7 +1,7 @@
 """Errors of the serving side (their base and the request field's error: wire/errors.py); each
-message says what is wrong and how to fix it, and each error names its kind (``reason``: a name of
-the API's ``ErrorReason``) so that programs can tell
-them apart without reading the message. runtime/serving/status.py maps them to status codes."""
+message says what is wrong and how to fix it, and each error names its kind (``reason``: a name
+of the API's ``ErrorReason``) so that programs can tell them apart without reading the message.
+runtime/serving/status.py maps them to status codes."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 PREDICT, ATTRIBUTE = "Predict", "Attribute"
 # Refusals: the request was not answered because of the server's state or limits.
-REFUSED = frozenset(
+REFUSAL_CODES = frozenset(
     {
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.UNAVAILABLE,
@@ -74,7 +74,7 @@ class AttributorApi:
         except Exception as exc:
             code = status.code_of(exc)
             outcome = code.name
-            if code in REFUSED:
+            if code in REFUSAL_CODES:
                 self.metrics.refusals.labels(self._name(request), exc.reason).inc()  # type: ignore[attr-defined]
             raise
         finally:

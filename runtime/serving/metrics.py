@@ -119,8 +119,8 @@ class ModelMetrics:
         m.batch_rows.labels(self.name, graph).observe(rows)
         m.batch_padded_tokens.labels(self.name, graph).observe(rows * width)
 
-    def tokenized(self, method: str, seconds: float) -> None:
-        self.metrics.tokenize_seconds.labels(self.name, method).observe(seconds)
+    def tokenized(self, rpc: str, seconds: float) -> None:
+        self.metrics.tokenize_seconds.labels(self.name, rpc).observe(seconds)
 
     def probabilities_checked(self, texts: int, in_fp32: int) -> None:
         """Of ``texts`` with probabilities from a bf16 graph's logits, ``in_fp32`` needed the
