@@ -95,7 +95,7 @@ def test_top3_agreement_counts_the_overlap_of_the_strongest_tokens():
 
 def test_served_fp16_agrees_with_fp32_within_the_stated_thresholds(fp16_artifact):
     engines = {
-        "fp32": Engine(fp16_artifact, EngineSettings(provider="cpu")),
+        "fp32": Engine(fp16_artifact, EngineSettings(provider="cpu", precision="fp32")),
         "fp16": Engine(fp16_artifact, EngineSettings(provider="cpu", precision="fp16")),
     }
     assert all(

@@ -65,10 +65,12 @@ def test_a_server_with_tokens_gets_its_token_from_a_prompt(browser, engine_for, 
         ("v1/models", None),
         ("v1/models", f"Bearer wrong-{token}"),
         ("v1/models", bearer),
+        ("v1/methods", bearer),
         ("v1/attribute", bearer),
         ("v1/attribute", "Bearer revoked-token"),
         ("v1/attribute", bearer),
         ("v1/models", bearer),
+        ("v1/methods", bearer),
         ("v1/attribute", bearer),
     ]
     assert not problems, problems

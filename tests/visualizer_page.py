@@ -40,6 +40,7 @@ def standalone_page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     from gradlight.runtime.serving.web import Page
+    from gradlight.wire.methods import as_json
 
     served = Page.load()
 
@@ -54,6 +55,8 @@ def standalone_page() -> Iterator[Any]:
             )
         elif path == "v1/models":
             route.fulfill(status=200, content_type="application/json", body='{"models": []}')
+        elif path == "v1/methods":  # the registry, as the server answers it
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(as_json()))
         else:
             route.fulfill(status=404, content_type="application/json", body=json.dumps({}))
 
