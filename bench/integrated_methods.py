@@ -168,7 +168,8 @@ class GradlightIG:
         from gradlight.runtime.settings import BatchSettings, EngineSettings
 
         engine = Engine(
-            Path(job["artifact"]), EngineSettings(provider="cpu", intra_op_threads=job["threads"])
+            Path(job["artifact"]),
+            EngineSettings(provider="cpu", intra_op_threads=job["threads"], precision="fp32"),
         )
         engine.warm_up()
         defaults = BatchSettings()

@@ -6,7 +6,7 @@ interleaved (each round runs every method once), so that a busy machine slows th
 8 long notes of the corpus cut to exactly N tokens, every label attributed: the engine's
 all-labels graph (``engine_calls.attribute_all``) in fp32 and in bf16 (``--precision bf16``: the
 graphs that passed the gates at export), and bench/eager.py's anchors; the fp32 forward graph
-(``Engine.forward``, the fused forward) as the unit of forward-equivalents; median of
+(``engine_calls.forward``, the fused forward) as the unit of forward-equivalents; median of
 ``--rounds``. Prints one JSON object: per length, each method's median ms, the best eager
 anchor, each engine's speedup over it, and each engine's attribution time over the fp32
 forward's. ``gradlight bench`` measures the same against the serving API, each
@@ -49,7 +49,7 @@ def main() -> None:
     }
     engines = {p: Engine(args.artifact, s) for p, s in settings.items()}
     forward = engines.get("fp32") or Engine(
-        args.artifact, EngineSettings(intra_op_threads=args.threads)
+        args.artifact, EngineSettings(intra_op_threads=args.threads, precision="fp32")
     )
     for engine in engines.values():
         engine.warm_up()
@@ -62,7 +62,7 @@ def main() -> None:
         runs = {
             f"engine-{p}": partial(engine_calls.attribute_all, e, batch) for p, e in engines.items()
         }
-        runs["forward-fp32"] = partial(forward.forward, batch)
+        runs["forward-fp32"] = partial(engine_calls.forward, forward, batch)
         runs.update({n: partial(m.attribute, texts, length) for n, m in anchors.items()})
         times: dict[str, list[float]] = {name: [] for name in runs}
         for run in runs.values():

@@ -3,11 +3,10 @@ pushed the model toward the label (score > 0) or away from it (< 0), as the visu
 them.
 
 Words are runtime/execution/words.py's (the visualizer's): runs of letters, digits and marks
-("don't" is
-one), or a single other visible character with what attaches to it (an emoji sequence); each
-token belongs to the word at or after its start. A word's score is the sum of its tokens' raw
-scores divided by the largest such sum, in absolute value, over the text's words, so scores are
-in [-1, 1] and the strongest word of each label scores +-1. Special tokens, entity markers and
+("don't" is one), or a single other visible character with what attaches to it (an emoji sequence);
+each token belongs to the word at or after its start. A word's score is the sum of its tokens' raw
+scores divided by the largest such sum, in absolute value, over the text's words, so scores are in
+[-1, 1] and the strongest word of each label scores +-1. Special tokens, entity markers and
 whitespace alone are left out of that maximum, as they are of the evidence: they cannot be
 highlighted (so a token's evidence score can be larger than its served score, which is
 normalized over every token). Token evidence uses the same rule with tokens as the items

@@ -11,6 +11,7 @@ from typing import Any
 
 from gradlight.artifact.precisions import CHOICES as PRECISION_CHOICES
 from gradlight.artifact.precisions import DEFAULT as DEFAULT_PRECISION
+from gradlight.artifact.precisions import help_text as precision_help
 from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import (
     add_connection_flags,
@@ -100,10 +101,7 @@ def _add_engine_flags(serve: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISION_CHOICES,
         default=DEFAULT_PRECISION,
-        help="auto: bf16 where the artifact was exported with --bf16, the CPU has native bf16 "
-        "and OpenVINO is installed, else fp32 (the log says why); bf16: the graphs that passed "
-        "the bf16 gates, on OpenVINO; fp16: the artifact's fp16 graphs (export --fp16); fp32 "
-        "runs without TF32 on CUDA",
+        help=precision_help(),
     )
     group.add_argument(
         "--share-weights",

@@ -1,9 +1,8 @@
 """ERASER faithfulness variants and AOPCs (runtime/explanation/faithfulness.py) on hand-built
-encodings whose
-answers are written out here: which token ids each variant holds (delete and mask), how many
-words each fraction takes, the seeded random ranking, and the AOPC of made-up probabilities;
-then on a WordPiece tokenizer built here, where deleting a word's tokens must equal tokenizing
-the text without the word."""
+encodings whose answers are written out here: which token ids each variant holds (delete and mask),
+how many words each fraction takes, the seeded random ranking, and the AOPC of made-up
+probabilities; then on a WordPiece tokenizer built here, where deleting a word's tokens must equal
+tokenizing the text without the word."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""An engine loads the forward graph and the graph a plain request runs at startup, and every
-other graph (cotangent, labels, path) on its first call (runtime/execution/engine.py,
-``_session_for``):
-each ONNX Runtime session holds its own pre-packed weights, so a graph never called costs no
-memory. A graph loaded late answers as a plain ONNX Runtime session does, to the bit, and is
-loaded once however many calls ask for it at the same time."""
+"""An engine loads the forward graph and the graph a plain request runs at startup, and every other
+graph (cotangent, labels, path) on its first call (runtime/execution/graph_set.py,
+``GraphSet.session``): each ONNX Runtime session holds its own pre-packed weights, so a graph never
+called costs no memory. A graph loaded late answers as a plain ONNX Runtime session does, to the
+bit, and is loaded once however many calls ask for it at the same time."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 (runtime/execution/shared_initializers.py, on with ``EngineSettings.share_weights``): each external
 weight range is held by one buffer that every session reads, the outputs are those of a plain
 ONNX Runtime session on the same graph to the bit, and graphs that embed their weights load as
-before. Off (the
-default), the engine's sessions give a plain session's outputs to the bit too."""
+before. Off (the default), the engine's sessions give a plain session's outputs to the bit too."""
 
 from __future__ import annotations
 

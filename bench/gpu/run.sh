@@ -94,10 +94,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from gradlight.runtime.manifest import load_manifest
+from gradlight.artifact.manifest import load_manifest
 
 artifact = Path("/tmp/throughput/artifact-2-labels")
-graph = artifact / load_manifest(artifact).fp16_graphs["attribution"].file
+graph = artifact / load_manifest(artifact).graphs_at("fp16")["attribution"].file
 options = ort.SessionOptions()
 options.enable_profiling = True
 options.profile_file_prefix = str(Path(sys.argv[1]) / "ort-profile-fp16")

@@ -2,7 +2,7 @@
 
 Each call of an attribution graph allocates its intermediate tensors (hundreds of MB for a
 batch of long texts). The three ways to give them memory (the page faults, peak RSS and
-``attribute_all`` times of each: docs/engine-settings.md, "Memory"):
+all-labels graph times of each: docs/engine-settings.md, "Memory"):
 
 - **No arena**: every tensor from ``malloc``. The large ones are mapped afresh on each call and
   their pages faulted in again on every call, which costs time.

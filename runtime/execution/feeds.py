@@ -1,7 +1,7 @@
 """What goes into a graph call and what comes out per row: the rows a request plans (``Row``),
 their padded batch (``Batch``), the graph's extra inputs stacked for the batch, and each row's
 outputs cut back to its own length (``RowOutput``). Planning builds rows from here without
-importing the batcher or the engine."""
+importing the batcher."""
 
 from __future__ import annotations
 

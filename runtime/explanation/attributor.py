@@ -85,8 +85,7 @@ class Attributor:
         ``api_method``: the API method asking (for the metrics). The stages: resolve (check
         every field), plan (tokenize, lay out the rows), execute (the rows through the batcher),
         assemble (the results)."""
-        marked = mark_texts(texts, entities, marking)
-        request = self._resolve(texts, options, marked)
+        request, marked = self._resolve(texts, options, entities, marking)
         admission = self.batcher.admit(len(request.units))  # a burst is refused before tokenizing
         try:
             plan = await self._plan(request, admission, api_method)
@@ -108,10 +107,12 @@ class Attributor:
         self,
         texts: Sequence[str],
         options: AttributeOptions,
-        marked: Sequence[Sequence[MarkedSpan] | None],
-    ) -> ResolvedRequest:
-        """Every field checked (errors name the field) and resolved; refused here, a request
-        costs nothing."""
+        entities: Sequence[Sequence[tuple[int, int]]],
+        marking: EntityMarking,
+    ) -> tuple[ResolvedRequest, list[list[MarkedSpan] | None]]:
+        """Every field checked (errors name the field) and resolved, with each text's marked
+        entity spans (None: the text is classified whole); refused here, a request costs
+        nothing."""
         check_texts(texts, self.limits, need_content=options.attributions)
         max_length = resolve_max_length(options.max_length, self.limits)
         label_indices = resolve_labels(options.labels, self.limits)
@@ -121,6 +122,7 @@ class Attributor:
             options.faithfulness or choice.method == GRADIENT_SHAP
         ):  # reported only when used; 53 bits: a JSON number in any language
             seed = secrets.randbits(53) if options.seed is None else options.seed
+        marked = mark_texts(texts, entities, marking)
         units: list[tuple[str, MarkedSpan | None]] = []
         for text, spans in zip(texts, marked, strict=True):
             units.extend([(text, None)] if spans is None else [(s.marked_text, s) for s in spans])
@@ -137,7 +139,8 @@ class Attributor:
                 self.batcher.settings.max_queue_size,
             )
         subset = bool(options.labels)
-        return ResolvedRequest(units, options, max_length, label_indices, subset, choice, seed)
+        request = ResolvedRequest(units, options, max_length, label_indices, subset, choice, seed)
+        return request, marked
 
     async def _plan(
         self, request: ResolvedRequest, admission: Admission, api_method: str

@@ -13,10 +13,9 @@ label, gives the same two metrics as the floor a useful attribution should beat.
 Choices:
 
 - A word is runtime/execution/words.py's (the visualizer's word view, the bulk evidence), its score
-the
-  sum of its tokens' raw scores; a token belongs to the word ``token_words`` gives it. Only the
-  words the model reads are ranked: a truncated text's tail, or characters the tokenizer drops,
-  own no token and cannot be removed. Ties are ranked in text order.
+  the sum of its tokens' raw scores; a token belongs to the word ``token_words`` gives it. Only the
+  words the model reads are ranked: a truncated text's tail, or characters the tokenizer drops, own
+  no token and cannot be removed. Ties are ranked in text order.
 - ``ceil`` so that every fraction removes at least one word (1% of a 10-word text is one
   word); never more than n.
 - Special tokens (entity markers too) always stay, as do whitespace tokens of no word.

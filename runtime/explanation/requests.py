@@ -28,9 +28,6 @@ request has them, unset by default (gradlight.wire.methods' ``FIELDS``: their me
 defaults and checks)."""
 
 
-PREDICT_ONLY = AttributeOptions(token_attributions=False)
-
-
 @dataclass(frozen=True)
 class ModelLimits:
     labels: tuple[str, ...]

@@ -13,6 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from gradlight.wire.errors import RequestError
+from gradlight.wire.methods import FIELDS_BY_NAME
 
 M = TypeVar("M", bound=Message)
 
@@ -119,5 +120,6 @@ def _applies(message: Message, field: FieldDescriptor) -> bool:
         if field.name == "method":
             return bool(value)
         if field.name == "seed":  # the seed of random draws: GradientSHAP's, faithfulness'
-            return message.method == "gradient_shap" or message.HasField("faithfulness")  # type: ignore[attr-defined]
+            faithfulness = message.HasField("faithfulness")  # type: ignore[attr-defined]
+            return FIELDS_BY_NAME["seed"].read_by(message.method, faithfulness)  # type: ignore[attr-defined]
     return not field.is_repeated or len(value) > 0
