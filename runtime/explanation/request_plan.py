@@ -26,7 +26,7 @@ from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.sentences import SentenceSpan, split_sentences
 from gradlight.runtime.explanation.token_graphs import LabelRows, TokenGraph, token_graph
 from gradlight.wire.errors import RequestError
-from gradlight.wire.methods import GRADIENT_SHAP, MethodSettings
+from gradlight.wire.methods import METHODS_BY_NAME, MethodSettings
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def _plan_token_graph(
 def check_path_rows(rows: int, choice: MethodSettings, limit: int) -> None:
     """Refuse a path request whose rows exceed ``limit`` (the queue's size)."""
     if rows > limit:
-        field = "steps" if choice.method != GRADIENT_SHAP else "samples"
+        field = METHODS_BY_NAME[choice.method].points or "method"  # the field counting them
         raise RequestError(
             field,
             f"the request needs {rows} path graph rows ((labels x {field} + 1) per text); "
