@@ -40,6 +40,12 @@ ATTRIBUTION_PATH = "attribution_path"
 """One point of an integration path per row (integrated gradients, GradientSHAP). Extra inputs
 ``cotangent [B, L]``, ``alpha [B]``, ``keep [B, S]``, ``fill [B]``, ``noise [B, S, H]``; outputs
 ``logits [B, L]`` at the point, ``scores [B, S]`` (export/attribution.py: path_fn)."""
+ATTRIBUTION_PATH_LABELS = "attribution_path_labels"
+"""Points of an integration path for several labels, one forward per point. Extra inputs
+``alpha [B]``, ``keep [B, S]``, ``fill [B]``, ``noise [B, S, H]``, ``cotangent [B, K, L]`` (K
+dynamic); outputs ``logits [B, L]`` at the point, ``scores [B, K, S]``: row b's
+``scores[b, k]`` are the path graph's for ``cotangent[b, k]``. Absent from artifacts exported
+before it, or where it cannot be traced (the runtime then runs one path row per label)."""
 REQUIRED_GRAPHS = (FORWARD, ATTRIBUTION_COTANGENT)
 PLAIN_REQUEST_GRAPHS = (ATTRIBUTION, ATTRIBUTION_LABELS, ATTRIBUTION_COTANGENT)
 """The graphs that can answer a request for every label's input x gradient, best first."""

@@ -197,6 +197,35 @@ def path_fn(loaded: LoadedClassifier) -> ModelFn:
     return attribute
 
 
+def path_row_fn(loaded: LoadedClassifier) -> ModelFn:
+    """``path_fn`` with the cotangent last: ``(*inputs, alpha, keep, fill, noise, cotangent
+    [B, L]) -> (logits, scores [B, S])``, the per-row function the path labels graph vmaps over
+    its cotangents (export/batched_backward.py reads the cotangent as the last input)."""
+    path = path_fn(loaded)
+
+    def attribute(*inputs_and_path: Tensor) -> tuple[Tensor, Tensor]:
+        *inputs, alpha, keep, fill, noise, cotangent = inputs_and_path
+        return path(*inputs, cotangent, alpha, keep, fill, noise)
+
+    return attribute
+
+
+def path_labels_fn(loaded: LoadedClassifier) -> ModelFn:
+    """``(*inputs, alpha [B], keep [B, S], fill [B], noise [B, S, H], cotangent [B, K, L]) ->
+    (logits [B, L], scores [B, K, S])``: ``scores[b, k]`` is ``path_fn``'s row for
+    ``cotangent[b, k]`` at the same point. The exported graph runs one forward at the point and
+    K backward passes (``path_row_fn``'s graph vmapped over K); this reference runs ``path_fn``
+    once per k."""
+    row = path_row_fn(loaded)
+
+    def attribute(*inputs_and_path: Tensor) -> tuple[Tensor, Tensor]:
+        *inputs, cotangents = inputs_and_path
+        outputs = [row(*inputs, cotangents[:, k]) for k in range(cotangents.shape[1])]
+        return outputs[0][0], torch.stack([scores for _, scores in outputs], dim=1)
+
+    return attribute
+
+
 def gradient_alignment(loaded: LoadedClassifier, inputs: tuple[Tensor, ...]) -> float:
     """Median over unpadded tokens of ``|cos(d sum(logits) / d e, e)|``.
 

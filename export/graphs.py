@@ -19,6 +19,7 @@ from gradlight.artifact.manifest import (
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_LABELS,
     ATTRIBUTION_PATH,
+    ATTRIBUTION_PATH_LABELS,
     FORWARD,
     GraphInfo,
 )
@@ -132,6 +133,10 @@ PATH_INPUTS = (
 )
 """The path graph's inputs beyond the model's (attribution.path_fn); ``keep`` and ``noise``
 are per token (axis 1 the sequence), the runtime pads them with the batch."""
+
+PATH_LABELS_INPUTS = (*PATH_INPUTS[1:], COTANGENTS)
+"""The path labels graph's: the point's inputs, then K cotangents per row (last: the axis its
+backward is vmapped over, export/batched_backward.py)."""
 
 
 def _path_at_input(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -271,6 +276,27 @@ GRAPHS: tuple[GraphSpec, ...] = (
         built=lambda spec, options: options.path_graph,
         skipped=lambda spec, options: (
             "skipping the path graph (--no-path-graph): the artifact serves input x gradient only"
+        ),
+    ),
+    GraphSpec(
+        key=ATTRIBUTION_PATH_LABELS,
+        file="attribution_path_labels.onnx",
+        outputs=("logits", "scores"),
+        eager=attribution.path_labels_fn,
+        describe=lambda spec: (
+            "tracing the path labels graph (one forward per point, a batched backward for K labels)"
+        ),
+        extra_inputs=PATH_LABELS_INPUTS,
+        at_input=_path_at_input,
+        batched_from=attribution.path_row_fn,
+        # as the labels graph: where vmap cannot batch a backward operator symbolically, the
+        # path graph runs one row per label
+        optional=True,
+        built=lambda spec, options: options.path_graph and spec.num_labels > 1,
+        skipped=lambda spec, options: (
+            "skipping the path labels graph ("
+            + ("--no-path-graph" if not options.path_graph else "one label")
+            + "): a path point runs one path graph row per label"
         ),
     ),
 )

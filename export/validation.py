@@ -308,7 +308,9 @@ class _GraphCheck:
         )
         names = self.loaded.spec.model_inputs
         inputs = [torch.from_numpy(feed[name]) for name in (*names, "cotangent")]
-        _, reference = attribution.cotangent_fn(self.loaded)(*inputs)
+        # K cotangents per row ([B, K, L]): the labels graph's function, else the cotangent's
+        at_input_fn = attribution.labels_fn if inputs[-1].dim() == 3 else attribution.cotangent_fn
+        _, reference = at_input_fn(self.loaded)(*inputs)
         self._scores(
             outputs["scores"],
             reference.numpy(),

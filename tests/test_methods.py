@@ -20,7 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from serving import ServerThread
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from gradlight.artifact.manifest import ATTRIBUTION_PATH
+from gradlight.artifact.manifest import ATTRIBUTION_PATH, ATTRIBUTION_PATH_LABELS, FORWARD
 from gradlight.runtime.explanation.methods import draws, text_seed
 from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
@@ -226,13 +226,14 @@ def test_integrated_gradients_equal_captum(
         labels=labels,
     )
     layer = model.get_input_embeddings()
-    # One path graph call for the three texts (labels x steps rows each, and one at the
-    # baseline), padded to the longest.
+    # One call for the three texts (a row per point holding every label's cotangent, and one
+    # at the baseline), padded to the longest; one label: the path graph.
     lengths = [len(result.tokens) for result in results]
     assert len(set(lengths)) == 3
     calls = list(batcher.history)[-(batcher.calls - before) :]
-    assert [(call.rows, call.width) for call in calls if call.graph == ATTRIBUTION_PATH] == [
-        (len(TEXTS) * (len(labels or names) * steps + 1), max(lengths))
+    graph = ATTRIBUTION_PATH_LABELS if len(labels or names) > 1 else ATTRIBUTION_PATH
+    assert [(call.graph, call.rows, call.width) for call in calls if call.graph != FORWARD] == [
+        (graph, len(TEXTS) * (steps + 1), max(lengths))
     ]
     for result in results:
         assert result.method == "integrated_gradients"
@@ -452,6 +453,10 @@ def bad_request_fields(error: grpc.RpcError) -> list[str]:
     return fields
 
 
+# Integrated gradients with its steps chosen per text (completeness_tolerance).
+TOLERANT = {"method": "integrated_gradients", "completeness_tolerance": 0.01}
+
+
 @pytest.mark.parametrize(
     ("model", "fields", "field"),
     [
@@ -467,6 +472,11 @@ def bad_request_fields(error: grpc.RpcError) -> list[str]:
         ("bert", {"method": "integrated_gradients", "steps": -3}, "steps"),
         ("bert", {"method": "gradient_shap", "samples": 513}, "samples"),
         ("bert", {"method": "gradient_shap", "stdev": -0.1}, "stdev"),
+        ("bert", {**TOLERANT, "completeness_tolerance": 1.0}, "completeness_tolerance"),
+        ("bert", {**TOLERANT, "completeness_tolerance": -0.1}, "completeness_tolerance"),
+        ("bert", {**TOLERANT, "completeness_tolerance": float("nan")}, "completeness_tolerance"),
+        ("bert", {**TOLERANT, "integration": "gausslegendre"}, "integration"),
+        ("bert", {**TOLERANT, "steps": 24}, "steps"),
         (
             "bert",
             {"token_attributions": False, "sentence_attributions": True, "faithfulness": True},
@@ -492,3 +502,81 @@ def test_an_artifact_without_the_path_graph_still_serves_input_x_gradient(stub):
         (result,) = attribute(stub, "distilbert", texts=TEXTS[:1], method=method)
         assert result.method == "input_x_gradient" and len(result.tokens) > 2
         assert np.abs(served_raw(result)).max() > 0
+
+
+# ---- one forward per point for every label; steps chosen per text ----
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"method": "integrated_gradients", "steps": 12},
+        {"method": "gradient_shap", "samples": 6, "seed": 11},
+    ],
+)
+def test_shared_forward_equals_one_row_per_label(stub, server, fields):
+    """Every label from one path labels graph row per point equals each label asked alone (a
+    path graph row of its own), to 1e-5 of the largest score; the gaps too."""
+    names = ["label_0", "label_1", "label_2"]
+    batcher = server.running.registry.models["bert"].batcher
+    before = batcher.calls
+    together = attribute(stub, "bert", baseline="zeros", **fields)
+    calls = list(batcher.history)[-(batcher.calls - before) :]
+    assert ATTRIBUTION_PATH_LABELS in {call.graph for call in calls}
+    alone = {
+        name: attribute(stub, "bert", baseline="zeros", labels=[name], **fields) for name in names
+    }
+    for index, result in enumerate(together):
+        raw = served_raw(result)
+        scale = np.abs(raw).max()
+        for k, name in enumerate(names):
+            single = alone[name][index]
+            assert list(single.labels) == [name]
+            np.testing.assert_allclose(raw[k], served_raw(single)[0], rtol=0, atol=1e-5 * scale)
+            np.testing.assert_allclose(
+                result.completeness_gaps[k], single.completeness_gaps[0], rtol=0, atol=1e-5 * scale
+            )
+
+
+def relative_gaps(result: pb.TextResult) -> np.ndarray:
+    """|gap| / |f(x) - f(b)| per label; f(x) - f(b) = the scores' sum - the gap."""
+    gaps = np.array(result.completeness_gaps, dtype=np.float64)
+    return np.abs(gaps) / np.abs(served_raw(result).sum(-1) - gaps)
+
+
+@pytest.mark.parametrize(("model", "baseline"), [("bert", "zeros"), ("deberta-v2", "pad")])
+def test_steps_chosen_per_text_reach_the_tolerance(stub, model, baseline):
+    """A text refined to the tolerance reaches it, at the steps it reports, and its scores are
+    those of a fixed Clenshaw-Curtis request at those steps (the points already run are
+    reused, none is lost); a tolerance out of reach stops at the most steps, marked."""
+    tolerance = 1e-3
+    results = attribute(
+        stub, model, method="integrated_gradients", completeness_tolerance=tolerance,
+        baseline=baseline, steps=128,
+    )  # fmt: skip
+    if model == "deberta-v2":  # its integrand is far from straight: texts refine
+        assert max(result.steps for result in results) > 8
+    for result in results:
+        assert result.steps in (8, 16, 32, 64, 128)
+        assert not result.tolerance_missed
+        assert relative_gaps(result).max() <= tolerance
+        (fixed,) = attribute(
+            stub, model, texts=[result.text], method="integrated_gradients", baseline=baseline,
+            integration="fejer", steps=result.steps,
+        )  # fmt: skip
+        expected = served_raw(fixed)
+        np.testing.assert_allclose(
+            served_raw(result), expected, rtol=0, atol=1e-5 * np.abs(expected).max()
+        )
+        if result.steps > 8:  # refined: the level below had not reached it
+            (coarser,) = attribute(
+                stub, model, texts=[result.text], method="integrated_gradients",
+                baseline=baseline, integration="fejer", steps=result.steps // 2,
+            )  # fmt: skip
+            assert relative_gaps(coarser).max() > tolerance
+    out_of_reach = attribute(
+        stub, model, method="integrated_gradients", completeness_tolerance=1e-12,
+        baseline=baseline, steps=16,
+    )  # fmt: skip
+    for result in out_of_reach:
+        assert result.steps == 16 and result.tolerance_missed

@@ -24,8 +24,9 @@ INTEGRATED_GRADIENTS = "integrated_gradients"
 GRADIENT_SHAP = "gradient_shap"
 
 GAUSS_LEGENDRE = "gausslegendre"
+FEJER = "fejer"  # Fejer's second rule: steps - 1 interior points, nested on doubling
 RIEMANN = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-INTEGRATIONS = (GAUSS_LEGENDRE, *RIEMANN)
+INTEGRATIONS = (GAUSS_LEGENDRE, FEJER, *RIEMANN)
 PAD, ZEROS = "pad", "zeros"
 BASELINES = (PAD, ZEROS)
 DELETE, MASK = "delete", "mask"  # how faithfulness removes a word (faithfulness.py)
@@ -35,6 +36,10 @@ DEFAULT_STEPS = 32
 DEFAULT_SAMPLES = 16
 DEFAULT_STDEV = 0.01
 MAX_POINTS = 512  # steps or samples per text and label
+# Steps chosen per text (``completeness_tolerance``): the Fejer levels tried, in order,
+# each reusing the points of the one before; ``steps`` is then the most a text may get.
+TOLERANCE_STEPS = (8, 16, 32, 64, 128, 256, 512)
+DEFAULT_MAX_TOLERANCE_STEPS = 64
 MAX_SEED = 2**64 - 1
 FAITHFULNESS = "faithfulness"  # the field: a reader of settings, as a method is
 
@@ -125,6 +130,10 @@ FIELDS = (
           low=1, high=MAX_POINTS, read_with=_IG),
     Field("integration", str, "", GAUSS_LEGENDRE, "integrated_gradients: the integration rule",
           INTEGRATIONS, read_with=_IG),
+    Field("completeness_tolerance", float, None, 0.0, "integrated_gradients: choose the steps "
+          "per text, refining (Fejer's second rule, 8 steps doubled up to steps, default 64 then) "
+          "until every label's completeness gap is within this fraction of |f(x) - f(b)| "
+          "(unset or 0: fixed steps)", low=0, read_with=_IG),
     Field("baseline", str, "", PAD, "integrated_gradients and gradient_shap: the pad token's "
           "embedding (special tokens keep theirs) or zero vectors", BASELINES,
           read_with=PATH_METHODS),
@@ -158,9 +167,16 @@ class _Resolved:
 
     @property
     def points(self) -> int:
-        """Path graph rows per text and label."""
+        """Path graph points per text and label, at the most."""
         field = METHODS_BY_NAME[self.method].points
         return getattr(self, field) if field else 0
+
+    @property
+    def tolerance(self) -> float:
+        """The completeness tolerance the steps are chosen by (0: fixed steps)."""
+        if self.method != INTEGRATED_GRADIENTS:
+            return 0.0
+        return self.completeness_tolerance
 
     @property
     def random(self) -> bool:
@@ -210,6 +226,11 @@ def resolve(
     got = {field.name: _filled(field, values.get(field.name)) for field in FIELDS}
     for name in ("method", "integration", "baseline"):
         _one_of(FIELDS_BY_NAME[name], got[name])
+    tolerance = float(got["completeness_tolerance"])
+    got["completeness_tolerance"] = tolerance
+    _in_range(FIELDS_BY_NAME["completeness_tolerance"], tolerance)
+    if tolerance and got["method"] == INTEGRATED_GRADIENTS:
+        _tolerance_steps(got, values)
     riemann = got["integration"] in RIEMANN
     note = f" ({got['integration']} needs 2 or more)" if riemann else ""
     _in_range(FIELDS_BY_NAME["steps"], got["steps"], 2 if riemann else 1, note)
@@ -230,6 +251,33 @@ def resolve(
     if settings.seed is not None:
         _in_range(FIELDS_BY_NAME["seed"], settings.seed)
     return settings
+
+
+def _tolerance_steps(got: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """With a completeness tolerance the steps are chosen per text by the nested
+    Fejer levels (``TOLERANCE_STEPS``); ``steps`` is the most (unset: 64)."""
+    if got["completeness_tolerance"] >= 1:
+        raise RequestError(
+            "completeness_tolerance",
+            f"is {got['completeness_tolerance']}; use a fraction of |f(x) - f(b)| below 1 "
+            "(for example 0.01), or 0 for fixed steps",
+        )
+    if values.get("integration") not in (None, "", FEJER):
+        raise RequestError(
+            "integration",
+            f"is {shown(values['integration'])}, but completeness_tolerance refines with the "
+            f"nested {FEJER} rule: leave integration empty, or drop the tolerance",
+        )
+    got["integration"] = FEJER
+    if values.get("steps") in (None, 0):
+        got["steps"] = DEFAULT_MAX_TOLERANCE_STEPS
+    elif got["steps"] not in TOLERANCE_STEPS:
+        raise RequestError(
+            "steps",
+            f"is {got['steps']}; with completeness_tolerance it is the most steps a text may "
+            f"get, one of {', '.join(map(str, TOLERANCE_STEPS))} (0: "
+            f"{DEFAULT_MAX_TOLERANCE_STEPS})",
+        )
 
 
 def _filled(field: Field, value: Any) -> Any:

@@ -37,12 +37,14 @@ from gradlight.runtime.explanation.faithfulness import (
 )
 from gradlight.runtime.explanation.faithfulness import score as faithfulness_score
 from gradlight.runtime.explanation.methods import check_method, text_seed
+from gradlight.runtime.explanation.path_rows import most_rows
 from gradlight.runtime.explanation.request_plan import (
     RequestPlan,
     ResolvedRequest,
     TokenScores,
     check_path_rows,
     plan_request,
+    take_path_outputs,
     token_scores,
 )
 from gradlight.runtime.explanation.requests import (
@@ -163,8 +165,9 @@ class Attributor:
         faithful = (
             units * max_variants(len(request.label_indices)) if request.options.faithfulness else 0
         )
+        refined = sum(most_rows(text) for text in plan.path)  # held at the most steps
         admission.resize(
-            weight(plan.forward) + weight(plan.attribution) + len(plan.checked) + faithful
+            weight(plan.forward) + weight(plan.attribution) + len(plan.checked) + faithful + refined
         )
         return plan
 
@@ -178,6 +181,9 @@ class Attributor:
             self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
         )
         options, label_indices = request.options, request.label_indices
+        if plan.path:
+            take_path_outputs(plan, attribution)
+            await self._refine(plan, forward, admission)
         scores: list[TokenScores | None] = [
             token_scores(index, plan, forward, attribution, label_indices)
             if options.token_attributions
@@ -190,6 +196,30 @@ class Attributor:
         if options.faithfulness:
             faithfulness = await self._faithfulness(request, plan, scores, forward, admission)
         return forward, scores, faithfulness
+
+    async def _refine(
+        self, plan: RequestPlan, forward: list[RowOutput], admission: Admission
+    ) -> None:
+        """Steps chosen per text: the texts whose completeness gap is above the tolerance run
+        their next level's points, every such text's rows in one work, until all are within it
+        or at their most steps (runtime/explanation/path_rows.py)."""
+        while True:
+            texts = [
+                text
+                for text in plan.path
+                if text.can_refine()
+                and not text.within(text.raw(), forward[plan.full_row[text.unit]].logits)  # type: ignore[index]
+            ]
+            if not texts:
+                return
+            rows = [text.refine() for text in texts]
+            outputs = await self.batcher.submit(
+                plan.attribution_graph, [row for part in rows for row in part], admission
+            )
+            start = 0
+            for text, part in zip(texts, rows, strict=True):
+                text.take(outputs[start : start + len(part)])
+                start += len(part)
 
     async def _fp32_where_needed(
         self,
@@ -317,6 +347,8 @@ class Attributor:
             sentences=sentences,
             method=request.choice.method if scores is not None else "",
             completeness_gaps=scores.gaps if scores is not None else None,
+            steps=scores.steps if scores is not None else 0,
+            tolerance_missed=scores.tolerance_missed if scores is not None else False,
             seed=request.seed,
             faithfulness=faithfulness,
         )

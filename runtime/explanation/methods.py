@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH
-from gradlight.runtime.execution.feeds import Row, RowOutput
-from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.wire.methods import (
+    FEJER,
     FIELD_NAMES,
     GAUSS_LEGENDRE,
     INPUT_X_GRADIENT,
@@ -76,9 +75,27 @@ def check_method(options: AttributeOptions, has_path_graph: bool) -> MethodSetti
     )
 
 
+def fejer(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(alphas, weights)`` of Fejer's second rule of ``steps`` (even) intervals on [0, 1]: the
+    ``steps - 1`` interior points ``(1 - cos(k pi / steps)) / 2`` of Clenshaw-Curtis, positive
+    weights. The points of ``steps`` are the odd-numbered points of ``2 steps``: doubling reuses
+    every point computed (about as accurate as Gauss-Legendre at equal points on smooth
+    integrands: Trefethen, "Is Gauss quadrature better than Clenshaw-Curtis?", SIAM Review
+    2008). No end point: the gradient at the baseline itself is never taken (at a zero vector
+    fed to a normalization it is huge)."""
+    if steps < 2 or steps % 2:
+        raise ValueError(f"{FEJER} needs an even number of steps, got {steps}")
+    theta = np.arange(1, steps) * np.pi / steps
+    odd = 2 * np.arange(1, steps // 2 + 1) - 1
+    weights = 4 * np.sin(theta) / steps * (np.sin(np.outer(theta, odd)) / odd).sum(-1)
+    return (1.0 - np.cos(theta)) / 2.0, weights / 2.0
+
+
 def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """``(alphas, weights)`` of an integration rule on [0, 1], as Captum computes them
-    (captum.attr._utils.approximation_methods)."""
+    (captum.attr._utils.approximation_methods); Fejer's second rule: ``fejer``."""
+    if rule == FEJER:
+        return fejer(steps)
     if rule == GAUSS_LEGENDRE:
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return 0.5 * (1 + nodes), 0.5 * weights
@@ -123,8 +140,8 @@ def draws(
 
 @dataclass(frozen=True)
 class PathPoints:
-    """One text's points on the path: what each path-graph row of a label gets besides its
-    cotangent, and how the rows' scores combine (``weights``)."""
+    """One text's points on the path: what each path-graph row gets besides its cotangents,
+    and how the rows' scores combine (``weights``)."""
 
     alphas: np.ndarray  # [P]
     weights: np.ndarray  # [P]
@@ -132,85 +149,36 @@ class PathPoints:
     fill: float  # the pad vector's weight elsewhere (0: zero baseline)
     noise: np.ndarray | None  # [P, S, H] or None (no noise)
 
-    def extras(self, point: int, zeros: np.ndarray) -> dict[str, np.ndarray]:
-        """The path graph's inputs for one row (``zeros``: [S, H], shared by noiseless rows)."""
+    def extras(self, alpha: float, noise: np.ndarray) -> dict[str, np.ndarray]:
+        """The path graph's inputs for a row at ``alpha`` with ``noise`` [S, H]."""
         return {
-            "alpha": np.float32(self.alphas[point]),
+            "alpha": np.float32(alpha),
             "keep": self.keep,
             "fill": np.float32(self.fill),
-            "noise": zeros if self.noise is None else self.noise[point],
+            "noise": noise,
         }
-
-    def baseline_extras(self, zeros: np.ndarray) -> dict[str, np.ndarray]:
-        """The row that runs the model at the baseline (``alpha`` 0): its logits are f(b)."""
-        return {
-            "alpha": np.float32(0.0),
-            "keep": self.keep,
-            "fill": np.float32(self.fill),
-            "noise": zeros,
-        }
-
-    def combine(self, scores: np.ndarray) -> np.ndarray:
-        """``scores [P, S]`` of one label's rows -> the label's raw scores ``[S]``."""
-        return np.tensordot(self.weights, np.asarray(scores, dtype=np.float64), axes=1)
 
 
 def path_points(
-    choice: MethodSettings, special: Sequence[bool], hidden: int, seed: int | Sequence[int]
+    choice: MethodSettings,
+    special: Sequence[bool],
+    hidden: int,
+    seed: int | Sequence[int],
+    steps: int | None = None,
 ) -> PathPoints:
     """The points of ``choice`` (a path method) for a text whose tokens are ``special`` or not
-    (``seed``: the text's, ``text_seed``)."""
+    (``seed``: the text's, ``text_seed``); integrated gradients at ``steps`` (None: the
+    choice's)."""
     tokens = len(special)
     if choice.baseline == PAD:
         keep, fill = np.asarray(special, dtype=np.float32), 1.0
     else:
         keep, fill = np.zeros(tokens, dtype=np.float32), 0.0
     if choice.method == INTEGRATED_GRADIENTS:
-        alphas, weights = integration_points(choice.integration, choice.steps)
+        alphas, weights = integration_points(choice.integration, steps or choice.steps)
         return PathPoints(alphas, weights, keep, fill, None)
     alphas, noise = draws(seed, choice.samples, tokens, hidden, choice.stdev)
     if noise is not None:  # none where the baseline is the token itself: those score 0
         noise *= (1 - keep)[None, :, None]
     weights = np.full(choice.samples, 1.0 / choice.samples)
     return PathPoints(alphas, weights, keep, fill, noise)
-
-
-def path_rows(
-    encoded: EncodedText,
-    unit: int,
-    label_indices: Sequence[int],
-    labels: int,
-    choice: MethodSettings,
-    hidden: int,
-    seed: int,
-) -> tuple[PathPoints, list[Row]]:
-    """One text's path graph rows: per label (``label_indices`` of ``labels``), one row per
-    point, then one row at the baseline (its logits are f(b)); all of ``unit``, so that they
-    share a padded call (the batcher keeps a unit together within its limits)."""
-    points = path_points(choice, encoded.special, hidden, text_seed(seed, encoded.ids))
-    zeros = np.zeros((len(encoded), hidden), dtype=np.float32)
-    one_hot = np.eye(labels, dtype=np.float32)
-    rows = [
-        Row(encoded, {"cotangent": one_hot[k], **points.extras(point, zeros)}, unit=unit)
-        for k in label_indices
-        for point in range(len(points.alphas))
-    ]
-    baseline = {"cotangent": one_hot[label_indices[0]], **points.baseline_extras(zeros)}
-    return points, [*rows, Row(encoded, baseline, unit=unit)]
-
-
-def path_scores(
-    points: PathPoints, rows: Sequence[RowOutput], logits: np.ndarray, label_indices: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """A text's raw scores ``[K, S]`` from its ``path_rows`` outputs, and the completeness gaps
-    ``[K]``: ``sum_s scores - (f(x) - f(b))``, ``logits`` being f(x) (the forward graph's)."""
-    count = len(points.alphas)
-    raw = np.stack(
-        [
-            points.combine(np.stack([row.scores for row in rows[k * count : (k + 1) * count]]))
-            for k in range(len(label_indices))
-        ]
-    )
-    picked = list(label_indices)
-    gaps = raw.sum(-1) - (logits[picked] - rows[-1].logits[picked])
-    return raw.astype(np.float32), gaps.astype(np.float32)

@@ -21,7 +21,7 @@ from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.explanation.ablation import encode_variants
 from gradlight.runtime.explanation.entities import MarkedSpan
-from gradlight.runtime.explanation.methods import PathPoints, path_rows, path_scores
+from gradlight.runtime.explanation.path_rows import PathText, path_graph, path_text
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.sentences import SentenceSpan, split_sentences
 from gradlight.runtime.explanation.token_graphs import LabelRows, TokenGraph, token_graph
@@ -55,9 +55,8 @@ class RequestPlan:
     full_row: list[int | None]  # unit -> index of its full-text row in ``forward``
     variants: list[list[int | None]]  # unit -> per sentence, its variant's row in ``forward``
     spans: list[list[SentenceSpan]]  # unit -> its sentences, as reported
-    # Path methods: unit -> its points, and the index of its first row in ``attribution``
-    # (per label its points' rows, then one row at the baseline).
-    points: list[PathPoints] = field(default_factory=list)
+    # Path methods: unit -> its path rows, and the index of its first row in ``attribution``.
+    path: list[PathText] = field(default_factory=list)
     path_start: list[int] = field(default_factory=list)
     # A token graph: the graph's entry and how each unit's rows hold the labels.
     token_graph: TokenGraph | None = None
@@ -70,11 +69,14 @@ class RequestPlan:
 @dataclass(frozen=True)
 class TokenScores:
     """One unit's token scores: raw ``[K, S]``, the logits its probabilities come from, and the
-    path methods' completeness gaps ``[K]``."""
+    path methods' completeness gaps ``[K]``, points per label and whether a completeness
+    tolerance was missed at the most steps."""
 
     raw: np.ndarray
     logits: np.ndarray
     gaps: np.ndarray | None = None
+    steps: int = 0
+    tolerance_missed: bool = False
 
 
 def plan_request(engine: Engine, max_batch_size: int, request: ResolvedRequest) -> RequestPlan:
@@ -174,16 +176,31 @@ def check_path_rows(rows: int, choice: MethodSettings, limit: int) -> None:
 
 
 def _plan_path(plan: RequestPlan, engine: Engine, request: ResolvedRequest) -> None:
-    plan.attribution_graph = ATTRIBUTION_PATH
-    hidden = int(engine.input_shape(ATTRIBUTION_PATH, "noise")[-1])
     labels = len(engine.labels)
+    plan.attribution_graph = path_graph(engine.has_graph, len(request.label_indices))
+    hidden = int(engine.input_shape(plan.attribution_graph, "noise")[-1])
+    shared = plan.attribution_graph != ATTRIBUTION_PATH
     for unit, row in enumerate(plan.encoded):
-        points, rows = path_rows(
-            row, unit, request.label_indices, labels, request.choice, hidden, request.seed or 0
+        text = path_text(
+            row,
+            unit,
+            request.label_indices,
+            labels,
+            request.choice,
+            hidden,
+            request.seed or 0,
+            shared,
         )
-        plan.points.append(points)
+        plan.path.append(text)
         plan.path_start.append(len(plan.attribution))
-        plan.attribution.extend(rows)
+        plan.attribution.extend(text.first_rows())
+
+
+def take_path_outputs(plan: RequestPlan, attribution: Sequence[RowOutput]) -> None:
+    """Hand each unit's first path rows' outputs to its ``PathText``."""
+    ends = [*plan.path_start[1:], len(attribution)]
+    for text, start, end in zip(plan.path, plan.path_start, ends, strict=True):
+        text.take(attribution[start:end])
 
 
 def token_scores(
@@ -194,12 +211,14 @@ def token_scores(
     label_indices: tuple[int, ...],
 ) -> TokenScores:
     """Unit ``index``'s token scores from the request's rows' outputs."""
-    if plan.token_graph is None:  # the path graph
-        points, start = plan.points[index], plan.path_start[index]
-        rows = attribution[start : start + len(label_indices) * len(points.alphas) + 1]
+    if plan.token_graph is None:  # the path graphs
+        text = plan.path[index]
         logits = forward[plan.full_row[index]].logits  # type: ignore[index]
-        raw, gaps = path_scores(points, rows, logits, label_indices)
-        return TokenScores(raw, logits, gaps)
+        raw = text.raw()
+        gaps, _ = text.gaps(raw, logits)
+        missed = bool(text.choice.tolerance) and not text.within(raw, logits)
+        gaps = gaps.astype(np.float32)
+        return TokenScores(raw.astype(np.float32), logits, gaps, text.steps, missed)
     assert plan.label_rows is not None
     count = len(plan.label_rows.shares)  # rows per unit
     rows = attribution[index * count : (index + 1) * count]

@@ -34,6 +34,8 @@ class TextResult:
     sentences: tuple[SentenceResult, ...] | None = None
     method: str = ""  # of the token scores
     completeness_gaps: np.ndarray | None = None  # [K], path methods
+    steps: int = 0  # path methods: points per label (integrated gradients: its steps, as used)
+    tolerance_missed: bool = False  # a completeness tolerance asked, not reached at the most steps
     seed: int | None = None  # drawn or asked (gradient_shap, faithfulness)
     faithfulness: FaithfulnessResult | None = None
 
