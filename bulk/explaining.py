@@ -21,7 +21,8 @@ from gradlight.client.client import entity_fields, method_fields
 from gradlight.runtime.explanation.faithfulness import FRACTIONS
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.error_details import ErrorDetails
-from gradlight.wire.methods import FIELD_NAMES, FIELDS_BY_NAME, METHODS_BY_NAME, with_fields
+from gradlight.wire.errors import RequestError
+from gradlight.wire.methods import FIELD_NAMES, FIELDS_BY_NAME, resolve, with_fields
 
 TRANSIENT = frozenset(
     {
@@ -107,15 +108,16 @@ class _JobRequest:
         return FIELDS_BY_NAME["seed"].read_by(self.method, self.faithfulness)  # type: ignore[attr-defined]
 
     def rows_per_unit(self, labels: int) -> int:
-        """About how many graph rows one classification (a text, or a span) costs: the path
-        graph's per label and point plus one at the baseline, and faithfulness' variants (at
-        most 2 per fraction for each label and the random ranking); 1 otherwise."""
+        """At most how many graph rows one classification (a text, or a span) costs: the path
+        graph's per label and point (with a completeness tolerance, the most steps' points)
+        plus one at the baseline, and faithfulness' variants (at most 2 per fraction for each
+        label and the random ranking); 1 otherwise."""
         values = self.method_values
-        rows = 1
-        method = METHODS_BY_NAME.get(values["method"] or FIELDS_BY_NAME["method"].default)
-        if method is not None and method.points is not None:
-            points = values[method.points] or FIELDS_BY_NAME[method.points].default
-            rows = labels * points + 1
+        try:
+            points = resolve(values).points
+        except RequestError:  # refused before any request (job.py: _check_request)
+            points = 0
+        rows = labels * points + 1 if points else 1
         if values["faithfulness"]:
             rows += 2 * len(FRACTIONS) * (labels + 1)
         return rows

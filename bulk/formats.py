@@ -1,21 +1,24 @@
 """Output records of a bulk job, one per input line, in three formats.
 
 - ``gradlight``: the line's prediction (label, probabilities), the attribution method and its
-  evidence per label, plus sentences when asked, the completeness gaps of a path method, the
-  seed of a random one and the faithfulness figures when asked; for a line with spans, the
-  same per span under ``entities``.
+  evidence per label, plus sentences when asked, the completeness gaps of a path method with
+  the steps (samples) it used and, for integrated gradients, whether a completeness tolerance
+  was missed, the seed of a random one and the faithfulness figures when asked; for a line with
+  spans, the same per span under ``entities``.
 - ``prodigy``: a Prodigy task (https://prodi.gy/docs/api-interfaces): ``text``; ``spans``
   with ``start``, ``end``, ``label``, ``score`` and a ``color`` whose shade follows the score
   (the evidence words; for a line with spans, its spans labelled with their predicted label);
   ``html``, the text with the evidence highlighted, for the ``html`` interface or a
   ``blocks`` layout; ``options`` and ``accept`` (the predicted labels) for the ``choice``
-  interface; and ``meta`` (the line, its id, the prediction, the method and its seed).
+  interface; and ``meta`` (the line, its id, the prediction, the method, its steps, whether a
+  completeness tolerance was missed, and its seed).
 - ``label-studio``: a Label Studio task (https://labelstud.io/guide/predictions):
   ``data.text`` and one prediction whose ``result`` holds a ``choices`` region with the
   predicted labels and ``labels`` regions for the words that pushed toward a label (the
   evidence, with its score) and, for a line with spans, for the spans (with their predicted
   label and probability); its ``model_version`` names the model, and the method when it is not
-  input x gradient. ``label_studio_config`` gives the matching labeling config.
+  input x gradient; ``data`` also holds a path method's steps and whether a completeness
+  tolerance was missed. ``label_studio_config`` gives the matching labeling config.
 """
 
 from __future__ import annotations
@@ -83,6 +86,21 @@ def _seed(result: pb.TextResult) -> int | None:
     return result.seed if random or result.seed else None
 
 
+def _path_figures(results: Sequence[pb.TextResult]) -> dict[str, Any]:
+    """``steps``: the most points per label a path method used (integrated gradients' steps,
+    gradient_shap's samples) over ``results`` (a line's answer, or its spans'); and, for a
+    method that reads a completeness tolerance (integrated gradients), ``tolerance_missed``:
+    whether any of them is above the tolerance at the most steps."""
+    figures: dict[str, Any] = {}
+    steps = max((result.steps for result in results), default=0)
+    if steps:
+        figures["steps"] = steps
+    tolerance = FIELDS_BY_NAME["completeness_tolerance"]
+    if any(result.method and tolerance.read_by(result.method, False) for result in results):
+        figures["tolerance_missed"] = any(result.tolerance_missed for result in results)
+    return figures
+
+
 def _method(result: pb.TextResult, answers: Sequence[_Answer]) -> str:
     """The method of a line's token scores (of its first span's, for a line with spans)."""
     return answers[0].result.method if answers else result.method
@@ -142,6 +160,7 @@ def _answer_json(text: str, answer: _Answer, options: OutputOptions) -> dict[str
     }
     if result.completeness_gaps:
         data["completeness_gaps"] = _per_label(result, result.completeness_gaps)
+    data.update(_path_figures([result]))
     if result.HasField("faithfulness"):
         found = result.faithfulness
         data["faithfulness"] = {
@@ -303,6 +322,7 @@ def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[
         task["accept"] = []
     task["options"] = [{"id": label, "text": label} for label in labels]
     meta["method"] = _method(result, answers)
+    meta.update(_path_figures([answer.result for answer in answers]))
     if answers and (seed := _seed(answers[0].result)) is not None:
         meta["seed"] = seed
     task["meta"] = meta
@@ -368,6 +388,7 @@ def _label_studio(
     for (start, end, label), value in sorted(evidence_regions.items()):
         span_value = {"start": start, "end": end, "text": text[start:end], "labels": [label]}
         regions.append(_region(len(regions), LS_EVIDENCE, "labels", span_value, value))
+    data.update(_path_figures([answer.result for answer in answers]))
     version = options.model or "gradlight"
     method = _method(result, answers)
     if method and method != FIELDS_BY_NAME["method"].default:  # tell each method's apart

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gradlight.client.palette import ink, shade
 from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.wire.methods import METHODS_BY_NAME
 
 
 def _background(score: float) -> str:
@@ -56,13 +57,16 @@ def render_result(result: pb.TextResult, label: str | None, *, color: bool) -> s
 
 
 def _method_figures(result: pb.TextResult, label: str) -> list[str]:
-    """For ``label``: the completeness gap (path methods), the faithfulness figures (when
-    asked) and the seed that reproduces them."""
+    """For ``label``: the completeness gap (path methods) with the steps or samples used and
+    whether a completeness tolerance was missed, the faithfulness figures (when asked) and the
+    seed that reproduces them."""
     column = list(result.labels).index(label)
     lines = []
     if result.completeness_gaps:
         gap = result.completeness_gaps[column]
-        lines.append(f"completeness gap: {gap:+.4f} (sum of raw scores - logit change)")
+        lines.append(
+            f"completeness gap: {gap:+.4f} (sum of raw scores - logit change){_points(result)}"
+        )
     if result.HasField("faithfulness"):
         found = result.faithfulness
         lines.append(
@@ -74,3 +78,15 @@ def _method_figures(result: pb.TextResult, label: str) -> list[str]:
     if result.seed or result.method == "gradient_shap" or result.HasField("faithfulness"):
         lines.append(f"seed: {result.seed}")
     return lines
+
+
+def _points(result: pb.TextResult) -> str:
+    """`` at 16 steps`` (the points the path method used), and the mark of a completeness
+    tolerance not reached at the most steps."""
+    method = METHODS_BY_NAME.get(result.method)
+    said = ""
+    if result.steps and method is not None and method.points:
+        said = f" at {result.steps} {method.points}"
+    if result.tolerance_missed:
+        said += "; tolerance not reached at the most steps (some label's gap is above it)"
+    return said

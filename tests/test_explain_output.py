@@ -310,6 +310,7 @@ def test_integrated_gradients_with_faithfulness_in_every_record(tmp_path, export
     for answer in answers:
         assert answer["method"] == "integrated_gradients"
         assert list(answer["completeness_gaps"]) == labels
+        assert (answer["steps"], answer["tolerance_missed"]) == (8, False)
         found = answer["faithfulness"]
         assert found["fractions"] == [0.01, 0.05, 0.1, 0.2, 0.5] and found["words"] > 0
         for key in ("comprehensiveness", "sufficiency", "random_comprehensiveness"):
@@ -333,8 +334,9 @@ def test_integrated_gradients_with_faithfulness_in_every_record(tmp_path, export
 
 
 def test_the_annotation_formats_name_the_method(tmp_path, exported):
-    """Prodigy's ``meta`` holds the method and the seed; Label Studio's ``model_version``
-    names a method other than input x gradient; both stay valid tasks."""
+    """Prodigy's ``meta`` holds the method, its samples (``steps``) and the seed; Label
+    Studio's ``model_version`` names a method other than input x gradient; both stay valid
+    tasks."""
     lines = [json.dumps(record, ensure_ascii=False) for record in (GOOD[0], GOOD[3])]
     source = write_input(tmp_path / "in.jsonl", lines)
     method = ("--method", "gradient_shap", "--samples", "4", "--seed", "11")
@@ -343,6 +345,7 @@ def test_the_annotation_formats_name_the_method(tmp_path, exported):
     for task in read_records(prodigy):
         check_prodigy(task, [option["id"] for option in task["options"]])
         assert (task["meta"]["method"], task["meta"]["seed"]) == ("gradient_shap", 11)
+        assert task["meta"]["steps"] == 4 and "tolerance_missed" not in task["meta"]
     explain(source, studio, "--artifact", exported("bert"), "--format", "label-studio", *method)
     config = tmp_path.joinpath("ls.jsonl.label-config.xml").read_text()
     for task in read_records(studio):

@@ -12,6 +12,12 @@ import pytest
 from http_json import grpc_json, request, request_json
 
 TEXT = "The patient denies chest pain. No evidence of pneumonia."
+IG = {
+    "model": "bert",
+    "texts": [TEXT],
+    "token_attributions": True,
+    "method": "integrated_gradients",
+}
 
 
 def test_attribute_over_http_equals_grpc(tiny_server, tiny_client):
@@ -78,7 +84,35 @@ def test_answers_carry_the_fields_that_apply_in_proto_order(tiny_server):
     status, answer = request_json(url + "v1/attribute", shap)
     assert status == 200, answer
     result = answer["results"][0]
-    assert list(result)[-3:] == ["method", "completeness_gaps", "seed"] and result["seed"] == "7"
+    assert list(result)[-4:] == ["method", "completeness_gaps", "seed", "steps"]
+    assert result["seed"] == "7" and result["steps"] == 2
+    # Integrated gradients: the steps it used and whether a completeness tolerance was missed
+    # (false without one), and no seed.
+    ig = {**body, "method": "integrated_gradients", "steps": 4}
+    status, answer = request_json(url + "v1/attribute", ig)
+    assert status == 200, answer
+    result = answer["results"][0]
+    assert list(result)[-4:] == ["method", "completeness_gaps", "steps", "tolerance_missed"]
+    assert (result["steps"], result["tolerance_missed"]) == (4, False)
+
+
+def test_a_completeness_tolerance_over_http_equals_grpc(tiny_server, tiny_client):
+    """``completeness_tolerance`` (and its JSON name) reaches the runtime: the answer is
+    gRPC's for the same request, each text with the steps it got (a Clenshaw-Curtis level up
+    to ``steps``) and whether the tolerance was missed."""
+    texts = [TEXT, "No fever."]
+    fields = {"method": "integrated_gradients", "steps": 16, "labels": ["label_0", "label_2"]}
+    expected = grpc_json(
+        tiny_client.attribute(texts, model="bert", completeness_tolerance=0.25, **fields)
+    )
+    for key in ("completeness_tolerance", "completenessTolerance"):
+        body = {"model": "bert", "texts": texts, "token_attributions": True, key: 0.25, **fields}
+        status, answer = request_json(tiny_server.http_url + "v1/attribute", body)
+        assert status == 200, answer
+        assert answer == expected
+    for result in answer["results"]:
+        assert result["steps"] in (8, 16) and isinstance(result["tolerance_missed"], bool)
+        assert result["tolerance_missed"] is False or result["steps"] == 16
 
 
 @pytest.mark.parametrize(
@@ -122,6 +156,36 @@ def test_answers_carry_the_fields_that_apply_in_proto_order(tiny_server):
             "max_length: is 100000",
         ),
         ({"model": "gpt", "texts": [TEXT]}, 404, "NOT_FOUND", "model 'gpt' is not served"),
+        (
+            {"model": "bert", "texts": [TEXT], "completeness_tolerance": "small"},
+            400,
+            "INVALID_ARGUMENT",
+            'completeness_tolerance: must be a number, got "small"',
+        ),
+        (
+            {**IG, "completeness_tolerance": 1.5},
+            400,
+            "INVALID_ARGUMENT",
+            "completeness_tolerance: is 1.5; use a fraction",
+        ),
+        (
+            {**IG, "completeness_tolerance": "NaN"},
+            400,
+            "INVALID_ARGUMENT",
+            "completeness_tolerance: is nan",
+        ),
+        (
+            {**IG, "completeness_tolerance": 0.01, "integration": "riemann_left"},
+            400,
+            "INVALID_ARGUMENT",
+            "integration: is 'riemann_left', but completeness_tolerance refines",
+        ),
+        (
+            {**IG, "completeness_tolerance": 0.01, "steps": 12},
+            400,
+            "INVALID_ARGUMENT",
+            "steps: is 12; with completeness_tolerance",
+        ),
     ],
 )
 def test_bad_bodies_get_a_status_naming_the_field(tiny_server, body, status, code, fragment):

@@ -164,6 +164,7 @@ def test_the_terminal_shows_the_method_gaps_and_faithfulness(tiny_client):
     shown = render_result(result, None, color=False)
     assert "tokens by integrated_gradients, coloured for label" in shown
     assert "completeness gap: " in shown and "seed: 5" in shown
+    assert "logit change) at 4 steps" in shown and "tolerance not reached" not in shown
     assert f"faithfulness over {result.faithfulness.words} words" in shown
     plain = render_result(tiny_client.attribute([TEXT], model="bert").results[0], None, color=False)
     assert "completeness gap" not in plain and "faithfulness" not in plain and "seed" not in plain

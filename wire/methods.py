@@ -234,6 +234,10 @@ def resolve(
     riemann = got["integration"] in RIEMANN
     note = f" ({got['integration']} needs 2 or more)" if riemann else ""
     _in_range(FIELDS_BY_NAME["steps"], got["steps"], 2 if riemann else 1, note)
+    if got["integration"] == FEJER and got["steps"] % 2:
+        raise RequestError(
+            "steps", f"is {got['steps']}; {FEJER} takes an even number of steps (2 to {MAX_POINTS})"
+        )
     _in_range(FIELDS_BY_NAME["samples"], got["samples"])
     got["stdev"] = float(got["stdev"])
     _in_range(FIELDS_BY_NAME["stdev"], got["stdev"])

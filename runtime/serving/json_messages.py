@@ -13,7 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from gradlight.wire.errors import RequestError
-from gradlight.wire.methods import FIELDS_BY_NAME
+from gradlight.wire.methods import FIELDS_BY_NAME, PATH_METHODS
 
 M = TypeVar("M", bound=Message)
 
@@ -79,7 +79,8 @@ def to_json(message: Message) -> dict[str, Any]:
     """``message`` in protobuf's JSON mapping, with the fields that apply to it: a field that is
     meaningful at its default stays (``truncated: false``, a token's ``start: 0``), while an
     empty list and a field of another method or another kind of answer are left out (a
-    prediction has no ``tokens``, ``method`` or ``seed``; input x gradient has no ``seed``).
+    prediction has no ``tokens``, ``method`` or ``seed``; input x gradient has no ``seed``,
+    ``steps`` or ``tolerance_missed``; gradient_shap no ``tolerance_missed``).
     Keys come in the proto's field order, whatever the message holds."""
     printed = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -122,4 +123,9 @@ def _applies(message: Message, field: FieldDescriptor) -> bool:
         if field.name == "seed":  # the seed of random draws: GradientSHAP's, faithfulness'
             faithfulness = message.HasField("faithfulness")  # type: ignore[attr-defined]
             return FIELDS_BY_NAME["seed"].read_by(message.method, faithfulness)  # type: ignore[attr-defined]
+        if field.name == "steps":  # the points of a path method
+            return message.method in PATH_METHODS  # type: ignore[attr-defined]
+        if field.name == "tolerance_missed":  # of the methods that read a tolerance
+            tolerance = FIELDS_BY_NAME["completeness_tolerance"]
+            return bool(message.method) and tolerance.read_by(message.method, False)  # type: ignore[attr-defined]
     return not field.is_repeated or len(value) > 0

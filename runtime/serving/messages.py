@@ -69,6 +69,8 @@ def text_result(result: TextResult | EntitiesResult, source: str | None = None) 
     message.method = result.method
     if result.completeness_gaps is not None:
         message.completeness_gaps.extend(result.completeness_gaps.tolist())
+    message.steps = result.steps
+    message.tolerance_missed = result.tolerance_missed
     if result.seed is not None:
         message.seed = result.seed
     if result.faithfulness is not None:

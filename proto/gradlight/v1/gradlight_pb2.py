@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradlight/v1/gradlight.proto\x12\x0cgradlight.v1\"\xa5\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12,\n\x08\x65ntities\x18\x04 \x03(\x0b\x32\x1a.gradlight.v1.TextEntities\x12\x33\n\x0e\x65ntity_marking\x18\x05 \x01(\x0b\x32\x1b.gradlight.v1.EntityMarking\"\xbe\x03\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x1a\n\x12token_attributions\x18\x04 \x01(\x08\x12\x1d\n\x15sentence_attributions\x18\x05 \x01(\x08\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x12\n\nraw_scores\x18\x07 \x01(\x08\x12,\n\x08\x65ntities\x18\x08 \x03(\x0b\x32\x1a.gradlight.v1.TextEntities\x12\x33\n\x0e\x65ntity_marking\x18\t \x01(\x0b\x32\x1b.gradlight.v1.EntityMarking\x12\x0e\n\x06method\x18\n \x01(\t\x12\r\n\x05steps\x18\x0b \x01(\x05\x12\x13\n\x0bintegration\x18\x0c \x01(\t\x12\x10\n\x08\x62\x61seline\x18\r \x01(\t\x12\x0f\n\x07samples\x18\x0e \x01(\x05\x12\x12\n\x05stdev\x18\x0f \x01(\x02H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x10 \x01(\x04H\x01\x88\x01\x01\x12\x14\n\x0c\x66\x61ithfulness\x18\x11 \x01(\x08\x12\x0f\n\x07removal\x18\x12 \x01(\tB\x08\n\x06_stdevB\x07\n\x05_seed\"7\n\x0cTextEntities\x12\'\n\x05spans\x18\x01 \x03(\x0b\x32\x18.gradlight.v1.EntitySpan\"(\n\nEntitySpan\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\"w\n\rEntityMarking\x12\x11\n\x04open\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x63lose\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rcontext_chars\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x07\n\x05_openB\x08\n\x06_closeB\x10\n\x0e_context_chars\"K\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"M\n\x11\x41ttributeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"\x84\x03\n\nTextResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x17\n\x0fpredicted_label\x18\x04 \x01(\t\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12#\n\x06tokens\x18\x06 \x03(\x0b\x32\x13.gradlight.v1.Token\x12)\n\tsentences\x18\x07 \x03(\x0b\x32\x16.gradlight.v1.Sentence\x12\x18\n\x10predicted_labels\x18\x08 \x03(\t\x12\x12\n\nnum_tokens\x18\t \x01(\x05\x12,\n\x08\x65ntities\x18\n \x03(\x0b\x32\x1a.gradlight.v1.EntityResult\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x19\n\x11\x63ompleteness_gaps\x18\x0c \x03(\x02\x12\x0c\n\x04seed\x18\r \x01(\x04\x12\x30\n\x0c\x66\x61ithfulness\x18\x0e \x01(\x0b\x32\x1a.gradlight.v1.Faithfulness\"\x9e\x01\n\x0c\x46\x61ithfulness\x12\x11\n\tfractions\x18\x01 \x03(\x02\x12\x19\n\x11\x63omprehensiveness\x18\x02 \x03(\x02\x12\x13\n\x0bsufficiency\x18\x03 \x03(\x02\x12 \n\x18random_comprehensiveness\x18\x04 \x03(\x02\x12\x1a\n\x12random_sufficiency\x18\x05 \x03(\x02\x12\r\n\x05words\x18\x06 \x01(\x05\"\x95\x01\n\x0c\x45ntityResult\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x15\n\rcontext_start\x18\x03 \x01(\x05\x12\x13\n\x0b\x63ontext_end\x18\x04 \x01(\x05\x12\x13\n\x0bmarked_text\x18\x05 \x01(\t\x12(\n\x06result\x18\x06 \x01(\x0b\x32\x18.gradlight.v1.TextResult\"\x89\x01\n\x05Token\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0f\n\x07special\x18\x05 \x01(\x08\x12\x0e\n\x06scores\x18\x06 \x03(\x02\x12\x12\n\nraw_scores\x18\x07 \x03(\x02\x12\x0e\n\x06marker\x18\x08 \x01(\x08\"H\n\x08Sentence\x12\x10\n\x08sentence\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x05\x12\x0e\n\x06scores\x18\x04 \x03(\x02\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.gradlight.v1.ModelInfo\"\xcf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x14\n\x0cproblem_type\x18\x06 \x01(\t\x12\x12\n\nmodel_type\x18\x07 \x01(\t\x12\x10\n\x08revision\x18\x08 \x01(\t\x12\x11\n\tprecision\x18\t \x01(\t\x12\x0f\n\x07methods\x18\n \x03(\t*\xa0\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n\rINVALID_FIELD\x10\x01\x12\x13\n\x0fMODEL_NOT_FOUND\x10\x02\x12\x0e\n\nQUEUE_FULL\x10\x03\x12\x16\n\x12RESPONSE_TOO_LARGE\x10\x04\x12\x11\n\rSHUTTING_DOWN\x10\x05\x12\x13\n\x0fUNAUTHENTICATED\x10\x06\x12\x14\n\x10INFERENCE_FAILED\x10\x07\x12\x12\n\x0eINTERNAL_ERROR\x10\x08\x12\x15\n\x11REQUEST_TOO_LARGE\x10\t\x12\x14\n\x10HOST_NOT_ALLOWED\x10\n\x12\x11\n\rNO_SUCH_ROUTE\x10\x0b\x12\x11\n\rRELOAD_FAILED\x10\x0c\x32\xcb\x02\n\nAttributor\x12\x46\n\x07Predict\x12\x1c.gradlight.v1.PredictRequest\x1a\x1d.gradlight.v1.PredictResponse\x12L\n\tAttribute\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse\x12V\n\x0f\x41ttributeStream\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.gradlight.v1.ListModelsRequest\x1a .gradlight.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradlight/v1/gradlight.proto\x12\x0cgradlight.v1\"\xa5\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12,\n\x08\x65ntities\x18\x04 \x03(\x0b\x32\x1a.gradlight.v1.TextEntities\x12\x33\n\x0e\x65ntity_marking\x18\x05 \x01(\x0b\x32\x1b.gradlight.v1.EntityMarking\"\xfe\x03\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x1a\n\x12token_attributions\x18\x04 \x01(\x08\x12\x1d\n\x15sentence_attributions\x18\x05 \x01(\x08\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x12\n\nraw_scores\x18\x07 \x01(\x08\x12,\n\x08\x65ntities\x18\x08 \x03(\x0b\x32\x1a.gradlight.v1.TextEntities\x12\x33\n\x0e\x65ntity_marking\x18\t \x01(\x0b\x32\x1b.gradlight.v1.EntityMarking\x12\x0e\n\x06method\x18\n \x01(\t\x12\r\n\x05steps\x18\x0b \x01(\x05\x12\x13\n\x0bintegration\x18\x0c \x01(\t\x12\x10\n\x08\x62\x61seline\x18\r \x01(\t\x12\x0f\n\x07samples\x18\x0e \x01(\x05\x12\x12\n\x05stdev\x18\x0f \x01(\x02H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x10 \x01(\x04H\x01\x88\x01\x01\x12\x14\n\x0c\x66\x61ithfulness\x18\x11 \x01(\x08\x12\x0f\n\x07removal\x18\x12 \x01(\t\x12#\n\x16\x63ompleteness_tolerance\x18\x13 \x01(\x02H\x02\x88\x01\x01\x42\x08\n\x06_stdevB\x07\n\x05_seedB\x19\n\x17_completeness_tolerance\"7\n\x0cTextEntities\x12\'\n\x05spans\x18\x01 \x03(\x0b\x32\x18.gradlight.v1.EntitySpan\"(\n\nEntitySpan\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\"w\n\rEntityMarking\x12\x11\n\x04open\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x63lose\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rcontext_chars\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x07\n\x05_openB\x08\n\x06_closeB\x10\n\x0e_context_chars\"K\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"M\n\x11\x41ttributeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.gradlight.v1.TextResult\"\xad\x03\n\nTextResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x17\n\x0fpredicted_label\x18\x04 \x01(\t\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12#\n\x06tokens\x18\x06 \x03(\x0b\x32\x13.gradlight.v1.Token\x12)\n\tsentences\x18\x07 \x03(\x0b\x32\x16.gradlight.v1.Sentence\x12\x18\n\x10predicted_labels\x18\x08 \x03(\t\x12\x12\n\nnum_tokens\x18\t \x01(\x05\x12,\n\x08\x65ntities\x18\n \x03(\x0b\x32\x1a.gradlight.v1.EntityResult\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x19\n\x11\x63ompleteness_gaps\x18\x0c \x03(\x02\x12\x0c\n\x04seed\x18\r \x01(\x04\x12\x30\n\x0c\x66\x61ithfulness\x18\x0e \x01(\x0b\x32\x1a.gradlight.v1.Faithfulness\x12\r\n\x05steps\x18\x0f \x01(\x05\x12\x18\n\x10tolerance_missed\x18\x10 \x01(\x08\"\x9e\x01\n\x0c\x46\x61ithfulness\x12\x11\n\tfractions\x18\x01 \x03(\x02\x12\x19\n\x11\x63omprehensiveness\x18\x02 \x03(\x02\x12\x13\n\x0bsufficiency\x18\x03 \x03(\x02\x12 \n\x18random_comprehensiveness\x18\x04 \x03(\x02\x12\x1a\n\x12random_sufficiency\x18\x05 \x03(\x02\x12\r\n\x05words\x18\x06 \x01(\x05\"\x95\x01\n\x0c\x45ntityResult\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x15\n\rcontext_start\x18\x03 \x01(\x05\x12\x13\n\x0b\x63ontext_end\x18\x04 \x01(\x05\x12\x13\n\x0bmarked_text\x18\x05 \x01(\t\x12(\n\x06result\x18\x06 \x01(\x0b\x32\x18.gradlight.v1.TextResult\"\x89\x01\n\x05Token\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0f\n\x07special\x18\x05 \x01(\x08\x12\x0e\n\x06scores\x18\x06 \x03(\x02\x12\x12\n\nraw_scores\x18\x07 \x03(\x02\x12\x0e\n\x06marker\x18\x08 \x01(\x08\"H\n\x08Sentence\x12\x10\n\x08sentence\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x05\x12\x0e\n\x06scores\x18\x04 \x03(\x02\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.gradlight.v1.ModelInfo\"\xcf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nmax_length\x18\x03 \x01(\x05\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x14\n\x0cproblem_type\x18\x06 \x01(\t\x12\x12\n\nmodel_type\x18\x07 \x01(\t\x12\x10\n\x08revision\x18\x08 \x01(\t\x12\x11\n\tprecision\x18\t \x01(\t\x12\x0f\n\x07methods\x18\n \x03(\t*\xa0\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n\rINVALID_FIELD\x10\x01\x12\x13\n\x0fMODEL_NOT_FOUND\x10\x02\x12\x0e\n\nQUEUE_FULL\x10\x03\x12\x16\n\x12RESPONSE_TOO_LARGE\x10\x04\x12\x11\n\rSHUTTING_DOWN\x10\x05\x12\x13\n\x0fUNAUTHENTICATED\x10\x06\x12\x14\n\x10INFERENCE_FAILED\x10\x07\x12\x12\n\x0eINTERNAL_ERROR\x10\x08\x12\x15\n\x11REQUEST_TOO_LARGE\x10\t\x12\x14\n\x10HOST_NOT_ALLOWED\x10\n\x12\x11\n\rNO_SUCH_ROUTE\x10\x0b\x12\x11\n\rRELOAD_FAILED\x10\x0c\x32\xcb\x02\n\nAttributor\x12\x46\n\x07Predict\x12\x1c.gradlight.v1.PredictRequest\x1a\x1d.gradlight.v1.PredictResponse\x12L\n\tAttribute\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse\x12V\n\x0f\x41ttributeStream\x12\x1e.gradlight.v1.AttributeRequest\x1a\x1f.gradlight.v1.AttributeResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.gradlight.v1.ListModelsRequest\x1a .gradlight.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gradlight.v1.gradlight_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORREASON']._serialized_start=2252
-  _globals['_ERRORREASON']._serialized_end=2540
+  _globals['_ERRORREASON']._serialized_start=2357
+  _globals['_ERRORREASON']._serialized_end=2645
   _globals['_PREDICTREQUEST']._serialized_start=47
   _globals['_PREDICTREQUEST']._serialized_end=212
   _globals['_ATTRIBUTEREQUEST']._serialized_start=215
-  _globals['_ATTRIBUTEREQUEST']._serialized_end=661
-  _globals['_TEXTENTITIES']._serialized_start=663
-  _globals['_TEXTENTITIES']._serialized_end=718
-  _globals['_ENTITYSPAN']._serialized_start=720
-  _globals['_ENTITYSPAN']._serialized_end=760
-  _globals['_ENTITYMARKING']._serialized_start=762
-  _globals['_ENTITYMARKING']._serialized_end=881
-  _globals['_PREDICTRESPONSE']._serialized_start=883
-  _globals['_PREDICTRESPONSE']._serialized_end=958
-  _globals['_ATTRIBUTERESPONSE']._serialized_start=960
-  _globals['_ATTRIBUTERESPONSE']._serialized_end=1037
-  _globals['_TEXTRESULT']._serialized_start=1040
-  _globals['_TEXTRESULT']._serialized_end=1428
-  _globals['_FAITHFULNESS']._serialized_start=1431
-  _globals['_FAITHFULNESS']._serialized_end=1589
-  _globals['_ENTITYRESULT']._serialized_start=1592
-  _globals['_ENTITYRESULT']._serialized_end=1741
-  _globals['_TOKEN']._serialized_start=1744
-  _globals['_TOKEN']._serialized_end=1881
-  _globals['_SENTENCE']._serialized_start=1883
-  _globals['_SENTENCE']._serialized_end=1955
-  _globals['_LISTMODELSREQUEST']._serialized_start=1957
-  _globals['_LISTMODELSREQUEST']._serialized_end=1976
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1978
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2039
-  _globals['_MODELINFO']._serialized_start=2042
-  _globals['_MODELINFO']._serialized_end=2249
-  _globals['_ATTRIBUTOR']._serialized_start=2543
-  _globals['_ATTRIBUTOR']._serialized_end=2874
+  _globals['_ATTRIBUTEREQUEST']._serialized_end=725
+  _globals['_TEXTENTITIES']._serialized_start=727
+  _globals['_TEXTENTITIES']._serialized_end=782
+  _globals['_ENTITYSPAN']._serialized_start=784
+  _globals['_ENTITYSPAN']._serialized_end=824
+  _globals['_ENTITYMARKING']._serialized_start=826
+  _globals['_ENTITYMARKING']._serialized_end=945
+  _globals['_PREDICTRESPONSE']._serialized_start=947
+  _globals['_PREDICTRESPONSE']._serialized_end=1022
+  _globals['_ATTRIBUTERESPONSE']._serialized_start=1024
+  _globals['_ATTRIBUTERESPONSE']._serialized_end=1101
+  _globals['_TEXTRESULT']._serialized_start=1104
+  _globals['_TEXTRESULT']._serialized_end=1533
+  _globals['_FAITHFULNESS']._serialized_start=1536
+  _globals['_FAITHFULNESS']._serialized_end=1694
+  _globals['_ENTITYRESULT']._serialized_start=1697
+  _globals['_ENTITYRESULT']._serialized_end=1846
+  _globals['_TOKEN']._serialized_start=1849
+  _globals['_TOKEN']._serialized_end=1986
+  _globals['_SENTENCE']._serialized_start=1988
+  _globals['_SENTENCE']._serialized_end=2060
+  _globals['_LISTMODELSREQUEST']._serialized_start=2062
+  _globals['_LISTMODELSREQUEST']._serialized_end=2081
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2083
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2144
+  _globals['_MODELINFO']._serialized_start=2147
+  _globals['_MODELINFO']._serialized_end=2354
+  _globals['_ATTRIBUTOR']._serialized_start=2648
+  _globals['_ATTRIBUTOR']._serialized_end=2979
 # @@protoc_insertion_point(module_scope)

@@ -51,7 +51,7 @@ class PredictRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking", "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness", "removal")
+    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking", "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness", "removal", "completeness_tolerance")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class AttributeRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
     REMOVAL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
@@ -88,7 +89,8 @@ class AttributeRequest(_message.Message):
     seed: int
     faithfulness: bool
     removal: str
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ..., method: _Optional[str] = ..., steps: _Optional[int] = ..., integration: _Optional[str] = ..., baseline: _Optional[str] = ..., samples: _Optional[int] = ..., stdev: _Optional[float] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[bool] = ..., removal: _Optional[str] = ...) -> None: ...
+    completeness_tolerance: float
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ..., method: _Optional[str] = ..., steps: _Optional[int] = ..., integration: _Optional[str] = ..., baseline: _Optional[str] = ..., samples: _Optional[int] = ..., stdev: _Optional[float] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[bool] = ..., removal: _Optional[str] = ..., completeness_tolerance: _Optional[float] = ...) -> None: ...
 
 class TextEntities(_message.Message):
     __slots__ = ("spans",)
@@ -131,7 +133,7 @@ class AttributeResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[TextResult, _Mapping]]] = ...) -> None: ...
 
 class TextResult(_message.Message):
-    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities", "method", "completeness_gaps", "seed", "faithfulness")
+    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities", "method", "completeness_gaps", "seed", "faithfulness", "steps", "tolerance_missed")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +148,8 @@ class TextResult(_message.Message):
     COMPLETENESS_GAPS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_MISSED_FIELD_NUMBER: _ClassVar[int]
     text: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
@@ -160,7 +164,9 @@ class TextResult(_message.Message):
     completeness_gaps: _containers.RepeatedScalarFieldContainer[float]
     seed: int
     faithfulness: Faithfulness
-    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ..., method: _Optional[str] = ..., completeness_gaps: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ...) -> None: ...
+    steps: int
+    tolerance_missed: bool
+    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ..., method: _Optional[str] = ..., completeness_gaps: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., steps: _Optional[int] = ..., tolerance_missed: _Optional[bool] = ...) -> None: ...
 
 class Faithfulness(_message.Message):
     __slots__ = ("fractions", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency", "words")
