@@ -17,6 +17,7 @@ from gradlight.artifact.manifest import (
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_LABELS,
     ATTRIBUTION_PATH,
+    ATTRIBUTION_PATH_LABELS,
     FORWARD,
     load_manifest,
 )
@@ -88,6 +89,7 @@ def test_manifest_describes_the_artifact(case):
     assert ("token_type_ids" in manifest.model_inputs) == uses_types
     graphs = {FORWARD, ATTRIBUTION_COTANGENT} | ({ATTRIBUTION} if all_labels_graph else set())
     graphs |= {ATTRIBUTION_PATH} if path_graph else set()
+    graphs |= {ATTRIBUTION_PATH_LABELS} if path_graph and num_labels > 1 else set()
     graphs |= {ATTRIBUTION_LABELS} if setup.labels_graph else set()
     assert set(manifest.graphs) == graphs
     assert manifest.validation["passed"] is True

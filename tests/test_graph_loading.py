@@ -26,12 +26,15 @@ TEXTS = ["The patient denies chest pain.", "Started amoxicillin for ten days, fo
 
 
 def test_graphs_beyond_a_plain_request_load_on_their_first_call(exported, caplog) -> None:
-    artifact = exported("bert")  # forward, cotangent, all-labels and path graphs
+    artifact = exported("bert")  # forward, cotangent, all-labels and both path graphs
     with caplog.at_level(logging.INFO, logger="gradlight.runtime.execution.engine"):
         engine = Engine(artifact, EngineSettings(provider="cpu"))
     assert {ATTRIBUTION_COTANGENT, ATTRIBUTION_PATH} <= set(engine.graphs)
     assert set(engine.graph_set.sessions) == {FORWARD, ATTRIBUTION}
-    assert "attribution_cotangent, attribution_path load on their first call" in caplog.text
+    assert (
+        "attribution_cotangent, attribution_path, attribution_path_labels load on their first "
+        "call" in caplog.text
+    )
     assert engine.has_graph(ATTRIBUTION_COTANGENT) and engine.has_graph(ATTRIBUTION_PATH)
 
     batch = engine.batch(engine.encode(TEXTS, 32))

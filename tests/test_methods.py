@@ -580,3 +580,30 @@ def test_steps_chosen_per_text_reach_the_tolerance(stub, model, baseline):
     )  # fmt: skip
     for result in out_of_reach:
         assert result.steps == 16 and result.tolerance_missed
+
+
+def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
+    """A request's path rows run in calls within the batcher's token budget (a row holding K
+    cotangents counts as K rows; a row over the budget alone runs alone), and give the answer
+    of one large call."""
+    budget = 96
+    small_calls = BatchSettings(max_batch_size=512, max_tokens_per_batch=budget)
+    fields = {"method": "integrated_gradients", "steps": 8, "baseline": "zeros"}
+    expected = attribute(stub, "bert", **fields)
+    with ServerThread(
+        {"bert": engine_for("bert")}, ServerSettings(port=0, batch=small_calls)
+    ) as running:
+        channel = grpc.insecure_channel(running.address)
+        try:
+            results = attribute(AttributorStub(channel), "bert", **fields)
+        finally:
+            channel.close()
+        batcher = running.running.registry.models["bert"].batcher
+        calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
+    labels = len(expected[0].labels)
+    assert len(calls) > len(TEXTS)  # cut: more calls than texts
+    for call in calls:
+        assert call.rows == 1 or call.rows * labels * call.width <= budget, call
+    for got, want in zip(results, expected, strict=True):
+        scale = np.abs(served_raw(want)).max()
+        np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)

@@ -13,6 +13,7 @@ from gradlight.artifact.manifest import (
     ATTRIBUTION,
     ATTRIBUTION_COTANGENT,
     ATTRIBUTION_PATH,
+    ATTRIBUTION_PATH_LABELS,
     FORWARD,
     load_manifest,
 )
@@ -37,7 +38,13 @@ def test_the_bare_encoder_is_refused_with_a_hint(tmp_path):
 def test_minilm_artifact_validates(minilm):
     model_dir, artifact = minilm
     manifest = load_manifest(artifact)
-    assert set(manifest.graphs) == {FORWARD, ATTRIBUTION, ATTRIBUTION_COTANGENT, ATTRIBUTION_PATH}
+    assert set(manifest.graphs) == {
+        FORWARD,
+        ATTRIBUTION,
+        ATTRIBUTION_COTANGENT,
+        ATTRIBUTION_PATH,
+        ATTRIBUTION_PATH_LABELS,
+    }
     assert manifest.model_inputs == ("input_ids", "attention_mask", "token_type_ids")
     assert manifest.max_length <= 512
     assert manifest.validation["passed"]

@@ -136,7 +136,7 @@ class Attributor:
             )
         if options.token_attributions and choice.on_path:
             check_path_rows(
-                len(units) * (len(label_indices) * choice.points + 1),
+                len(units) * len(label_indices) * (choice.points + 2),
                 choice,
                 self.batcher.settings.max_queue_size,
             )

@@ -6,8 +6,11 @@ cotangents (one forward, one backward per label: ``shared``), or, without that g
 one label, one path graph row per label. The gap of label k is
 ``sum_s scores[k, s] - (f(x)[k] - f(b)[k])``:
 
-f(b) is the logits of one more row, at ``alpha`` 0 (in no rule's sum), f(x) the text's forward
-logits (the probabilities' own). With a completeness tolerance the rule is Fejer's second
+f(b) is the logits of one more row, at ``alpha`` 0 (in no rule's sum); f(x) the text's forward
+logits (the probabilities' own), or, where the path graph runs in a reduced precision
+(``own_text``), the logits of a row at ``alpha`` 1: the gap then compares the scores with the
+function that computed them, not with fp32's (whose bf16 difference would otherwise set a floor
+under every gap). With a completeness tolerance the rule is Fejer's second
 (runtime/explanation/methods.py: ``fejer``): refining doubles the steps and runs only the new
 points, every point already run keeps its place.
 
@@ -61,8 +64,10 @@ class PathText:
     hidden: int
     steps: int  # IG: the steps of ``points``; GradientSHAP: its samples
     points: PathPoints
+    own_text: bool = False  # f(x) from the path graph's row at alpha 1
     outputs: list[list[RowOutput] | None] = field(default_factory=list)
     baseline: RowOutput | None = None  # the alpha-0 row: f(b)
+    text: RowOutput | None = None  # the alpha-1 row (``own_text``): f(x)
     pending: list[int] = field(default_factory=list)  # point indices of the rows last handed out
 
     @property
@@ -74,16 +79,24 @@ class PathText:
         """Every point's rows, then the baseline's."""
         self.outputs = [None] * len(self.points.alphas)
         self.pending = list(range(len(self.points.alphas)))
-        baseline = self._row(self.points.extras(0.0, self._zeros()), self.cotangents[0])
-        return [*self._rows(self.pending), baseline]
+        # On the path labels graph with every label's cotangent, as a call pads it anyway (its
+        # weight then tells the batcher what it costs); its scores are not read.
+        cotangents = self.cotangents if self.shared else self.cotangents[0]
+        zeros = self._zeros()
+        ends = [self._row(self.points.extras(0.0, zeros), cotangents)]
+        if self.own_text:
+            ends.append(self._row(self.points.extras(1.0, zeros), cotangents))
+        return [*self._rows(self.pending), *ends]
 
     def take(self, outputs: Sequence[RowOutput]) -> None:
         """The outputs of the rows last handed out, in their order."""
         count = self.per_point
         for index, point in enumerate(self.pending):
             self.outputs[point] = list(outputs[index * count : (index + 1) * count])
-        if len(outputs) > len(self.pending) * count:  # the baseline row, last
-            self.baseline = outputs[-1]
+        ends = list(outputs[len(self.pending) * count :])  # the first rows' last: the ends
+        if ends:
+            self.baseline = ends[0]
+            self.text = ends[1] if self.own_text else None
         self.pending = []
 
     def can_refine(self) -> bool:
@@ -108,9 +121,11 @@ class PathText:
 
     def gaps(self, raw: np.ndarray, text_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The completeness gaps ``[K]`` and ``f(x) - f(b)`` ``[K]`` of the asked labels
-        (``text_logits``: f(x), the forward's)."""
+        (``text_logits``: the forward's f(x), unless ``own_text``)."""
         picked = self.cotangents.argmax(-1)
         assert self.baseline is not None
+        if self.text is not None:
+            text_logits = self.text.logits
         change = (text_logits[picked] - self.baseline.logits[picked]).astype(np.float64)
         return raw.sum(-1) - change, change
 
@@ -144,8 +159,6 @@ class PathText:
 
     def _row(self, extras: dict[str, np.ndarray], cotangent: np.ndarray) -> Row:
         """A row of ``cotangent`` ([L], or [K, L] on the path labels graph: weighs K)."""
-        if self.shared and cotangent.ndim == 1:
-            cotangent = cotangent[None]
         weight = len(cotangent) if cotangent.ndim == 2 else 1
         return Row(self.encoded, {**extras, "cotangent": cotangent}, unit=self.unit, weight=weight)
 
@@ -159,12 +172,14 @@ def path_text(
     hidden: int,
     seed: int,
     shared: bool,
+    own_text: bool,
 ) -> PathText:
-    """Unit ``unit``'s path rows at its first steps (``shared``: on the path labels graph)."""
+    """Unit ``unit``'s path rows at its first steps (``shared``: on the path labels graph;
+    ``own_text``: f(x) from its row at alpha 1, the graph running in a reduced precision)."""
     steps = first_steps(choice)
     points = path_points(choice, encoded.special, hidden, text_seed(seed, encoded.ids), steps)
     cotangents = np.eye(labels, dtype=np.float32)[list(label_indices)]
-    return PathText(encoded, unit, choice, cotangents, shared, hidden, steps, points)
+    return PathText(encoded, unit, choice, cotangents, shared, hidden, steps, points, own_text)
 
 
 def most_rows(text: PathText) -> int:

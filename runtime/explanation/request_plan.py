@@ -169,7 +169,7 @@ def check_path_rows(rows: int, choice: MethodSettings, limit: int) -> None:
         field = METHODS_BY_NAME[choice.method].points or "method"  # the field counting them
         raise RequestError(
             field,
-            f"the request needs {rows} path graph rows ((labels x {field} + 1) per text); "
+            f"the request needs up to {rows} path graph rows (labels x ({field} + 2) per text); "
             f"this server queues at most {limit} rows per model: ask fewer texts, labels "
             f"or {field}",
         )
@@ -180,6 +180,7 @@ def _plan_path(plan: RequestPlan, engine: Engine, request: ResolvedRequest) -> N
     plan.attribution_graph = path_graph(engine.has_graph, len(request.label_indices))
     hidden = int(engine.input_shape(plan.attribution_graph, "noise")[-1])
     shared = plan.attribution_graph != ATTRIBUTION_PATH
+    own_text = not engine.runs_in_fp32(plan.attribution_graph)
     for unit, row in enumerate(plan.encoded):
         text = path_text(
             row,
@@ -190,6 +191,7 @@ def _plan_path(plan: RequestPlan, engine: Engine, request: ResolvedRequest) -> N
             hidden,
             request.seed or 0,
             shared,
+            own_text,
         )
         plan.path.append(text)
         plan.path_start.append(len(plan.attribution))
