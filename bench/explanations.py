@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,13 @@ METHODS = (
         )
         for steps in (8, 16, 32, 64)
     ),
+    *(
+        Method(
+            f"integrated gradients, steps per text ({tolerance:.0%} tolerance)",
+            {"method": "integrated_gradients", "completeness_tolerance": tolerance},
+        )
+        for tolerance in (0.05, 0.01)
+    ),
     Method("GradientSHAP, 16 samples", {"method": "gradient_shap", "samples": 16}),
     Method(LEAVE_ONE_OUT),
 )
@@ -80,6 +88,11 @@ class MethodScore:
     random_comprehensiveness: float | None = None
     random_sufficiency: float | None = None
     mean_completeness_gap: float | None = None  # |gap|, path methods
+    # |gap| / |f(x) - f(b)| per note (the predicted label's), path methods
+    median_relative_gap: float | None = None
+    mean_steps: float | None = None  # integrated gradients' steps per note, as used
+    steps_used: dict[str, int] = field(default_factory=dict)  # how many notes got each
+    tolerance_missed: int = 0  # notes whose gap stayed above the tolerance at the most steps
     texts_per_second: float = 0.0
 
 
@@ -148,7 +161,7 @@ def measure(
         timed += time.perf_counter() - started
     score.texts_per_second = round(min(timed_notes, len(notes)) / timed, 2)
     groups = _requests(notes, predicted, batch)
-    hits, firsts, gaps = [], [], []
+    hits, firsts, gaps, relative, steps = [], [], [], [], []
     faith: dict[str, list[float]] = {}
     for label, indices in groups:
         texts = [notes[i].text for i in indices]
@@ -165,6 +178,10 @@ def measure(
                 float(any(s < b and e > a for s, e, _ in top[:TOP_WORDS] for a, b in note.cues))
             )
             gaps += [abs(gap) for gap in result.completeness_gaps]
+            if result.completeness_gaps:
+                relative.append(_relative_gap(result))
+                steps.append(result.steps)
+                score.tolerance_missed += int(result.tolerance_missed)
             found = result.faithfulness
             for name in (
                 "comprehensiveness",
@@ -176,9 +193,21 @@ def measure(
     score.cue_in_top_words = _mean(hits)
     score.cue_sentence_first = _mean(firsts)
     score.mean_completeness_gap = _mean(gaps)
+    if relative:
+        score.median_relative_gap = round(float(statistics.median(relative)), 5)
+        score.mean_steps = _mean(steps)
+        score.steps_used = {str(k): steps.count(k) for k in sorted(set(steps))}
     for name, values in faith.items():
         setattr(score, name, _mean(values))
     return score
+
+
+def _relative_gap(result: pb.TextResult) -> float:
+    """|gap| / |f(x) - f(b)| of the one label asked (f(x) - f(b): the raw scores' sum less the
+    gap)."""
+    gap = result.completeness_gaps[0]
+    change = sum(token.raw_scores[0] for token in result.tokens) - gap
+    return abs(gap) / max(abs(change), 1e-12)
 
 
 def _predicted(client: Client, notes: Sequence[Note], batch: int) -> list[str]:
@@ -214,17 +243,26 @@ CLASSIFIERS = (("plain", 0.0, "plain fine-tuning"), ("supervised", 1.0, "explana
 
 
 def run(
-    work: Path, notes: Sequence[Note], threads: int, batch: int, timed_notes: int
+    work: Path,
+    notes: Sequence[Note],
+    threads: int,
+    batch: int,
+    timed_notes: int,
+    classifiers: Sequence[str] = (),
+    methods: Sequence[Method] = METHODS,
 ) -> dict[str, Any]:
+    """Every method of ``methods`` on every classifier named in ``classifiers`` (empty: all)."""
     scores: list[MethodScore] = []
     for name, weight, title in CLASSIFIERS:
+        if classifiers and name not in classifiers:
+            continue
         artifact = _prepare(work, name, weight, print)
         server = ServerProcess.for_bench(artifact, "cpu", threads)
         with server, Client(server.address, timeout=3600) as client:
             predicted = _predicted(client, notes, batch)
             accuracy = sum(p == n.label for p, n in zip(predicted, notes, strict=True))
             print(f"{title}: accuracy {accuracy / len(notes):.3f} on {len(notes)} notes")
-            for method in METHODS:
+            for method in methods:
                 score = measure(client, title, method, notes, predicted, batch, timed_notes)
                 print(json.dumps(asdict(score)))
                 scores.append(score)
@@ -245,8 +283,9 @@ def table(report: dict[str, Any]) -> str:
 
     lines = [
         "| classifier | method | cue in top 3 | cue sentence first | comprehensiveness "
-        "(random) | sufficiency (random) | mean abs completeness gap | texts/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "(random) | sufficiency (random) | mean abs completeness gap | median relative gap | "
+        "steps (mean) | texts/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["scores"]:
         comprehensiveness = (
@@ -262,9 +301,25 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"| {s['classifier']} | {s['method']} | {shown(s['cue_in_top_words'], True)} | "
             f"{shown(s['cue_sentence_first'], True)} | {comprehensiveness} | {sufficiency} | "
-            f"{shown(s['mean_completeness_gap'])} | {s['texts_per_second']:.1f} |"
+            f"{shown(s['mean_completeness_gap'])} | {_percent(s.get('median_relative_gap'))} | "
+            f"{_steps(s)} | {s['texts_per_second']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _steps(score: dict[str, Any]) -> str:
+    """The mean steps, and (chosen per text) how many notes got each and missed."""
+    if score.get("mean_steps") is None:
+        return "-"
+    used = score.get("steps_used") or {}
+    if len(used) <= 1:
+        return f"{score['mean_steps']:g}"
+    spread = ", ".join(f"{k}: {n}" for k, n in used.items())
+    return f"{score['mean_steps']:.1f} ({spread}; missed {score.get('tolerance_missed', 0)})"
 
 
 def main() -> None:
@@ -276,11 +331,27 @@ def main() -> None:
     parser.add_argument("--timed", type=int, default=48, help="notes timed for texts/s")
     parser.add_argument("--threads", type=int, default=cores_available())
     parser.add_argument("--batch", type=int, default=16, help="notes per request")
+    parser.add_argument(
+        "--classifiers",
+        nargs="+",
+        choices=[name for name, _, _ in CLASSIFIERS],
+        default=[],
+        help="(default: all)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[method.name for method in METHODS],
+        default=[],
+        metavar="METHOD",
+        help="rows of the table, by name (default: all)",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     notes = assertion_data.load("heldout")
     notes = notes[:: args.every]
-    report = run(args.work, notes, args.threads, args.batch, args.timed)
+    methods = [m for m in METHODS if not args.methods or m.name in args.methods]
+    report = run(args.work, notes, args.threads, args.batch, args.timed, args.classifiers, methods)
     (args.work / "explanations.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
 

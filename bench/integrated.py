@@ -1,47 +1,62 @@
-"""Integrated gradients: gradlight's path graph against Captum and eager-best PyTorch, same
-texts, same tokens, same threads, one run.
+"""Integrated gradients: gradlight served against the best eager PyTorch and Captum, same texts,
+same tokens, same threads, one run, over a grid of cells.
 
-    python -m gradlight.bench.integrated MODEL_DIR ARTIFACT [--steps 32] [--texts 8]
-        [--threads T] [--labels 0 1] [--batch 1] [--rows-per-call 32] [--repeats 3]
-        [--max-length 128] [--out ig.json]
+    python -m gradlight.bench.integrated MODEL_DIR [ARTIFACT] [--label-counts 2 3 10]
+        [--batches 1 8] [--lengths 30 128 512] [--steps 32] [--texts 8] [--threads T]
+        [--captum-max-tokens N] [--no-faithful] [--out ig.json] [--markdown ig.md]
 
 (``gradlight bench --integrated-gradients`` adds the same section to bench.json and bench.md.)
 
-Integrated gradients at ``m`` steps over ``L`` labels cost about ``m x (1 + L)``
-forward-equivalents per text (one forward per point, one backward per label). Three ways,
-each in a worker process of its own (bench/integrated_worker.py: so one method's thread pools
-never spin while another is timed), with ``threads`` torch intra-op threads or ONNX Runtime
-intra-op threads:
+The ways, each in a worker process of its own (bench/integrated_worker.py), all loaded first,
+each cell's rounds taken in turns across them (bench/integrated_turns.py), with ``threads``
+torch intra-op threads or ONNX Runtime intra-op threads:
 
 - ``captum``: ``captum.attr.LayerIntegratedGradients(forward_func, model.get_input_embeddings())``
-  as users run it: baselines are the input ids with every non-special token replaced by the
-  pad id, ``n_steps=steps``, ``method=integration``, ``internal_batch_size`` =
-  ``rows_per_call``, one call per label; the model frozen, in eval, eager attention.
-- ``eager-best``: the same integration written well in PyTorch: frozen parameters, the
-  word-embedding output swapped by a forward hook for all (text, step) points of a chunk at
-  once, ONE forward per chunk shared by every label, then ``torch.autograd.grad`` to the points
-  only, once per label (``retain_graph``); the faster of SDPA and eager attention on the first
-  batch.
+  as users run it (eager attention, fp32, one call per label): baselines are the input ids with
+  every non-special token replaced by the pad id, ``internal_batch_size`` covering every point
+  of the batch (steps x texts) unless ``--captum-internal-batch-size`` says otherwise or the
+  memory cap below applies.
+- ``eager-best``: the fastest integrated gradients a user could write: frozen weights, the
+  word-embedding output swapped by a forward hook for every (text, step) point of the batch in
+  ONE forward shared by every label, then ``torch.autograd.grad`` to the points once per label;
+  the faster of SDPA and eager attention, timed on the first text of the first cell of each
+  text length (``--attention`` fixes it).
+- ``eager-bf16``: the same under ``torch.autocast("cpu", dtype=torch.bfloat16)``, only where
+  the CPU has native bf16 (``avx512_bf16`` or ``amx_bf16``); per cell its top-3 agreement with
+  eager-best (per text and label, the overlap of the top-3 tokens by absolute raw score) is
+  reported, and it is a candidate for the cell's best eager only where that is >= 0.95 (kept).
 - ``gradlight``: the serving code in process: ``Engine`` + ``DynamicBatcher`` + ``Attributor``
-  with ``AttributeOptions(method="integrated_gradients", steps=..., token_attributions=True)``,
-  one request per batch of texts (tokenization, planning and combining included in its time).
+  (``max_batch_size`` ``rows_per_call``), one request per batch of texts (tokenization,
+  planning and combining included in its time).
 
-Work per text, in model rows (one forward, or one backward, over one point): Captum
-``L x (m forward + m backward)`` plus its forwards at the input and the baseline; eager-best
-``m forward + L x m backward``; gradlight's path graph one row per (label, point), each a
-forward and a backward, ``L x m`` of each, plus a baseline row and the text's forward.
+The best eager of a cell is the faster of eager-best and eager-bf16 where kept.
 
-Equal padding: every method reads the same token ids (the artifact's tokenizer, truncated at
-``max_length``); the eager ways pad a batch of texts to its longest, gradlight's batcher packs
-each text's rows together (no padding). With ``batch`` 1 (the default) no method pads at all;
-the report gives each method's padded tokens over real tokens. Every method computes
-``rows_per_call`` rows per model call (gradlight's ``max_batch_size``, Captum's
-``internal_batch_size``, eager-best's chunk).
+Cells. Fixed steps: every (L, batch, length) of ``label_counts`` x ``batches`` x ``lengths``;
+L labels are the model's first L (a label subset where the model has more); ``texts`` texts
+cut to about ``length`` tokens (bench/integrated_cells.py), ``batch`` of them per call or
+request; every way runs ``steps`` Gauss-Legendre steps. Time to a faithful explanation (one
+cell per L, ``faithful_texts`` notes of the bench's realistic mix truncated at ``max_length``,
+``faithful_batch`` per call): gradlight with ``completeness_tolerance`` (steps chosen per text,
+Clenshaw-Curtis 8, 16, 32, 64 up to ``max_steps``) against the eager ways at fixed
+``faithful_eager_steps`` and Captum at ``captum_steps``; an untimed eager fp32 reference at
+``reference_steps`` Gauss-Legendre steps, run once after the timed ways, gives each way's top-3
+agreement with it and f(x) - f(b) for the median relative completeness gap
+(|sum of attributions - (f(x) - f(b))| / |f(x) - f(b)|, per text and label).
 
-Timing: per method one untimed warm-up call on the first batch, then rounds over every batch
-(``min_repeats`` to ``max_repeats``, until ``budget_s`` is spent); texts/s is the median over
-rounds of texts / round time. Agreement: raw scores, per text and label the largest absolute
-difference over the largest absolute score, against Captum.
+Memory: with every point of a batch in one call, an eager call at 512 tokens holds about
+85 MB (SDPA) to 180 MB (eager attention, Captum) of activations per row for MiniLM-L6; so the
+eager ways' calls are capped at ``eager_max_tokens_per_call`` rows x padded tokens (whole steps
+of the batch; 0: no cap; the default, 32768, covers every point but at 512 tokens and a batch of
+8: 64 rows there, about 11 GB for Captum), and the report gives each way's rows per call.
+Captum is skipped on cells whose texts pass ``captum_max_tokens`` (0: never), reported as not
+measured with why.
+
+Timing: per way and cell one untimed warm-up on the cell's first text, then rounds over every
+batch, in turns (``min_repeats`` to ``max_repeats``, until every way has spent ``budget_s``);
+texts/s is the median over rounds of texts / round time; ms per text is each call's time over
+its texts (median and p90 over calls). Peak RSS is the worker's high-water mark over the cell
+(reset when the cell starts), and over the run per way. A worker that dies (out of memory, say)
+keeps the cells it finished; the cells after are reported as not measured, with why.
 """
 
 from __future__ import annotations
@@ -49,97 +64,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH, load_manifest
-from gradlight.bench import corpus
+from gradlight.bench.integrated_cells import REFERENCE, TIMED
+from gradlight.bench.integrated_plan import IGOptions, build_cells, jobs_for, plan_ways
 from gradlight.bench.integrated_report import markdown
+from gradlight.bench.integrated_summary import judge, split_saved, summarize_cell
+from gradlight.bench.integrated_turns import measure_in_turns, run_reference
 from gradlight.bench.machine import cores_available, cpu_name
-from gradlight.bench.stats import latency, paired_ratio
-from gradlight.runtime.execution.cpu_features import cpu_flags
+from gradlight.runtime.execution.cpu_features import cpu_flags, native_bf16
 from gradlight.runtime.execution.tokenization import TextEncoder
-from gradlight.runtime.explanation.methods import resolve_method
-from gradlight.wire.methods import GAUSS_LEGENDRE, INTEGRATED_GRADIENTS
+
+__all__ = ["IGOptions", "machine", "main", "measure", "prepare"]
 
 Printer = Callable[[str], None]
-METHODS = ("captum", "eager-best", "gradlight")
-EAGER = ("captum", "eager-best")
-TARGET = 2.0  # gradlight's texts/s over the faster eager way's
-MAX_LENGTH = 128  # the bench's realistic mix is truncated there (workload.MIX_MAX_LENGTH)
-ROWS_PER_CALL = 32  # gradlight serve's default max_batch_size
 
 
 def machine(threads: int) -> dict[str, Any]:
     return {
         "cpu": cpu_name(),
         "cpu_flags": cpu_flags(),
+        "native_bf16": native_bf16(),
         "cores_available": cores_available(),
         "threads": threads,
     }
-
-
-@dataclass(frozen=True)
-class IGOptions:
-    """What is measured (see the module's docstring)."""
-
-    steps: int = 32
-    integration: str = GAUSS_LEGENDRE
-    texts: int = 16  # the first ``texts`` notes of the bench's realistic mix (bench/corpus.py)
-    labels: tuple[int, ...] = ()  # (): every label of the model
-    batch: int = 1  # texts per eager call, and per gradlight request
-    rows_per_call: int = ROWS_PER_CALL
-    max_length: int = MAX_LENGTH  # capped at the artifact's
-    min_repeats: int = 2
-    max_repeats: int = 5
-    budget_s: float = 20.0
-    threads: int = field(default_factory=cores_available)
-
-
-def _run_worker(job: dict[str, Any], path: Path, printer: Printer) -> dict[str, Any]:
-    job_path = path.with_suffix(".job.json")
-    job_path.write_text(json.dumps(job), encoding="utf-8")
-    printer(f"measuring integrated gradients: {job['method']} ({job['steps']} steps)")
-    completed = subprocess.run(
-        [sys.executable, "-m", "gradlight.bench.integrated_worker", str(job_path), str(path)],
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"the integrated gradients {job['method']} worker failed (exit {completed.returncode})"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _relative_differences(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> float:
-    """Max over texts and labels of max |other - reference| / max |reference|."""
-    if set(reference) != set(other):
-        raise ValueError("the methods scored different texts")
-    worst = 0.0
-    for key, ref in reference.items():
-        if ref.shape != other[key].shape:
-            raise ValueError(f"text {key}: token counts differ ({ref.shape} vs {other[key].shape})")
-        scale = np.maximum(np.abs(ref).max(axis=-1), 1e-12)
-        worst = max(worst, float((np.abs(other[key] - ref).max(axis=-1) / scale).max()))
-    return worst
-
-
-def _padding(lengths: list[list[int]], result: dict[str, Any], rows_per_text: int) -> float | None:
-    """Padded over real tokens of the points' model calls: the eager ways pad each batch to
-    its longest text; gradlight's path graph calls as its batcher recorded them (a text's
-    ``rows_per_text`` rows are packed together)."""
-    real = sum(sum(batch) for batch in lengths)
-    if result["method"] == "gradlight":  # None: more calls than the batcher's history holds
-        padded = result.get("path_padded_tokens")
-        return None if padded is None else round(padded / (real * rows_per_text), 4)
-    return round(sum(len(batch) * max(batch) for batch in lengths) / real, 4)
 
 
 def measure(
@@ -150,223 +106,218 @@ def measure(
     printer: Printer,
     texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Time the three ways on the same texts and return the report section."""
+    """Time the ways over the cells and return the report section (``texts``: every cell's
+    texts instead of the length classes' and the mix's, for tests)."""
     manifest = load_manifest(artifact)
     if ATTRIBUTION_PATH not in manifest.graphs_at("fp32"):
         raise ValueError(
             f"{artifact} has no path graph (exported with --no-path-graph): export it again "
             "without that flag to measure integrated gradients"
         )
-    resolve_method(INTEGRATED_GRADIENTS, options.steps, options.integration)  # as gradlight checks
-    labels = list(options.labels) or list(range(manifest.num_labels))
-    if any(not 0 <= k < manifest.num_labels for k in labels):
-        raise ValueError(f"labels {labels}: the model has {manifest.num_labels}")
-    max_length = min(options.max_length, manifest.max_length)
-    texts = list(texts) if texts is not None else corpus.notes(options.texts)
-    batches = [texts[i : i + options.batch] for i in range(0, len(texts), options.batch)]
+    if max(options.label_counts) > manifest.num_labels:
+        raise ValueError(
+            f"label counts {list(options.label_counts)}: the model has {manifest.num_labels} "
+            "labels (re-head it: bench/models.py's reheaded, as the command line does)"
+        )
     tokenizer = artifact / manifest.tokenizer_dir / "tokenizer.json"
     encoder = TextEncoder(tokenizer)
-    lengths = [[len(row) for row in encoder.encode(batch, max_length)] for batch in batches]
+    cells = build_cells(options, encoder, manifest.max_length, texts)
+    bf16 = native_bf16()
+    for cell in cells:
+        plan_ways(cell, options, bf16)
     work_dir.mkdir(parents=True, exist_ok=True)
-    job_base = {
+    base = {
         "model_dir": str(model_dir),
         "artifact": str(artifact),
         "tokenizer": str(tokenizer),
         "pad_token_id": manifest.pad_token_id,
         "uses_token_type_ids": manifest.uses_token_type_ids,
-        "batches": batches,
-        "max_length": max_length,
-        "labels": labels,
-        **{
-            key: getattr(options, key)
-            for key in ("steps", "integration", "batch", "rows_per_call", "threads")
-        },
-        **{key: getattr(options, key) for key in ("min_repeats", "max_repeats", "budget_s")},
+        "cell_budget_s": options.budget_s,
+        **{k: getattr(options, k) for k in ("rows_per_call", "attention", "threads")},
+        **{k: getattr(options, k) for k in ("min_repeats", "max_repeats")},
     }
-    results = {
-        method: _run_worker({**job_base, "method": method}, work_dir / f"ig-{method}.json", printer)
-        for method in METHODS
-    }
-    scores = {}
-    for method in METHODS:
-        with np.load(work_dir / f"ig-{method}.npz") as saved:
-            scores[method] = {key: saved[key] for key in saved.files}
-    agreement = {
-        "eager-best vs captum": _relative_differences(scores["captum"], scores["eager-best"]),
-        "gradlight vs captum": _relative_differences(scores["captum"], scores["gradlight"]),
-        "gradlight vs eager-best": _relative_differences(scores["eager-best"], scores["gradlight"]),
-    }
-    return _section(model_dir, artifact, options, labels, max_length, lengths, results, agreement)
-
-
-def _section(
-    model_dir: Path,
-    artifact: Path,
-    options: IGOptions,
-    labels: list[int],
-    max_length: int,
-    lengths: list[list[int]],
-    results: dict[str, dict[str, Any]],
-    agreement: dict[str, float],
-) -> dict[str, Any]:
-    """The report section: a row per method, gradlight's speedups over the eager ways and the
-    target's verdict against the faster of them."""
-    flat = [n for batch in lengths for n in batch]
-    on = machine(options.threads)
-    settings = _settings(options, labels)
-    rows = _rows(settings, lengths, results, len(labels) * options.steps + 1, on)
-    by_method = {row["method"]: row for row in rows}
-    faster = max(EAGER, key=lambda m: by_method[m]["texts_per_s"])
+    jobs = jobs_for(cells, base, TIMED)
+    paths = {method: work_dir / f"ig-{method}.json" for method in (*TIMED, REFERENCE)}
+    for path in paths.values():  # a worker that dies early must not leave an earlier run's
+        path.unlink(missing_ok=True)
+        path.with_suffix(".npz").unlink(missing_ok=True)
+    results = measure_in_turns(jobs, paths, cells, printer)
+    reference = jobs_for(cells, base, (REFERENCE,))
+    if reference:
+        results[REFERENCE] = run_reference(reference[REFERENCE], paths[REFERENCE], printer)
+    scores, deltas = {}, {}
+    for method, result in results.items():
+        if paths[method].with_suffix(".npz").is_file() and "unavailable" not in result:
+            with np.load(paths[method].with_suffix(".npz")) as saved:
+                arrays = {key: saved[key] for key in saved.files}
+            scores[method] = split_saved(arrays)
+            if method == REFERENCE:
+                deltas = split_saved(arrays, "delta")
+    summaries = [summarize_cell(cell, results, scores, deltas) for cell in cells]
     return {
         "model": model_dir.name,
         "model_dir": str(model_dir),
         "artifact": str(artifact),
-        **settings,
-        "max_length": max_length,
-        "texts": len(flat),
-        "lengths": {
-            "min": min(flat),
-            "median": float(np.median(flat)),
-            "max": max(flat),
-            "tokens": sum(flat),
+        "model_labels": manifest.num_labels,
+        "machine": machine(options.threads),
+        "options": {**asdict(options), "baseline": "pad"},
+        "methods": {
+            method: {k: v for k, v in result.items() if k != "cells"}
+            for method, result in results.items()
         },
-        "machine": on,
-        "rows": rows,
-        "speedup": _speedup(by_method, results, faster),
-        "faster_eager": faster,
-        "agreement_max_relative_diff": agreement,
-        "target": _target(ratio_of(by_method, faster)),
-        "workers": {
-            m: {k: v for k, v in results[m].items() if k in ("attention_trials", "torch_threads")}
-            for m in METHODS
-        },
-        "min_repeats": options.min_repeats,
-        "max_repeats": options.max_repeats,
+        "cells": summaries,
+        "targets": judge(summaries),
     }
 
 
-def _settings(options: IGOptions, labels: list[int]) -> dict[str, Any]:
-    """What every method ran with, repeated in each row and in the section."""
-    return {
-        "steps": options.steps,
-        "integration": options.integration,
-        "baseline": "pad",
-        "labels": labels,
-        "batch": options.batch,
-        "rows_per_call": options.rows_per_call,
-    }
+def prepare(
+    model_dir: Path, artifact: Path | None, labels: int, cache: Path, printer: Printer
+) -> tuple[Path, Path, str]:
+    """The model with at least ``labels`` labels and its artifact with the path graph: as
+    given, or re-headed (MiniLM's or the model's encoder with a new ``labels``-way head from
+    seed 0, bench/models.py) and exported (cached in ``cache``); and what was done, said."""
+    from gradlight.bench.models import cached_artifact, label_count, reheaded
 
-
-def _rows(
-    settings: dict[str, Any],
-    lengths: list[list[int]],
-    results: dict[str, dict[str, Any]],
-    rows_per_text: int,
-    on: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """A row per method, in ``METHODS``' order, each with gradlight's speedup over it."""
-    texts = sum(len(batch) for batch in lengths)
-    rows = []
-    for method in METHODS:
-        result = results[method]
-        per_round = [texts / seconds for seconds in result["rounds"]]
-        rows.append(
-            {
-                "method": method,
-                **settings,
-                "texts": texts,
-                "texts_per_s": round(float(np.median(per_round)), 3),
-                "texts_per_s_rounds": [round(value, 3) for value in per_round],
-                "batch_latency": latency([t for batch in result["times"] for t in batch]),
-                "padded_over_real_tokens": _padding(lengths, result, rows_per_text),
-                "attention": result.get("attention") or ("" if method == "gradlight" else "eager"),
-                "peak_rss_mb": result["peak_rss_mb"],
-                "load_seconds": result["load_seconds"],
-                "machine": on,
-            }
+    own = label_count(model_dir)
+    note = ""
+    if own < labels:
+        note = (
+            f"{model_dir.name} has {own} labels: its encoder with a new {labels}-label head "
+            "(random, seed 0; timing does not depend on the head's values)"
         )
-    gradlight = rows[METHODS.index("gradlight")]["texts_per_s"]
-    for row in rows:
-        row["gradlight_over_this"] = round(gradlight / row["texts_per_s"], 3)
-    return rows
+        model_dir = reheaded(model_dir, labels, cache / "models" / f"{model_dir.name}-L{labels}")
+        artifact = None
+    if artifact is None:
+        artifact = cached_artifact(
+            model_dir, cache / "artifacts" / model_dir.name, printer, path_graph=True
+        )
+    return model_dir, artifact, note
 
 
-def _speedup(
-    by_method: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]], faster: str
-) -> dict[str, float]:
-    """gradlight's texts/s over each eager way's and the faster one's, and the paired ratio."""
-    return {
-        "gradlight vs captum": round(ratio_of(by_method, "captum"), 3),
-        "gradlight vs eager-best": round(ratio_of(by_method, "eager-best"), 3),
-        "gradlight vs faster eager": round(ratio_of(by_method, faster), 3),
-        # median over batches of the time ratio on the same batch
-        "paired gradlight vs faster eager": paired_ratio(
-            results[faster]["times"], results["gradlight"]["times"]
-        ),
-    }
-
-
-def _target(ratio: float) -> dict[str, Any]:
-    """The target's verdict on gradlight's texts/s over the faster eager way's."""
-    return {
-        "target": f"integrated gradients texts/s >= {TARGET:g}x the faster of Captum and "
-        "eager-best, equal padding, same threads",
-        "threshold": TARGET,
-        "measured": round(ratio, 3),
-        "status": "met" if ratio >= TARGET else "missed",
-    }
-
-
-def ratio_of(by_method: dict[str, dict[str, Any]], other: str) -> float:
-    return by_method["gradlight"]["texts_per_s"] / by_method[other]["texts_per_s"]
+def _parser() -> argparse.ArgumentParser:
+    defaults = IGOptions()
+    parser = argparse.ArgumentParser(
+        prog="python -m gradlight.bench.integrated",
+        description="Integrated gradients texts/s over a grid of cells: Captum, eager-best "
+        "PyTorch (fp32 and bf16 autocast) and gradlight served, same texts, same threads, one "
+        "run, rounds in turns; and the time to a faithful explanation. Prints Markdown.",
+    )
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument(
+        "artifact",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="MODEL_DIR's artifact, with the path graph (default: exported into --cache; "
+        "ignored where MODEL_DIR has fewer labels than the largest label count: the model is "
+        "then re-headed and exported into --cache)",
+    )
+    grid = parser.add_argument_group("cells")
+    grid.add_argument("--label-counts", type=int, nargs="+", default=list(defaults.label_counts))
+    grid.add_argument("--batches", type=int, nargs="+", default=list(defaults.batches))
+    grid.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=list(defaults.lengths),
+        help="length classes, in tokens",
+    )
+    grid.add_argument("--steps", type=int, default=defaults.steps)
+    grid.add_argument("--texts", type=int, default=defaults.texts, help="texts per cell")
+    grid.add_argument("--no-faithful", action="store_true", help="skip the faithful cells")
+    grid.add_argument("--faithful-texts", type=int, default=defaults.faithful_texts)
+    grid.add_argument("--faithful-batch", type=int, default=defaults.faithful_batch)
+    grid.add_argument("--tolerance", type=float, default=defaults.tolerance)
+    ways = parser.add_argument_group("ways")
+    ways.add_argument(
+        "--captum-max-tokens",
+        type=int,
+        default=defaults.captum_max_tokens,
+        help="skip Captum on cells with longer texts (0: never)",
+    )
+    ways.add_argument(
+        "--captum-internal-batch-size", type=int, default=0, help="0: every point of a batch"
+    )
+    ways.add_argument(
+        "--eager-rows-per-call", type=int, default=0, help="0: every point of a batch"
+    )
+    ways.add_argument(
+        "--eager-max-tokens-per-call",
+        type=int,
+        default=defaults.eager_max_tokens_per_call,
+        help="cap on the eager ways' rows x padded tokens per call (0: none)",
+    )
+    ways.add_argument("--attention", choices=("auto", "sdpa", "eager"), default="auto")
+    ways.add_argument("--no-bf16", action="store_true", help="skip eager-bf16")
+    ways.add_argument(
+        "--rows-per-call",
+        type=int,
+        default=defaults.rows_per_call,
+        help="gradlight's max_batch_size",
+    )
+    timing = parser.add_argument_group("timing and output")
+    timing.add_argument("--min-repeats", type=int, default=defaults.min_repeats)
+    timing.add_argument("--max-repeats", type=int, default=defaults.max_repeats)
+    timing.add_argument(
+        "--budget-s",
+        type=float,
+        default=defaults.budget_s,
+        help="seconds per way and cell before min-repeats suffice",
+    )
+    timing.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    timing.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("gradlight-ig"),
+        help="re-headed models and exported artifacts (kept, reused)",
+    )
+    timing.add_argument("--out", type=Path, default=None, help="write the section as JSON")
+    timing.add_argument("--markdown", type=Path, default=None, help="write the Markdown")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="python -m gradlight.bench.integrated",
-        description="Integrated gradients texts/s: Captum, eager-best PyTorch and gradlight, "
-        "same texts, same threads, one run; prints a Markdown table.",
-    )
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("artifact", type=Path, help="MODEL_DIR's artifact, with the path graph")
-    defaults = IGOptions()
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--integration", default=defaults.integration)
-    parser.add_argument("--texts", type=int, default=8, help="notes of the bench's mix (8)")
-    parser.add_argument("--labels", type=int, nargs="+", default=None, help="(default: all)")
-    parser.add_argument("--batch", type=int, default=defaults.batch)
-    parser.add_argument("--rows-per-call", type=int, default=defaults.rows_per_call)
-    parser.add_argument("--max-length", type=int, default=defaults.max_length)
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after a warm-up)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--out", type=Path, default=None, help="also write the section as JSON")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     options = IGOptions(
         steps=args.steps,
-        integration=args.integration,
+        label_counts=tuple(dict.fromkeys(args.label_counts)),
+        batches=tuple(dict.fromkeys(args.batches)),
+        lengths=tuple(dict.fromkeys(args.lengths)),
         texts=args.texts,
-        labels=tuple(dict.fromkeys(args.labels or ())),
-        batch=args.batch,
+        faithful=not args.no_faithful,
+        faithful_texts=args.faithful_texts,
+        faithful_batch=args.faithful_batch,
+        tolerance=args.tolerance,
         rows_per_call=args.rows_per_call,
-        max_length=args.max_length,
-        min_repeats=args.repeats,
-        max_repeats=args.repeats,
-        budget_s=0.0,
+        eager_rows_per_call=args.eager_rows_per_call,
+        captum_internal_batch_size=args.captum_internal_batch_size,
+        eager_max_tokens_per_call=args.eager_max_tokens_per_call,
+        captum_max_tokens=args.captum_max_tokens,
+        attention=args.attention,
+        bf16=not args.no_bf16,
+        min_repeats=args.min_repeats,
+        max_repeats=args.max_repeats,
+        budget_s=args.budget_s,
         threads=args.threads,
     )
+
+    def printer(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    model_dir, artifact, note = prepare(
+        args.model_dir, args.artifact, max(options.label_counts), args.cache, printer
+    )
+    if note:
+        printer(note)
     with tempfile.TemporaryDirectory(prefix="gradlight-ig-") as work:
-        section = measure(
-            args.model_dir,
-            args.artifact,
-            options,
-            Path(work),
-            lambda line: print(line, file=sys.stderr, flush=True),
-        )
-    section["options"] = asdict(options)
+        section = measure(model_dir, artifact, options, Path(work), printer)
+    section["model_note"] = note
+    text = markdown(section)
     if args.out is not None:
         args.out.write_text(json.dumps(section, indent=2) + "\n", encoding="utf-8")
-    print(markdown(section))
+    if args.markdown is not None:
+        args.markdown.write_text(text, encoding="utf-8")
+    print(text)
     return 0
 
 

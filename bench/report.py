@@ -90,42 +90,50 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def integrated_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per method of the integrated gradients section (``ig-captum``, ``ig-eager-best``,
-    ``ig-gradlight``); gradlight's row has its speedups (Captum in the reference's column, the
-    faster of Captum and eager-best as the best eager)."""
+    """One row per cell and way of the integrated gradients section (``ig-captum``,
+    ``ig-eager-best``, ``ig-eager-bf16``, ``ig-gradlight``); gradlight's row has its speedups
+    (Captum in the reference's column, the cell's best eager as the best eager); the faithful
+    cells' top-3 agreement is against their 64-step reference."""
     section = report.get("integrated_gradients")
     if not section:
         return []
-    speedup = section["speedup"]
-    tokens_per_text = section["lengths"]["tokens"] / section["texts"]
     result = []
-    for row in section["rows"]:
-        gradlight = row["method"] == "gradlight"
-        result.append(
-            {
-                "model": section["model"],
-                "labels": len(section["labels"]),
-                "cell": f"integrated gradients, {section['steps']} steps",
-                "method": f"ig-{row['method']}",
-                "batch_size": section["batch"],
-                "max_length": section["max_length"],
-                "texts": section["texts"],
-                "tokens": section["lengths"]["tokens"],
-                **{k: row["batch_latency"][k] for k in ("median_ms", "p90_ms", "p99_ms")},
-                "calls": row["batch_latency"]["calls"],
-                "ms_per_text": round(1000 / row["texts_per_s"], 2),
-                "texts_per_second": row["texts_per_s"],
-                "tokens_per_second": round(tokens_per_text * row["texts_per_s"], 1),
-                "speedup_vs_reference": speedup["gradlight vs captum"] if gradlight else None,
-                "speedup_vs_best_eager": speedup["gradlight vs faster eager"]
-                if gradlight
-                else None,
-                "best_eager": f"ig-{section['faster_eager']}",
-                "peak_rss_mb": row["peak_rss_mb"],
-                **_machine_columns(row.get("machine") or section.get("machine")),
-            }
-        )
+    for cell in section["cells"]:
+        by_method = {row["method"]: row for row in cell["rows"]}
+        best = by_method.get(cell["best_eager"] or "")
+        captum = by_method.get("captum")
+        tokens_per_text = cell["lengths"]["tokens"] / cell["texts"]
+        for row in cell["rows"]:
+            gradlight = row["method"] == "gradlight"
+            steps = f"<= {row['steps']} (tolerance)" if row.get("tolerance") else row["steps"]
+            result.append(
+                {
+                    "model": section["model"],
+                    "labels": cell["L"],
+                    "cell": f"integrated gradients, {cell['title']}, {steps} steps",
+                    "method": f"ig-{row['method']}",
+                    "batch_size": cell["batch"],
+                    "max_length": cell["max_length"],
+                    "texts": cell["texts"],
+                    "tokens": cell["lengths"]["tokens"],
+                    **{k: row["batch_latency"][k] for k in ("median_ms", "p90_ms", "p99_ms")},
+                    "calls": row["batch_latency"]["calls"],
+                    "ms_per_text": row["ms_per_text"]["median"],
+                    "texts_per_second": row["texts_per_s"],
+                    "tokens_per_second": round(tokens_per_text * row["texts_per_s"], 1),
+                    "speedup_vs_reference": _over(row, captum) if gradlight else None,
+                    "speedup_vs_best_eager": _over(row, best) if gradlight else None,
+                    "best_eager": f"ig-{cell['best_eager']}" if cell["best_eager"] else None,
+                    "top3_agreement_vs_reference": row.get("top3_vs_reference"),
+                    "peak_rss_mb": row["peak_rss_mb"],
+                    **_machine_columns(section.get("machine")),
+                }
+            )
     return result
+
+
+def _over(row: dict[str, Any], other: dict[str, Any] | None) -> float | None:
+    return None if other is None else round(row["texts_per_s"] / other["texts_per_s"], 3)
 
 
 def _fmt(value: Any, suffix: str = "") -> str:
@@ -300,12 +308,14 @@ def _targets_table(report: dict[str, Any], section: dict[str, Any] | None) -> li
         lines.append(
             f"| {target['target']} | {target['threshold']} | {target['status']} | {measured} |"
         )
-    if section:
-        target = section["target"]
+    for target in (section or {}).get("targets", []):
+        measured = "; ".join(
+            f"{c['where']}: {_fmt(c['measured']) if 'measured' in c else c['status']}"
+            for c in target["cells"]
+        )
         lines.append(
             f"| {target['target']} | {target['threshold']:g}x | {target['status']} | "
-            f"{section['model']}, L={len(section['labels'])}, {section['steps']} steps: "
-            f"{_fmt(target['measured'])} |"
+            f"{section['model']}: {measured or 'no cell'} |"
         )
     return lines
 

@@ -13,6 +13,11 @@ from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import add_execution_flags, said_as_flags
 from gradlight.wire.methods import MAX_POINTS
 
+# The integrated gradients flags: each implies --integrated-gradients.
+IG_IMPLYING = (
+    "ig_steps", "ig_texts", "ig_label_counts", "ig_batches", "ig_lengths", "ig_captum_max_tokens",
+)  # fmt: skip
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -42,7 +47,9 @@ def _bench(args: argparse.Namespace) -> int:
             f"--artifact {args.artifact} has no manifest.json: give a gradlight "
             "export output directory, or leave --artifact out to export here"
         )
-    integrated = args.integrated_gradients or bool(args.ig_steps or args.ig_texts)
+    integrated = args.integrated_gradients or any(
+        getattr(args, name) is not None for name in IG_IMPLYING
+    )
     if args.ig_steps is not None and args.ig_steps > MAX_POINTS:
         raise UsageError(f"--ig-steps is {args.ig_steps}; gradlight takes 1 to {MAX_POINTS}")
     precisions = tuple(args.precision)
@@ -75,6 +82,10 @@ def _options(args: argparse.Namespace, integrated: bool, precisions: tuple[str, 
         provider=args.provider,
         integrated_steps=(args.ig_steps or 32) if integrated else 0,
         integrated_texts=args.ig_texts,
+        integrated_label_counts=tuple(dict.fromkeys(args.ig_label_counts or ())),
+        integrated_batches=tuple(dict.fromkeys(args.ig_batches or ())),
+        integrated_lengths=tuple(dict.fromkeys(args.ig_lengths or ())),
+        integrated_captum_max_tokens=args.ig_captum_max_tokens or 0,
         anchors=tuple(args.anchors),
         precisions=precisions,
     )
@@ -176,21 +187,55 @@ def _add_workload_flags(bench: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--integrated-gradients",
         action="store_true",
-        help="also measure integrated gradients (every label, pad baseline, Gauss-Legendre) on "
-        "the CPU: gradlight's path graph against Captum's LayerIntegratedGradients and eager-best "
-        "PyTorch, same texts and threads (needs the artifact's path graph)",
+        help="also measure integrated gradients (pad baseline) on the CPU over a grid of cells "
+        "(label counts x batches x text lengths, fixed steps) and the time to a faithful "
+        "explanation (gradlight with completeness_tolerance 0.01): gradlight served against "
+        "eager-best PyTorch (fp32, and bf16 autocast where the CPU has native bf16) and Captum's "
+        "LayerIntegratedGradients, same texts and threads, rounds in turns (needs the "
+        "artifact's path graph; the model is re-headed where it has fewer labels than the "
+        "largest label count)",
     )
     group.add_argument(
         "--ig-steps",
         type=_positive,
         default=None,
-        help="integration steps for integrated gradients (default 32; implies "
+        help="integration steps for the fixed-steps cells (default 32; implies "
         "--integrated-gradients)",
     )
     group.add_argument(
         "--ig-texts",
         type=_positive,
         default=None,
-        help="notes of the mix for integrated gradients (default 16, 8 with --quick; implies "
+        help="texts per integrated gradients cell (default 8; implies --integrated-gradients)",
+    )
+    group.add_argument(
+        "--ig-label-counts",
+        type=_positive,
+        nargs="+",
+        default=None,
+        help="label counts L of the integrated gradients cells (the model's first L labels; "
+        "default 2 3 10, 2 with --quick; implies --integrated-gradients)",
+    )
+    group.add_argument(
+        "--ig-batches",
+        type=_positive,
+        nargs="+",
+        default=None,
+        help="texts per call or request (default 1 8, 8 with --quick; implies "
         "--integrated-gradients)",
+    )
+    group.add_argument(
+        "--ig-lengths",
+        type=_positive,
+        nargs="+",
+        default=None,
+        help="text length classes in tokens (default 30 128 512, 128 with --quick; implies "
+        "--integrated-gradients)",
+    )
+    group.add_argument(
+        "--ig-captum-max-tokens",
+        type=_count,
+        default=None,
+        help="skip Captum (reported as not measured) on cells whose texts are longer (default "
+        "0: Captum on every cell; implies --integrated-gradients)",
     )

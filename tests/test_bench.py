@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -476,37 +477,189 @@ def test_integrated_gradients_compares_captum_eager_best_and_gradlight(
 
     texts = ["No fever.", "The patient denies chest pain and shortness of breath.", "Cough."]
     options = integrated.IGOptions(
-        steps=4, texts=3, batch=2, min_repeats=1, max_repeats=1, budget_s=0.0, threads=1
-    )
+        steps=4, label_counts=(3,), batches=(2,), faithful_batch=3, max_steps=8,
+        faithful_eager_steps=4, captum_steps=4, reference_steps=8,
+        min_repeats=1, max_repeats=1, budget_s=0.0, threads=1,
+    )  # fmt: skip
     section = integrated.measure(
         tiny_model_dirs["bert"], exported("bert"), options, tmp_path, lambda _: None, texts
     )
-    assert [row["method"] for row in section["rows"]] == ["captum", "eager-best", "gradlight"]
-    assert section["labels"] == [0, 1, 2] and section["steps"] == 4
-    assert section["lengths"]["min"] < section["lengths"]["max"]  # the eager ways pad
+    fixed, faithful = section["cells"]
+    bf16 = native_bf16()
+    ways = ["captum", "eager-best", *(["eager-bf16"] if bf16 else []), "gradlight"]
+    assert [row["method"] for row in fixed["rows"]] == ways
+    assert bf16 or "eager-bf16" in fixed["not_measured"]
+    assert fixed["labels"] == [0, 1, 2] and fixed["batch"] == 2 and fixed["texts"] == 3
+    assert fixed["lengths"]["min"] < fixed["lengths"]["max"]  # the eager ways pad
     # The same computation: raw scores within 1e-4 of each text's and label's largest |score|.
-    assert set(section["agreement_max_relative_diff"]) == {
+    assert set(fixed["max_relative_difference"]) == {
         "eager-best vs captum", "gradlight vs captum", "gradlight vs eager-best",
     }  # fmt: skip
-    assert max(section["agreement_max_relative_diff"].values()) < 1e-4
-    for row in section["rows"]:
+    assert max(fixed["max_relative_difference"].values()) < 1e-4
+    for row in fixed["rows"]:
         assert row["texts_per_s"] > 0 and row["batch_latency"]["calls"] == 2  # 2 batches
-        assert row["machine"]["cpu"] and row["machine"]["threads"] == 1
-        assert isinstance(row["machine"]["cpu_flags"], list)
-        assert row["steps"] == 4 and row["batch"] == 2
-    by_method = {row["method"]: row for row in section["rows"]}
-    assert by_method["gradlight"]["padded_over_real_tokens"] == 1.0  # a text's rows together
+        assert row["steps"] == 4 and row["peak_rss_mb"] > 0
+        assert 0 < row["ms_per_text"]["median"] <= row["ms_per_text"]["p90"]
+    assert section["machine"]["cpu"] and section["machine"]["threads"] == 1
+    assert isinstance(section["machine"]["cpu_flags"], list)
+    by_method = {row["method"]: row for row in fixed["rows"]}
     assert by_method["captum"]["padded_over_real_tokens"] > 1.0
+    assert by_method["captum"]["rows_per_call"] == 8  # every point: 4 steps x 2 texts
     assert by_method["eager-best"]["attention"] in ("sdpa", "eager")
-    assert section["target"]["status"] in ("met", "missed")
-    assert section["speedup"]["gradlight vs faster eager"] == pytest.approx(
-        by_method["gradlight"]["texts_per_s"]
-        / max(by_method[m]["texts_per_s"] for m in ("captum", "eager-best")),
-        rel=1e-2,
-    )
+    if bf16:
+        assert 0 <= by_method["eager-bf16"]["top3_vs_eager_fp32"] <= 1
+    assert fixed["best_eager"] in ("eager-best", "eager-bf16")
+    assert {v["target"] for v in fixed["verdicts"]} == {"served_vs_best_eager", "served_vs_captum"}
+    assert all(v["status"] in ("met", "missed") for v in fixed["verdicts"])
+    # Time to a faithful explanation: the steps per text gradlight chose, and every way's
+    # agreement with the untimed reference and completeness gaps.
+    assert faithful["group"] == "faithful" and faithful["texts"] == 3
+    faithful_by_method = {row["method"]: row for row in faithful["rows"]}
+    assert faithful_by_method["gradlight"]["tolerance"] == 0.01
+    for row in faithful["rows"]:
+        assert 0 <= row["top3_vs_reference"] <= 1 and row["median_relative_gap"] >= 0
+    assert faithful_by_method["captum"]["top3_vs_reference"] >= 0.9  # 4 steps of a tiny model
+    assert faithful["reference_median_relative_gap"] < 0.05
+    assert 0 <= faithful["gradlight_missed"] <= 3
+    steps = faithful.get("gradlight_steps")  # absent where the runtime reports no steps
+    assert steps is None or 1 <= steps["min"] <= steps["max"] <= 8
+    targets = {target["key"]: target for target in section["targets"]}
+    assert len(targets) == 4 and all(t["status"] in ("met", "missed") for t in targets.values())
     table = integrated_report.markdown(section)
-    assert table.count("| captum |") == table.count("| gradlight |") == 1
-    assert section["machine"]["cpu"] in table
+    assert table.count("| captum |") == 2 and table.count("| gradlight |") == 2
+    assert section["machine"]["cpu"] in table and "Time to a faithful explanation" in table
     assert [row["method"] for row in integrated_rows({"integrated_gradients": section})] == [
-        "ig-captum", "ig-eager-best", "ig-gradlight",
+        *(f"ig-{way}" for way in ways), *(f"ig-{way}" for way in ways),
     ]  # fmt: skip
+
+
+def test_length_classes_cut_the_corpus_to_about_n_tokens(minilm_encoder):
+    from gradlight.bench.integrated_cells import length_texts
+
+    for tokens in (30, 128, 512):
+        texts = length_texts(minilm_encoder, tokens, 4)
+        assert texts == length_texts(minilm_encoder, tokens, 4)  # the same on every machine
+        assert len(set(texts)) == 4
+        lengths = [len(row) for row in minilm_encoder.encode(texts, 100_000)]
+        assert all(tokens - 8 <= n <= tokens for n in lengths), lengths
+        assert all(not text.endswith(" ") for text in texts)
+
+
+def test_top3_agreement_relative_gaps_and_rows_per_call():
+    from gradlight.bench.integrated_cells import relative_gaps, rows_per_call, top3_agreement
+
+    reference = {"0|0": np.array([[5.0, -4.0, 3.0, 0.1, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0]])}
+    same_order = {"0|0": reference["0|0"] * 2}
+    one_swapped = {"0|0": np.array([[5.0, -4.0, 0.1, 3.5, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0]])}
+    assert top3_agreement(reference, same_order) == 1.0
+    assert top3_agreement(reference, one_swapped) == pytest.approx((2 / 3 + 1) / 2, abs=1e-4)
+    short = {"0|0": np.array([[1.0, 2.0]])}
+    assert top3_agreement(short, short) == 1.0  # fewer than 3 tokens: all of them
+    deltas = {"0|0": np.array([4.0, -10.0])}  # sums 4.1 and 10.0
+    assert relative_gaps(reference, deltas) == pytest.approx([0.1 / 4, 2.0])
+    assert rows_per_call(32 * 8, 8, 128, 0, 0) == 256  # every point of the batch
+    assert rows_per_call(32 * 8, 8, 512, 0, 32768) == 64  # capped, whole steps of the batch
+    assert rows_per_call(32, 1, 512, 0, 32768) == 32
+    assert rows_per_call(32 * 8, 8, 512, 40, 32768) == 40  # as the user says
+
+
+def _fake_cell(group: str, rounds: dict[str, float]) -> tuple[dict, dict]:
+    """A cell of 2 texts, 1 a call, and each way's worker result with the given round time."""
+    name = f"{group}-L2-b1-30"
+    cell = {
+        "name": name, "group": group, "L": 2, "labels": [0, 1], "batch": 1,
+        "length": 30 if group == "fixed" else "mix", "max_length": 30,
+        "batches": [["a"], ["b"]], "tokens": [[10], [12]], "methods": list(rounds),
+        "not_measured": {}, "title": f"{group} cell",
+        "asks": {
+            m: {"steps": 32, "integration": "gausslegendre", "rows_per_call": 32}
+            for m in rounds
+        },
+    }  # fmt: skip
+    results = {
+        m: {
+            "peak_rss_mb": 500.0,
+            "cells": {
+                name: {
+                    "times": [[seconds / 2], [seconds / 2]],
+                    "rounds": [seconds],
+                    "peak_rss_mb": 400.0,
+                    "attention": "sdpa",
+                    "text_steps": [8, 16],
+                    "tolerance_missed": [False, True],
+                }
+            },
+        }
+        for m, seconds in rounds.items()
+    }
+    return cell, results
+
+
+def test_integrated_verdicts_best_eager_and_bf16_kept_on_a_hand_made_section():
+    from gradlight.bench.integrated import IGOptions
+    from gradlight.bench.integrated_report import markdown
+    from gradlight.bench.integrated_summary import judge, summarize_cell
+    from gradlight.bench.report import integrated_rows
+
+    fp32 = np.array([[5.0, 4.0, 3.0, 0.1, 0.0], [5.0, 4.0, 3.0, 0.1, 0.0]])
+    other = np.array([[5.0, 4.0, 0.0, 3.0, 0.1], [5.0, 4.0, 0.0, 3.0, 0.1]])  # 2 of 3 agree
+    # Fixed steps: eager-bf16 is fastest but agrees 0.67 < 0.95, so eager-best is the best.
+    rounds = {"captum": 1.0, "eager-best": 0.4, "eager-bf16": 0.2, "gradlight": 0.25}
+    fixed, fixed_results = _fake_cell("fixed", rounds)
+    scores = {m: {fixed["name"]: {"0|0": fp32, "1|0": fp32}} for m in rounds}
+    scores["eager-bf16"][fixed["name"]] = {"0|0": other, "1|0": other}
+    first = summarize_cell(fixed, fixed_results, scores, {})
+    by_method = {row["method"]: row for row in first["rows"]}
+    assert by_method["eager-bf16"]["kept"] is False
+    assert by_method["eager-bf16"]["top3_vs_eager_fp32"] == pytest.approx(2 / 3, abs=1e-3)
+    assert first["best_eager"] == "eager-best"
+    assert by_method["gradlight"]["texts_per_s"] == 8.0
+    assert by_method["gradlight"]["ms_per_text"] == {"median": 125.0, "p90": 125.0}
+    assert by_method["gradlight"]["peak_rss_mb"] == 400.0
+    verdicts = {v["target"]: v for v in first["verdicts"]}
+    assert verdicts["served_vs_best_eager"] == {
+        "target": "served_vs_best_eager", "threshold": 1.0, "status": "met", "measured": 1.6,
+        "against": "eager-best",
+    }  # fmt: skip
+    assert verdicts["served_vs_captum"]["status"] == "missed"  # 4x < 5x
+    # Faithful: Captum not measured (skipped), gradlight 3x the best eager.
+    rounds = {"eager-best": 0.6, "gradlight": 0.2}
+    faithful, faithful_results = _fake_cell("faithful", rounds)
+    faithful["not_measured"] = {"captum": "texts above --captum-max-tokens 16"}
+    name = faithful["name"]
+    scores = {m: {name: {"0|0": fp32, "1|0": other}} for m in (*rounds, "reference")}
+    deltas = {name: {"0|0": np.array([12.0, 12.0]), "1|0": np.array([12.1, 12.0])}}
+    second = summarize_cell(faithful, faithful_results, scores, deltas)
+    assert second["gradlight_steps"] == {
+        "min": 8, "median": 12.0, "max": 16, "histogram": {"8": 1, "16": 1},
+    }  # fmt: skip
+    assert second["gradlight_missed"] == 1
+    assert {row["top3_vs_reference"] for row in second["rows"]} == {1.0}
+    verdicts = {v["target"]: v for v in second["verdicts"]}
+    assert verdicts["faithful_vs_best_eager"]["status"] == "met"
+    assert verdicts["faithful_vs_best_eager"]["measured"] == 3.0
+    assert verdicts["faithful_vs_captum"]["status"] == "not measured"
+    targets = {t["key"]: t["status"] for t in judge([first, second])}
+    assert targets == {
+        "served_vs_best_eager": "met", "served_vs_captum": "missed",
+        "faithful_vs_best_eager": "met", "faithful_vs_captum": "not measured",
+    }  # fmt: skip
+    section = {
+        "model": "minilm-L10", "model_labels": 10, "model_note": "",
+        "machine": {"cpu": "Test CPU", "cpu_flags": ["avx2"], "native_bf16": False,
+                    "cores_available": 2, "threads": 2},
+        "options": {**asdict(IGOptions(threads=2)), "baseline": "pad"},
+        "methods": {"captum": {"peak_rss_mb": 500.0}, "eager-bf16": {"unavailable": "no bf16"}},
+        "cells": [first, second], "targets": judge([first, second]),
+    }  # fmt: skip
+    text = markdown(section)
+    assert "served / best eager 1.60x (target 1x: met)" in text
+    assert "served / Captum 4.00x (target 5x: missed)" in text
+    assert "| captum | not measured: texts above --captum-max-tokens 16" in text
+    assert "top-3 vs fp32 0.667, NOT kept" in text
+    assert "min 8, median 12, max 16 (8: 1, 16: 1)" in text
+    assert "eager-bf16 not measured (no bf16)" in text
+    rows = integrated_rows({"integrated_gradients": section})
+    gradlight = [row for row in rows if row["method"] == "ig-gradlight"]
+    assert [row["speedup_vs_best_eager"] for row in gradlight] == [1.6, 3.0]
+    assert [row["speedup_vs_reference"] for row in gradlight] == [4.0, None]
