@@ -2,7 +2,7 @@
 what the operators do.
 
     python -m gradlight.bench.profile ARTIFACT_DIR [--graph attribution] [--batch 8]
-        [--length 128] [--runs 5] [--threads N]
+        [--length 128] [--runs 5] [--threads N] [--cotangents K]
 
 Runs the graph on texts of the bench corpus cut to ``--length`` tokens, with ORT's profiler on,
 the session allocating as the engine's do, and prints each operator type's share of the kernel
@@ -68,8 +68,38 @@ def _part(node: onnx.NodeProto, weights: set[str], output: list[int], length: in
     return PARTS[3]
 
 
+def _extras(
+    engine: Engine, graph: str, shape: tuple[int, int], cotangents: int
+) -> dict[str, np.ndarray]:
+    """The graph's inputs beyond the model's for ``shape`` (rows, length): one-hot cotangents
+    (``cotangents`` of them per row where it takes ``[B, K, L]``), and a path graph's point:
+    integrated gradients' mid-path point from the pad baseline (``alpha`` 0.5, no noise)."""
+    rows, length = shape
+    inputs = engine.manifest.graphs[graph].inputs
+    extras: dict[str, np.ndarray] = {}
+    if "cotangent" in inputs:
+        one_hot = np.eye(len(engine.labels), dtype=np.float32)
+        if len(engine.input_shape(graph, "cotangent")) == 3:
+            extras["cotangent"] = np.stack([one_hot[:cotangents]] * rows)
+        else:
+            extras["cotangent"] = one_hot[[0] * rows]
+    if "noise" in inputs:
+        hidden = int(engine.input_shape(graph, "noise")[-1])
+        extras["alpha"] = np.full(rows, 0.5, dtype=np.float32)
+        extras["keep"] = np.zeros((rows, length), dtype=np.float32)
+        extras["fill"] = np.ones(rows, dtype=np.float32)
+        extras["noise"] = np.zeros((rows, length, hidden), dtype=np.float32)
+    return extras
+
+
 def profile(
-    artifact: Path, graph: str, batch: int, length: int, runs: int, threads: int
+    artifact: Path,
+    graph: str,
+    batch: int,
+    length: int,
+    runs: int,
+    threads: int,
+    cotangents: int = 1,
 ) -> dict[str, Any]:
     """``graph``'s kernel time over ``runs`` runs after a warm-up, by operator type (the
     warm-up included) and by part of ``PARTS`` (the timed runs alone)."""
@@ -77,8 +107,7 @@ def profile(
     rows = engine.encode(corpus.long_texts(batch), length)
     feed = dict(engine.batch(rows).feed)
     info = engine.manifest.graphs[graph]
-    if "cotangent" in info.inputs:
-        feed["cotangent"] = np.eye(len(engine.labels), dtype=np.float32)[[0] * batch]
+    feed.update(_extras(engine, graph, feed["input_ids"].shape, cotangents))
     events, model = _profiled_runs(artifact / info.file, feed, runs, threads)
     by_type, names = _by_op_type(events)
     parts, flops = _by_part(events, model, length)
@@ -187,8 +216,19 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--cotangents", type=int, default=1, help="per row, for a graph that takes [B, K, L]"
+    )
     args = parser.parse_args()
-    result = profile(args.artifact, args.graph, args.batch, args.length, args.runs, args.threads)
+    result = profile(
+        args.artifact,
+        args.graph,
+        args.batch,
+        args.length,
+        args.runs,
+        args.threads,
+        args.cotangents,
+    )
     print(f"{result['graph']}: {result['kernel_ms_per_run']} ms of kernels per run")
     for row in result["by_op_type"][:12]:
         print(f"  {row['op']:<24} {100 * row['share']:5.1f}%  ({row['nodes']} nodes)")
