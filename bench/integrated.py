@@ -37,7 +37,7 @@ cut to about ``length`` tokens (bench/integrated_cells.py), ``batch`` of them pe
 request; every way runs ``steps`` Gauss-Legendre steps. Time to a faithful explanation (one
 cell per L, ``faithful_texts`` notes of the bench's realistic mix truncated at ``max_length``,
 ``faithful_batch`` per call): gradlight with ``completeness_tolerance`` (steps chosen per text,
-Clenshaw-Curtis 8, 16, 32, 64 up to ``max_steps``) against the eager ways at fixed
+Fejer's second rule at 8, 16, 32, 64 steps up to ``max_steps``) against the eager ways at fixed
 ``faithful_eager_steps`` and Captum at ``captum_steps``; an untimed eager fp32 reference at
 ``reference_steps`` Gauss-Legendre steps, run once after the timed ways, gives each way's top-3
 agreement with it and f(x) - f(b) for the median relative completeness gap
@@ -133,7 +133,10 @@ def measure(
         "pad_token_id": manifest.pad_token_id,
         "uses_token_type_ids": manifest.uses_token_type_ids,
         "cell_budget_s": options.budget_s,
-        **{k: getattr(options, k) for k in ("rows_per_call", "attention", "threads")},
+        **{
+            k: getattr(options, k)
+            for k in ("rows_per_call", "tokens_per_call", "precision", "attention", "threads")
+        },
         **{k: getattr(options, k) for k in ("min_repeats", "max_repeats")},
     }
     jobs = jobs_for(cells, base, TIMED)
@@ -250,6 +253,18 @@ def _parser() -> argparse.ArgumentParser:
     ways.add_argument("--attention", choices=("auto", "sdpa", "eager"), default="auto")
     ways.add_argument("--no-bf16", action="store_true", help="skip eager-bf16")
     ways.add_argument(
+        "--precision",
+        default=defaults.precision,
+        help="gradlight's, as gradlight serve --precision takes it (default auto: bf16 where "
+        "the artifact has it and the CPU runs it natively)",
+    )
+    ways.add_argument(
+        "--tokens-per-call",
+        type=int,
+        default=defaults.tokens_per_call,
+        help="gradlight's max_tokens_per_batch (0: rows per call x the longest text)",
+    )
+    ways.add_argument(
         "--rows-per-call",
         type=int,
         default=defaults.rows_per_call,
@@ -289,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         faithful_batch=args.faithful_batch,
         tolerance=args.tolerance,
         rows_per_call=args.rows_per_call,
+        tokens_per_call=args.tokens_per_call,
+        precision=args.precision,
         eager_rows_per_call=args.eager_rows_per_call,
         captum_internal_batch_size=args.captum_internal_batch_size,
         eager_max_tokens_per_call=args.eager_max_tokens_per_call,

@@ -232,7 +232,9 @@ class GradlightIG:
 
         engine = Engine(
             Path(job["artifact"]),
-            EngineSettings(provider="cpu", intra_op_threads=job["threads"], precision="fp32"),
+            EngineSettings(
+                provider="cpu", intra_op_threads=job["threads"], precision=job["precision"]
+            ),
         )
         engine.warm_up()
         self.labels = engine.labels
@@ -243,7 +245,8 @@ class GradlightIG:
         settings = BatchSettings(
             max_batch_size=job["rows_per_call"],
             max_queue_size=max(defaults.max_queue_size, rows),
-            max_tokens_per_batch=job["rows_per_call"] * max(c["max_length"] for c in cells),
+            max_tokens_per_batch=job["tokens_per_call"]
+            or job["rows_per_call"] * max(c["max_length"] for c in cells),
         )
         self.loop = asyncio.new_event_loop()
         self.batcher = DynamicBatcher(engine, settings)
@@ -251,6 +254,7 @@ class GradlightIG:
         most = max(len(batch) for c in cells for batch in c["batches"])
         self.attributor = Attributor(engine, self.batcher, max_texts=max(256, most))
         self.attention = ""
+        self.precision = engine.precision  # the report's notes say it
 
     async def _start(self) -> None:
         self.batcher.start()

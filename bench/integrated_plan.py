@@ -55,6 +55,8 @@ class IGOptions:
     reference_steps: int = 64
     max_length: int = MAX_LENGTH  # the mix's (faithful cells), and given texts'
     rows_per_call: int = ROWS_PER_CALL  # gradlight's max_batch_size
+    tokens_per_call: int = 0  # gradlight's max_tokens_per_batch; 0: rows_per_call x longest
+    precision: str = "auto"  # gradlight's, as gradlight serve --precision takes it
     eager_rows_per_call: int = 0  # 0: every point of a batch (within the cap)
     captum_internal_batch_size: int = 0  # 0: every point of a batch (within the cap)
     eager_max_tokens_per_call: int = 32768  # rows x padded tokens; 0: no cap

@@ -76,8 +76,9 @@ def _table(
     if faithful:
         head = (
             f"Time to a faithful explanation, L={labels}: gradlight with completeness_tolerance="
-            f"{options['tolerance']:g} (Clenshaw-Curtis, at most {options['max_steps']} steps a "
-            f"text), the eager ways at {options['faithful_eager_steps']} steps, Captum at "
+            f"{options['tolerance']:g} (Fejer's second rule doubled, at most "
+            f"{options['max_steps']} steps a text), the eager ways at "
+            f"{options['faithful_eager_steps']} steps, Captum at "
             f"{options['captum_steps']} (Gauss-Legendre); agreement and gaps against an untimed "
             f"{options['reference_steps']}-step eager fp32 reference."
         )
@@ -137,6 +138,8 @@ def _notes(row: dict[str, Any]) -> str:
     notes = []
     if row.get("attention"):
         notes.append(f"{row['attention']} attention")
+    if row.get("precision"):
+        notes.append(f"served in {row['precision']}")
     if "top3_vs_eager_fp32" in row:
         kept = "kept" if row["kept"] else "NOT kept"
         notes.append(f"top-3 vs fp32 {row['top3_vs_eager_fp32']:.3f}, {kept}")

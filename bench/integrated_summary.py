@@ -107,6 +107,8 @@ def _row(cell: dict[str, Any], method: str, result: dict[str, Any]) -> dict[str,
         "peak_rss_mb": entry["peak_rss_mb"] or result["peak_rss_mb"],
         "attention": entry.get("attention", ""),
     }
+    if entry.get("precision"):
+        row["precision"] = entry["precision"]
     if method != GRADLIGHT:
         lengths = cell["tokens"]
         padded = sum(len(batch) * max(batch) for batch in lengths)

@@ -213,6 +213,8 @@ class Way:
                 "peak_rss_mb": self.peaks.get(name),
                 "attention": self.attention.get(name, ""),
             }
+            if self.gradlight is not None:
+                entry["precision"] = self.gradlight.precision
             if name in self.trials:
                 entry["attention_trials"] = self.trials[name]
             for b, batch in enumerate(self.outputs.get(name, [])):

@@ -98,7 +98,7 @@ def test_answers_carry_the_fields_that_apply_in_proto_order(tiny_server):
 
 def test_a_completeness_tolerance_over_http_equals_grpc(tiny_server, tiny_client):
     """``completeness_tolerance`` (and its JSON name) reaches the runtime: the answer is
-    gRPC's for the same request, each text with the steps it got (a Clenshaw-Curtis level up
+    gRPC's for the same request, each text with the steps it got (a Fejer level up
     to ``steps``) and whether the tolerance was missed."""
     texts = [TEXT, "No fever."]
     fields = {"method": "integrated_gradients", "steps": 16, "labels": ["label_0", "label_2"]}

@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH, ATTRIBUTION_PATH_LABELS, FORWARD
 from gradlight.runtime.explanation.methods import draws, text_seed
+from gradlight.runtime.explanation.path_rows import shared_row_weight
 from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import BatchSettings
 from gradlight.v1 import gradlight_pb2 as pb
@@ -547,7 +548,7 @@ def relative_gaps(result: pb.TextResult) -> np.ndarray:
 @pytest.mark.parametrize(("model", "baseline"), [("bert", "zeros"), ("deberta-v2", "pad")])
 def test_steps_chosen_per_text_reach_the_tolerance(stub, model, baseline):
     """A text refined to the tolerance reaches it, at the steps it reports, and its scores are
-    those of a fixed Clenshaw-Curtis request at those steps (the points already run are
+    those of a fixed Fejer request at those steps (the points already run are
     reused, none is lost); a tolerance out of reach stops at the most steps, marked."""
     tolerance = 1e-3
     results = attribute(
@@ -584,8 +585,8 @@ def test_steps_chosen_per_text_reach_the_tolerance(stub, model, baseline):
 
 def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
     """A request's path rows run in calls within the batcher's token budget (a row holding K
-    cotangents counts as K rows; a row over the budget alone runs alone), and give the answer
-    of one large call."""
+    cotangents counts as the path graph rows its work equals; a row over the budget alone runs
+    alone), and give the answer of one large call."""
     budget = 96
     small_calls = BatchSettings(max_batch_size=512, max_tokens_per_batch=budget)
     fields = {"method": "integrated_gradients", "steps": 8, "baseline": "zeros"}
@@ -600,10 +601,10 @@ def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
             channel.close()
         batcher = running.running.registry.models["bert"].batcher
         calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
-    labels = len(expected[0].labels)
+    weight = shared_row_weight(len(expected[0].labels))
     assert len(calls) > len(TEXTS)  # cut: more calls than texts
     for call in calls:
-        assert call.rows == 1 or call.rows * labels * call.width <= budget, call
+        assert call.rows == 1 or call.rows * weight * call.width <= budget, call
     for got, want in zip(results, expected, strict=True):
         scale = np.abs(served_raw(want)).max()
         np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)

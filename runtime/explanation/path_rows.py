@@ -35,6 +35,13 @@ from gradlight.wire.methods import (
 )
 
 
+def shared_row_weight(count: int) -> int:
+    """The path graph rows a path labels graph row of ``count`` cotangents counts as in the
+    batcher's limits: its work, one forward and ``count`` backward passes (a backward costs
+    about two forwards), against a path graph row's forward and backward, rounded up."""
+    return -(-(1 + 2 * count) // 3)
+
+
 def path_graph(has: Callable[[str], bool], labels: int) -> str:
     """The graph a request's path rows run on: the path labels graph where the artifact has it
     and a text's point holds two labels or more (``has``: the engine's ``has_graph``)."""
@@ -103,8 +110,8 @@ class PathText:
         return bool(self.choice.tolerance) and self.steps * 2 <= self.choice.steps
 
     def refine(self) -> list[Row]:
-        """Double the steps; the rows of the new points (Fejer's rule nests: a point k of
-        ``steps`` is the point 2k of ``2 steps``, the even-numbered ones are new)."""
+        """Double the steps; the rows of the new points (Fejer's rule nests: point k of
+        ``steps`` is point 2k of ``2 steps``; the odd-numbered points are new)."""
         self.steps *= 2
         # integrated gradients draw nothing: no seed
         self.points = path_points(self.choice, self.encoded.special, self.hidden, 0, self.steps)
@@ -158,8 +165,8 @@ class PathText:
         return rows
 
     def _row(self, extras: dict[str, np.ndarray], cotangent: np.ndarray) -> Row:
-        """A row of ``cotangent`` ([L], or [K, L] on the path labels graph: weighs K)."""
-        weight = len(cotangent) if cotangent.ndim == 2 else 1
+        """A row of ``cotangent`` ([L], or [K, L] on the path labels graph)."""
+        weight = shared_row_weight(len(cotangent)) if cotangent.ndim == 2 else 1
         return Row(self.encoded, {**extras, "cotangent": cotangent}, unit=self.unit, weight=weight)
 
 
@@ -186,4 +193,6 @@ def most_rows(text: PathText) -> int:
     """The rows (by weight) ``text`` may run in all, refined to its most steps."""
     if not text.can_refine():
         return 0
-    return (text.choice.steps - text.steps) * len(text.cotangents)
+    count = len(text.cotangents)
+    per_point = shared_row_weight(count) if text.shared else count
+    return (text.choice.steps - text.steps) * per_point
