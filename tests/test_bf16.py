@@ -365,3 +365,42 @@ def test_bf16_probabilities_are_served_only_where_the_margin_holds_them_to_the_g
         client.attribute(texts, model="bf16", sentence_attributions=True)
         assert _bf16_probabilities_served(server, "bf16") == {"bf16": 3, "fp32": 3}
         assert _bf16_probabilities_served(server, "fp32") == {"bf16": 0, "fp32": 0}
+
+
+@needs_bf16
+def test_integrated_gradients_in_bf16_keep_fp32s_top_words_and_an_honest_gap(minilm):
+    """Integrated gradients for every label of held-out notes from the bf16 path labels graph:
+    the predicted label's top 3 tokens as fp32's (overlap >= 0.9 on average), and each gap computed
+    from the bf16 graph's own f(x) and f(b) (the answer's gap against the scores' sum: within
+    the 1% tolerance asked, or marked)."""
+    _, artifact = minilm
+    engines = {
+        "fp32": Engine(artifact, EngineSettings(provider="cpu", precision="fp32")),
+        "bf16": Engine(artifact, EngineSettings(provider="cpu", precision="auto")),
+    }
+    assert engines["bf16"].precision == "bf16"
+    texts = [note.text for note in assertion_data.load("heldout")[::30]]
+    fields = {"method": "integrated_gradients", "raw_scores": True}
+    with (
+        ServerThread(engines, ServerSettings(port=0)) as server,
+        Client(server.address, timeout=600) as client,
+    ):
+        full = client.attribute(texts, model="fp32", steps=32, **fields).results
+        low = client.attribute(texts, model="bf16", steps=32, **fields).results
+        chosen = client.attribute(
+            texts, model="bf16", completeness_tolerance=0.01, **fields
+        ).results
+    same_top = []
+    for a, b in zip(full, low, strict=True):
+        k = list(a.labels).index(a.predicted_label)
+        top = [np.argsort([-t.raw_scores[k] for t in r.tokens])[:3] for r in (a, b)]
+        same_top.append(len(set(top[0]) & set(top[1])) / 3)
+    assert np.mean(same_top) >= 0.9, same_top  # the export's top-3 gate: overlap, averaged
+    for result in chosen:
+        assert result.steps in (8, 16, 32, 64)
+        sums = np.array([sum(t.raw_scores[k] for t in result.tokens) for k in range(3)])
+        gaps = np.asarray(result.completeness_gaps)
+        relative = np.abs(gaps) / np.abs(sums - gaps)
+        assert result.tolerance_missed == bool(relative.max() > 0.01), (relative, result.steps)
+        if result.tolerance_missed:
+            assert result.steps == 64
