@@ -32,7 +32,11 @@ from gradlight.runtime.explanation.methods import resolve_method
 from gradlight.wire.methods import GAUSS_LEGENDRE, INTEGRATED_GRADIENTS, TOLERANCE_STEPS
 
 MAX_LENGTH = 128  # the bench's realistic mix is truncated there (workload.MIX_MAX_LENGTH)
-ROWS_PER_CALL = 32  # gradlight serve's default max_batch_size
+# gradlight's batch settings (gradlight serve --max-batch-size, --max-tokens-per-batch): the best
+# of 32, 64 and 512 rows per call on MiniLM-L6, L = 2, 8 texts of ~30 tokens, bf16
+# (docs/benchmarks.md, "Integrated gradients")
+ROWS_PER_CALL = 64
+TOKENS_PER_CALL = 2048
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class IGOptions:
     reference_steps: int = 64
     max_length: int = MAX_LENGTH  # the mix's (faithful cells), and given texts'
     rows_per_call: int = ROWS_PER_CALL  # gradlight's max_batch_size
-    tokens_per_call: int = 0  # gradlight's max_tokens_per_batch; 0: rows_per_call x longest
+    tokens_per_call: int = TOKENS_PER_CALL  # gradlight's max_tokens_per_batch (0: rows x longest)
     precision: str = "auto"  # gradlight's, as gradlight serve --precision takes it
     eager_rows_per_call: int = 0  # 0: every point of a batch (within the cap)
     captum_internal_batch_size: int = 0  # 0: every point of a batch (within the cap)
