@@ -1,4 +1,4 @@
-"""The attribution methods and their settings, said once for every side of the API: the nine
+"""The attribution methods and their settings, said once for every side of the API: the ten
 AttributeRequest fields of the method and of faithfulness (``FIELDS``), the methods
 (``METHOD_LIST``), and the check that resolves a request's values (``resolve``). The server
 checks requests with it, the client and the CLI make their keywords and flags from it, the bulk
