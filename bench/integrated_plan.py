@@ -33,7 +33,7 @@ from gradlight.wire.methods import GAUSS_LEGENDRE, INTEGRATED_GRADIENTS, TOLERAN
 
 MAX_LENGTH = 128  # the bench's realistic mix is truncated there (workload.MIX_MAX_LENGTH)
 # gradlight's batch settings (gradlight serve --max-batch-size, --max-tokens-per-batch): the best
-# of 32, 64 and 512 rows per call on MiniLM-L6, L = 2, 8 texts of ~30 tokens, bf16
+# of 32, 64, 96, 128 and 512 rows per call on MiniLM-L6, L = 2, 8 texts of ~30 tokens, bf16
 # (docs/benchmarks.md, "Integrated gradients")
 ROWS_PER_CALL = 64
 TOKENS_PER_CALL = 2048
