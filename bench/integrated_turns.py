@@ -8,8 +8,6 @@ reference runs last, alone."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,19 +20,7 @@ Printer = Callable[[str], None]
 class _Worker(turns._Worker):
     """bench/turns.py's worker handle, on bench/integrated_worker.py's process."""
 
-    def __init__(self, job: dict[str, Any], path: Path) -> None:
-        self.method, self.path = job["method"], path
-        job_path = path.with_suffix(".job.json")
-        job_path.write_text(json.dumps(job), encoding="utf-8")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gradlight.bench.integrated_worker", str(job_path), str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.commands, self.replies = self.process.stdin, self.process.stdout
+    program = "gradlight.bench.integrated_worker"
 
 
 def measure_in_turns(

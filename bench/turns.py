@@ -29,14 +29,16 @@ PAUSE_S = 0.05
 
 
 class _Worker:
-    """One method's worker process, taking its rounds from the bench."""
+    """One method's worker process (the module ``program``), taking its rounds from the bench."""
+
+    program = "gradlight.bench.worker"
 
     def __init__(self, job: dict[str, Any], path: Path) -> None:
         self.method, self.path = job["method"], path
         job_path = path.with_suffix(".job.json")
         job_path.write_text(json.dumps(job), encoding="utf-8")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gradlight.bench.worker", str(job_path), str(path)],
+            [sys.executable, "-m", self.program, str(job_path), str(path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

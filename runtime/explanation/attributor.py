@@ -180,14 +180,12 @@ class Attributor:
             self.batcher.submit(FORWARD, plan.forward, admission),
             self.batcher.submit(plan.attribution_graph, plan.attribution, admission),
         )
-        options, label_indices = request.options, request.label_indices
+        options = request.options
         if plan.path:
             take_path_outputs(plan, attribution)
             await self._refine(plan, forward, admission)
         scores: list[TokenScores | None] = [
-            token_scores(index, plan, forward, attribution, label_indices)
-            if options.token_attributions
-            else None
+            token_scores(index, plan, forward, attribution) if options.token_attributions else None
             for index in range(len(request.units))
         ]
         if plan.checked:
@@ -203,23 +201,25 @@ class Attributor:
         """Steps chosen per text: the texts whose completeness gap is above the tolerance run
         their next level's points, every such text's rows in one work, until all are within it
         or at their most steps (runtime/explanation/path_rows.py)."""
-        while True:
-            texts = [
+        refining = [text for text in plan.path if text.can_refine()]
+        while refining:
+            # a text within the tolerance is done: it is not looked at again
+            refining = [
                 text
-                for text in plan.path
-                if text.can_refine()
-                and not text.within(text.raw(), forward[plan.full_row[text.unit]].logits)  # type: ignore[index]
+                for text in refining
+                if not text.reached(forward[plan.full_row[text.unit]].logits)  # type: ignore[index]
             ]
-            if not texts:
+            if not refining:
                 return
-            rows = [text.refine() for text in texts]
+            rows = [text.refine() for text in refining]
             outputs = await self.batcher.submit(
                 plan.attribution_graph, [row for part in rows for row in part], admission
             )
             start = 0
-            for text, part in zip(texts, rows, strict=True):
+            for text, part in zip(refining, rows, strict=True):
                 text.take(outputs[start : start + len(part)])
                 start += len(part)
+            refining = [text for text in refining if text.can_refine()]
 
     async def _fp32_where_needed(
         self,

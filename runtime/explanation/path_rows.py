@@ -136,10 +136,14 @@ class PathText:
         change = (text_logits[picked] - self.baseline.logits[picked]).astype(np.float64)
         return raw.sum(-1) - change, change
 
-    def within(self, raw: np.ndarray, text_logits: np.ndarray) -> bool:
-        """Whether every label's gap is within the tolerance of its ``|f(x) - f(b)|``."""
-        gaps, change = self.gaps(raw, text_logits)
+    def within(self, gaps: np.ndarray, change: np.ndarray) -> bool:
+        """Whether every label's gap is within the tolerance of its ``|f(x) - f(b)|`` (both
+        from ``gaps``)."""
         return bool(np.all(np.abs(gaps) <= self.choice.tolerance * np.abs(change)))
+
+    def reached(self, text_logits: np.ndarray) -> bool:
+        """Whether the points run so far bring every label's gap within the tolerance."""
+        return self.within(*self.gaps(self.raw(), text_logits))
 
     def _scores(self, outputs: list[RowOutput] | None) -> np.ndarray:
         assert outputs is not None

@@ -210,17 +210,16 @@ def token_scores(
     plan: RequestPlan,
     forward: list[RowOutput],
     attribution: list[RowOutput],
-    label_indices: tuple[int, ...],
 ) -> TokenScores:
     """Unit ``index``'s token scores from the request's rows' outputs."""
     if plan.token_graph is None:  # the path graphs
         text = plan.path[index]
         logits = forward[plan.full_row[index]].logits  # type: ignore[index]
         raw = text.raw()
-        gaps, _ = text.gaps(raw, logits)
-        missed = bool(text.choice.tolerance) and not text.within(raw, logits)
-        gaps = gaps.astype(np.float32)
-        return TokenScores(raw.astype(np.float32), logits, gaps, text.steps, missed)
+        gaps, change = text.gaps(raw, logits)
+        missed = bool(text.choice.tolerance) and not text.within(gaps, change)
+        raw, gaps = raw.astype(np.float32), gaps.astype(np.float32)
+        return TokenScores(raw, logits, gaps, text.steps, missed)
     assert plan.label_rows is not None
     count = len(plan.label_rows.shares)  # rows per unit
     rows = attribution[index * count : (index + 1) * count]
