@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from gradlight.artifact.precisions import CHOICES as PRECISION_CHOICES
 from gradlight.artifact.precisions import DEFAULT as DEFAULT_PRECISION
@@ -55,6 +56,9 @@ class EngineSettings:
     # (runtime/execution/shared_initializers.py): less memory, more the larger the model, for a
     # few percent of speed; outputs move in the 7th digit (docs/engine-settings.md, "Memory").
     share_weights: bool = False
+    # Where the engine keeps its private, verified copy of the artifact
+    # (runtime/execution/artifact_snapshot.py); None: the system's temporary directory.
+    snapshot_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:

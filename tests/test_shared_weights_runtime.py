@@ -86,7 +86,7 @@ def test_each_external_weight_is_one_buffer_that_every_session_gets(
 ):
     engine = _engine(exported(model_type), precision)
     shared = engine.graph_set.shared_weights
-    paths = [engine.artifact_dir / graph.file for graph in engine.graphs.values()]
+    paths = [engine.graph_set.files / graph.file for graph in engine.graphs.values()]
     ranges = set()
     for path in paths:
         expected = _onnx_external(path)
@@ -99,7 +99,7 @@ def test_each_external_weight_is_one_buffer_that_every_session_gets(
     assert sum(len(names) for names in shared.given.values()) > len(ranges)
     # one buffer per file: each value is a view of it at its offset, not a copy
     weights = "weights_fp16.bin" if precision == "fp16" else "weights.bin"
-    assert set(shared.buffers) == {(engine.artifact_dir / weights).resolve()}
+    assert set(shared.buffers) == {(engine.graph_set.files / weights).resolve()}
     (buffer,) = shared.buffers.values()
     for (_, offset, length, dtype, shape), value in shared.values.items():
         assert value.data_ptr() == buffer.ctypes.data + offset
@@ -127,7 +127,7 @@ def test_outputs_equal_a_plain_onnxruntime_session_to_the_bit(
     engine = _engine(exported(model_type), precision, share)
     assert bool(engine.graph_set.shared_weights.given) == share
     for key, (batch, extras) in _feeds(engine).items():
-        path = engine.artifact_dir / engine.graphs[key].file
+        path = engine.graph_set.files / engine.graphs[key].file
         feed = {**batch.feed, **extras}
         outputs = engine.graphs[key].outputs
         expected = dict(zip(outputs, _plain_session(path, share).run(None, feed), strict=True))

@@ -15,11 +15,11 @@ from gradlight.artifact.manifest import (
     FORWARD,
     GraphInfo,
     Manifest,
-    load_manifest,
     plain_request_graph,
 )
 from gradlight.artifact.precisions import BF16
 from gradlight.runtime.execution import feeds
+from gradlight.runtime.execution.artifact_snapshot import TOKENIZER_FILE, ArtifactSnapshot
 from gradlight.runtime.execution.bf16_check import (
     LOGITS_DIFF,
     PROBABILITY_GATE,
@@ -54,17 +54,30 @@ class Engine:
     def __init__(self, artifact_dir: Path | str, settings: EngineSettings | None = None) -> None:
         self.artifact_dir = Path(artifact_dir)
         self.settings = settings or EngineSettings()
-        self.manifest: Manifest = load_manifest(self.artifact_dir)
-        self.encoder = TextEncoder(
-            self.artifact_dir / self.manifest.tokenizer_dir / "tokenizer.json"
-        )
+        self.snapshot = ArtifactSnapshot(self.artifact_dir, self.settings.snapshot_dir)
+        try:
+            self._load()
+        except BaseException:
+            self.snapshot.close()
+            raise
+
+    def _load(self) -> None:
+        """Copy what the served precision reads into the snapshot, then load it from there."""
+        self.manifest: Manifest = self.snapshot.manifest
         providers = resolve_providers(self.settings.provider)
         self.precision, reason = choose_precision(self.manifest, self.settings.precision, providers)
         logger.info("%s: serving %s (%s)", self.artifact_dir, self.precision, reason)
-        plain = plain_request_graph(self.manifest.graphs)
         at_precision = self.manifest.graphs_at(self.precision)
+        self.snapshot.add_graphs(
+            [*at_precision.values()]
+            + [self.manifest.graphs[k] for k, g in at_precision.items() if runs_on_openvino(g)]
+        )
+        files = self.snapshot.directory
+        self.encoder = TextEncoder(files / self.manifest.tokenizer_dir / TOKENIZER_FILE)
+        plain = plain_request_graph(self.manifest.graphs)
         startup = plain if runs_on_openvino(at_precision[plain]) else None
         self.graph_set = GraphSet(
+            files,
             self.artifact_dir,
             self.manifest,
             self.precision,
@@ -92,6 +105,11 @@ class Engine:
         binds = on_cuda if self.settings.io_binding is None else self.settings.io_binding
         # where IOBinding binds the outputs (None: no IOBinding)
         self._device = ("cuda" if on_cuda else "cpu") if binds else None
+
+    def close(self) -> None:
+        """Remove the engine's snapshot of its artifact (runtime/execution/artifact_snapshot.py);
+        the graphs already loaded keep running, no other can load."""
+        self.snapshot.close()
 
     @property
     def graphs(self) -> Mapping[str, GraphInfo]:

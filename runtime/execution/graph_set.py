@@ -40,7 +40,8 @@ class GraphSet:
 
     def __init__(
         self,
-        artifact_dir: Path,
+        files: Path,
+        source: Path,
         manifest: Manifest,
         precision: str,
         settings: EngineSettings,
@@ -48,7 +49,8 @@ class GraphSet:
         load_now: Iterable[str],
         compile_now: str | None,
     ) -> None:
-        self.artifact_dir = artifact_dir
+        self.files = files  # where the graph files are read: the engine's snapshot
+        self.source = source  # the artifact they were copied from (for the log)
         self.manifest = manifest
         self.settings = settings
         self.providers = providers
@@ -67,14 +69,14 @@ class GraphSet:
         if later:
             logger.info(
                 "%s: loaded %s; %s load on their first call",
-                artifact_dir,
+                source,
                 ", ".join(self._sessions),
                 ", ".join(later),
             )
 
     def _open(self, info: GraphInfo, shared: SharedInitializers, compile_now: bool = True) -> Any:
         return open_session(
-            self.artifact_dir,
+            self.files,
             info,
             self.providers,
             shared,
@@ -111,7 +113,7 @@ class GraphSet:
                 self._keep(key, self._open(self.graphs[key], self.shared_weights))
                 logger.info(
                     "%s: %s loaded on its first call, in %.1f s",
-                    self.artifact_dir,
+                    self.source,
                     key,
                     time.perf_counter() - started,
                 )

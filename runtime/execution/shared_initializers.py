@@ -167,6 +167,20 @@ def external_tensors(graph_path: Path) -> list[ExternalTensor]:
     return found
 
 
+def external_data_files(graph_path: Path) -> set[str]:
+    """The ``location`` of every external-data file the main graph's initializers name, as
+    written in the graph (relative to its directory), whatever their type."""
+    model = memoryview(graph_path.read_bytes())
+    found = set()
+    for graph in _submessages(model, 7):  # ModelProto.graph
+        for initializer in _submessages(graph, 5):  # GraphProto.initializer
+            for entry in _submessages(initializer, 13):  # TensorProto.external_data
+                fields = {f: bytes(v).decode("utf-8") for f, v in _fields(entry)}
+                if fields.get(1) == "location":
+                    found.add(fields.get(2, ""))
+    return found
+
+
 def _external_tensor(message: memoryview, directory: Path) -> ExternalTensor | None:
     dims: list[int] = []
     data_type = 0

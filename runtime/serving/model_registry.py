@@ -18,6 +18,7 @@ from pathlib import Path
 from gradlight.artifact.manifest import MANIFEST_NAME, sha256_file
 from gradlight.artifact.names import check_model_name
 from gradlight.runtime.errors import ModelNotFoundError
+from gradlight.runtime.execution.artifact_snapshot import source_files
 from gradlight.runtime.execution.batcher import DynamicBatcher
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.execution.process_memory import release_freed_memory
@@ -31,28 +32,30 @@ logger = logging.getLogger(__name__)
 RELOADED, UNCHANGED, REFUSED = "reloaded", "unchanged", "refused"
 
 
-def revision(artifact_dir: Path) -> str:
-    """What identifies an artifact's contents: the start of its manifest's sha256 (the
-    manifest holds every file's sha256)."""
-    return sha256_file(artifact_dir / MANIFEST_NAME)[:16]
+Seen = tuple[str, tuple[tuple[str, int, int], ...]]
 
 
-def on_disk(artifact_dir: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
-    """What a reload compares: the revision, and every file's size and modification time (a
-    file changed under an unchanged manifest is a change too, and then fails its checksum)."""
-    files = sorted(path for path in artifact_dir.rglob("*") if path.is_file())
-    stats = tuple(
-        (path.relative_to(artifact_dir).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
-        for path in files
-    )
-    return revision(artifact_dir), stats
+def on_disk(artifact_dir: Path) -> Seen:
+    """What a reload compares: the revision (the start of the manifest's sha256; the manifest
+    holds every file's sha256), and every file's size and modification time (a file changed
+    under an unchanged manifest is a change too, and then fails its checksum)."""
+    return sha256_file(artifact_dir / MANIFEST_NAME)[:16], source_files(artifact_dir)
+
+
+def loaded_from(engine: Engine) -> Seen:
+    """What ``on_disk`` said of ``engine``'s artifact when the engine copied it."""
+    return engine.snapshot.revision, engine.snapshot.source_files
 
 
 def load_engine(name: str, artifact: Path | str, settings: EngineSettings) -> Engine:
     """Load and warm up one artifact (checksums verified). Blocking."""
     started = time.perf_counter()
     engine = Engine(artifact, settings)
-    engine.warm_up()
+    try:
+        engine.warm_up()
+    except BaseException:
+        engine.close()
+        raise
     release_freed_memory()
     logger.info(
         "model %s: %s from %s, %d labels, max length %d, %s, loaded in %.1f s",
@@ -80,7 +83,8 @@ class ServedModel:
     engine: Engine
     batcher: DynamicBatcher
     attributor: Attributor
-    seen: tuple[str, tuple[tuple[str, int, int], ...]]  # ``on_disk`` before it was loaded
+    seen: Seen  # ``on_disk`` of its artifact when it was copied
+    owned: bool = False  # loaded by the registry (a reload): closed with it
     users: int = 0  # requests using this model now
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -94,11 +98,13 @@ class ServedModel:
             self.idle.set()
 
     async def retire(self) -> None:
-        """Wait for the requests using this model, then drain and close its batcher."""
+        """Wait for the requests using this model, then drain and close its batcher and its
+        engine (its artifact changed: nothing serves it again)."""
         if self.users:
             self.idle.clear()
             await self.idle.wait()
         await self.batcher.close()
+        self.engine.close()
 
 
 @dataclass(frozen=True)
@@ -127,15 +133,13 @@ class ModelRegistry:
         self.max_texts = max_texts
         self.metrics = metrics or ServerMetrics()
         self.models: dict[str, ServedModel] = {
-            name: self._served(name, engine, on_disk(engine.artifact_dir))
+            name: self._served(name, engine, loaded_from(engine))
             for name, engine in engines.items()
         }
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()
 
-    def _served(
-        self, name: str, engine: Engine, seen: tuple[str, tuple[tuple[str, int, int], ...]]
-    ) -> ServedModel:
+    def _served(self, name: str, engine: Engine, seen: Seen) -> ServedModel:
         batcher = DynamicBatcher(engine, self.batch, self.metrics.model(name))
         attributor = Attributor(engine, batcher, self.max_texts)
         model = ServedModel(name, engine, batcher, attributor, seen)
@@ -153,6 +157,8 @@ class ModelRegistry:
             await asyncio.gather(*self._retiring)
         for model in self.models.values():
             await model.batcher.close()
+            if model.owned:
+                model.engine.close()
 
     def get(self, name: str) -> ServedModel:
         if not name:
@@ -190,13 +196,18 @@ class ModelRegistry:
             if seen == old.seen:
                 return self._counted(ReloadOutcome(name, UNCHANGED, old.revision))
             engine = await asyncio.to_thread(load_engine, name, artifact, old.engine.settings)
-            _check_budget(engine, self.batch)
+            try:
+                _check_budget(engine, self.batch)
+            except SettingsError:
+                engine.close()
+                raise
         except Exception as exc:  # a broken artifact, whatever ORT or the checks raise
             logger.error(
                 "reload of model %s refused, still serving %s: %s", name, old.revision, exc
             )
             return self._counted(ReloadOutcome(name, REFUSED, old.revision, str(exc)))
-        new = self._served(name, engine, seen)
+        new = self._served(name, engine, loaded_from(engine))
+        new.owned = True
         new.batcher.start()
         self.models[name] = new
         self.metrics.model_info.remove(
