@@ -124,3 +124,42 @@ def test_a_full_queue_refuses_at_the_door_over_grpc(engine_for):
         assert "this request needs 1" in info.value.details()
         assert len(waiting.result(timeout=30).results) == 2
         channel.close()
+
+
+def _tokenized(server) -> float:
+    """How many requests the server has tokenized (``gradlight_tokenize_seconds``' count)."""
+    metric = server.running.registry.metrics.tokenize_seconds
+    return sum(s.value for m in metric.collect() for s in m.samples if s.name.endswith("_count"))
+
+
+def test_a_path_request_is_refused_whole_before_anything_sized_by_it_is_made(engine_for):
+    """GradientSHAP's rows at their most (8 texts x (16 samples + the baseline's row), each
+    one path labels row of 3 labels, weighing 3: 408) are held at the door: with another
+    request's 40 rows queued (limit 440) they are refused before the texts are tokenized or any
+    noise is drawn; alone, the request is admitted."""
+    settings = ServerSettings(
+        port=0, batch=BatchSettings(max_queue_size=440, max_wait_ms=1000, max_batch_size=64)
+    )
+    texts = [f"Note {i}: the patient denies chest pain." for i in range(8)]
+    request = pb.AttributeRequest(
+        texts=texts, token_attributions=True, method="gradient_shap", samples=16
+    )
+    with ServerThread({"bert": engine_for("bert")}, settings) as server:
+        channel = grpc.insecure_channel(server.address)
+        stub = AttributorStub(channel)
+        waiting = stub.Predict.future(pb.PredictRequest(texts=[f"Text {i}." for i in range(40)]))
+        batcher = server.running.registry.models["bert"].batcher
+        for _ in range(100):
+            if batcher.waiting_rows == 40:
+                break
+            time.sleep(0.01)
+        tokenized = _tokenized(server)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Attribute(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "this request needs 408" in info.value.details()
+        assert _tokenized(server) == tokenized  # refused before its texts were tokenized
+        assert len(waiting.result(timeout=30).results) == 40
+        assert len(stub.Attribute(request, timeout=60).results) == 8  # alone it is admitted
+        assert batcher.waiting_rows == 0
+        channel.close()

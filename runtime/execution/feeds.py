@@ -7,18 +7,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from gradlight.runtime.execution.tokenization import EncodedText
 
 
+@runtime_checkable
+class DeferredInput(Protocol):
+    """A row's extra input made only when its batch is (GradientSHAP's noise, the path graph's
+    zero noise): what a request holds until then is this description, not the array, so
+    nothing sized by the request's rows is allocated before they run."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def write(self, out: np.ndarray) -> None:
+        """Write the input into ``out`` (float32 zeros of ``shape``, in the batch)."""
+
+
 @dataclass(frozen=True)
 class Row:
     encoded: EncodedText
     # The graph's inputs beyond the model's, this row's slice of each (the cotangent graph's
-    # ``cotangent``: [L]).
-    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # ``cotangent``: [L]), or how to make it (``DeferredInput``).
+    extras: Mapping[str, np.ndarray | DeferredInput] = field(default_factory=dict)
     unit: int | None = None  # rows of one work with the same unit share one call
     # The rows this row counts as in every limit (queue room, rows and tokens per call): the
     # labels graph's row runs one backward pass per cotangent, as the cotangent graph's rows it
@@ -79,25 +93,33 @@ def pad(rows: Sequence[EncodedText], pad_token_id: int, token_type_ids: bool) ->
 def stack_extras(
     names: Sequence[str],
     per_token: frozenset[str],
-    rows: Sequence[Mapping[str, np.ndarray]],
+    rows: Sequence[Mapping[str, np.ndarray | DeferredInput]],
     width: int,
 ) -> dict[str, np.ndarray]:
     """Rows' extra inputs ``names`` as one batch; a ``per_token`` input (its axis 1 the
     sequence, like the path graph's ``keep`` and ``noise``) is right-padded with zeros to
     ``width``; rows of several vectors (the labels graph's ``cotangent``, [K, L]) with zero
-    vectors to the largest K."""
+    vectors to the largest K; a ``DeferredInput`` is made in its place in the batch."""
     stacked = {}
     for name in names:
-        values = [np.asarray(row[name], dtype=np.float32) for row in rows]
+        values = [
+            value if isinstance(value, DeferredInput) else np.asarray(value, dtype=np.float32)
+            for value in (row[name] for row in rows)
+        ]
+        shapes = [tuple(value.shape) for value in values]
         padded = name in per_token
-        if padded or len({value.shape for value in values}) > 1:
-            length = width if padded else max(len(value) for value in values)
-            batch = np.zeros((len(values), length, *values[0].shape[1:]), dtype=np.float32)
-            for index, value in enumerate(values):
-                batch[index, : len(value)] = value
+        deferred = any(isinstance(value, DeferredInput) for value in values)
+        if padded or deferred or len(set(shapes)) > 1:
+            length = width if padded else max(shape[0] for shape in shapes)
+            batch = np.zeros((len(values), length, *shapes[0][1:]), dtype=np.float32)
+            for index, (value, shape) in enumerate(zip(values, shapes, strict=True)):
+                if isinstance(value, DeferredInput):
+                    value.write(batch[index, : shape[0]])
+                else:
+                    batch[index, : shape[0]] = value
             stacked[name] = batch
         else:
-            stacked[name] = np.stack(values)
+            stacked[name] = np.stack(values)  # type: ignore[arg-type]
     return stacked
 
 

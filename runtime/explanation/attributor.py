@@ -37,7 +37,7 @@ from gradlight.runtime.explanation.faithfulness import (
 )
 from gradlight.runtime.explanation.faithfulness import score as faithfulness_score
 from gradlight.runtime.explanation.methods import check_method, text_seed
-from gradlight.runtime.explanation.path_rows import most_rows
+from gradlight.runtime.explanation.path_rows import most_rows, path_graph, rows_per_text
 from gradlight.runtime.explanation.request_plan import (
     RequestPlan,
     ResolvedRequest,
@@ -60,6 +60,7 @@ from gradlight.runtime.explanation.results import (
     SentenceResult,
     TextResult,
 )
+from gradlight.runtime.explanation.token_graphs import text_weight, token_graph
 from gradlight.wire.errors import RequestError
 from gradlight.wire.methods import GRADIENT_SHAP
 
@@ -88,12 +89,28 @@ class Attributor:
         every field), plan (tokenize, lay out the rows), execute (the rows through the batcher),
         assemble (the results)."""
         request, marked = self._resolve(texts, options, entities, marking)
-        admission = self.batcher.admit(len(request.units))  # a burst is refused before tokenizing
+        admission = self.batcher.admit(self._door_rows(request))  # refused before tokenizing
         try:
             plan = await self._plan(request, admission, api_method)
             forward, scores, faithfulness = await self._execute(request, plan, admission)
         finally:
             admission.release()
+        # assembled in a thread: a large answer never holds the event loop
+        return await asyncio.to_thread(
+            self._results, texts, marked, request, plan, forward, scores, faithfulness
+        )
+
+    def _results(
+        self,
+        texts: Sequence[str],
+        marked: Sequence[Sequence[MarkedSpan] | None],
+        request: ResolvedRequest,
+        plan: RequestPlan,
+        forward: list[RowOutput],
+        scores: list[TokenScores | None],
+        faithfulness: list[FaithfulnessResult | None],
+    ) -> list[TextResult | EntitiesResult]:
+        """One result per text, in order (an EntitiesResult for a text with entity spans)."""
         results = iter(
             self._assemble(index, request, plan, forward, scores[index], faithfulness[index])
             for index in range(len(request.units))
@@ -143,6 +160,26 @@ class Attributor:
         subset = bool(options.labels)
         request = ResolvedRequest(units, options, max_length, label_indices, subset, choice, seed)
         return request, marked
+
+    def _door_rows(self, request: ResolvedRequest) -> int:
+        """The rows a request is admitted with before anything sized by it is made: its
+        token-score rows (a path method's at its most steps) or its full-text rows, and
+        faithfulness's variants at most; its sentence variants are added once its texts are
+        split and tokenized (``_plan``). Never more than the rows planned, so the door refuses
+        nothing the plan would admit."""
+        units, options = len(request.units), request.options
+        labels = request.label_indices
+        per_text = 1
+        if options.token_attributions and request.choice.on_path:
+            graph = path_graph(self.engine.has_graph, len(labels))
+            shared = graph != ATTRIBUTION_PATH
+            own_text = not self.engine.runs_in_fp32(graph)
+            per_text = rows_per_text(request.choice, len(labels), shared, own_text)
+        elif options.token_attributions:
+            graph = token_graph(self.engine.has_graph, request.subset, labels)
+            per_text = text_weight(graph, labels)
+        faithful = units * max_variants(len(labels)) if options.faithfulness else 0
+        return units * per_text + faithful
 
     async def _plan(
         self, request: ResolvedRequest, admission: Admission, api_method: str

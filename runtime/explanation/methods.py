@@ -128,14 +128,45 @@ def text_seed(seed: int, ids: np.ndarray) -> list[int]:
 def draws(
     seed: int | Sequence[int], samples: int, tokens: int, hidden: int, stdev: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """GradientSHAP's random draws for one text: ``alphas [samples]`` from U(0, 1), then noise
-    ``[samples, tokens, hidden]`` from N(0, stdev^2) (None when stdev is 0), in this order from
-    ``numpy.random.default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
-    alphas = rng.uniform(0.0, 1.0, size=samples)
+    """GradientSHAP's random draws for one text, all at once (the served rows draw each
+    point's noise only when its batch is built: ``NoiseDraw``): ``alphas [samples]`` from
+    U(0, 1) by ``numpy.random.default_rng(seed)``, and noise ``[samples, tokens, hidden]``,
+    point p's from N(0, stdev^2) by its own generator (``NoiseDraw``; None when stdev is 0)."""
+    alphas = np.random.default_rng(seed).uniform(0.0, 1.0, size=samples)
     if stdev == 0:
         return alphas, None
-    return alphas, rng.normal(0.0, stdev, size=(samples, tokens, hidden)).astype(np.float32)
+    return alphas, np.stack([_normal(seed, p, (tokens, hidden), stdev) for p in range(samples)])
+
+
+def _normal(
+    seed: int | Sequence[int], point: int, shape: tuple[int, int], stdev: float
+) -> np.ndarray:
+    """Point ``point``'s noise: ``default_rng([*seed, point])``, float32."""
+    words = [seed] if isinstance(seed, int) else list(seed)
+    return np.random.default_rng([*words, point]).normal(0.0, stdev, size=shape).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NoiseDraw:
+    """One point's noise ``[tokens, hidden]`` for the path graph's ``noise`` input, drawn
+    only when its row's batch is built (runtime/execution/feeds.py: ``DeferredInput``); zero
+    where ``keep`` is 1 (the baseline keeps the token's own vector). ``stdev`` 0: zeros
+    (integrated gradients)."""
+
+    seed: tuple[int, ...]
+    point: int
+    stdev: float
+    keep: np.ndarray  # [S]
+    hidden: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.keep), self.hidden)
+
+    def write(self, out: np.ndarray) -> None:
+        if self.stdev:
+            out[...] = _normal(self.seed, self.point, self.shape, self.stdev)
+            out *= (1 - self.keep)[:, None]
 
 
 @dataclass(frozen=True)
@@ -147,10 +178,21 @@ class PathPoints:
     weights: np.ndarray  # [P]
     keep: np.ndarray  # [S] float32, 1: the baseline keeps the token's own vector
     fill: float  # the pad vector's weight elsewhere (0: zero baseline)
-    noise: np.ndarray | None  # [P, S, H] or None (no noise)
+    hidden: int
+    seed: tuple[int, ...] = ()  # GradientSHAP's noise: the text's seed, and its stdev
+    stdev: float = 0.0
 
-    def extras(self, alpha: float, noise: np.ndarray) -> dict[str, np.ndarray]:
-        """The path graph's inputs for a row at ``alpha`` with ``noise`` [S, H]."""
+    def extras(self, point: int) -> dict[str, np.ndarray | NoiseDraw]:
+        """The path graph's inputs for a row at point ``point`` (``alphas[point]``)."""
+        noise = NoiseDraw(self.seed, point, self.stdev, self.keep, self.hidden)
+        return self._inputs(float(self.alphas[point]), noise)
+
+    def end(self, alpha: float) -> dict[str, np.ndarray | NoiseDraw]:
+        """The inputs for a row at the path's end ``alpha`` (0: the baseline, 1: the text),
+        without noise."""
+        return self._inputs(alpha, NoiseDraw((), 0, 0.0, self.keep, self.hidden))
+
+    def _inputs(self, alpha: float, noise: NoiseDraw) -> dict[str, np.ndarray | NoiseDraw]:
         return {
             "alpha": np.float32(alpha),
             "keep": self.keep,
@@ -176,9 +218,8 @@ def path_points(
         keep, fill = np.zeros(tokens, dtype=np.float32), 0.0
     if choice.method == INTEGRATED_GRADIENTS:
         alphas, weights = integration_points(choice.integration, steps or choice.steps)
-        return PathPoints(alphas, weights, keep, fill, None)
-    alphas, noise = draws(seed, choice.samples, tokens, hidden, choice.stdev)
-    if noise is not None:  # none where the baseline is the token itself: those score 0
-        noise *= (1 - keep)[None, :, None]
+        return PathPoints(alphas, weights, keep, fill, hidden)
+    alphas = np.random.default_rng(seed).uniform(0.0, 1.0, size=choice.samples)
     weights = np.full(choice.samples, 1.0 / choice.samples)
-    return PathPoints(alphas, weights, keep, fill, noise)
+    words = (seed,) if isinstance(seed, int) else tuple(seed)
+    return PathPoints(alphas, weights, keep, fill, hidden, words, choice.stdev)

@@ -27,7 +27,7 @@ import numpy as np
 from gradlight.artifact.manifest import ATTRIBUTION_PATH, ATTRIBUTION_PATH_LABELS
 from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
-from gradlight.runtime.explanation.methods import PathPoints, path_points, text_seed
+from gradlight.runtime.explanation.methods import NoiseDraw, PathPoints, path_points, text_seed
 from gradlight.wire.methods import (
     INTEGRATED_GRADIENTS,
     TOLERANCE_STEPS,
@@ -89,10 +89,9 @@ class PathText:
         # On the path labels graph with every label's cotangent, as a call pads it anyway (its
         # weight then tells the batcher what it costs); its scores are not read.
         cotangents = self.cotangents if self.shared else self.cotangents[0]
-        zeros = self._zeros()
-        ends = [self._row(self.points.extras(0.0, zeros), cotangents)]
+        ends = [self._row(self.points.end(0.0), cotangents)]
         if self.own_text:
-            ends.append(self._row(self.points.extras(1.0, zeros), cotangents))
+            ends.append(self._row(self.points.end(1.0), cotangents))
         return [*self._rows(self.pending), *ends]
 
     def take(self, outputs: Sequence[RowOutput]) -> None:
@@ -151,24 +150,17 @@ class PathText:
             return outputs[0].scores[: len(self.cotangents)]
         return np.stack([output.scores for output in outputs])
 
-    def _zeros(self) -> np.ndarray:
-        return np.zeros((len(self.encoded), self.hidden), dtype=np.float32)
-
     def _rows(self, indices: Sequence[int]) -> list[Row]:
-        zeros = self._zeros()
-        noise = self.points.noise
         rows = []
         for point in indices:
-            extras = self.points.extras(
-                float(self.points.alphas[point]), zeros if noise is None else noise[point]
-            )
+            extras = self.points.extras(point)
             if self.shared:
                 rows.append(self._row(extras, self.cotangents))
             else:
                 rows.extend(self._row(extras, cotangent) for cotangent in self.cotangents)
         return rows
 
-    def _row(self, extras: dict[str, np.ndarray], cotangent: np.ndarray) -> Row:
+    def _row(self, extras: dict[str, np.ndarray | NoiseDraw], cotangent: np.ndarray) -> Row:
         """A row of ``cotangent`` ([L], or [K, L] on the path labels graph)."""
         weight = shared_row_weight(len(cotangent)) if cotangent.ndim == 2 else 1
         return Row(self.encoded, {**extras, "cotangent": cotangent}, unit=self.unit, weight=weight)
@@ -191,6 +183,15 @@ def path_text(
     points = path_points(choice, encoded.special, hidden, text_seed(seed, encoded.ids), steps)
     cotangents = np.eye(labels, dtype=np.float32)[list(label_indices)]
     return PathText(encoded, unit, choice, cotangents, shared, hidden, steps, points, own_text)
+
+
+def rows_per_text(choice: MethodSettings, labels: int, shared: bool, own_text: bool) -> int:
+    """The rows (by weight) one text's path rows count as at its most steps, known before it
+    is tokenized: its points, then the baseline's row (and, ``own_text``, the text's)."""
+    points = choice.steps if choice.method == INTEGRATED_GRADIENTS else choice.samples
+    per_point = shared_row_weight(labels) if shared else labels
+    ends = 2 if own_text else 1
+    return points * per_point + ends * (shared_row_weight(labels) if shared else 1)
 
 
 def most_rows(text: PathText) -> int:

@@ -122,3 +122,9 @@ TOKEN_GRAPHS: tuple[TokenGraph, ...] = (
 def token_graph(has: Callable[[str], bool], subset: bool, asked: Sequence[int]) -> TokenGraph:
     """The graph that gives input x gradient scores for labels ``asked``."""
     return next(g for g in TOKEN_GRAPHS if has(g.key) and g.serves(subset, asked))
+
+
+def text_weight(graph: TokenGraph, asked: Sequence[int]) -> int:
+    """The rows (by weight) one text's input x gradient rows count as: one all-labels row,
+    else one per asked label (cotangent rows, or label rows weighing their labels)."""
+    return 1 if graph.key == ATTRIBUTION else len(asked)
