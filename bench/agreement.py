@@ -42,8 +42,13 @@ def _compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> 
     # sentence cells keep "...|sentences", attribution cells asking for both "...|sentence_scores"
     sentence_keys = [k for k in shared if k.endswith(("|sentences", "|sentence_scores"))]
     if sentence_keys:
+        # a truncated text's answer lists the sentences the model reads a part of: the first
+        # ones (the reference's others score 0 and are not compared)
         result["max_abs_diff_sentence_scores"] = float(
-            max(np.max(np.abs(reference[k] - other[k])) for k in sentence_keys)
+            max(
+                np.max(np.abs(reference[k][: len(other[k])] - other[k]), initial=0.0)
+                for k in sentence_keys
+            )
         )
     return result
 

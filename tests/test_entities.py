@@ -165,10 +165,13 @@ def test_a_sentence_removed_leaves_the_marked_span(tiny_client):
     entity = response.results[0].entities[0]
     marked = mark(TEXT, start, end, EntityMarking())
     original, in_marked = marked.sentences()
-    assert [(s.start, s.end) for s in entity.result.sentences] == [
-        (s.start, s.end) for s in original
-    ]
     assert len(original) == 4
+    # the tiny model reads 64 tokens of the marked text: a part of its first three sentences;
+    # the fourth is not listed
+    assert entity.result.truncated
+    assert [(s.start, s.end) for s in entity.result.sentences] == [
+        (s.start, s.end) for s in original[:3]
+    ]
     own = "She reported no <e>shortness of breath</e>. "
     assert own in marked.marked_text
     variants = [remove_span(marked.marked_text, in_marked, i) for i in range(len(in_marked))]
@@ -177,7 +180,7 @@ def test_a_sentence_removed_leaves_the_marked_span(tiny_client):
         tiny_client.predict([marked.marked_text], model="bert").results[0].probabilities
     )
     predicted = tiny_client.predict(variants, model="bert").results
-    for sentence, variant in zip(entity.result.sentences, predicted, strict=True):
+    for sentence, variant in zip(entity.result.sentences, predicted[:3], strict=True):
         np.testing.assert_allclose(
             sentence.scores, p_full - np.asarray(variant.probabilities), atol=1e-5
         )

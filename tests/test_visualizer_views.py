@@ -276,7 +276,8 @@ def test_screenshot_and_a_long_document_stay_responsive(page, tiny_server):
     values = page.eval_on_selector_all(
         "#sentences .value", "cells => cells.map(c => c.textContent)"
     )
-    assert len(values) == 360 and values[-1] == "not seen" and values[0] != "not seen"
+    # only the sentences the model read a part of: those of its first 64 tokens
+    assert 1 < len(values) < 10 and "not seen" not in values
     switch = page.evaluate(
         """() => {
             const started = performance.now();

@@ -92,6 +92,9 @@ def plan_request(engine: Engine, max_batch_size: int, request: ResolvedRequest) 
     variants = encode_variants(
         engine.encoder, texts, removed, encoded, request.max_length, keep=keep
     )
+    for unit, (text, text_encoded) in enumerate(zip(texts, encoded, strict=True)):
+        read = _sentences_read(text, text_encoded, removed[unit])
+        spans[unit], variants[unit] = spans[unit][:read], variants[unit][:read]
     plan = RequestPlan(encoded, [], [], "", [], [], spans)
     if options.token_attributions and not request.choice.on_path:
         plan.token_graph = token_graph(engine.has_graph, request.subset, request.label_indices)
@@ -125,6 +128,16 @@ def _sentences(
             spans.append(original)
             removed.append(in_marked)
     return spans, removed
+
+
+def _sentences_read(text: str, encoded: EncodedText, spans: Sequence[SentenceSpan]) -> int:
+    """How many of ``text``'s sentences ``spans`` (in order) the model reads a part of: all
+    unless the text was truncated; the sentences after are not reported."""
+    if not encoded.truncated:
+        return len(spans)
+    pairs = zip(encoded.offsets, encoded.special, strict=True)
+    read = max((end for (_, end), special in pairs if not special), default=0)
+    return sum(1 for span in spans if span.start < read)
 
 
 def _plan_forward(
