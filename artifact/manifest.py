@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from gradlight.artifact.errors import ArtifactError
@@ -100,6 +101,37 @@ class Manifest(ModelSpec):
     def all_graphs(self) -> list[GraphInfo]:
         return [*self.graphs.values(), *(g for p in self.precisions.values() for g in p.values())]
 
+    def paths(self) -> list[tuple[str, Any]]:
+        """Every path the manifest names, relative to the artifact directory, with the field
+        that names it: the tokenizer's folder, the graph files of every precision, and the
+        files whose checksums it holds."""
+        found: list[tuple[str, Any]] = [("tokenizer_dir", self.tokenizer_dir)]
+        found += [(f"graphs.{key}.file", graph.file) for key, graph in self.graphs.items()]
+        for precision, graphs in self.precisions.items():
+            listed = "fp16_graphs" if self.format_version == 1 else f"precisions.{precision}"
+            found += [(f"{listed}.{key}.file", graph.file) for key, graph in graphs.items()]
+        found += [("files entry", relative) for relative in self.files]
+        return found
+
+    def path_problems(self, artifact_dir: Path | str | None = None) -> list[str]:
+        """Each path of ``paths()`` that is not inside the artifact (not a relative path, or
+        climbing out with ``..``; with ``artifact_dir``, also one that leads out through a
+        symbolic link), then what to do (empty when all are inside)."""
+        root = Path(artifact_dir).resolve() if artifact_dir is not None else None
+        found = []
+        for name, value in self.paths():
+            if problem := _path_problem(value, root):
+                found.append(f"{name} {value!r} {problem}")
+        if found:
+            linked = any(_LINKED in problem for problem in found)
+            found.append(_INSIDE + (f", {_COPY_LINKED}" if linked else ""))
+        return found
+
+    def problems(self, artifact_dir: Path | str | None = None) -> list[str]:
+        """What makes this manifest unusable (empty when it is fine): the model's problems
+        (``ModelSpec.problems``) and its paths' (``path_problems``)."""
+        return [*super().problems(), *self.path_problems(artifact_dir)]
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
@@ -136,7 +168,7 @@ def load_manifest(artifact_dir: Path | str, *, verify_files: bool = True) -> Man
         manifest = _manifest_from(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{path} is incomplete or malformed: {exc!r}") from exc
-    problems = manifest.problems()
+    problems = manifest.problems(artifact_dir)
     if problems:
         raise ArtifactError(f"{path}: {'; '.join(problems)}")
     missing = [key for key in REQUIRED_GRAPHS if key not in manifest.graphs]
@@ -204,12 +236,42 @@ def _manifest_from(data: dict[str, Any]) -> Manifest:
     )
 
 
+_INSIDE = (
+    "every path in the manifest must be relative to the artifact directory and stay inside "
+    "it: re-export the model"
+)
+_LINKED = "through a symbolic link"
+_COPY_LINKED = "or put a copy of what the link points to in its place"
+
+
+def _path_problem(value: Any, root: Path | None) -> str | None:
+    """Why ``value`` does not name a path inside the artifact ``root`` (None: it does; without
+    ``root``, only what the path itself says)."""
+    if not isinstance(value, str) or not value:
+        return "is not a path"
+    if "\0" in value:
+        return "holds a NUL character"
+    if value.startswith(("/", "\\")) or PureWindowsPath(value).drive:
+        return "points outside the artifact (an absolute path)"
+    normalized = posixpath.normpath(value.replace("\\", "/"))
+    if normalized == ".." or normalized.startswith("../"):
+        return "points outside the artifact ('..' climbs out of it)"
+    if root is not None:
+        try:
+            resolved = (root / value).resolve()
+        except (OSError, RuntimeError) as exc:  # a loop of symbolic links, say
+            return f"cannot be followed to a file ({exc})"
+        if not resolved.is_relative_to(root):
+            return f"points outside the artifact {_LINKED} (to {resolved})"
+    return None
+
+
 def verify_artifact_files(artifact_dir: Path, manifest: Manifest) -> None:
-    """Raise ``ArtifactError`` naming the first file that is missing, changed or unlisted."""
-    root = artifact_dir.resolve()
-    for relative in manifest.files:
-        if not (root / relative).resolve().is_relative_to(root):
-            raise ArtifactError(f"manifest file entry {relative!r} points outside {artifact_dir}")
+    """Raise ``ArtifactError`` naming the paths that lead out of the artifact
+    (``Manifest.path_problems``), or else the first file that is missing, changed or unlisted
+    (a graph file the manifest's ``files`` leave out)."""
+    if problems := manifest.path_problems(artifact_dir):
+        raise ArtifactError(f"{artifact_dir / MANIFEST_NAME}: {'; '.join(problems)}")
     for graph in manifest.all_graphs():
         if graph.file not in manifest.files:
             raise ArtifactError(f"graph file {graph.file} is not listed in the manifest's files")

@@ -23,10 +23,12 @@ from gradlight.cli.flags import (
     server_security_from_flags,
 )
 from gradlight.cli.method_flags import add_method_flags, method_options
+from gradlight.runtime.serving.http_limits import HttpLimits
 from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
 
 _BATCH = BatchSettings()
 _LIMITS = ServiceLimits()
+_HTTP = HttpLimits()
 
 
 def _model_pair(value: str) -> tuple[str, Path]:
@@ -66,6 +68,7 @@ def add_serve_parser(commands: Any) -> None:
     _add_engine_flags(serve)
     _add_batching_flags(serve)
     _add_limit_flags(serve)
+    _add_http_limit_flags(serve)
     add_server_security_flags(serve)
     # on_ready: called with the running server once both ports serve (the demo's ready link).
     serve.set_defaults(handler=_serve, log_level=logging.INFO, on_ready=None)
@@ -108,6 +111,15 @@ def _add_engine_flags(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         help="CPU: one copy of the weights for all the artifact's graphs, weight pre-packing "
         "off (less memory, a few percent slower)",
+    )
+    group.add_argument(
+        "--snapshot-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where each model keeps its private, verified copy of its artifact, so that "
+        "changing the artifact on disk never touches a served model (default: the system's "
+        "temporary directory, $TMPDIR)",
     )
     group.add_argument(
         "--io-binding",
@@ -174,10 +186,55 @@ def _add_limit_flags(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_http_limit_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "HTTP connections",
+        "timeouts and a cap that keep slow or idle clients from holding the "
+        "HTTP server's connections; a client that times out is counted in "
+        "gradlight_http_client_errors",
+    )
+    group.add_argument(
+        "--http-header-timeout",
+        type=float,
+        default=_HTTP.header_timeout_s,
+        metavar="SECONDS",
+        help="close a connection whose request head is not complete this long after its first "
+        f"byte (default {_HTTP.header_timeout_s:g}); also bounds the TLS handshake",
+    )
+    group.add_argument(
+        "--http-body-timeout",
+        type=float,
+        default=_HTTP.body_timeout_s,
+        metavar="SECONDS",
+        help="answer 408 and close when a request body is not complete this long after its "
+        f"head (default {_HTTP.body_timeout_s:g}; raise it for large bodies on slow links)",
+    )
+    group.add_argument(
+        "--http-idle-timeout",
+        type=float,
+        default=_HTTP.idle_timeout_s,
+        metavar="SECONDS",
+        help="close a keep-alive connection idle this long (default "
+        f"{_HTTP.idle_timeout_s:g}; behind a reverse proxy, above the proxy's own)",
+    )
+    group.add_argument(
+        "--http-max-connections",
+        type=int,
+        default=_HTTP.max_connections,
+        metavar="N",
+        help="open HTTP connections at most; one more gets 503 with Retry-After and is closed "
+        f"(default {_HTTP.max_connections})",
+    )
+
+
 # The settings whose flag is not named after them (the others: max_batch_size, --max-batch-size).
 _SERVE_FLAGS = {
     "max_receive_message_bytes": "--max-message-bytes",
     "grace_period_s": "--grace-period",
+    "header_timeout_s": "--http-header-timeout",
+    "body_timeout_s": "--http-body-timeout",
+    "idle_timeout_s": "--http-idle-timeout",
+    "max_connections": "--http-max-connections",
 }
 
 
@@ -208,7 +265,8 @@ def _artifacts(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gradlight.runtime.serving.server import ServerSettings, serve
+    from gradlight.runtime.serving.process import serve
+    from gradlight.runtime.serving.server import ServerSettings
 
     artifacts = _artifacts(args)
     security = server_security_from_flags(args)
@@ -219,6 +277,7 @@ def _serve(args: argparse.Namespace) -> int:
             inter_op_threads=args.inter_op_threads,
             precision=args.precision,
             share_weights=args.share_weights,
+            snapshot_dir=args.snapshot_dir,
             io_binding={"auto": None, "on": True, "off": False}[args.io_binding],
         )
         batch = BatchSettings(
@@ -233,6 +292,12 @@ def _serve(args: argparse.Namespace) -> int:
             max_receive_message_bytes=args.max_message_bytes,
             grace_period_s=args.grace_period,
         )
+        http = HttpLimits(
+            header_timeout_s=args.http_header_timeout,
+            body_timeout_s=args.http_body_timeout,
+            idle_timeout_s=args.http_idle_timeout,
+            max_connections=args.http_max_connections,
+        )
     settings = ServerSettings(
         host=args.host,
         port=args.port,
@@ -240,6 +305,7 @@ def _serve(args: argparse.Namespace) -> int:
         batch=batch,
         limits=limits,
         metrics_public=args.metrics_public,
+        http=http,
         **security,
     )
     with said_as_flags(_SERVE_FLAGS):  # settings refused while the models load, too

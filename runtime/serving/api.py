@@ -19,7 +19,9 @@ import grpc
 from gradlight.runtime.errors import UnavailableError
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.serving import messages, status
+from gradlight.runtime.serving.metrics import ServerMetrics
 from gradlight.runtime.serving.model_registry import ModelRegistry, ReloadOutcome
+from gradlight.runtime.serving.status import Status
 from gradlight.v1 import gradlight_pb2 as pb
 
 T = TypeVar("T")
@@ -35,6 +37,17 @@ REFUSAL_CODES = frozenset(
         grpc.StatusCode.UNAUTHENTICATED,
     }
 )
+
+
+def count_unread_refusal(metrics: ServerMetrics, method: str | None, refusal: Status) -> None:
+    """Count a call refused before its request was read (no accepted token: the transports
+    refuse it before it reaches the API). Its model is unknown, the request that names it not
+    being decoded, so it counts under model "": a refusal by ``refusal``'s reason and, for a
+    ``method`` whose requests are counted (Predict, Attribute, AttributeStream; None for any
+    other), a request by ``refusal``'s code."""
+    metrics.refusals.labels("", refusal.reason).inc()
+    if method is not None:
+        metrics.requests.labels("", method, refusal.code.name).inc()
 
 
 class AttributorApi:
@@ -143,4 +156,8 @@ class AttributorApi:
             results = await model.attributor.run(
                 request.texts, options, entities, marking, api_method=rpc
             )
-            return {"model": model.name, "results": messages.results(results)}
+            # the messages are built in a thread: a large answer never holds the event loop
+            return {
+                "model": model.name,
+                "results": await asyncio.to_thread(messages.results, results),
+            }

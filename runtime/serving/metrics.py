@@ -1,7 +1,8 @@
 """Prometheus metrics of a server, per model: requests by method and status code, the latency of
 each stage (queue wait, tokenizing, the ONNX Runtime call, the whole request), rows and padded
-tokens per call, the queue's depth, refusals, reloads, where bf16 probabilities came from, and the
-process's memory and CPU.
+tokens per call, the queue's depth, refusals, reloads, where bf16 probabilities came from, the
+HTTP server's connections and client errors (runtime/serving/http_limits.py), and the process's
+memory and CPU.
 
 Each server has a registry of its own (several servers may share a process, as in the tests);
 ``gradlight serve`` exposes it at ``GET /metrics`` on its HTTP port (runtime/serving/web.py).
@@ -59,6 +60,16 @@ _METRICS = (
      "Texts whose probabilities a bf16 attribution graph's logits could give, by where they "
      "came from: bf16 (within 0.01 of fp32 by the graph's margin) or fp32 (the forward graph "
      "ran for them)", ("model", "source"), None),
+    ("http_connections", Gauge, "gradlight_http_connections",
+     "HTTP connections open (not counting those refused over --http-max-connections)", (),
+     None),
+    ("http_connections_refused", Counter, "gradlight_http_connections_refused",
+     "HTTP connections refused with 503 because --http-max-connections were open", (), None),
+    ("http_client_errors", Counter, "gradlight_http_client_errors",
+     "HTTP requests that failed by the client's doing, by reason: header_timeout (no complete "
+     "head within --http-header-timeout; closed), body_timeout (no complete body within "
+     "--http-body-timeout; 408 and closed), body_incomplete (the body broken off or "
+     "malformed)", ("reason",), None),
     ("model_info", Gauge, "gradlight_model_info",
      "The artifact each model serves (1 for the current revision)",
      ("model", "revision", "precision", "provider"), None),
@@ -80,6 +91,9 @@ class ServerMetrics:
     refusals: Counter
     reloads: Counter
     bf16_probabilities: Counter
+    http_connections: Gauge
+    http_connections_refused: Counter
+    http_client_errors: Counter
     model_info: Gauge
 
     def __init__(self) -> None:

@@ -8,10 +8,9 @@ import asyncio
 import errno
 import logging
 import os
-import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,19 +22,19 @@ from gradlight.runtime.errors import BindError
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.serving.api import AttributorApi
 from gradlight.runtime.serving.grpc_auth import BearerTokenInterceptor
+from gradlight.runtime.serving.http_limits import HttpLimits
 from gradlight.runtime.serving.metrics import ServerMetrics
-from gradlight.runtime.serving.model_registry import ModelRegistry, ReloadOutcome, load_engines
+from gradlight.runtime.serving.model_registry import ModelRegistry, ReloadOutcome
 from gradlight.runtime.serving.security import (
     Security,
     is_loopback,
     load_security,
     tls_pair_problem,
 )
-from gradlight.runtime.serving.service import AttributorService
+from gradlight.runtime.serving.service import AttributorService, attributor_handler
 from gradlight.runtime.serving.web import HttpServer, WebApp, start_http
-from gradlight.runtime.settings import BatchSettings, EngineSettings, ServiceLimits
+from gradlight.runtime.settings import BatchSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
-from gradlight.v1 import gradlight_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +57,8 @@ class ServerSettings:
     auth_token_file: Path | None = None
     # /metrics without a token even when tokens are on (for a Prometheus that has none).
     metrics_public: bool = False
+    # The HTTP server's timeouts and cap on open connections (runtime/serving/http_limits.py).
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     def __post_init__(self) -> None:
         for name, port in (("port", self.port), ("http_port", self.http_port)):
@@ -203,15 +204,19 @@ def _grpc_server(
     """The gRPC server with the Attributor service, bound (not started)."""
     limits = settings.limits
     server = grpc.aio.server(
-        interceptors=[BearerTokenInterceptor(security.tokens)] if security.tokens else None,
+        interceptors=(
+            [BearerTokenInterceptor(security.tokens, metrics=api.metrics)]
+            if security.tokens
+            else None
+        ),
         options=[
             ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
             ("grpc.max_send_message_length", limits.max_send_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_AttributorServicer_to_server(
-        AttributorService(api, limits.max_send_message_bytes), server
+    server.add_generic_rpc_handlers(
+        (attributor_handler(AttributorService(api, limits.max_send_message_bytes)),)
     )
     address = f"{settings.host}:{settings.port}"
     try:
@@ -232,7 +237,7 @@ async def _http_server(
     api: AttributorApi, settings: ServerSettings, security: Security, ready: asyncio.Event
 ) -> HttpServer:
     limits = settings.limits
-    app = WebApp(
+    web_app = WebApp(
         api,
         max_body_bytes=limits.max_receive_message_bytes,
         max_response_bytes=limits.max_send_message_bytes,
@@ -240,10 +245,12 @@ async def _http_server(
         bind_host=settings.host,
         tokens=security.tokens,
         metrics_public=settings.metrics_public,
-    ).build()
+        limits=settings.http,
+    )
     assert settings.http_port is not None
     return await start_http(
-        app,
+        web_app.build(),
+        web_app.connections,
         settings.host,
         settings.http_port,
         limits.grace_period_s,
@@ -342,43 +349,3 @@ def _bind_problem(host: str, port: int) -> str | None:
                 if exc.errno == errno.EACCES:
                     return "needs privileges to bind"
     return None
-
-
-def serve(
-    artifacts: Mapping[str, Path | str],
-    engine_settings: EngineSettings,
-    settings: ServerSettings,
-    on_ready: Callable[[RunningServer], None] | None = None,
-) -> None:
-    """Load, warm up and serve until SIGTERM or SIGINT; then stop gracefully. SIGHUP
-    reloads the artifacts that changed on disk. ``on_ready``: called once both servers
-    serve (what a caller prints only when serving started)."""
-    security = settings.load_security()  # bad TLS or token files fail before the models load
-    check_ports(settings)  # and so does a port in use
-    engines = load_engines(artifacts, engine_settings)
-    asyncio.run(_serve(engines, settings, security, on_ready))
-
-
-async def _serve(
-    engines: Mapping[str, Engine],
-    settings: ServerSettings,
-    security: Security,
-    on_ready: Callable[[RunningServer], None] | None = None,
-) -> None:
-    running = await start_server(engines, settings, security)
-    if on_ready is not None:
-        on_ready(running)
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
-    reloads: set[asyncio.Task[object]] = set()
-
-    def reload() -> None:
-        task = loop.create_task(running.reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    await stop_requested.wait()
-    await running.stop()

@@ -14,8 +14,17 @@ gRPC API, served from the same process, engines and batchers.
 
 With tokens (``--auth-token-file``) every route but ``/``, ``/healthz`` and ``/favicon.ico``
 (and ``/metrics`` with ``--metrics-public``) needs ``Authorization: Bearer <token>``; without
-one the answer is 401 with
-``WWW-Authenticate: Bearer realm="gradlight"``. With TLS the server speaks HTTPS only.
+one the answer is 401 with ``WWW-Authenticate: Bearer realm="gradlight"``, counted in the
+metrics as a refusal (UNAUTHENTICATED) under model "" (the body that names the model is not
+read). With TLS the server speaks HTTPS only. Bound to a loopback address (any spelling:
+127.0.0.0/8, ::1, localhost, a name that resolves to loopback only), the server answers only
+requests whose ``Host`` is ``localhost``, a loopback address or the bound name (DNS rebinding).
+
+Connections have limits (runtime/serving/http_limits.py): header, body and idle timeouts and a
+cap on open connections. A body not complete within the body timeout gets 408 and the
+connection is closed. Bodies are decoded, and answers encoded, in a worker thread, in pieces
+that hold the GIL briefly (json_messages.py), so ``/healthz`` answers while the largest request
+is worked on; answers over a MiB are streamed.
 
 Bodies are protobuf's JSON mapping of the same messages: a request may name fields by their
 proto names (``max_length``) or JSON names (``maxLength``); responses use the proto names, in
@@ -24,22 +33,24 @@ be ``Content-Type: application/json`` (so a cross-site form cannot post to a loc
 Errors are ``{"error": {"code", "message", "reason", "field", "retry_after_s"}}``
 (runtime/serving/status.py: the gRPC code's name, the API's ErrorReason name,
 the offending field with its index or null, and a retry delay or null) with an HTTP status: 400 bad
-field, 401 no accepted token, 404 unknown model or route, 413 body too large, 415 wrong content
-type, 429 queue full or answer too large, 503 shutting down, 500 anything else; 429 and 503 that
-a retry may get past say when in ``Retry-After``. An answer over the server's message limit is
-refused as over gRPC (RESPONSE_TOO_LARGE).
+field, 401 no accepted token, 404 unknown model or route, 408 body too slow, 413 body too
+large, 415 wrong content type, 429 queue full or answer too large, 503 shutting down or too many
+connections, 500 anything else; 429 and 503 that a retry may get past say when in
+``Retry-After``. An answer over the server's message limit is refused as over gRPC
+(RESPONSE_TOO_LARGE).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
-import json
+import ipaddress
 import logging
 import math
 import re
-import ssl
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,13 +60,16 @@ import grpc
 from aiohttp import web
 from google.protobuf.message import Message
 
-from gradlight.runtime.errors import BindError, ReloadError, ResponseTooLargeError
+from gradlight.runtime.errors import ReloadError, ResponseTooLargeError, UnauthenticatedError
 from gradlight.runtime.serving import status
-from gradlight.runtime.serving.api import ATTRIBUTE, PREDICT, AttributorApi
-from gradlight.runtime.serving.json_messages import parse_message, shown_json, to_json
+from gradlight.runtime.serving.api import ATTRIBUTE, PREDICT, AttributorApi, count_unread_refusal
+from gradlight.runtime.serving.http_limits import BodyTimeout, Connections, HttpLimits, close_after
+from gradlight.runtime.serving.http_limits import HttpServer as HttpServer  # for server.py
+from gradlight.runtime.serving.http_limits import start_http as start_http
+from gradlight.runtime.serving.json_messages import encode_message, parse_message, shown_json
 from gradlight.runtime.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gradlight.runtime.serving.model_registry import REFUSED
-from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet
+from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet, is_loopback
 from gradlight.runtime.serving.status import Status
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import RequestError, shown
@@ -63,8 +77,8 @@ from gradlight.wire.methods import as_json as methods_json
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/favicon.ico"})  # reachable without a token
+COUNTED_ROUTES = {"/v1/predict": PREDICT, "/v1/attribute": ATTRIBUTE}  # requests in the metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -112,6 +126,34 @@ def _host_name(host: str) -> str:
     return host.split(":", 1)[0]
 
 
+def binds_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on loopback addresses only: 127.0.0.0/8 and ::1 in any
+    spelling (``127.1``, ``[::1]``, ``0:0:0:0:0:0:0:1``), ``localhost``, or a name that
+    resolves to loopback addresses only (as the bind itself resolves it)."""
+    if is_loopback(host):
+        return True
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not name:
+        return False  # every interface
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        return False
+    addresses = [info[4][0].split("%", 1)[0] for info in found]
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def _loopback_name(name: str, bind_host: str) -> bool:
+    """Whether a Host header's name (lower case, without the port) is one a loopback server
+    answers: ``localhost``, a loopback address (``127.0.0.2``, ``[::1]``), or the bound name."""
+    if name in ("localhost", bind_host.lower()):
+        return True
+    try:
+        return ipaddress.ip_address(name[1:-1] if name.startswith("[") else name).is_loopback
+    except ValueError:
+        return False
+
+
 def _error(found: Status, http_status: int | None = None) -> web.Response:
     response = web.json_response(found.http_body(), status=http_status or found.http_status)
     if found.retry_after_s is not None:
@@ -135,6 +177,7 @@ class WebApp:
         page: Page | None = None,
         tokens: TokenSet | None = None,
         metrics_public: bool = False,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.api = api
         self.max_body_bytes = max_body_bytes
@@ -142,15 +185,18 @@ class WebApp:
         self.is_serving = is_serving
         # Bound to loopback, only loopback names may appear in the Host header: a web page
         # whose domain was rebound to 127.0.0.1 (DNS rebinding) is refused.
-        self.allowed_hosts = LOOPBACK_NAMES if bind_host in LOOPBACK_NAMES else None
+        self.bind_host = bind_host
+        self.loopback_only = binds_loopback(bind_host)
         self.page = page or Page.load()
         self.tokens = tokens  # None: no authentication
         self.public_paths = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
+        self.limits = limits or HttpLimits()
+        self.connections = Connections(self.limits, api.metrics)
 
     def build(self) -> web.Application:
         app = web.Application(
             client_max_size=self.max_body_bytes,
-            middlewares=[self._errors, self._host_check, self._auth],
+            middlewares=[self.connections.middleware(), self._errors, self._host_check, self._auth],
         )
         app.router.add_get("/", self.index)
         app.router.add_get("/healthz", self.health)
@@ -190,6 +236,12 @@ class WebApp:
         except _UnsupportedMediaType as exc:
             outcome = "415"
             return _error(status.status_of(exc), 415)
+        except BodyTimeout as exc:
+            outcome = "408"
+            return await close_after(request, _error(status.status_of(exc), 408))
+        except ConnectionError:  # the client went away: no one to answer
+            outcome = "client gone"
+            return web.Response(status=400)
         except web.HTTPException as exc:  # 404 / 405 from the router
             outcome = str(exc.status)
             code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.UNIMPLEMENTED
@@ -210,12 +262,12 @@ class WebApp:
 
     @web.middleware
     async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        allowed = self.allowed_hosts
-        if allowed is not None and _host_name(request.host).lower() not in allowed:
+        name = _host_name(request.host).lower()
+        if self.loopback_only and not _loopback_name(name, self.bind_host):
             description = (
                 f"{shown_json(request.host)} is not a loopback name of this server (it only "
-                "answers 127.0.0.1, localhost and [::1]; bind another --host to serve other "
-                "names)"
+                "answers localhost and loopback addresses such as 127.0.0.1 and [::1]; bind "
+                "another --host to serve other names)"
             )
             return _error(
                 Status(
@@ -231,9 +283,14 @@ class WebApp:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Every route but the page and the health check needs an accepted bearer token
-        (UnauthenticatedError: 401 from ``_errors``)."""
+        (UnauthenticatedError: 401 from ``_errors``), a refusal counted under model ""."""
         if self.tokens is not None and request.path not in self.public_paths:
-            self.tokens.check(request.headers.getall("Authorization", []))
+            try:
+                self.tokens.check(request.headers.getall("Authorization", []))
+            except UnauthenticatedError as exc:
+                method = COUNTED_ROUTES.get(request.path) if request.method == "POST" else None
+                count_unread_refusal(self.api.metrics, method, status.status_of(exc))
+                raise
         return await handler(request)
 
     async def index(self, request: web.Request) -> web.Response:
@@ -258,23 +315,26 @@ class WebApp:
             {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
         )
 
-    async def models(self, request: web.Request) -> web.Response:
-        return self._json(self.api.list_models())
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        return await _send(request, await self._encoded(self.api.list_models()))
 
     async def methods(self, request: web.Request) -> web.Response:
         return web.json_response(methods_json())
 
-    async def predict(self, request: web.Request) -> web.Response:
-        message = parse_message(await self._body(request), pb.PredictRequest)
-        return await self.api.counted(PREDICT, message, self._answer(self.api.predict(message)))
+    async def predict(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        message = await asyncio.to_thread(parse_message, body, pb.PredictRequest)
+        answer = self._answer(self.api.predict(message))
+        return await _send(request, await self.api.counted(PREDICT, message, answer))
 
-    async def attribute(self, request: web.Request) -> web.Response:
-        message = parse_message(await self._body(request), pb.AttributeRequest)
+    async def attribute(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        message = await asyncio.to_thread(parse_message, body, pb.AttributeRequest)
         answer = self._answer(self.api.attribute(message))
-        return await self.api.counted(ATTRIBUTE, message, answer)
+        return await _send(request, await self.api.counted(ATTRIBUTE, message, answer))
 
-    async def _answer(self, call: Awaitable[Message]) -> web.Response:
-        return self._json(await call)
+    async def _answer(self, call: Awaitable[Message]) -> list[bytes]:
+        return await self._encoded(await call)  # within api.counted: RESPONSE_TOO_LARGE counted
 
     async def metrics(self, request: web.Request) -> web.Response:
         """The Prometheus metrics (runtime/serving/metrics.py), in its text format."""
@@ -300,16 +360,33 @@ class WebApp:
         return web.json_response({**found.http_body(), "models": models}, status=found.http_status)
 
     async def _body(self, request: web.Request) -> bytes:
+        """The whole body, within the body timeout (http_limits: ``BodyTimeout``)."""
         if request.content_type != "application/json":
             raise _UnsupportedMediaType(request.content_type)
-        return await request.read()
+        return await self.connections.read_body(request)
 
-    def _json(self, message: Message) -> web.Response:
-        """The message as a JSON answer; ResponseTooLargeError over the send limit."""
-        body = json.dumps(to_json(message), ensure_ascii=False).encode("utf-8")
-        if len(body) > self.max_response_bytes:
-            raise ResponseTooLargeError(len(body), self.max_response_bytes)
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
+    async def _encoded(self, message: Message) -> list[bytes]:
+        """The message as JSON, in chunks, made in a worker thread; ResponseTooLargeError over
+        the send limit."""
+        chunks = await asyncio.to_thread(encode_message, message)
+        size = sum(len(chunk) for chunk in chunks)
+        if size > self.max_response_bytes:
+            raise ResponseTooLargeError(size, self.max_response_bytes)
+        return chunks
+
+
+async def _send(request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
+    """A JSON answer: whole when it is one chunk, else streamed chunk by chunk."""
+    if len(chunks) == 1:
+        return web.Response(body=chunks[0], content_type="application/json", charset="utf-8")
+    response = web.StreamResponse()
+    response.content_type, response.charset = "application/json", "utf-8"
+    response.content_length = sum(len(chunk) for chunk in chunks)
+    await response.prepare(request)
+    for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 class _UnsupportedMediaType(RequestError):
@@ -318,45 +395,3 @@ class _UnsupportedMediaType(RequestError):
             "Content-Type",
             f"is {shown(content_type)}; send the body as application/json",
         )
-
-
-class HttpServer:
-    """A started HTTP server (``port`` is the bound one, useful with port 0)."""
-
-    def __init__(self, runner: web.AppRunner, host: str, port: int, scheme: str = "http") -> None:
-        self.runner = runner
-        self.host = host
-        self.port = port
-        self.scheme = scheme
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}/"
-
-    async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to the runner's shutdown timeout)."""
-        await self.runner.cleanup()
-
-
-async def start_http(
-    app: web.Application,
-    host: str,
-    port: int,
-    grace: float,
-    ssl_context: ssl.SSLContext | None = None,
-) -> HttpServer:
-    """Bind and start; with ``ssl_context`` the server speaks HTTPS only."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise BindError(
-            f"could not bind the HTTP server to {host}:{port} ({exc.strerror}); choose another "
-            "--http-port, or --no-http to serve gRPC only"
-        ) from exc
-    scheme = "https" if ssl_context is not None else "http"
-    return HttpServer(runner, host, runner.addresses[0][1], scheme)
