@@ -202,3 +202,31 @@ def test_sighup_reloads_a_real_server_and_the_admin_call_needs_the_token(
     finally:
         assert server.terminate() == 0
     assert "reload: model model reloaded" in server.text_log()
+
+
+def test_a_replaced_model_is_freed_once_retired(artifact, exported):
+    """A model a reload replaced is freed (and its snapshot removed) once its requests are
+    done, even where a failed request left it in a reference cycle (an exception's traceback
+    holds the frames that held it), without anyone collecting garbage but the server."""
+    import weakref
+
+    engine = Engine(artifact, EngineSettings(provider="cpu"))
+    with ServerThread({"model": engine}, ServerSettings(port=0)) as server:
+        stub = AttributorStub(grpc.insecure_channel(server.address))
+        replaced = []
+        for source in ("distilbert", "bert", "distilbert"):
+            with pytest.raises(grpc.RpcError):  # refused inside the model's use
+                stub.Attribute(pb.AttributeRequest(texts=TEXTS, labels=["no such label"]))
+            assert len(stub.Predict(pb.PredictRequest(texts=TEXTS)).results) == 2
+            served = server.running.registry.models["model"].engine
+            replaced.append((weakref.ref(served), served.snapshot.directory))
+            del served
+            _swap_in(exported(source), artifact)
+            (outcome,) = server.call(server.running.reload())
+            assert outcome.outcome == "reloaded"
+        deadline = time.monotonic() + 30
+        while any(ref() is not None for ref, _ in replaced[1:]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # the first engine is the test's own; those the server loaded are freed, copies gone
+        assert [ref() is None for ref, _ in replaced[1:]] == [True, True]
+        assert not any(directory.exists() for _, directory in replaced)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -105,6 +106,15 @@ class ServedModel:
             await self.idle.wait()
         await self.batcher.close()
         self.engine.close()
+        logger.info("model %s: revision %s retired", self.name, self.revision)
+
+
+def release_retired() -> None:
+    """Free what retired models left: the requests that used a model can leave it in reference
+    cycles (an exception's traceback holds the frames that held it), which only a full
+    collection frees, and glibc keeps freed memory for reuse unless trimmed. Blocking."""
+    gc.collect()
+    release_freed_memory()
 
 
 @dataclass(frozen=True)
@@ -213,11 +223,17 @@ class ModelRegistry:
         self.metrics.model_info.remove(
             name, old.revision, old.engine.precision, old.engine.execution_provider
         )
-        task = asyncio.ensure_future(old.retire())
+        task = asyncio.ensure_future(self._retire(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         logger.info("model %s reloaded: revision %s -> %s", name, old.revision, new.revision)
         return self._counted(ReloadOutcome(name, RELOADED, new.revision))
+
+    @staticmethod
+    async def _retire(model: ServedModel) -> None:
+        await model.retire()
+        del model  # this frame's reference: the model can be freed now
+        await asyncio.to_thread(release_retired)
 
     def _counted(self, outcome: ReloadOutcome) -> ReloadOutcome:
         self.metrics.reloads.labels(outcome.model, outcome.outcome).inc()

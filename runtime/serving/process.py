@@ -101,7 +101,7 @@ def _log_stopped_before_serving(signals: _EarlySignals) -> None:
 
 
 async def _serve(
-    engines: Mapping[str, Engine],
+    engines: dict[str, Engine],
     settings: ServerSettings,
     security: Security,
     on_ready: Callable[[RunningServer], None] | None = None,
@@ -123,6 +123,7 @@ async def _serve(
         logger.info("SIGHUP before serving started: reloading once serving")
         reload_requested.set()
     running = await start_server(engines, settings, security)
+    engines.clear()  # the registry holds them now: a model a reload replaces must not stay here
     if on_ready is not None:
         on_ready(running)
     reloads = loop.create_task(_reload_when_asked(running, reload_requested))
