@@ -11,7 +11,9 @@ embeddings feed a normalization directly, ``e`` is that normalization's output
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -21,6 +23,41 @@ from gradlight.export.errors import ExportError
 from gradlight.export.model_loading import LoadedClassifier
 
 ModelFn = Callable[..., Any]
+
+_MAGNITUDES: ContextVar[list[Tensor] | None] = ContextVar("magnitudes", default=None)
+
+
+def _input_x_gradient(grad: Tensor, vector: Tensor, mask: Tensor) -> Tensor:
+    """``[B, S]``: ``sum_h grad * vector`` per token, padding zeroed. Inside
+    ``recording_magnitudes`` it also records ``|grad| |vector|`` per token: the scale of the
+    terms the score sums, which bounds its rounding error (export/validation.py)."""
+    recorded = _MAGNITUDES.get()
+    if recorded is not None:
+        recorded.append((grad.norm(dim=-1) * vector.norm(dim=-1) * mask).detach())
+    return (grad * vector).sum(-1) * mask
+
+
+@contextmanager
+def recording_magnitudes() -> Iterator[list[Tensor]]:
+    """The ``|grad| |vector|`` of every score the eager functions compute inside, in order."""
+    recorded: list[Tensor] = []
+    token = _MAGNITUDES.set(recorded)
+    try:
+        yield recorded
+    finally:
+        _MAGNITUDES.reset(token)
+
+
+def with_magnitudes(fn: ModelFn, *inputs: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+    """``(fn(*inputs), magnitudes)`` for an eager function whose last output is its scores:
+    ``magnitudes`` has the scores' shape (``[B, S]``, or ``[B, K, S]`` for one backward pass
+    per label or cotangent), each ``|grad| |vector|`` of its token."""
+    with recording_magnitudes() as recorded:
+        outputs = tuple(fn(*inputs))
+    if outputs[-1].dim() == 3:
+        return outputs, torch.stack(recorded, dim=1)
+    (magnitudes,) = recorded
+    return outputs, magnitudes
 
 
 def _model_kwargs(loaded: LoadedClassifier, inputs: tuple[Tensor, ...]) -> dict[str, Tensor]:
@@ -83,7 +120,7 @@ def all_labels_fn(loaded: LoadedClassifier) -> ModelFn:
                 (grad,) = torch.autograd.grad(
                     logits[:, label].sum(), embeds, retain_graph=label < num_labels - 1
                 )
-                per_label.append((grad * embeds).sum(-1) * mask)
+                per_label.append(_input_x_gradient(grad, embeds, mask))
         return logits.detach(), torch.stack(per_label, dim=1).detach()
 
     return attribute
@@ -101,7 +138,7 @@ def cotangent_fn(loaded: LoadedClassifier) -> ModelFn:
         with torch.enable_grad():
             embeds, logits = _attributed_logits(loaded, tuple(inputs))
             (grad,) = torch.autograd.grad(logits, embeds, grad_outputs=cotangent.to(logits.dtype))
-            scores = (grad * embeds).sum(-1) * inputs[1].to(embeds.dtype)
+            scores = _input_x_gradient(grad, embeds, inputs[1].to(embeds.dtype))
         return logits.detach(), scores.detach()
 
     return attribute
@@ -130,7 +167,7 @@ def labels_fn(loaded: LoadedClassifier) -> ModelFn:
                     grad_outputs=cotangents[:, k].to(logits.dtype),
                     retain_graph=k < count - 1,
                 )
-                per_cotangent.append((grad * embeds).sum(-1) * mask)
+                per_cotangent.append(_input_x_gradient(grad, embeds, mask))
         return logits.detach(), torch.stack(per_cotangent, dim=1).detach()
 
     return attribute
@@ -191,7 +228,8 @@ def path_fn(loaded: LoadedClassifier) -> ModelFn:
         with torch.enable_grad():
             point, logits = _attributed_logits(loaded, tuple(inputs), move)
             (grad,) = torch.autograd.grad(logits, point, grad_outputs=cotangent.to(logits.dtype))
-            scores = (grad * differences[0]).sum(-1) * inputs[1].to(point.dtype)
+            mask = inputs[1].to(point.dtype)
+            scores = _input_x_gradient(grad, differences[0], mask)
         return logits.detach(), scores.detach()
 
     return attribute
