@@ -107,8 +107,10 @@ class Engine:
         self._device = ("cuda" if on_cuda else "cpu") if binds else None
 
     def close(self) -> None:
-        """Remove the engine's snapshot of its artifact (runtime/execution/artifact_snapshot.py);
-        the graphs already loaded keep running, no other can load."""
+        """Free the engine's sessions and remove its snapshot of its artifact
+        (runtime/execution/artifact_snapshot.py): it serves nothing after."""
+        while self.graph_set.free_one():
+            pass
         self.snapshot.close()
 
     @property

@@ -105,16 +105,12 @@ class ServedModel:
             self.idle.clear()
             await self.idle.wait()
         await self.batcher.close()
+        # Its sessions are freed on the event loop, one at a time (freed in a worker thread,
+        # OpenVINO's compiled graphs crashed the process later: docs/reliability.md).
+        while self.engine.graph_set.free_one():
+            await asyncio.sleep(0)
         self.engine.close()
         logger.info("model %s: revision %s retired", self.name, self.revision)
-
-
-def release_retired() -> None:
-    """Free what retired models left: the requests that used a model can leave it in reference
-    cycles (an exception's traceback holds the frames that held it), which only a full
-    collection frees, and glibc keeps freed memory for reuse unless trimmed. Blocking."""
-    gc.collect()
-    release_freed_memory()
 
 
 @dataclass(frozen=True)
@@ -232,8 +228,12 @@ class ModelRegistry:
     @staticmethod
     async def _retire(model: ServedModel) -> None:
         await model.retire()
-        del model  # this frame's reference: the model can be freed now
-        await asyncio.to_thread(release_retired)
+        del model  # this frame's reference
+        # The requests that used the model can leave what they held in reference cycles (an
+        # exception's traceback holds its frames): a full collection frees them, on the event
+        # loop, whose objects (gRPC's among them) they are; glibc then gives the memory back.
+        gc.collect()
+        await asyncio.to_thread(release_freed_memory)
 
     def _counted(self, outcome: ReloadOutcome) -> ReloadOutcome:
         self.metrics.reloads.labels(outcome.model, outcome.outcome).inc()
