@@ -25,7 +25,7 @@ from gradlight.wire.errors import RequestError
 
 logger = logging.getLogger(__name__)
 
-SERVICE = "gradlight.v1.Attributor"
+SERVICE = pb.DESCRIPTOR.services_by_name["Attributor"].full_name
 STREAM_WINDOW = 8  # AttributeStream requests computed ahead of the one being sent
 STREAM = "AttributeStream"
 _RESULTS_TAG = b"\x12"  # field 2 (``results``), length-delimited, of both response messages
