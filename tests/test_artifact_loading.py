@@ -4,7 +4,6 @@ manifest an attacker rewrote to match planted files."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 import subprocess
@@ -12,24 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from artifact_copies import copy_artifact, edit_manifest
 from processes import gradlight
 
 from gradlight.artifact.manifest import MANIFEST_NAME, sha256_file
 
 ISOLATED = Path(__file__).with_name("isolated_serving.py")
-
-
-def _copy(exported, tmp_path: Path) -> Path:
-    artifact = tmp_path / "artifact"
-    shutil.copytree(exported("bert"), artifact)
-    return artifact
-
-
-def _edit_manifest(artifact: Path, change) -> None:
-    path = artifact / MANIFEST_NAME
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
 
 
 def _flip_a_byte(path: Path) -> None:
@@ -73,27 +60,27 @@ DAMAGE = {
         "tokenizer.json is missing from the artifact",
     ),
     "unknown format version": (
-        lambda a: _edit_manifest(a, lambda d: d.update(format_version=7)),
+        lambda a: edit_manifest(a, lambda d: d.update(format_version=7)),
         "manifest.json: unknown manifest format_version 7",
     ),
     "labels not matching the graph": (
-        lambda a: _edit_manifest(a, _add_label),
+        lambda a: edit_manifest(a, _add_label),
         "forward.onnx outputs 3 logits but the manifest lists 4 labels",
     ),
     "labels as a string": (
-        lambda a: _edit_manifest(a, lambda d: d.update(labels="abc")),
+        lambda a: edit_manifest(a, lambda d: d.update(labels="abc")),
         "manifest.json is incomplete or malformed: TypeError('labels must be a JSON list",
     ),
     "labels as an object": (
-        lambda a: _edit_manifest(a, lambda d: d.update(labels={"0": "x", "1": "y", "2": "z"})),
+        lambda a: edit_manifest(a, lambda d: d.update(labels={"0": "x", "1": "y", "2": "z"})),
         "labels must be a JSON list, got dict",
     ),
     "a blank label": (
-        lambda a: _edit_manifest(a, lambda d: d.update(labels=["x", " ", "y"])),
+        lambda a: edit_manifest(a, lambda d: d.update(labels=["x", " ", "y"])),
         "manifest.json: labels must be a list of 2 or more non-blank strings",
     ),
     "labels listed twice": (
-        lambda a: _edit_manifest(a, lambda d: d.update(labels=["x", "x", "y"])),
+        lambda a: edit_manifest(a, lambda d: d.update(labels=["x", "x", "y"])),
         "manifest.json: labels must be distinct",
     ),
 }
@@ -101,7 +88,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_a_damaged_artifact_is_refused_at_start_naming_the_file(exported, tmp_path, case):
-    artifact = _copy(exported, tmp_path)
+    artifact = copy_artifact(exported, tmp_path)
     damage, message = DAMAGE[case]
     damage(artifact)
     result = _serve(artifact)
@@ -130,14 +117,14 @@ def _plant_pickles(artifact: Path, marker: Path) -> None:
         for relative in ("pytorch_model.bin", "model.pkl", "tokenizer/tokenizer.pkl"):
             data["files"][relative] = sha256_file(artifact / relative)
 
-    _edit_manifest(artifact, list_them)
+    edit_manifest(artifact, list_them)
 
 
 def test_serving_never_unpickles_or_runs_code_from_the_artifact(exported, tmp_path):
     """Pickles planted in the artifact and listed in its manifest with valid checksums: the
     server loads, serves a gRPC and an HTTP request under an audit hook that fails on any
     unpickling, spawned process, or code compiled, run or imported from the artifact."""
-    artifact = _copy(exported, tmp_path)
+    artifact = copy_artifact(exported, tmp_path)
     marker = tmp_path / "pwned"
     _plant_pickles(artifact, marker)
     result = subprocess.run(
@@ -152,10 +139,10 @@ def test_weights_replaced_by_a_pickle_are_refused_without_running_it(exported, t
     """The weights file itself swapped for a pickle, checksums rewritten: ONNX Runtime reads
     it as raw tensor bytes (it cannot hold the weights), so the artifact is refused; the pickle
     never runs."""
-    artifact = _copy(exported, tmp_path)
+    artifact = copy_artifact(exported, tmp_path)
     marker = tmp_path / "pwned"
     (artifact / "weights.bin").write_bytes(pickle.dumps(_Trap(marker)))
-    _edit_manifest(artifact, _rehash(artifact))
+    edit_manifest(artifact, _rehash(artifact))
     result = _serve(artifact)
     assert result.returncode == 2, result.stderr
     assert "could not be loaded by onnxruntime" in result.stderr

@@ -5,7 +5,6 @@ stay inside the artifact."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from artifact_copies import copy_artifact, edit_manifest
 from http_json import request
 from processes import gradlight
 from prometheus_client.parser import text_string_to_metric_families
@@ -186,23 +186,10 @@ def test_a_stop_signal_while_loading_stops_at_once_with_exit_0(exported, stop):
 # ---- manifest paths confined to the artifact ----
 
 
-def _copy(exported, tmp_path: Path) -> Path:
-    artifact = tmp_path / "artifact"
-    shutil.copytree(exported("bert"), artifact)
-    return artifact
-
-
-def _edit_manifest(artifact: Path, change) -> None:
-    path = artifact / MANIFEST_NAME
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
-
-
 def _tokenizer_beside(artifact: Path) -> None:
     """A working tokenizer in ``../other``: what a manifest pointing there would load."""
     shutil.copytree(artifact / "tokenizer", artifact.parent / "other")
-    _edit_manifest(artifact, lambda d: d.update(tokenizer_dir="../other"))
+    edit_manifest(artifact, lambda d: d.update(tokenizer_dir="../other"))
 
 
 def _tokenizer_linked_outside(artifact: Path) -> None:
@@ -224,7 +211,7 @@ def _precision_graph_outside(artifact: Path) -> None:
         data["precisions"] = {"fp16": {"forward": graph}}
         data["files"]["../forward_fp16.onnx"] = sha256_file(artifact.parent / "forward_fp16.onnx")
 
-    _edit_manifest(artifact, change)
+    edit_manifest(artifact, change)
 
 
 def _graph_at_an_absolute_path(artifact: Path) -> None:
@@ -235,13 +222,13 @@ def _graph_at_an_absolute_path(artifact: Path) -> None:
         data["graphs"]["forward"]["file"] = str(outside)
         data["files"][str(outside)] = sha256_file(outside)
 
-    _edit_manifest(artifact, change)
+    edit_manifest(artifact, change)
 
 
 OUTSIDE = {
     "tokenizer_dir ..": (_tokenizer_beside, "tokenizer_dir '../other' points outside"),
     "tokenizer_dir absolute": (
-        lambda a: _edit_manifest(a, lambda d: d.update(tokenizer_dir="/etc")),
+        lambda a: edit_manifest(a, lambda d: d.update(tokenizer_dir="/etc")),
         "tokenizer_dir '/etc' points outside the artifact (an absolute path)",
     ),
     "tokenizer linked outside": (
@@ -261,7 +248,7 @@ OUTSIDE = {
         "graphs.forward.file '/",
     ),
     "tokenizer_dir not a string": (
-        lambda a: _edit_manifest(a, lambda d: d.update(tokenizer_dir=7)),
+        lambda a: edit_manifest(a, lambda d: d.update(tokenizer_dir=7)),
         "tokenizer_dir 7 is not a path",
     ),
 }
@@ -269,7 +256,7 @@ OUTSIDE = {
 
 @pytest.mark.parametrize("case", list(OUTSIDE))
 def test_a_manifest_path_leading_out_of_the_artifact_is_refused(exported, tmp_path, case):
-    artifact = _copy(exported, tmp_path)
+    artifact = copy_artifact(exported, tmp_path)
     damage, message = OUTSIDE[case]
     damage(artifact)
     with pytest.raises(ArtifactError) as refused:
@@ -284,14 +271,14 @@ def test_a_manifest_path_leading_out_of_the_artifact_is_refused(exported, tmp_pa
 
 
 def test_a_symbolic_link_within_the_artifact_is_accepted(exported, tmp_path):
-    artifact = _copy(exported, tmp_path)
+    artifact = copy_artifact(exported, tmp_path)
     (artifact / "tokenizer").rename(artifact / "tokenizer-files")
     (artifact / "tokenizer").symlink_to("tokenizer-files")
     assert load_manifest(artifact).tokenizer_dir == "tokenizer"
 
 
 def test_serve_refuses_a_tokenizer_dir_outside_the_artifact(exported, tmp_path):
-    artifact = _copy(exported, tmp_path)
+    artifact = copy_artifact(exported, tmp_path)
     _tokenizer_beside(artifact)
     result = subprocess.run(
         gradlight("serve", str(artifact), "--port", "0", "--no-http", "--provider", "cpu"),
