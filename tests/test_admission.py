@@ -149,11 +149,12 @@ def test_a_path_request_is_refused_whole_before_anything_sized_by_it_is_made(eng
         stub = AttributorStub(channel)
         waiting = stub.Predict.future(pb.PredictRequest(texts=[f"Text {i}." for i in range(40)]))
         batcher = server.running.registry.models["bert"].batcher
-        for _ in range(100):
-            if batcher.waiting_rows == 40:
+        for _ in range(500):  # admitted at the door, then tokenized: wait for both
+            if batcher.waiting_rows == 40 and _tokenized(server) == 1:
                 break
             time.sleep(0.01)
         tokenized = _tokenized(server)
+        assert tokenized == 1
         with pytest.raises(grpc.RpcError) as info:
             stub.Attribute(request, timeout=30)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
