@@ -127,3 +127,32 @@ class ServiceLimits:
             raise SettingsError(
                 "grace_period_s", f"must be between 0 and 3600, got {self.grace_period_s}"
             )
+
+
+LONG_TEXTS = ("truncate", "windows")
+
+
+@dataclass(frozen=True)
+class DocumentSettings:
+    """Texts longer than the model's window (runtime/explanation/windows.py).
+
+    - ``long_texts``: what a request that does not say gets: ``truncate`` (the text is cut at
+      the window and flagged) or ``windows`` (read whole, in overlapping windows).
+    - ``window_stride``: text tokens between two windows' starts; 0: half a window.
+    - ``max_document_tokens``: the most tokens a text read as windows may have.
+    - ``max_windows_per_request``: the most windows a request's texts may need in all.
+    """
+
+    long_texts: str = "truncate"
+    window_stride: int = 0
+    max_document_tokens: int = 32_768
+    max_windows_per_request: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.long_texts not in LONG_TEXTS:
+            raise SettingsError(
+                "long_texts", f"must be one of {', '.join(LONG_TEXTS)}, got {self.long_texts!r}"
+            )
+        _check_int("window_stride", self.window_stride, 0, 1_000_000)
+        _check_int("max_document_tokens", self.max_document_tokens, 1, 10_000_000)
+        _check_int("max_windows_per_request", self.max_windows_per_request, 1, 1_000_000)

@@ -9,18 +9,32 @@ padded call unless the batch limits cut it), and the outputs assembled into per-
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
-from collections.abc import Sequence
-
-import numpy as np
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import partial
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH, FORWARD
 from gradlight.runtime.execution.admission import Admission
 from gradlight.runtime.execution.batcher import DynamicBatcher
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.execution.feeds import Row, RowOutput, weight
-from gradlight.runtime.execution.scores import normalize_scores
+from gradlight.runtime.explanation.answers import full_logits, text_result, unit_sentences
+from gradlight.runtime.explanation.document_scores import (
+    document_token_scores,
+    sentence_scores,
+    window_logits,
+    window_results,
+)
+from gradlight.runtime.explanation.documents import (
+    DocumentsPlan,
+    encode_documents,
+    fits,
+    plan_documents,
+    windows_of,
+)
 from gradlight.runtime.explanation.entities import (
     DEFAULT_MARKING,
     EntityMarking,
@@ -29,14 +43,11 @@ from gradlight.runtime.explanation.entities import (
     mark_texts,
 )
 from gradlight.runtime.explanation.faithfulness import (
-    REMOVALS,
-    FaithfulnessPlan,
     FaithfulnessResult,
     max_variants,
-    plan_variants,
 )
-from gradlight.runtime.explanation.faithfulness import score as faithfulness_score
-from gradlight.runtime.explanation.methods import check_method, text_seed
+from gradlight.runtime.explanation.faithfulness_run import measure_faithfulness
+from gradlight.runtime.explanation.methods import check_method
 from gradlight.runtime.explanation.path_rows import most_rows, path_graph, rows_per_text
 from gradlight.runtime.explanation.request_plan import (
     RequestPlan,
@@ -57,18 +68,26 @@ from gradlight.runtime.explanation.requests import (
 from gradlight.runtime.explanation.results import (
     EntitiesResult,
     EntityResult,
-    SentenceResult,
     TextResult,
 )
 from gradlight.runtime.explanation.token_graphs import text_weight, token_graph
+from gradlight.runtime.explanation.windows import aggregate, resolve_windowing
+from gradlight.runtime.settings import DocumentSettings
 from gradlight.wire.errors import RequestError
 from gradlight.wire.methods import GRADIENT_SHAP
 
 
 class Attributor:
-    def __init__(self, engine: Engine, batcher: DynamicBatcher, max_texts: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        batcher: DynamicBatcher,
+        max_texts: int,
+        documents: DocumentSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.batcher = batcher
+        self.documents = documents or DocumentSettings()
         self.limits = ModelLimits(
             labels=engine.labels,
             max_length=engine.max_length,
@@ -91,36 +110,86 @@ class Attributor:
         request, marked = self._resolve(texts, options, entities, marking)
         admission = self.batcher.admit(self._door_rows(request))  # refused before tokenizing
         try:
-            plan = await self._plan(request, admission, api_method)
-            forward, scores, faithfulness = await self._execute(request, plan, admission)
+            planned = await self._plan(request, admission, api_method)
+            if isinstance(planned, DocumentsPlan):
+                assemble = await self._run_documents(request, planned, admission)
+            else:
+                forward, scores, faithfulness = await self._execute(request, planned, admission)
+                assemble = partial(self._assemble, request, planned, forward, scores, faithfulness)
         finally:
             admission.release()
         # assembled in a thread: a large answer never holds the event loop
-        return await asyncio.to_thread(
-            self._results, texts, marked, request, plan, forward, scores, faithfulness
-        )
+        return await asyncio.to_thread(self._results, texts, marked, assemble)
 
     def _results(
         self,
         texts: Sequence[str],
         marked: Sequence[Sequence[MarkedSpan] | None],
-        request: ResolvedRequest,
-        plan: RequestPlan,
-        forward: list[RowOutput],
-        scores: list[TokenScores | None],
-        faithfulness: list[FaithfulnessResult | None],
+        assemble: Callable[[int], TextResult],
     ) -> list[TextResult | EntitiesResult]:
-        """One result per text, in order (an EntitiesResult for a text with entity spans)."""
-        results = iter(
-            self._assemble(index, request, plan, forward, scores[index], faithfulness[index])
-            for index in range(len(request.units))
-        )
+        """One result per text, in order (an EntitiesResult for a text with entity spans);
+        ``assemble``: a unit's result."""
+        results = iter(assemble(index) for index in itertools.count())
         return [
             next(results)
             if spans is None
             else EntitiesResult(text, tuple(EntityResult(span, next(results)) for span in spans))
             for text, spans in zip(texts, marked, strict=True)
         ]
+
+    async def _run_documents(
+        self, request: ResolvedRequest, planned: DocumentsPlan, admission: Admission
+    ) -> Callable[[int], TextResult]:
+        """The windows' rows through the batcher, then each document's answer from them:
+        logits aggregated, token scores stitched, faithfulness on the whole document."""
+        windowing = request.windowing
+        assert windowing is not None
+        plan, documents = planned.plan, planned.documents
+        forward, scores, _ = await self._execute(planned.request, plan, admission)
+        rule = windowing.aggregation
+        by_window = [window_logits(doc, plan, forward, scores) for doc in documents]
+        logits = [aggregate(found, rule) for found in by_window]
+        doc_scores = [
+            document_token_scores(doc, scores, logits[index]) for index, doc in enumerate(documents)
+        ]
+        faithfulness: list[FaithfulnessResult | None] = [None] * len(documents)
+        if request.options.faithfulness:
+            faithfulness = await measure_faithfulness(
+                self.engine,
+                self.batcher,
+                request,
+                [doc.encoded for doc in documents],
+                doc_scores,
+                logits,
+                admission,
+                lambda index, variant: windows_of(documents[index], request, windowing, variant),
+            )
+        picked = list(request.label_indices)
+
+        def assemble(index: int) -> TextResult:
+            doc, marked = documents[index], request.units[index][1]
+            sentences = None
+            if request.options.sentence_attributions:
+                sentences = sentence_scores(self.engine, doc, forward, logits[index], rule, picked)
+            result = text_result(
+                self.engine,
+                request,
+                index,
+                doc.encoded,
+                logits[index],
+                doc_scores[index],
+                sentences,
+                faithfulness[index],
+            )
+            shown = [
+                w.encoded if marked is None else in_original(w.encoded, marked) for w in doc.windows
+            ]
+            windows = window_results(
+                self.engine, doc, result.encoded, shown, by_window[index], picked, scores
+            )
+            return replace(result, windows=windows, aggregation=rule)
+
+        return assemble
 
     def _resolve(
         self,
@@ -142,9 +211,18 @@ class Attributor:
         ):  # reported only when used; 53 bits: a JSON number in any language
             seed = secrets.randbits(53) if options.seed is None else options.seed
         marked = mark_texts(texts, entities, marking)
+        windowing = resolve_windowing(
+            options.long_texts,
+            options.window_stride,
+            options.aggregation,
+            self.documents,
+            self.engine.manifest.multi_label,
+        )
         units: list[tuple[str, MarkedSpan | None]] = []
-        for text, spans in zip(texts, marked, strict=True):
+        text_of: list[int] = []
+        for index, (text, spans) in enumerate(zip(texts, marked, strict=True)):
             units.extend([(text, None)] if spans is None else [(s.marked_text, s) for s in spans])
+            text_of.extend([index] * (len(units) - len(text_of)))
         if len(units) > self.limits.max_texts:
             raise RequestError(
                 "entities",
@@ -158,7 +236,17 @@ class Attributor:
                 self.batcher.settings.max_queue_size,
             )
         subset = bool(options.labels)
-        request = ResolvedRequest(units, options, max_length, label_indices, subset, choice, seed)
+        request = ResolvedRequest(
+            units,
+            options,
+            max_length,
+            label_indices,
+            subset,
+            choice,
+            seed,
+            windowing,
+            tuple(text_of),
+        )
         return request, marked
 
     def _door_rows(self, request: ResolvedRequest) -> int:
@@ -183,30 +271,43 @@ class Attributor:
 
     async def _plan(
         self, request: ResolvedRequest, admission: Admission, api_method: str
-    ) -> RequestPlan:
+    ) -> RequestPlan | DocumentsPlan:
         """Tokenize and lay out the rows in a thread; the admission grows to the rows planned
         (faithfulness's, at most, held from the start: admitted whole, or not)."""
         started = time.perf_counter()
-        planning = asyncio.ensure_future(
-            asyncio.to_thread(
-                plan_request, self.engine, self.batcher.settings.max_batch_size, request
-            )
-        )
+        planning = asyncio.ensure_future(asyncio.to_thread(self._prepare, request))
         try:
-            plan = await asyncio.shield(planning)
+            planned = await asyncio.shield(planning)
         except asyncio.CancelledError:
             admission.release_when_done(planning)  # its thread is still tokenizing
             raise
         self.batcher.metrics.tokenized(api_method, time.perf_counter() - started)
-        units = len(request.units)
-        faithful = (
-            units * max_variants(len(request.label_indices)) if request.options.faithfulness else 0
-        )
+        variants = max_variants(len(request.label_indices))
+        if isinstance(planned, DocumentsPlan):
+            plan = planned.plan
+            self.batcher.metrics.windows(len(planned.documents), len(plan.encoded))
+            faithful = sum(variants * len(d.windows) for d in planned.documents)
+        else:
+            plan = planned
+            faithful = len(request.units) * variants
+        if not request.options.faithfulness:
+            faithful = 0
         refined = sum(most_rows(text) for text in plan.path)  # held at the most steps
         admission.resize(
             weight(plan.forward) + weight(plan.attribution) + len(plan.checked) + faithful + refined
         )
-        return plan
+        return planned
+
+    def _prepare(self, request: ResolvedRequest) -> RequestPlan | DocumentsPlan:
+        """The request's rows; a request reading long texts as windows whose texts all fit
+        one window is planned as any other."""
+        max_batch_size = self.batcher.settings.max_batch_size
+        if request.windowing is None:
+            return plan_request(self.engine, max_batch_size, request)
+        encoded = encode_documents(self.engine, request, request.windowing)
+        if fits(encoded, request.max_length):
+            return plan_request(self.engine, max_batch_size, request, encoded)
+        return plan_documents(self.engine, max_batch_size, request, request.windowing, encoded)
 
     async def _execute(
         self, request: ResolvedRequest, plan: RequestPlan, admission: Admission
@@ -229,7 +330,13 @@ class Attributor:
             await self._fp32_where_needed(plan, scores, forward, admission)
         faithfulness: list[FaithfulnessResult | None] = [None] * len(request.units)
         if options.faithfulness:
-            faithfulness = await self._faithfulness(request, plan, scores, forward, admission)
+            full = [
+                full_logits(index, plan, forward, scores[index])  # type: ignore[arg-type]
+                for index in range(len(request.units))
+            ]
+            faithfulness = await measure_faithfulness(
+                self.engine, self.batcher, request, plan.encoded, scores, full, admission
+            )
         return forward, scores, faithfulness
 
     async def _refine(
@@ -283,146 +390,35 @@ class Attributor:
             plan.full_row[unit] = len(forward)
             forward.append(output)
 
-    async def _faithfulness(
-        self,
-        request: ResolvedRequest,
-        plan: RequestPlan,
-        unit_scores: Sequence[TokenScores | None],
-        forward: list[RowOutput],
-        admission: Admission,
-    ) -> list[FaithfulnessResult | None]:
-        """ERASER comprehensiveness and sufficiency of each unit's token scores: all variants
-        of a unit through the forward graph in one padded call
-        (runtime/explanation/faithfulness.py)."""
-        encoder = self.engine.encoder
-        mask_id = encoder.mask_token_id
-        if mask_id is None:
-            mask_id = self.engine.manifest.pad_token_id
-        plans: list[FaithfulnessPlan] = []
-        rows: list[Row] = []
-        options, label_indices, seed = request.options, request.label_indices, request.seed or 0
-        for index, (text, _) in enumerate(request.units):
-            scores = unit_scores[index]
-            assert scores is not None
-            planned = plan_variants(
-                text,
-                plan.encoded[index],
-                scores.raw,
-                removal=options.removal or REMOVALS[0],
-                mask_id=mask_id,
-                seed=text_seed(seed, plan.encoded[index].ids),
-            )
-            plans.append(planned)
-            rows.extend(Row(variant, unit=index) for variant in planned.variants)
-        admission.resize(len(rows))
-        outputs = await self.batcher.submit(FORWARD, rows, admission)
-        results: list[FaithfulnessResult | None] = []
-        position = 0
-        picked = list(label_indices)
-        for index, planned in enumerate(plans):
-            count = len(planned.variants)
-            scores = unit_scores[index]
-            assert scores is not None
-            p_full = self.engine.probabilities(_full_logits(index, plan, forward, scores))[picked]
-            logits = [output.logits for output in outputs[position : position + count]]
-            p_variants = (
-                self.engine.probabilities(np.stack(logits))[:, picked]
-                if logits
-                else np.zeros((0, len(picked)))
-            )
-            results.append(faithfulness_score(planned, p_full, p_variants))
-            position += count
-        return results
-
     def _assemble(
         self,
-        index: int,
         request: ResolvedRequest,
         plan: RequestPlan,
         forward: list[RowOutput],
-        scores: TokenScores | None,
-        faithfulness: FaithfulnessResult | None,
-    ) -> TextResult:
-        engine = self.engine
-        options, label_indices = request.options, request.label_indices
-        labels = tuple(engine.labels[k] for k in label_indices)
-        normalized = raw = None
-        full_row = plan.full_row[index]
-        full = forward[full_row] if full_row is not None else None
-        if scores is not None:
-            raw = scores.raw
-            normalized = normalize_scores(raw[None], np.ones((1, raw.shape[-1])))[0]
-            # the forward graph's where it ran (the sentence scores use them too; in fp32 where
-            # the attribution graphs run in bf16)
-            logits = full.logits if full is not None else scores.logits
-        else:
-            logits = full.logits  # type: ignore[union-attr]
-        probabilities = engine.probabilities(logits)
-        sentences = None
-        if options.sentence_attributions:
-            sentences = self._sentences(plan, index, forward, logits, label_indices)
-        predicted = engine.labels[int(np.argmax(probabilities))]
-        if engine.manifest.multi_label:
-            chosen = tuple(
-                label for label, p in zip(engine.labels, probabilities, strict=True) if p >= 0.5
-            )
-        else:
-            chosen = (predicted,)
-        text, marked = request.units[index]
-        encoded = plan.encoded[index]
-        if marked is not None:  # offsets into the original text; its text is the outer one's
-            text, encoded = "", in_original(encoded, marked)
-        return TextResult(
-            text=text,
-            labels=labels,
-            probabilities=probabilities[list(label_indices)].astype(np.float32),
-            predicted_label=predicted,
-            predicted_labels=chosen,
-            encoded=encoded,
-            token_scores=normalized,
-            raw_scores=raw if options.raw_scores else None,
-            sentences=sentences,
-            method=request.choice.method if scores is not None else "",
-            completeness_gaps=scores.gaps if scores is not None else None,
-            steps=scores.steps if scores is not None else 0,
-            tolerance_missed=scores.tolerance_missed if scores is not None else False,
-            seed=request.seed,
-            faithfulness=faithfulness,
-        )
-
-    def _sentences(
-        self,
-        plan: RequestPlan,
+        unit_scores: list[TokenScores | None],
+        faithfulness: list[FaithfulnessResult | None],
         index: int,
-        forward: list[RowOutput],
-        logits: np.ndarray,
-        label_indices: tuple[int, ...],
-    ) -> tuple[SentenceResult, ...]:
-        """Leave-one-sentence-out scores against the full text's ``logits`` (the forward
-        graph's, or an fp32 token graph's: ``plan_request``)."""
-        spans = plan.spans[index]
-        rows = plan.variants[index]
-        picked = list(label_indices)
-        scores = np.zeros((len(spans), len(picked)), dtype=np.float32)  # unablated: 0.0
-        ran = [i for i, row in enumerate(rows) if row is not None]
-        if ran:
-            p_full = self.engine.probabilities(logits)[picked]
-            variants = np.stack([forward[rows[i]].logits for i in ran])  # type: ignore[index]
-            p_without = self.engine.probabilities(variants)[:, picked]
-            scores[ran] = p_full[None, :] - p_without
-        return tuple(
-            SentenceResult(span.start, span.end, scores[i]) for i, span in enumerate(spans)
+    ) -> TextResult:
+        """Unit ``index``'s result: its probabilities from the forward graph's logits where it
+        ran (the sentence scores use them too; in fp32 where the attribution graphs run in
+        bf16), else the token graph's."""
+        scores = unit_scores[index]
+        logits = full_logits(index, plan, forward, scores)
+        sentences = None
+        if request.options.sentence_attributions:
+            sentences = unit_sentences(
+                self.engine, plan, index, forward, logits, request.label_indices
+            )
+        return text_result(
+            self.engine,
+            request,
+            index,
+            plan.encoded[index],
+            logits,
+            scores,
+            sentences,
+            faithfulness[index],
         )
-
-
-def _full_logits(
-    index: int, plan: RequestPlan, forward: list[RowOutput], scores: TokenScores
-) -> np.ndarray:
-    """Unit ``index``'s full-text logits, those its probabilities are reported from: the
-    forward graph's where it ran (in fp32 where the attribution graphs run in bf16), else the
-    token graph's."""
-    row = plan.full_row[index]
-    return forward[row].logits if row is not None else scores.logits
 
 
 async def _gather(*awaitables: object) -> list[list[RowOutput]]:

@@ -25,6 +25,7 @@ from gradlight.runtime.explanation.path_rows import PathText, path_graph, path_t
 from gradlight.runtime.explanation.requests import AttributeOptions
 from gradlight.runtime.explanation.sentences import SentenceSpan, split_sentences
 from gradlight.runtime.explanation.token_graphs import LabelRows, TokenGraph, token_graph
+from gradlight.runtime.explanation.windows import Windowing
 from gradlight.wire.errors import RequestError
 from gradlight.wire.methods import METHODS_BY_NAME, MethodSettings
 
@@ -32,8 +33,8 @@ from gradlight.wire.methods import METHODS_BY_NAME, MethodSettings
 @dataclass(frozen=True)
 class ResolvedRequest:
     """A request checked and resolved: its units (text, its marked entity span or None), its
-    options, token budget, label indices (``subset``: the request named them), method and
-    seed (None where nothing is drawn)."""
+    options, token budget, label indices (``subset``: the request named them), method, seed
+    (None where nothing is drawn) and how it reads texts longer than its window."""
 
     units: Sequence[tuple[str, MarkedSpan | None]]
     options: AttributeOptions
@@ -42,6 +43,8 @@ class ResolvedRequest:
     subset: bool
     choice: MethodSettings
     seed: int | None
+    windowing: Windowing | None = None  # None: texts longer than the window are truncated
+    text_of: tuple[int, ...] = ()  # unit -> its text's index in the request
 
 
 @dataclass
@@ -79,11 +82,16 @@ class TokenScores:
     tolerance_missed: bool = False
 
 
-def plan_request(engine: Engine, max_batch_size: int, request: ResolvedRequest) -> RequestPlan:
-    """The rows of one request."""
-    options = request.options
+def plan_request(
+    engine: Engine,
+    max_batch_size: int,
+    request: ResolvedRequest,
+    encoded: list[EncodedText] | None = None,
+) -> RequestPlan:
+    """The rows of one request (``encoded``: its units, when already tokenized)."""
     texts = [text for text, _ in request.units]
-    encoded = engine.encode(texts, request.max_length)
+    if encoded is None:
+        encoded = engine.encode(texts, request.max_length)
     spans, removed = _sentences(request)
     # A variant the model would see exactly as the full text (the sentence was cut off by
     # truncation) is None: it scores exactly 0 and no row is run for it. Removing the
@@ -95,6 +103,21 @@ def plan_request(engine: Engine, max_batch_size: int, request: ResolvedRequest) 
     for unit, (text, text_encoded) in enumerate(zip(texts, encoded, strict=True)):
         read = _sentences_read(text, text_encoded, removed[unit])
         spans[unit], variants[unit] = spans[unit][:read], variants[unit][:read]
+    return plan_rows(engine, max_batch_size, request, encoded, variants, spans)
+
+
+def plan_rows(
+    engine: Engine,
+    max_batch_size: int,
+    request: ResolvedRequest,
+    encoded: list[EncodedText],
+    variants: Sequence[Sequence[EncodedText | None]],
+    spans: list[list[SentenceSpan]],
+) -> RequestPlan:
+    """The rows of a request's units as ``encoded``, with each unit's sentence ``variants``
+    (reported as ``spans``). A unit's full-text forward row is planned where its
+    probabilities or sentence scores need it (``options.sentence_attributions``)."""
+    options = request.options
     plan = RequestPlan(encoded, [], [], "", [], [], spans)
     if options.token_attributions and not request.choice.on_path:
         plan.token_graph = token_graph(engine.has_graph, request.subset, request.label_indices)

@@ -16,6 +16,12 @@ class _Options:
     sentence_attributions: bool = False
     labels: tuple[str, ...] = ()  # empty = every label
     raw_scores: bool = False
+    # Texts longer than the window (runtime/explanation/windows.py): "truncate" or "windows"
+    # ("": the server's default), text tokens between windows' starts (0: half a window), the
+    # rule aggregating windows' logits ("": the model's default).
+    long_texts: str = ""
+    window_stride: int = 0
+    aggregation: str = ""
 
     @property
     def attributions(self) -> bool:

@@ -20,6 +20,21 @@ class SentenceResult:
 
 
 @dataclass(frozen=True)
+class WindowResult:
+    """One window of a text read as windows: the characters of its text tokens, those whose
+    scores it gives (``scored``; empty where none), its own prediction and, for the path
+    methods, its completeness gaps."""
+
+    start: int
+    end: int
+    scored_start: int
+    scored_end: int
+    probabilities: np.ndarray  # [K]
+    predicted_label: str
+    completeness_gaps: np.ndarray | None = None  # [K]
+
+
+@dataclass(frozen=True)
 class TextResult:
     """One text's answer. Every per-label array follows ``labels``."""
 
@@ -38,6 +53,10 @@ class TextResult:
     tolerance_missed: bool = False  # a completeness tolerance asked, not reached at the most steps
     seed: int | None = None  # drawn or asked (gradient_shap, faithfulness)
     faithfulness: FaithfulnessResult | None = None
+    # A text read as windows (runtime/explanation/windows.py): its windows in order, and the
+    # rule that aggregated their logits into the text's.
+    windows: tuple[WindowResult, ...] = ()
+    aggregation: str = ""
 
 
 @dataclass(frozen=True)

@@ -346,7 +346,7 @@ def _applies(message: Message, field: FieldDescriptor) -> bool:
     if message.DESCRIPTOR.name == "TextResult":
         if field.name in _CLASSIFIED:
             return not message.entities  # type: ignore[attr-defined]
-        if field.name == "method":
+        if field.name in ("method", "aggregation"):  # of token scores; of windows
             return bool(value)
         if field.name == "seed":  # the seed of random draws: GradientSHAP's, faithfulness'
             faithfulness = message.HasField("faithfulness")  # type: ignore[attr-defined]

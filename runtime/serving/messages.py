@@ -22,6 +22,9 @@ def attribute_options(request: pb.AttributeRequest) -> AttributeOptions:
         sentence_attributions=request.sentence_attributions,
         labels=tuple(request.labels),
         raw_scores=request.raw_scores,
+        long_texts=request.long_texts,
+        window_stride=request.window_stride,
+        aggregation=request.aggregation,
         **{field.name: _method_field(request, field) for field in FIELDS},
     )
 
@@ -34,7 +37,13 @@ def _method_field(request: pb.AttributeRequest, field: Field) -> Any:
 
 
 def predict_options(request: pb.PredictRequest) -> AttributeOptions:
-    return AttributeOptions(max_length=request.max_length, token_attributions=False)
+    return AttributeOptions(
+        max_length=request.max_length,
+        token_attributions=False,
+        long_texts=request.long_texts,
+        window_stride=request.window_stride,
+        aggregation=request.aggregation,
+    )
 
 
 def entity_request(
@@ -75,6 +84,19 @@ def text_result(result: TextResult | EntitiesResult, source: str | None = None) 
         message.seed = result.seed
     if result.faithfulness is not None:
         message.faithfulness.CopyFrom(_faithfulness(result.faithfulness))
+    message.aggregation = result.aggregation
+    for window in result.windows:
+        message.windows.add(
+            start=window.start,
+            end=window.end,
+            scored_start=window.scored_start,
+            scored_end=window.scored_end,
+            probabilities=window.probabilities.tolist(),
+            predicted_label=window.predicted_label,
+            completeness_gaps=(
+                window.completeness_gaps.tolist() if window.completeness_gaps is not None else ()
+            ),
+        )
     if result.sentences is not None:
         source = result.text if source is None else source
         for sentence in result.sentences:

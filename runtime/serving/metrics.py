@@ -60,6 +60,9 @@ _METRICS = (
      "Texts whose probabilities a bf16 attribution graph's logits could give, by where they "
      "came from: bf16 (within 0.01 of fp32 by the graph's margin) or fp32 (the forward graph "
      "ran for them)", ("model", "source"), None),
+    ("windows", Counter, "gradlight_windows",
+     "Windows read of texts longer than the model's window (long_texts 'windows'), and "
+     "documents read as windows", ("model", "kind"), None),
     ("http_connections", Gauge, "gradlight_http_connections",
      "HTTP connections open (not counting those refused over --http-max-connections)", (),
      None),
@@ -91,6 +94,7 @@ class ServerMetrics:
     refusals: Counter
     reloads: Counter
     bf16_probabilities: Counter
+    windows: Counter
     http_connections: Gauge
     http_connections_refused: Counter
     http_client_errors: Counter
@@ -135,6 +139,11 @@ class ModelMetrics:
 
     def tokenized(self, rpc: str, seconds: float) -> None:
         self.metrics.tokenize_seconds.labels(self.name, rpc).observe(seconds)
+
+    def windows(self, documents: int, windows: int) -> None:
+        """A request read ``documents`` texts as ``windows`` windows in all."""
+        self.metrics.windows.labels(self.name, "document").inc(documents)
+        self.metrics.windows.labels(self.name, "window").inc(windows)
 
     def probabilities_checked(self, texts: int, in_fp32: int) -> None:
         """Of ``texts`` with probabilities from a bf16 graph's logits, ``in_fp32`` needed the

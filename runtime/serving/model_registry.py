@@ -25,7 +25,12 @@ from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.execution.process_memory import release_freed_memory
 from gradlight.runtime.explanation.attributor import Attributor
 from gradlight.runtime.serving.metrics import ServerMetrics
-from gradlight.runtime.settings import BatchSettings, EngineSettings, SettingsError
+from gradlight.runtime.settings import (
+    BatchSettings,
+    DocumentSettings,
+    EngineSettings,
+    SettingsError,
+)
 from gradlight.wire.errors import RequestError
 
 logger = logging.getLogger(__name__)
@@ -130,6 +135,7 @@ class ModelRegistry:
         batch: BatchSettings,
         max_texts: int,
         metrics: ServerMetrics | None = None,
+        documents: DocumentSettings | None = None,
     ) -> None:
         if not engines:
             raise ValueError("at least one model must be served")
@@ -137,6 +143,7 @@ class ModelRegistry:
             _check_budget(engine, batch)
         self.batch = batch
         self.max_texts = max_texts
+        self.documents = documents or DocumentSettings()
         self.metrics = metrics or ServerMetrics()
         self.models: dict[str, ServedModel] = {
             name: self._served(name, engine, loaded_from(engine))
@@ -147,7 +154,7 @@ class ModelRegistry:
 
     def _served(self, name: str, engine: Engine, seen: Seen) -> ServedModel:
         batcher = DynamicBatcher(engine, self.batch, self.metrics.model(name))
-        attributor = Attributor(engine, batcher, self.max_texts)
+        attributor = Attributor(engine, batcher, self.max_texts, self.documents)
         model = ServedModel(name, engine, batcher, attributor, seen)
         self.metrics.model_info.labels(
             name, model.revision, engine.precision, engine.execution_provider

@@ -33,7 +33,7 @@ from gradlight.runtime.serving.security import (
 )
 from gradlight.runtime.serving.service import AttributorService, attributor_handler
 from gradlight.runtime.serving.web import HttpServer, WebApp, start_http
-from gradlight.runtime.settings import BatchSettings, ServiceLimits
+from gradlight.runtime.settings import BatchSettings, DocumentSettings, ServiceLimits
 from gradlight.v1 import gradlight_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class ServerSettings:
     http_port: int | None = None  # the visualizer and JSON endpoints; None = no HTTP server
     batch: BatchSettings = field(default_factory=BatchSettings)
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    documents: DocumentSettings = field(default_factory=DocumentSettings)
     # PEM files: TLS on both servers (both or neither), and the accepted bearer tokens (one
     # per line). Only the paths live here; the files are read when the server starts.
     tls_cert: Path | None = None
@@ -163,7 +164,11 @@ async def start_server(
         security = settings.load_security()
     limits = settings.limits
     registry = ModelRegistry(
-        engines, settings.batch, limits.max_texts_per_request, metrics=ServerMetrics()
+        engines,
+        settings.batch,
+        limits.max_texts_per_request,
+        metrics=ServerMetrics(),
+        documents=settings.documents,
     )
     api = AttributorApi(registry)
     server, port = _grpc_server(api, settings, security)

@@ -37,21 +37,27 @@ NO_SUCH_ROUTE: ErrorReason
 RELOAD_FAILED: ErrorReason
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "texts", "max_length", "entities", "entity_marking")
+    __slots__ = ("model", "texts", "max_length", "entities", "entity_marking", "long_texts", "window_stride", "aggregation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     ENTITY_MARKING_FIELD_NUMBER: _ClassVar[int]
+    LONG_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_STRIDE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
     entities: _containers.RepeatedCompositeFieldContainer[TextEntities]
     entity_marking: EntityMarking
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ...) -> None: ...
+    long_texts: str
+    window_stride: int
+    aggregation: str
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ..., long_texts: _Optional[str] = ..., window_stride: _Optional[int] = ..., aggregation: _Optional[str] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking", "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness", "removal", "completeness_tolerance")
+    __slots__ = ("model", "texts", "max_length", "token_attributions", "sentence_attributions", "labels", "raw_scores", "entities", "entity_marking", "method", "steps", "integration", "baseline", "samples", "stdev", "seed", "faithfulness", "removal", "completeness_tolerance", "long_texts", "window_stride", "aggregation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +77,9 @@ class AttributeRequest(_message.Message):
     FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
     REMOVAL_FIELD_NUMBER: _ClassVar[int]
     COMPLETENESS_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    LONG_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_STRIDE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_length: int
@@ -90,7 +99,10 @@ class AttributeRequest(_message.Message):
     faithfulness: bool
     removal: str
     completeness_tolerance: float
-    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ..., method: _Optional[str] = ..., steps: _Optional[int] = ..., integration: _Optional[str] = ..., baseline: _Optional[str] = ..., samples: _Optional[int] = ..., stdev: _Optional[float] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[bool] = ..., removal: _Optional[str] = ..., completeness_tolerance: _Optional[float] = ...) -> None: ...
+    long_texts: str
+    window_stride: int
+    aggregation: str
+    def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., max_length: _Optional[int] = ..., token_attributions: _Optional[bool] = ..., sentence_attributions: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[TextEntities, _Mapping]]] = ..., entity_marking: _Optional[_Union[EntityMarking, _Mapping]] = ..., method: _Optional[str] = ..., steps: _Optional[int] = ..., integration: _Optional[str] = ..., baseline: _Optional[str] = ..., samples: _Optional[int] = ..., stdev: _Optional[float] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[bool] = ..., removal: _Optional[str] = ..., completeness_tolerance: _Optional[float] = ..., long_texts: _Optional[str] = ..., window_stride: _Optional[int] = ..., aggregation: _Optional[str] = ...) -> None: ...
 
 class TextEntities(_message.Message):
     __slots__ = ("spans",)
@@ -133,7 +145,7 @@ class AttributeResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[TextResult, _Mapping]]] = ...) -> None: ...
 
 class TextResult(_message.Message):
-    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities", "method", "completeness_gaps", "seed", "faithfulness", "steps", "tolerance_missed")
+    __slots__ = ("text", "labels", "probabilities", "predicted_label", "truncated", "tokens", "sentences", "predicted_labels", "num_tokens", "entities", "method", "completeness_gaps", "seed", "faithfulness", "steps", "tolerance_missed", "windows", "aggregation")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +162,8 @@ class TextResult(_message.Message):
     FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     TOLERANCE_MISSED_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     text: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
@@ -166,7 +180,27 @@ class TextResult(_message.Message):
     faithfulness: Faithfulness
     steps: int
     tolerance_missed: bool
-    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ..., method: _Optional[str] = ..., completeness_gaps: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., steps: _Optional[int] = ..., tolerance_missed: _Optional[bool] = ...) -> None: ...
+    windows: _containers.RepeatedCompositeFieldContainer[Window]
+    aggregation: str
+    def __init__(self, text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., truncated: _Optional[bool] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., predicted_labels: _Optional[_Iterable[str]] = ..., num_tokens: _Optional[int] = ..., entities: _Optional[_Iterable[_Union[EntityResult, _Mapping]]] = ..., method: _Optional[str] = ..., completeness_gaps: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., faithfulness: _Optional[_Union[Faithfulness, _Mapping]] = ..., steps: _Optional[int] = ..., tolerance_missed: _Optional[bool] = ..., windows: _Optional[_Iterable[_Union[Window, _Mapping]]] = ..., aggregation: _Optional[str] = ...) -> None: ...
+
+class Window(_message.Message):
+    __slots__ = ("start", "end", "scored_start", "scored_end", "probabilities", "predicted_label", "completeness_gaps")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SCORED_START_FIELD_NUMBER: _ClassVar[int]
+    SCORED_END_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_GAPS_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    scored_start: int
+    scored_end: int
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    predicted_label: str
+    completeness_gaps: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., scored_start: _Optional[int] = ..., scored_end: _Optional[int] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., completeness_gaps: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Faithfulness(_message.Message):
     __slots__ = ("fractions", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency", "words")
