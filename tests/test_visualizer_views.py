@@ -4,7 +4,8 @@ the scores' signs, tooltips carry exact scores (by mouse and by keyboard), word 
 views compute what they say, errors name the field, the path methods show their completeness gap
 and faithfulness the endpoint's numbers, a long document stays responsive, and the demo's real
 classifier explains its example sensibly. Links and downloads:
-tests/test_visualizer_links.py; untrusted input and tokens: tests/test_visualizer_safety.py."""
+tests/test_visualizer_links.py; untrusted input and tokens: tests/test_visualizer_safety.py;
+texts read as windows: tests/test_visualizer_windows.py."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """What the visualizer tests share (tests/test_visualizer_views.py, test_visualizer_links.py,
-test_visualizer_safety.py) on a page served by a real server: explaining a text as a user does,
-reading the drawn items and their colours, the scores the page should show (gRPC's answer,
-normalized), and where screenshots and the timings seen in the browser go. The ``browser`` and
-``page`` fixtures are in conftest.py."""
+test_visualizer_safety.py, test_visualizer_windows.py) on a page served by a real server:
+explaining a text as a user does, reading the drawn items and their colours, the scores the
+page should show (gRPC's answer, normalized), and where screenshots and the timings seen in the
+browser go. The ``browser`` and ``page`` fixtures are in conftest.py."""
 
 from __future__ import annotations
 

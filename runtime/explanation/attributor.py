@@ -181,6 +181,8 @@ class Attributor:
                 sentences,
                 faithfulness[index],
             )
+            if len(doc.windows) == 1 and not doc.focused:
+                return result  # a text that fits its window: no windows to report
             shown = [
                 w.encoded if marked is None else in_original(w.encoded, marked) for w in doc.windows
             ]

@@ -41,7 +41,10 @@ def document_token_scores(
     if windows[0] is None:
         return None
     present = [item for item in windows if item is not None]
-    raw = stitch(len(document.encoded), document.windows, [item.raw for item in present])
+    if document.focused:  # its one window is what the result shows
+        raw = present[0].raw
+    else:
+        raw = stitch(len(document.encoded), document.windows, [item.raw for item in present])
     gaps = None
     if present[0].gaps is not None:
         stacked = np.stack([item.gaps for item in present])  # type: ignore[misc]  # [W, K]

@@ -173,17 +173,20 @@ def _plan_sentences(
             document.variants.append(list(range(len(plan.forward), len(plan.forward) + len(rows))))
             plan.forward.extend(Row(row, unit=document.first) for row in rows)
         if document.focused:  # the sentences the entity's window reads a part of
-            _keep_read(document)
+            assert marked is not None
+            _keep_read(document, marked)
 
 
-def _keep_read(document: Document) -> None:
+def _keep_read(document: Document, marked: MarkedSpan) -> None:
+    """Keep the sentences (original text positions) that a focused entity's window reads a
+    part of."""
     contents = [
         span
         for span, special in zip(document.encoded.offsets, document.encoded.special, strict=True)
         if not special
     ]
-    start = min((s for s, _ in contents), default=0)
-    end = max((e for _, e in contents), default=0)
+    start = marked.to_original(min((s for s, _ in contents), default=0))
+    end = marked.to_original(max((e for _, e in contents), default=0))
     read = [i for i, span in enumerate(document.spans) if span.start < end and span.end > start]
     document.spans = [document.spans[i] for i in read]
     document.variants = [document.variants[i] for i in read]
