@@ -21,6 +21,7 @@ from test_methods import RELATIVE, reference_ig, relative_difference
 from test_serve_scores import _check_span
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from gradlight.runtime.execution.words import words
 from gradlight.runtime.explanation.sentences import remove_span, split_sentences
 from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import DocumentSettings
@@ -208,6 +209,28 @@ def test_integrated_gradients_and_a_stride_per_window(stub, eager):
     gaps = np.array([list(window.completeness_gaps) for window in result.windows])
     worst = gaps[np.abs(gaps).argmax(0), [0, 1]]
     np.testing.assert_allclose(result.completeness_gaps, worst)
+
+
+def _windows_counted(server) -> dict[str, float]:
+    metric = server.running.registry.metrics.windows
+    return {
+        sample.labels["kind"]: sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["model"] == "bert"
+    }
+
+
+def test_faithfulness_is_of_the_whole_text_and_windows_are_counted(stub, server):
+    before = _windows_counted(server)
+    [result] = attribute(stub, "bert", [LONG], long_texts="windows", faithfulness=True, seed=5)
+    [cut] = attribute(stub, "bert", [LONG], long_texts="truncate", faithfulness=True, seed=5)
+    # every word of the text ranked (the truncated text: those of its first window)
+    assert result.faithfulness.words == len(words(LONG)) > cut.faithfulness.words
+    assert len(result.faithfulness.comprehensiveness) == len(result.labels)
+    after = _windows_counted(server)
+    assert after["document"] - before.get("document", 0) == 1
+    assert after["window"] - before.get("window", 0) == len(result.windows)
 
 
 def test_sentences_are_left_out_of_the_whole_text_and_windowed_again(stub, eager):
