@@ -41,6 +41,9 @@ class ModelFacts:
     max_length: int
     max_texts: int  # per request
     identity: str  # what a resumed job must find again (the artifact's manifest, or the model)
+    # What a request that leaves long_texts unset gets: "truncate" or "windows" ("": not known,
+    # a server's --long-texts).
+    long_texts: str = ""
 
 
 def _facts(info: pb.ModelInfo, max_texts: int, identity: str = "") -> ModelFacts:
@@ -94,7 +97,8 @@ class LocalBackend:
         self._registry.start()
         self._api = AttributorApi(self._registry)
         (info,) = self._api.list_models().models
-        return _facts(info, self.max_texts, artifact_identity(self.artifact))
+        facts = _facts(info, self.max_texts, artifact_identity(self.artifact))
+        return replace(facts, long_texts=self._registry.documents.long_texts)
 
     async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse:
         from gradlight.runtime.serving import status

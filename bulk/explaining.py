@@ -42,8 +42,10 @@ PER_LINE = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,  # when no retry can help: the answer is too large
     }
 )
-# The request fields that belong to one line: its text, its spans (or their count).
-_LINE_FIELD = re.compile(r"^(?:texts\[\d+\]|entities(?:\[\d+\])?)(?:\.|$)")
+# The request fields that belong to one line: its text, its spans (or their count); and
+# ``texts`` itself, refused for the request's size (too many texts, or windows of long texts,
+# for this server): each line alone fits, or is a bad line.
+_LINE_FIELD = re.compile(r"^(?:texts(?:\[\d+\])?|entities(?:\[\d+\])?)(?:\.|$)")
 
 
 class Decision(enum.Enum):
@@ -71,7 +73,7 @@ def line_reason(error: ErrorDetails) -> str:
     """Why a line is bad, said of the line: ``texts[0]`` is its text, ``entities[0]`` its
     spans."""
     field = error.field or ""
-    said = re.sub(r"^entities\[\d+\]\.", "", re.sub(r"^texts\[\d+\]", "text", field))
+    said = re.sub(r"^entities\[\d+\]\.", "", re.sub(r"^texts(\[\d+\])?", "text", field))
     said = "spans" if said.startswith("entities") else said
     if said and error.description:
         return f"{said}: {error.description}"
@@ -82,12 +84,20 @@ class Backend(Protocol):
     async def attribute(self, request: pb.AttributeRequest) -> pb.AttributeResponse: ...
 
 
-# Graph rows a request of a path method or of faithfulness may ask for (the lines of a request
-# are cut to fit): the pipeline's 4 requests in flight then fit in a server's default queue of
-# 2048 rows (runtime/settings.py: BatchSettings.max_queue_size), and each still fills batches.
-# One line's spans go alone in a request of up to that whole queue.
+# Graph rows a request of a path method, of faithfulness or of long texts read as windows may
+# ask for (the lines of a request are cut to fit, job.py: ``LineCost``): the pipeline's 4
+# requests in flight then fit in a server's default queue of 2048 rows (runtime/settings.py:
+# BatchSettings.max_queue_size), and each still fills batches; its windows stay under a
+# server's default limit of 1024 a request (DocumentSettings.max_windows_per_request). One
+# line's spans go alone in a request of up to that whole queue; a longer text alone in its own.
 ROWS_PER_REQUEST = 512
 ROWS_PER_LINE = 2048
+# A text's tokens, estimated without its tokenizer (the job loads none) to count the windows
+# of a text read as windows: from its UTF-8 bytes, about 4 to 6 a token in English text, 3 in
+# CJK scripts, so 3 errs toward more windows (smaller requests). A sentence: about 20 tokens.
+BYTES_PER_TOKEN = 3
+TOKENS_PER_SENTENCE = 20
+SPECIAL_TOKENS = 2  # around each window's text: [CLS] and [SEP], <s> and </s>
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,10 @@ class _JobRequest:
     max_length: int = 0
     markers: tuple[str, str] | None = None
     context_chars: int | None = None
+    # Texts longer than the window (the proto's fields; "", 0, "": the server's defaults).
+    long_texts: str = ""
+    window_stride: int = 0
+    aggregation: str = ""
 
     @property
     def method_values(self) -> dict[str, Any]:
@@ -138,6 +152,9 @@ def build_request(items: Sequence[Item], options: RequestOptions) -> pb.Attribut
     return pb.AttributeRequest(
         texts=[item.text for item in items],
         max_length=options.max_length,
+        long_texts=options.long_texts,
+        window_stride=options.window_stride,
+        aggregation=options.aggregation,
         token_attributions=True,
         sentence_attributions=options.sentences,
         raw_scores=True,
@@ -149,6 +166,11 @@ def build_request(items: Sequence[Item], options: RequestOptions) -> pb.Attribut
 def units(item: Item) -> int:
     """The classifications a line asks for (its spans, or the text)."""
     return len(item.spans) if item.spans is not None else 1
+
+
+def tokens_estimate(text: str) -> int:
+    """About how many tokens ``text`` has, erring toward more (``BYTES_PER_TOKEN``)."""
+    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
 
 
 async def explain_items(

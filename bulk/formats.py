@@ -3,22 +3,28 @@
 - ``gradlight``: the line's prediction (label, probabilities), the attribution method and its
   evidence per label, plus sentences when asked, the completeness gaps of a path method with
   the steps (samples) it used and, for integrated gradients, whether a completeness tolerance
-  was missed, the seed of a random one and the faithfulness figures when asked; for a line with
-  spans, the same per span under ``entities``.
+  was missed, the seed of a random one and the faithfulness figures when asked, and for a text
+  read as windows its ``aggregation`` and ``windows`` (figures.py); for a line with spans, the
+  same per span under ``entities``.
 - ``prodigy``: a Prodigy task (https://prodi.gy/docs/api-interfaces): ``text``; ``spans``
   with ``start``, ``end``, ``label``, ``score`` and a ``color`` whose shade follows the score
   (the evidence words; for a line with spans, its spans labelled with their predicted label);
   ``html``, the text with the evidence highlighted, for the ``html`` interface or a
   ``blocks`` layout; ``options`` and ``accept`` (the predicted labels) for the ``choice``
   interface; and ``meta`` (the line, its id, the prediction, the method, its steps, whether a
-  completeness tolerance was missed, and its seed).
+  completeness tolerance was missed, its seed, and a text read as windows' ``aggregation`` and
+  ``windows``, briefly).
 - ``label-studio``: a Label Studio task (https://labelstud.io/guide/predictions):
   ``data.text`` and one prediction whose ``result`` holds a ``choices`` region with the
   predicted labels and ``labels`` regions for the words that pushed toward a label (the
   evidence, with its score) and, for a line with spans, for the spans (with their predicted
   label and probability); its ``model_version`` names the model, and the method when it is not
   input x gradient; ``data`` also holds a path method's steps and whether a completeness
-  tolerance was missed. ``label_studio_config`` gives the matching labeling config.
+  tolerance was missed, and the task's ``meta`` a text read as windows' ``aggregation`` and
+  ``windows``, briefly. ``label_studio_config`` gives the matching labeling config.
+
+A text read as windows is answered whole: its evidence, sentences and spans index the whole
+text, as every offset here does (code points of the line's ``text``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from gradlight.bulk.evidence import WORD, Evidence, Selection, evidence, words
+from gradlight.bulk.figures import path_figures, per_label, seed_of, windows_figures
 from gradlight.bulk.lines import Item
 from gradlight.client import palette
 from gradlight.v1 import gradlight_pb2 as pb
@@ -71,34 +78,7 @@ class _Answer:
 
     @property
     def probabilities(self) -> dict[str, float]:
-        return _per_label(self.result, self.result.probabilities)
-
-
-def _per_label(result: pb.TextResult, values: Sequence[float]) -> dict[str, float]:
-    """Per-label figures of ``result`` by label name, rounded to 6 places."""
-    return {label: round(float(v), 6) for label, v in zip(result.labels, values, strict=True)}
-
-
-def _seed(result: pb.TextResult) -> int | None:
-    """The seed the answer was computed with, when it depends on one (gradient_shap, the
-    faithfulness floor's random ranking) or one was sent."""
-    random = FIELDS_BY_NAME["seed"].read_by(result.method, result.HasField("faithfulness"))
-    return result.seed if random or result.seed else None
-
-
-def _path_figures(results: Sequence[pb.TextResult]) -> dict[str, Any]:
-    """``steps``: the most points per label a path method used (integrated gradients' steps,
-    gradient_shap's samples) over ``results`` (a line's answer, or its spans'); and, for a
-    method that reads a completeness tolerance (integrated gradients), ``tolerance_missed``:
-    whether any of them is above the tolerance at the most steps."""
-    figures: dict[str, Any] = {}
-    steps = max((result.steps for result in results), default=0)
-    if steps:
-        figures["steps"] = steps
-    tolerance = FIELDS_BY_NAME["completeness_tolerance"]
-    if any(result.method and tolerance.read_by(result.method, False) for result in results):
-        figures["tolerance_missed"] = any(result.tolerance_missed for result in results)
-    return figures
+        return per_label(self.result, self.result.probabilities)
 
 
 def _method(result: pb.TextResult, answers: Sequence[_Answer]) -> str:
@@ -159,19 +139,19 @@ def _answer_json(text: str, answer: _Answer, options: OutputOptions) -> dict[str
         "evidence": {label: _evidence_json(text, f) for label, f in answer.evidence.items()},
     }
     if result.completeness_gaps:
-        data["completeness_gaps"] = _per_label(result, result.completeness_gaps)
-    data.update(_path_figures([result]))
+        data["completeness_gaps"] = per_label(result, result.completeness_gaps)
+    data.update(path_figures([result]))
     if result.HasField("faithfulness"):
         found = result.faithfulness
         data["faithfulness"] = {
             "words": found.words,
             "fractions": [round(float(f), 6) for f in found.fractions],
-            "comprehensiveness": _per_label(result, found.comprehensiveness),
-            "sufficiency": _per_label(result, found.sufficiency),
-            "random_comprehensiveness": _per_label(result, found.random_comprehensiveness),
-            "random_sufficiency": _per_label(result, found.random_sufficiency),
+            "comprehensiveness": per_label(result, found.comprehensiveness),
+            "sufficiency": per_label(result, found.sufficiency),
+            "random_comprehensiveness": per_label(result, found.random_comprehensiveness),
+            "random_sufficiency": per_label(result, found.random_sufficiency),
         }
-    if (seed := _seed(result)) is not None:
+    if (seed := seed_of(result)) is not None:
         data["seed"] = seed
     if options.sentences:
         data["sentences"] = [
@@ -186,6 +166,7 @@ def _answer_json(text: str, answer: _Answer, options: OutputOptions) -> dict[str
             }
             for s in result.sentences
         ]
+    data.update(windows_figures(result))
     return data
 
 
@@ -298,6 +279,7 @@ def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[
         task["accept"] = list(answer.result.predicted_labels)
         meta["label"] = answer.result.predicted_label
         meta["p"] = answer.probabilities.get(answer.result.predicted_label)
+        meta.update(windows_figures(answer.result, brief=True))
     else:
         task["spans"] = []
         sections = []
@@ -322,8 +304,8 @@ def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[
         task["accept"] = []
     task["options"] = [{"id": label, "text": label} for label in labels]
     meta["method"] = _method(result, answers)
-    meta.update(_path_figures([answer.result for answer in answers]))
-    if answers and (seed := _seed(answers[0].result)) is not None:
+    meta.update(path_figures([answer.result for answer in answers]))
+    if answers and (seed := seed_of(answers[0].result)) is not None:
         meta["seed"] = seed
     task["meta"] = meta
     return task
@@ -388,14 +370,17 @@ def _label_studio(
     for (start, end, label), value in sorted(evidence_regions.items()):
         span_value = {"start": start, "end": end, "text": text[start:end], "labels": [label]}
         regions.append(_region(len(regions), LS_EVIDENCE, "labels", span_value, value))
-    data.update(_path_figures([answer.result for answer in answers]))
+    data.update(path_figures([answer.result for answer in answers]))
     version = options.model or "gradlight"
     method = _method(result, answers)
     if method and method != FIELDS_BY_NAME["method"].default:  # tell each method's apart
         version = f"{version} ({method})"
     prediction = {"model_version": version, "score": round(score, 6)}
     prediction["result"] = regions
-    return {"data": data, "predictions": [prediction]}
+    task = {"data": data, "predictions": [prediction]}
+    if item.spans is None and (windows := windows_figures(answers[0].result, brief=True)):
+        task["meta"] = windows
+    return task
 
 
 def label_studio_config(labels: Sequence[str], multi_label: bool) -> str:

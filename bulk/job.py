@@ -15,7 +15,15 @@ from typing import Any, BinaryIO
 from gradlight.bulk import checkpoint
 from gradlight.bulk.backends import ModelFacts
 from gradlight.bulk.checkpoint import CheckpointError, Progress
-from gradlight.bulk.explaining import ROWS_PER_LINE, ROWS_PER_REQUEST, RequestOptions, units
+from gradlight.bulk.explaining import (
+    ROWS_PER_LINE,
+    ROWS_PER_REQUEST,
+    SPECIAL_TOKENS,
+    TOKENS_PER_SENTENCE,
+    RequestOptions,
+    tokens_estimate,
+    units,
+)
 from gradlight.bulk.formats import (
     LABEL_STUDIO,
     PREDICTED,
@@ -53,6 +61,28 @@ class Summary:
     seed: int | None = None  # the job's seed, when its answers depend on one
 
 
+@dataclass(frozen=True)
+class LineCost:
+    """About how many graph rows a line asks for: ``rows_per_unit`` per classification (its
+    text, or each of its spans), and for a text read as windows (``window`` text tokens a
+    window, one every ``stride``; ``window`` 0: texts are truncated) that many per window,
+    plus with ``sentences`` one window per sentence and window (each sentence's variant is
+    the whole text again, read as windows)."""
+
+    rows_per_unit: int
+    window: int = 0
+    stride: int = 1
+    sentences: bool = False
+
+    def __call__(self, item: Item) -> int:
+        tokens = tokens_estimate(item.text) if self.window and item.spans is None else 0
+        if tokens <= self.window:  # a span is read in one window, centred on it
+            return units(item) * self.rows_per_unit
+        windows = 1 + -(-(tokens - self.window) // self.stride)
+        sentences = tokens // TOKENS_PER_SENTENCE if self.sentences else 0
+        return windows * (self.rows_per_unit + sentences)
+
+
 def _chunks(
     handle: BinaryIO,
     offset: int,
@@ -60,15 +90,17 @@ def _chunks(
     max_lines: int,
     max_units: int,
     max_line_units: int | None = None,
+    cost: LineCost = LineCost(1),
 ) -> Iterator[Chunk]:
-    """Groups of at most ``max_lines`` lines and ``max_units`` classifications (a line over
-    that goes alone); a line of over ``max_line_units`` (default ``max_units``) is bad."""
+    """Groups of at most ``max_lines`` lines, ``max_units`` classifications and about
+    ``ROWS_PER_REQUEST`` graph rows (``cost``; a line over either goes alone); a line of over
+    ``max_line_units`` (default ``max_units``) classifications is bad."""
     max_line_units = max_units if max_line_units is None else max_line_units
     handle.seek(offset)
     number = first_line
     chunk = Chunk([], b"", offset)
     parts: list[bytes] = []
-    weight = 0
+    weight = rows = 0
     for raw in handle:
         number += 1
         entry = parse_line(number, raw.rstrip(b"\r\n"))
@@ -78,15 +110,20 @@ def _chunks(
                 f"spans: has {units(entry)} spans; at most {max_line_units} per line can be "
                 "classified in one request here: split the line",
             )
-        cost = units(entry) if isinstance(entry, Item) else 0
-        if chunk.entries and (len(chunk.entries) >= max_lines or weight + cost > max_units):
+        line_units, line_rows = (units(entry), cost(entry)) if isinstance(entry, Item) else (0, 0)
+        if chunk.entries and (
+            len(chunk.entries) >= max_lines
+            or weight + line_units > max_units
+            or rows + line_rows > ROWS_PER_REQUEST
+        ):
             chunk.raw = b"".join(parts)
             yield chunk
-            chunk, parts, weight = Chunk([], b"", chunk.end_offset), [], 0
+            chunk, parts, weight, rows = Chunk([], b"", chunk.end_offset), [], 0, 0
         chunk.entries.append((number, entry))
         parts.append(raw)
         chunk.end_offset += len(raw)
-        weight += cost
+        weight += line_units
+        rows += line_rows
     if chunk.entries:
         chunk.raw = b"".join(parts)
         yield chunk
@@ -102,13 +139,18 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
+# The request's fields that a checkpoint records only when set (a job started before they
+# existed still resumes): the method fields, and the long-text ones with their unset values.
+_LONG_TEXT_FIELDS = {"long_texts": "", "window_stride": 0, "aggregation": ""}
+
+
 def _request_settings(request: RequestOptions) -> dict[str, Any]:
-    """The request's options; its method fields left out when unset, so that a job started
-    before they existed still resumes."""
+    """The request's options, those above left out when unset."""
     recorded = json.loads(json.dumps(asdict(request)))
-    for field in FIELDS:
-        if recorded[field.name] == field.unset:
-            del recorded[field.name]
+    unset = {field.name: field.unset for field in FIELDS} | _LONG_TEXT_FIELDS
+    for name, value in unset.items():
+        if recorded[name] == value:
+            del recorded[name]
     return recorded
 
 
@@ -184,7 +226,7 @@ def run_job(
             writer = Writer(out, errors, checkpoint_path, settings, progress, digest)
             chunks = _chunks(
                 source, progress.input_offset, progress.lines, options.lines_per_request,
-                *unit_limits(options.request, facts),
+                *unit_limits(options.request, facts), line_cost(options.request, facts),
             )  # fmt: skip
             done = writer.run(chunks, pipeline, output, bar, options, stop_requested)
     seconds = time.perf_counter() - started_at
@@ -213,6 +255,18 @@ def unit_limits(request: RequestOptions, facts: ModelFacts) -> tuple[int, int]:
         max(1, min(facts.max_texts, ROWS_PER_REQUEST // rows)),
         max(1, min(facts.max_texts, ROWS_PER_LINE // rows)),
     )
+
+
+def line_cost(request: RequestOptions, facts: ModelFacts) -> LineCost:
+    """What a line costs with ``request``: its texts read as windows where it says so, or
+    where it leaves that to a backend that may (a server's default is not known)."""
+    rows = request.rows_per_unit(len(facts.labels))
+    long_texts = request.long_texts or facts.long_texts
+    if long_texts == "truncate":
+        return LineCost(rows)
+    window = max(1, (request.max_length or facts.max_length) - SPECIAL_TOKENS)
+    stride = request.window_stride or max(1, window // 2)
+    return LineCost(rows, window, stride, request.sentences)
 
 
 def _starting_point(output_path: Path, checkpoint_path: Path, settings: dict[str, Any]) -> Progress:
@@ -266,6 +320,13 @@ def _check_request(options: JobOptions, facts: ModelFacts) -> None:
     if not 0 <= request.max_length <= facts.max_length:
         raise JobOptionsError(
             f"--max-length is {request.max_length}; use 0 (the model's) to {facts.max_length}"
+        )
+    window = (request.max_length or facts.max_length) - SPECIAL_TOKENS
+    if request.window_stride > window:
+        raise JobOptionsError(
+            f"--window-stride is {request.window_stride}; a window of "
+            f"{request.max_length or facts.max_length} tokens holds at most {window} text "
+            "tokens: use at most that (0: half a window)"
         )
     open_marker, close_marker = request.markers or (None, None)
     try:

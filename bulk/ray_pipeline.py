@@ -110,6 +110,7 @@ class RayPipeline:
         import ray.data
 
         from gradlight.artifact.manifest import load_manifest
+        from gradlight.runtime.settings import DocumentSettings
 
         warnings.filterwarnings("ignore", module="ray")
         logging.getLogger("ray").setLevel(logging.ERROR)
@@ -129,6 +130,7 @@ class RayPipeline:
             manifest.max_length,
             max_texts=256,
             identity=artifact_identity(self.artifact),
+            long_texts=DocumentSettings().long_texts,  # the actors' LocalBackend's
         )
 
     def outcomes(self, groups: Iterable[Sequence[Item]]) -> Iterator[list[Outcome]]:

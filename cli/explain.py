@@ -18,6 +18,7 @@ from gradlight.cli.flags import (
     connection_from_flags,
     said_as_flags,
 )
+from gradlight.cli.long_text_flags import add_long_text_flags, long_text_fields
 from gradlight.cli.method_flags import add_method_flags, method_options
 from gradlight.runtime.settings import EngineSettings
 
@@ -141,8 +142,10 @@ def _add_request_flags(explain: argparse.ArgumentParser) -> None:
         "--lines-per-request",
         type=int,
         default=32,
-        help="input lines sent in one request (default 32)",
+        help="input lines sent in one request, at most (default 32; fewer where they cost "
+        "many graph rows: a path method, faithfulness, long texts read as windows)",
     )
+    add_long_text_flags(group, "truncate with --artifact, the server's with --server")
 
 
 def _add_ray_flags(explain: argparse.ArgumentParser) -> None:
@@ -219,6 +222,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
     if args.ray and args.artifact is None:
         raise UsageError("--ray runs the artifact on the cluster: give --artifact DIR")
     method = method_options(args)
+    long_texts = long_text_fields(args)
     _check_execution(args)
     _check_paths(args)
     request = RequestOptions(
@@ -226,6 +230,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
         max_length=args.max_length,
         markers=tuple(args.markers) if args.markers else None,  # type: ignore[arg-type]
         context_chars=args.context_chars,
+        **long_texts,
         **method,
     )
     output = OutputOptions(

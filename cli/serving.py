@@ -12,6 +12,7 @@ from typing import Any
 from gradlight.artifact.precisions import CHOICES as PRECISION_CHOICES
 from gradlight.artifact.precisions import DEFAULT as DEFAULT_PRECISION
 from gradlight.artifact.precisions import help_text as precision_help
+from gradlight.cli import long_text_flags
 from gradlight.cli.errors import UsageError
 from gradlight.cli.flags import (
     add_connection_flags,
@@ -68,6 +69,7 @@ def add_serve_parser(commands: Any) -> None:
     _add_engine_flags(serve)
     _add_batching_flags(serve)
     _add_limit_flags(serve)
+    long_text_flags.add_server_long_text_flags(serve)
     _add_http_limit_flags(serve)
     add_server_security_flags(serve)
     # on_ready: called with the running server once both ports serve (the demo's ready link).
@@ -292,6 +294,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_receive_message_bytes=args.max_message_bytes,
             grace_period_s=args.grace_period,
         )
+        documents = long_text_flags.documents_from_flags(args)
         http = HttpLimits(
             header_timeout_s=args.http_header_timeout,
             body_timeout_s=args.http_body_timeout,
@@ -304,6 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
         http_port=None if args.no_http else args.http_port,
         batch=batch,
         limits=limits,
+        documents=documents,
         metrics_public=args.metrics_public,
         http=http,
         **security,
@@ -328,6 +332,7 @@ def add_attribute_parser(commands: Any) -> None:
     attribute.add_argument(
         "--max-length", type=int, default=0, help="token budget (default 0: the model's maximum)"
     )
+    long_text_flags.add_long_text_flags(attribute)
     attribute.add_argument("--json", action="store_true", help="print the raw response as JSON")
     attribute.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     attribute.add_argument("--timeout", type=float, default=60.0, help="seconds")
@@ -344,6 +349,7 @@ def _attribute(args: argparse.Namespace) -> int:
     from gradlight.runtime.serving.json_messages import to_json
 
     method = method_options(args)
+    long_texts = long_text_flags.long_text_fields(args)
     connection = connection_from_flags(args, args.server)
     with Client(connection=connection, timeout=args.timeout) as client:
         try:
@@ -353,6 +359,7 @@ def _attribute(args: argparse.Namespace) -> int:
                 max_length=args.max_length,
                 sentence_attributions=args.sentences,
                 labels=[args.label] if args.label else [],
+                **long_texts,
                 **method,
             )
         except grpc.RpcError as exc:

@@ -9,6 +9,12 @@
         for token in result.tokens:
             print(result.text[token.start:token.end], list(token.scores))
 
+Texts longer than the model's window: ``long_texts="windows"`` reads them whole, in
+overlapping windows (``result.windows`` and ``result.aggregation``; tokens, sentences and their
+offsets cover the whole text), ``long_texts="truncate"`` cuts them (``result.truncated``);
+left out, the server's ``--long-texts`` decides. ``predict`` and ``attribute`` both take it,
+with ``window_stride`` and ``aggregation``.
+
 A server with TLS and tokens: ``Client(target, tls_ca="ca.pem", token="...")`` (``tls=True``
 trusts the system's roots; the token goes as ``authorization: Bearer`` metadata on every call).
 

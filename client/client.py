@@ -102,16 +102,23 @@ class Client:
         *,
         model: str = "",
         max_length: int = 0,
+        long_texts: str = "",
+        window_stride: int = 0,
+        aggregation: str = "",
         entities: Sequence[Sequence[tuple[int, int]]] | None = None,
         markers: tuple[str, str] | None = None,
         context_chars: int | None = None,
     ) -> pb.PredictResponse:
-        """``entities``: per text, the ``(start, end)`` spans to classify on their own (see
-        ``attribute``)."""
+        """``long_texts``, ``window_stride``, ``aggregation``: texts longer than the window
+        (see ``attribute``). ``entities``: per text, the ``(start, end)`` spans to classify on
+        their own (see ``attribute``)."""
         request = pb.PredictRequest(
             model=model,
             texts=list(texts),
             max_length=max_length,
+            long_texts=long_texts,
+            window_stride=window_stride,
+            aggregation=aggregation,
             **entity_fields(entities, markers, context_chars),  # type: ignore[arg-type]
         )
         return self._stub.Predict(request, timeout=self.timeout, metadata=self._metadata)
@@ -122,6 +129,9 @@ class Client:
         *,
         model: str = "",
         max_length: int = 0,
+        long_texts: str = "",
+        window_stride: int = 0,
+        aggregation: str = "",
         token_attributions: bool = True,
         sentence_attributions: bool = False,
         labels: Sequence[str] = (),
@@ -132,7 +142,16 @@ class Client:
         method: str = "",
         **settings: Any,
     ) -> pb.AttributeResponse:
-        """``entities``: per text, the ``(start, end)`` code point spans to classify on their
+        """Texts longer than the window (``max_length``; 0: the model's): ``long_texts``
+        ``"truncate"`` cuts them (``truncated`` set), ``"windows"`` reads them whole in
+        overlapping windows (``""``: the server's default, ``gradlight serve --long-texts``).
+        A text read as windows has ``windows`` (each one's character span, the span whose token
+        scores it gives, and its own prediction) and ``aggregation``; its tokens, sentences
+        and offsets cover the whole text. ``window_stride``: text tokens between windows'
+        starts (0: the server's, else half a window); ``aggregation``: ``"mean"`` or ``"max"``
+        of the windows' logits (``""``: max for multi-label models, mean for single-label).
+
+        ``entities``: per text, the ``(start, end)`` code point spans to classify on their
         own (each read with ``markers`` around it, default ``("<e>", "</e>")``, and
         ``context_chars`` characters of context on each side, default 100); a text's result
         then holds one ``entities`` entry per span.
@@ -145,6 +164,9 @@ class Client:
             model=model,
             texts=list(texts),
             max_length=max_length,
+            long_texts=long_texts,
+            window_stride=window_stride,
+            aggregation=aggregation,
             token_attributions=token_attributions,
             sentence_attributions=sentence_attributions,
             labels=list(labels),

@@ -36,11 +36,15 @@ def render_tokens(result: pb.TextResult, label: str, *, color: bool) -> str:
 
 def render_result(result: pb.TextResult, label: str | None, *, color: bool) -> str:
     label = label or result.predicted_label
-    lines = [f"predicted: {result.predicted_label}" + (" (truncated)" if result.truncated else "")]
+    read = " (truncated)" if result.truncated else ""
+    if len(result.windows) > 1:
+        read = f" ({result.aggregation} of {len(result.windows)} windows' logits)"
+    lines = [f"predicted: {result.predicted_label}{read}"]
     lines.extend(
         f"  {name:<20} {probability:.4f}"
         for name, probability in zip(result.labels, result.probabilities, strict=True)
     )
+    lines.extend(_windows(result))
     if result.tokens:
         method = f" by {result.method}" if result.method else ""
         lines.append(f"tokens{method}, coloured for label {label!r} (blue: toward, orange: away):")
@@ -54,6 +58,30 @@ def render_result(result: pb.TextResult, label: str | None, *, color: bool) -> s
             for sentence in result.sentences
         )
     return "\n".join(lines)
+
+
+MAX_WINDOWS_SHOWN = 10
+
+
+def _windows(result: pb.TextResult) -> list[str]:
+    """A text read as windows: per window (the first ``MAX_WINDOWS_SHOWN``), the characters
+    it reads, those whose token scores it gives, and its own prediction (none for a text read
+    in one window: its figures are the text's)."""
+    if len(result.windows) < 2:
+        return []
+    labels = list(result.labels)
+    lines = ["windows: characters read [whose token scores it gives], its prediction:"]
+    for number, window in enumerate(result.windows[:MAX_WINDOWS_SHOWN], 1):
+        scored = "none"
+        if window.scored_end > window.scored_start:
+            scored = f"{window.scored_start}-{window.scored_end}"
+        said = f"  {number:>3}  {window.start}-{window.end} [{scored}]  {window.predicted_label}"
+        if window.predicted_label in labels:  # its probabilities follow the labels asked
+            said += f" {window.probabilities[labels.index(window.predicted_label)]:.4f}"
+        lines.append(said)
+    if len(result.windows) > MAX_WINDOWS_SHOWN:
+        lines.append(f"  ... {len(result.windows) - MAX_WINDOWS_SHOWN} more")
+    return lines
 
 
 def _method_figures(result: pb.TextResult, label: str) -> list[str]:

@@ -57,7 +57,9 @@ Code = grpc.StatusCode
             1,
             Decision.BAD_LINE,
         ),
-        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="texts"), 3, Decision.STOP),
+        # The request's size (its texts, their windows) over the server's limit: line by line.
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="texts"), 3, Decision.PER_LINE),
+        (ErrorDetails(Code.INVALID_ARGUMENT, "", field="texts"), 1, Decision.BAD_LINE),
         (ErrorDetails(Code.INVALID_ARGUMENT, "", field="max_length"), 1, Decision.STOP),
         (ErrorDetails(Code.INVALID_ARGUMENT, "", field="entity_marking.open"), 2, Decision.STOP),
         (ErrorDetails(Code.INVALID_ARGUMENT, ""), 1, Decision.STOP),  # no field: not a line's

@@ -284,11 +284,12 @@ def _log_summary(running: RunningServer) -> None:
     batch = settings.batch  # the per-call figures were said per model, as they apply
     logger.info(
         "batching: at most %d rows per call, waiting up to %g ms for companions, queues of "
-        "%d rows; limits: %s",
+        "%d rows; limits: %s; long texts: %s",
         batch.max_batch_size,
         batch.max_wait_ms,
         batch.max_queue_size,
         settings.limits,
+        settings.documents,
     )
     security = running.security
     logger.info("security: %s", security.describe())
