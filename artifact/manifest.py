@@ -60,6 +60,15 @@ def plain_request_graph(graphs: Mapping[str, Any]) -> str:
 FP32 = "fp32"
 """The precision of ``Manifest.graphs``; others are in ``Manifest.precisions``."""
 
+# How a text becomes the tokenizer's input (``Manifest.pre_tokenization``).
+WHOLE_TEXT = "none"
+"""The text goes to the tokenizer as one string (a manifest without the field means this)."""
+SPLIT_AT_SPACES = "split_at_spaces"
+"""The text is split at every space, U+0020 alone (Python's ``text.split(" ")``: a run of spaces
+leaves empty words, tabs and newlines stay inside words), and the words go to the tokenizer as
+pre-tokenized input, as cnlp_transformers tokenizes for training and prediction."""
+PRE_TOKENIZATIONS = (WHOLE_TEXT, SPLIT_AT_SPACES)
+
 
 @dataclass(frozen=True)
 class GraphInfo:
@@ -85,6 +94,8 @@ class Manifest(ModelSpec):
     # The same graphs in other precisions (``gradlight export --fp16``: ``"fp16"``), validated
     # against fp32; empty when the artifact was exported without them.
     precisions: Mapping[str, Mapping[str, GraphInfo]] = field(default_factory=dict)
+    # How a text becomes the tokenizer's input: one of PRE_TOKENIZATIONS.
+    pre_tokenization: str = WHOLE_TEXT
 
     def graphs_at(self, precision: str) -> Mapping[str, GraphInfo]:
         """The graphs of ``precision`` (``fp32``, or one of ``precisions``); a graph a precision
@@ -129,8 +140,16 @@ class Manifest(ModelSpec):
 
     def problems(self, artifact_dir: Path | str | None = None) -> list[str]:
         """What makes this manifest unusable (empty when it is fine): the model's problems
-        (``ModelSpec.problems``) and its paths' (``path_problems``)."""
-        return [*super().problems(), *self.path_problems(artifact_dir)]
+        (``ModelSpec.problems``), an unknown ``pre_tokenization`` and its paths'
+        (``path_problems``)."""
+        found = [*super().problems()]
+        if self.pre_tokenization not in PRE_TOKENIZATIONS:
+            found.append(
+                f"unknown pre_tokenization {self.pre_tokenization!r}; this gradlight knows "
+                f"{', '.join(map(repr, PRE_TOKENIZATIONS))}: serve it with the gradlight that "
+                "exported it, or re-export the model with this one"
+            )
+        return [*found, *self.path_problems(artifact_dir)]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -233,6 +252,7 @@ def _manifest_from(data: dict[str, Any]) -> Manifest:
         validation=dict(data["validation"]),
         export=dict(data["export"]),
         precisions={name: _graph_infos(graphs) for name, graphs in precisions.items()},
+        pre_tokenization=data.get("pre_tokenization", WHOLE_TEXT),
     )
 
 

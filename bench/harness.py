@@ -178,7 +178,9 @@ def _measure(
     model_dir, artifact, unavailable = _prepare(options, labels, printer)
     name = model_dir.name
     manifest = load_manifest(artifact)
-    encoder = TextEncoder(artifact / manifest.tokenizer_dir / "tokenizer.json")
+    encoder = TextEncoder(
+        artifact / manifest.tokenizer_dir / "tokenizer.json", manifest.pre_tokenization
+    )
     device = "cuda" if options.provider == "cuda" else "cpu"
     roles = options.roles()
     for method in options.anchors:

@@ -120,7 +120,7 @@ def measure(
             "labels (re-head it: bench/models.py's reheaded, as the command line does)"
         )
     tokenizer = artifact / manifest.tokenizer_dir / "tokenizer.json"
-    encoder = TextEncoder(tokenizer)
+    encoder = TextEncoder(tokenizer, manifest.pre_tokenization)
     cells = build_cells(options, encoder, manifest.max_length, texts)
     bf16 = native_bf16()
     for cell in cells:
@@ -130,6 +130,7 @@ def measure(
         "model_dir": str(model_dir),
         "artifact": str(artifact),
         "tokenizer": str(tokenizer),
+        "pre_tokenization": manifest.pre_tokenization,
         "pad_token_id": manifest.pad_token_id,
         "uses_token_type_ids": manifest.uses_token_type_ids,
         "cell_budget_s": options.budget_s,

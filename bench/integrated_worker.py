@@ -114,7 +114,7 @@ class Way:
                 except (ValueError, ImportError) as exc:  # no SDPA for this architecture
                     if attention != "auto":
                         raise Unavailable(f"{choice} attention: {exc}") from exc
-        encoder = TextEncoder(Path(job["tokenizer"]))
+        encoder = TextEncoder(Path(job["tokenizer"]), job["pre_tokenization"])
         for name, cell in self.cells.items():
             self.tokens[name] = [
                 Tokens(encoder.encode(batch, cell["max_length"]), job["pad_token_id"])

@@ -16,6 +16,12 @@ and, in "tagged" mode, the mean of the hidden states from the first ``<e>`` to t
 
 Each classification task becomes a classifier gradlight exports like any other (its own
 artifact); tagging and relations tasks are not explained (docs/cnlpt.md).
+
+Text becomes tokens as cnlpt's preprocessing makes them (``cnlpt.data.preprocess``,
+``_tokenize_batch``): split at every space (``str(text).split(" ")``) and tokenized as
+pre-tokenized words (``is_split_into_words=True``, the tokenizer loaded with
+``add_prefix_space=True``), unless the model reads characters (``character_level``: the raw
+string). The task's artifact records it (``pre_tokenization``) and the runtime tokenizes so.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradlight.artifact.manifest import SPLIT_AT_SPACES, WHOLE_TEXT
 from gradlight.artifact.model_spec import SINGLE_LABEL, ModelSpec
 from gradlight.export.architectures import architecture_for
 from gradlight.export.errors import ExportError
@@ -57,6 +64,12 @@ class CnlptCheckpoint:
     tagged: bool
     encoder_layer: int
     encoder_config: dict[str, Any]
+    character_level: bool = False
+
+    @property
+    def pre_tokenization(self) -> str:
+        """How cnlpt turns a text into the tokenizer's input for this model."""
+        return WHOLE_TEXT if self.character_level else SPLIT_AT_SPACES
 
     @property
     def classification_tasks(self) -> tuple[CnlptTask, ...]:
@@ -142,6 +155,7 @@ def _read_checkpoint(model_dir: Path, config: dict[str, Any]) -> CnlptCheckpoint
         tagged=mode == "tagged",
         encoder_layer=layer,
         encoder_config=encoder_config,
+        character_level=bool(config.get("character_level")),
     )
 
 
@@ -215,7 +229,14 @@ def load_task(model_dir: Path, task_name: str) -> LoadedClassifier:
     architecture = replace(
         architecture_for(config.model_type), fuse_as=None, first_token_head=False
     )
-    return LoadedClassifier(model, tokenizer, spec, architecture, entity_markers=markers)
+    return LoadedClassifier(
+        model,
+        tokenizer,
+        spec,
+        architecture,
+        entity_markers=markers,
+        pre_tokenization=checkpoint.pre_tokenization,
+    )
 
 
 def _load(

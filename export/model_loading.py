@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gradlight.artifact.manifest import WHOLE_TEXT
 from gradlight.artifact.model_spec import MULTI_LABEL, SINGLE_LABEL, ModelSpec
 from gradlight.export.architectures import Architecture, architecture_for
 from gradlight.export.errors import ExportError
@@ -25,6 +26,9 @@ class LoadedClassifier:
     # (start, end) token ids of the entity markers a model reads (a tagged cnlpt task); the
     # validation batches then mark a span in some rows.
     entity_markers: tuple[int, int] | None = None
+    # How a text becomes the tokenizer's input (artifact/manifest.py: PRE_TOKENIZATIONS), as
+    # the model was trained; the manifest records it for the runtime.
+    pre_tokenization: str = WHOLE_TEXT
 
 
 def read_spec(model_dir: Path) -> ModelSpec:

@@ -222,6 +222,7 @@ def _export_into(
             precisions={
                 name: _with_sizes(staging, graphs) for name, graphs in precisions.items() if graphs
             },
+            pre_tokenization=loaded.pre_tokenization,
         )
         write_manifest(staging, manifest)
     return manifest

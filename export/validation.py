@@ -462,4 +462,11 @@ def validate_artifact(artifact_dir: Path | str, model_dir: Path | str) -> Valida
         report = ValidationReport(tracing_shape=TRACING_SHAPE, validation_shapes=[])
         report.problems += [f"exported from another model? {line}" for line in mismatches]
         return report
-    return validate_graphs(artifact_dir, manifest.graphs, loaded)
+    report = validate_graphs(artifact_dir, manifest.graphs, loaded)
+    if manifest.pre_tokenization != loaded.pre_tokenization:
+        report.problems.append(
+            f"the artifact gives the tokenizer text as {manifest.pre_tokenization!r}, the model "
+            f"was trained on {loaded.pre_tokenization!r} (exported by an older gradlight): "
+            "re-export it"
+        )
+    return report

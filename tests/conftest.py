@@ -103,7 +103,7 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
 
 CNLPT_FIXTURES = Path(__file__).parent / "fixtures" / "cnlpt"
-CNLPT_EXPORTED = ("proj_cls", "proj_tagged")  # cnlpt checkpoints the tests serve
+CNLPT_EXPORTED = ("proj_cls", "proj_tagged", "roberta_tagged")  # cnlpt checkpoints the tests serve
 
 
 @pytest.fixture(scope="session")
@@ -276,7 +276,7 @@ def auth_server(engine_for, token_file: Path):
     server.stop()
 
 
-# ---- the visualizer in Chromium: tests/test_visualizer_views.py, _links.py, _safety.py ----
+# ---- the visualizer in Chromium: tests/test_visualizer_views.py, _links, _safety, _windows ----
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """cnlp_transformers checkpoints, exported without cnlpt and served task by task, checked
 against the numbers cnlpt's own model computed (tests/fixtures/cnlpt/make_fixtures.py wrote
-the checkpoints and expected.json with the real cnlp-transformers 0.8.0)."""
+the checkpoints and expected.json with the real cnlp-transformers 0.8.0). The RoBERTa one is
+served on the words cnlpt splits a text into (the manifest's pre_tokenization); tokenizing the
+whole string would give other tokens and other answers."""
 
 from __future__ import annotations
 
@@ -9,11 +11,20 @@ import shutil
 
 import numpy as np
 import pytest
+from artifact_copies import edit_manifest
 from conftest import CNLPT_EXPORTED as SERVED  # legacy_tagged is checked eagerly
 from conftest import CNLPT_FIXTURES as FIXTURES
 from eager_reference import input_x_gradient
 from serving import ServerThread
+from token_surfaces import check_surfaces
 
+from gradlight.artifact.errors import ArtifactError
+from gradlight.artifact.manifest import (
+    SPLIT_AT_SPACES,
+    TOKENIZER_DIR,
+    WHOLE_TEXT,
+    load_manifest,
+)
 from gradlight.artifact.tasks import read_tasks, served_artifacts
 from gradlight.bench import engine_calls
 from gradlight.client import Client
@@ -21,9 +32,11 @@ from gradlight.export.cnlpt import load_task, read_checkpoint
 from gradlight.export.errors import ExportError
 from gradlight.export.pipeline import export_cnlpt
 from gradlight.runtime.execution.engine import Engine
+from gradlight.runtime.execution.tokenization import SPACE_MARKERS, TextEncoder, surface_spans
 from gradlight.runtime.settings import EngineSettings
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["checkpoints"]
+MARKERS = ("<e>", "</e>")
 
 
 def _softmax(logits):
@@ -72,8 +85,7 @@ def test_served_logits_and_scores_equal_cnlpts_own(name, cnlpt_client):
         for row, result in enumerate(response.results):
             length = int(mask[row].sum())
             assert [t.token_id for t in result.tokens] == expected["input_ids"][row][:length]
-            offsets = [[t.start, t.end] for t in result.tokens]
-            assert offsets == expected["offsets"][row][:length]
+            assert _offsets(result.tokens) == _cnlpts_offsets(expected, row, result.tokens)
             np.testing.assert_allclose(
                 result.probabilities, _softmax(ref_logits[row]), atol=1e-5, rtol=0
             )
@@ -82,6 +94,83 @@ def test_served_logits_and_scores_equal_cnlpts_own(name, cnlpt_client):
             np.testing.assert_allclose(
                 served, reference, atol=1e-4 * np.abs(reference).max(), rtol=0
             )
+
+
+def _offsets(tokens) -> list[tuple[int, int]]:
+    """The served offsets, but those of a token of spaces alone (checked in
+    test_roberta_tokens_are_cnlpts_words_with_exact_offsets)."""
+    return [(t.start, t.end) for t in tokens if not _spaces(t.token)]
+
+
+def _spaces(token: str) -> bool:
+    return set(token) <= SPACE_MARKERS
+
+
+def _cnlpts_offsets(expected, row, tokens) -> list[tuple[int, int]]:
+    """The offsets of cnlpt's tokens in the text as served (``surface_spans``), but those of a
+    token of spaces alone: transformers' RoBERTa trims one character off the "Ġ" it puts
+    before a piece right after a marker, where gradlight gives it no span."""
+    offsets = [tuple(pair) for pair in expected["offsets"][row][: len(tokens)]]
+    spans = surface_spans(expected["texts"][row], offsets, [t.special for t in tokens])
+    return [span for span, t in zip(spans, tokens, strict=True) if not _spaces(t.token)]
+
+
+def test_roberta_tokens_are_cnlpts_words_with_exact_offsets(cnlpt_client, exported_cnlpt):
+    """The artifact records cnlpt's word split; each served token's span is exactly what the
+    token spells in the original text (spaces, a tab, a newline, accents, CJK, an emoji)."""
+    _, engines = cnlpt_client
+    expected = EXPECTED["roberta_tagged"]
+    for task in expected["tasks"]:
+        artifact = exported_cnlpt["roberta_tagged"] / task["name"]
+        assert load_manifest(artifact).pre_tokenization == SPLIT_AT_SPACES
+        encoded = engines[f"roberta_tagged/{task['name']}"].encode(expected["texts"], 128)
+        for row, (text, tokens) in enumerate(zip(expected["texts"], encoded, strict=True)):
+            assert list(tokens.ids) == expected["input_ids"][row][: len(tokens)]
+            check_surfaces(text, tokens, MARKERS)
+
+
+def _whole_string_logits(engine, texts) -> tuple[list, np.ndarray]:
+    """What the engine answers when each text is tokenized as one string."""
+    whole = TextEncoder(engine.artifact_dir / TOKENIZER_DIR / "tokenizer.json", WHOLE_TEXT)
+    encoded = whole.encode(texts, 128)
+    return encoded, engine_calls.forward(engine, engine.batch(encoded))
+
+
+def test_the_whole_string_would_not_give_cnlpts_answers(cnlpt_client):
+    """The same texts tokenized as whole strings: a "Ġ" before each spaced marker and for each
+    extra space, so other ids, and logits far outside the tolerance (measured on this fixture:
+    up to 0.95 in a logit, 0.12 in a probability)."""
+    _, engines = cnlpt_client
+    expected = EXPECTED["roberta_tagged"]
+    for task in expected["tasks"]:
+        encoded, logits = _whole_string_logits(
+            engines[f"roberta_tagged/{task['name']}"], expected["texts"]
+        )
+        for row, tokens in enumerate(encoded):
+            cnlpts = [id_ for id_ in expected["input_ids"][row] if id_ != 1]  # no <pad>
+            assert len(tokens) > len(cnlpts)
+        reference = np.array(expected["outputs"][task["name"]]["logits"])
+        assert np.abs(logits - reference).max() > 0.1  # the tolerance is 1e-4
+        assert np.abs(_softmax(logits) - _softmax(reference)).max() > 0.01
+
+
+def test_an_artifact_without_pre_tokenization_tokenizes_the_whole_string(exported_cnlpt, tmp_path):
+    """A manifest from before the field is served as it was (the whole string); a value this
+    gradlight does not know is refused when the artifact is loaded."""
+    artifact = tmp_path / "Subject"
+    shutil.copytree(exported_cnlpt["roberta_tagged"] / "Subject", artifact)
+    edit_manifest(artifact, lambda data: data.pop("pre_tokenization"))
+    engine = Engine(artifact, EngineSettings(provider="cpu"))
+    try:
+        assert engine.encoder.pre_tokenization == WHOLE_TEXT
+        texts = EXPECTED["roberta_tagged"]["texts"]
+        whole, _ = _whole_string_logits(engine, texts)
+        assert [list(t.ids) for t in engine.encode(texts, 128)] == [list(t.ids) for t in whole]
+    finally:
+        engine.close()
+    edit_manifest(artifact, lambda data: data.update(pre_tokenization="sentencepiece"))
+    with pytest.raises(ArtifactError, match="unknown pre_tokenization 'sentencepiece'"):
+        Engine(artifact, EngineSettings(provider="cpu"))
 
 
 def test_an_entity_span_reads_as_cnlpt_marks_it(cnlpt_client):
@@ -158,3 +247,20 @@ def test_a_task_artifact_revalidates_against_the_checkpoint(exported_cnlpt):
     report = validate_artifact(exported_cnlpt["proj_tagged"] / "Subject", FIXTURES / "proj_tagged")
     assert report.passed, report.format()
     assert {check.graph for check in report.checks} >= {"forward", "attribution_cotangent"}
+
+
+def test_revalidation_says_when_an_artifact_does_not_split_at_spaces(exported_cnlpt, tmp_path):
+    """The RoBERTa task revalidates; its copy without ``pre_tokenization`` (exported before the
+    field) does not, and the report says to re-export it."""
+    from gradlight.export.validation import validate_artifact
+
+    exported = exported_cnlpt["roberta_tagged"] / "Uncertainty"
+    report = validate_artifact(exported, FIXTURES / "roberta_tagged")
+    assert report.passed, report.format()
+    artifact = tmp_path / "Uncertainty"
+    shutil.copytree(exported, artifact)
+    edit_manifest(artifact, lambda data: data.pop("pre_tokenization"))
+    report = validate_artifact(artifact, FIXTURES / "roberta_tagged")
+    assert not report.passed
+    (problem,) = report.problems
+    assert "'none'" in problem and "'split_at_spaces'" in problem and "re-export" in problem

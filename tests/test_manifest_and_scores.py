@@ -13,6 +13,8 @@ from gradlight.artifact.errors import ArtifactError
 from gradlight.artifact.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
+    SPLIT_AT_SPACES,
+    WHOLE_TEXT,
     hash_artifact_files,
     load_manifest,
 )
@@ -101,6 +103,17 @@ def test_manifest_round_trip(tmp_path):
     assert manifest.num_labels == 2
     assert not manifest.multi_label
     assert manifest.graphs["forward"].file == "forward.onnx"
+
+
+def test_pre_tokenization_is_read_written_and_checked(tmp_path):
+    """Absent (a manifest from before the field): the whole string; a known value is read and
+    written back; an unknown one is refused, naming it."""
+    assert load_manifest(_write_artifact(tmp_path / "old")).pre_tokenization == WHOLE_TEXT
+    words = load_manifest(_write_artifact(tmp_path / "words", pre_tokenization=SPLIT_AT_SPACES))
+    assert words.pre_tokenization == SPLIT_AT_SPACES
+    assert json.loads(words.to_json())["pre_tokenization"] == SPLIT_AT_SPACES
+    with pytest.raises(ArtifactError, match="unknown pre_tokenization 'bytes'"):
+        load_manifest(_write_artifact(tmp_path / "new", pre_tokenization="bytes"))
 
 
 def test_a_version_1_manifest_still_loads_its_fp16_graphs(tmp_path):

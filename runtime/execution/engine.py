@@ -73,7 +73,9 @@ class Engine:
             + [self.manifest.graphs[k] for k, g in at_precision.items() if runs_on_openvino(g)]
         )
         files = self.snapshot.directory
-        self.encoder = TextEncoder(files / self.manifest.tokenizer_dir / TOKENIZER_FILE)
+        self.encoder = TextEncoder(
+            files / self.manifest.tokenizer_dir / TOKENIZER_FILE, self.manifest.pre_tokenization
+        )
         plain = plain_request_graph(self.manifest.graphs)
         startup = plain if runs_on_openvino(at_precision[plain]) else None
         self.graph_set = GraphSet(
