@@ -2,7 +2,8 @@
 best eager PyTorch for the same windows, and against gradlight reading its first window only.
 
     python -m gradlight.bench.long_texts MODEL_DIR ARTIFACT [--tokens 4000] [--repeats 7]
-        [--ig-repeats 3] [--steps 32] [--threads 2] [--no-eager-bf16] [--quick] [--out DIR]
+        [--ig-repeats 3] [--steps 32] [--threads 2] [--no-eager-bf16] [--quick] [--name NAME]
+        [--out DIR]   # writes DIR/long-texts.json and DIR/long-texts.md
 
 The text: a clinical note of about ``--tokens`` tokens (special tokens included, with the
 artifact's tokenizer): sentences of bench/corpus.py's clinical pool drawn with a fixed seed under
@@ -206,6 +207,17 @@ def measure(
     return results, arrays, skipped
 
 
+def _cpuinfo_flags() -> str:
+    """The CPU's flags as /proc/cpuinfo lists them (else those gradlight checks for)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return next(
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("flags")
+            )
+    except (OSError, StopIteration):
+        return " ".join(sorted(cpu_flags()))
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -229,7 +241,7 @@ def run(args: argparse.Namespace, printer: Printer) -> dict[str, Any]:
     cells = _cells(args, note, warmup, max_length)
     on = {
         **machine(args.threads),
-        "flags": " ".join(sorted(cpu_flags())),
+        "flags": _cpuinfo_flags(),
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     printer(f"note: {len(document)} tokens, {len(windows)} windows of {max_length}")
@@ -238,7 +250,7 @@ def run(args: argparse.Namespace, printer: Printer) -> dict[str, Any]:
         results, arrays, skipped = measure(_jobs(args, cells), cells, Path(work), printer)
     on["load_after"] = [round(x, 2) for x in os.getloadavg()]
     plan = {
-        "model": args.model_dir.name,
+        "model": args.name or args.model_dir.name,
         "artifact": str(args.artifact),
         "labels": list(manifest.labels),
         "max_length": max_length,
@@ -258,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path, help="the Hugging Face model (eager sides)")
     parser.add_argument("artifact", type=Path, help="its gradlight artifact (served sides)")
+    parser.add_argument("--name", default="", help="the model's name in the report")
     parser.add_argument("--tokens", type=int, default=0, help="the note's length (4000)")
     parser.add_argument("--max-length", type=int, default=0, help="the window (the model's)")
     parser.add_argument("--repeats", type=int, default=7, help="rounds per cell")
