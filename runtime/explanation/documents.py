@@ -99,9 +99,9 @@ def plan_documents(
                 f"an entity span takes {focus[1] - focus[0]} tokens with its markers, more "
                 f"than a window of {request.max_length} holds: mark a shorter span",
             ) from None
-        whole = document if focus is None or len(windows[0].encoded) == len(document) else None
-        shown = whole or replace(windows[0].encoded, truncated=True)
-        documents.append(Document(shown, windows, len(units), whole is None, [], []))
+        focused = focus is not None and len(windows[0].encoded) < len(document)
+        shown = replace(windows[0].encoded, truncated=True) if focused else document
+        documents.append(Document(shown, windows, len(units), focused, [], []))
         units.extend([(text, marked)] * len(windows))
     count = len(units)
     if count > windowing.max_windows:
