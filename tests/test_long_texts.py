@@ -223,7 +223,10 @@ def _windows_counted(server) -> dict[str, float]:
 
 def test_faithfulness_is_of_the_whole_text_and_windows_are_counted(stub, server):
     before = _windows_counted(server)
-    [result] = attribute(stub, "bert", [LONG], long_texts="windows", faithfulness=True, seed=5)
+    [result, short] = attribute(
+        stub, "bert", [LONG, "Short."], long_texts="windows", faithfulness=True, seed=5
+    )  # the short text is not counted: it is read in one window, as truncated
+    assert not short.windows
     [cut] = attribute(stub, "bert", [LONG], long_texts="truncate", faithfulness=True, seed=5)
     # every word of the text ranked (the truncated text: those of its first window)
     assert result.faithfulness.words == len(words(LONG)) > cut.faithfulness.words

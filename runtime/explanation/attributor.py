@@ -287,7 +287,8 @@ class Attributor:
         variants = max_variants(len(request.label_indices))
         if isinstance(planned, DocumentsPlan):
             plan = planned.plan
-            self.batcher.metrics.windows(len(planned.documents), len(plan.encoded))
+            windowed = [d for d in planned.documents if d.focused or len(d.windows) > 1]
+            self.batcher.metrics.windows(len(windowed), sum(len(d.windows) for d in windowed))
             faithful = sum(variants * len(d.windows) for d in planned.documents)
         else:
             plan = planned
