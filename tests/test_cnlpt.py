@@ -264,3 +264,18 @@ def test_revalidation_says_when_an_artifact_does_not_split_at_spaces(exported_cn
     assert not report.passed
     (problem,) = report.problems
     assert "'none'" in problem and "'split_at_spaces'" in problem and "re-export" in problem
+
+
+def test_a_long_text_read_as_windows_keeps_cnlpts_words_and_offsets(cnlpt_client):
+    """Windows are cut from the text's word-split tokens: the answer's tokens are those of the
+    whole text split at spaces, with the same exact offsets, in more than one window."""
+    client, engines = cnlpt_client
+    text = " ".join(EXPECTED["roberta_tagged"]["texts"] * 6)
+    task = EXPECTED["roberta_tagged"]["tasks"][0]["name"]
+    model = f"roberta_tagged/{task}"
+    [whole] = engines[model].encode([text], 100_000)
+    check_surfaces(text, whole, MARKERS)
+    answer = client.attribute([text], model=model, long_texts="windows").results[0]
+    assert len(answer.windows) > 1 and not answer.truncated
+    assert [t.token_id for t in answer.tokens] == list(whole.ids)
+    assert [(t.start, t.end) for t in answer.tokens] == list(whole.offsets)
