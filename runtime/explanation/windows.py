@@ -26,7 +26,7 @@ from gradlight.runtime.execution.tokenization import EncodedText
 from gradlight.runtime.settings import LONG_TEXTS, DocumentSettings
 from gradlight.wire.errors import RequestError, shown
 
-WINDOWS = LONG_TEXTS[1]
+TRUNCATE, WINDOWS = LONG_TEXTS
 MEAN = "mean"
 MAX = "max"
 AGGREGATIONS = (MEAN, MAX)
