@@ -15,13 +15,15 @@
   completeness tolerance was missed, its seed, and a text read as windows' ``aggregation`` and
   ``windows``, briefly).
 - ``label-studio``: a Label Studio task (https://labelstud.io/guide/predictions):
-  ``data.text`` and one prediction whose ``result`` holds a ``choices`` region with the
-  predicted labels and ``labels`` regions for the words that pushed toward a label (the
-  evidence, with its score) and, for a line with spans, for the spans (with their predicted
-  label and probability); its ``model_version`` names the model, and the method when it is not
-  input x gradient; ``data`` also holds a path method's steps and whether a completeness
-  tolerance was missed, and the task's ``meta`` a text read as windows' ``aggregation`` and
-  ``windows``, briefly. ``label_studio_config`` gives the matching labeling config.
+  ``data.text`` and one prediction whose ``result`` holds the regions of
+  runtime/serving/label_studio_tasks.py (as ``gradlight serve``'s Label Studio backend gives
+  them): a ``choices`` region with the predicted labels, graded ``labels`` regions for the
+  evidence words of the shown (predicted) label, sentences when asked and, for a line with
+  spans, the spans (with their predicted label and probability); its ``model_version``
+  names the model, and the method when it is not input x gradient; ``data`` also holds a
+  path method's steps and whether a completeness tolerance was missed, and the task's
+  ``meta`` a text read as windows' ``aggregation`` and ``windows``, briefly.
+  ``label_studio_config`` gives the matching labeling config.
 
 A text read as windows is answered whole: its evidence, sentences and spans index the whole
 text, as every offset here does (code points of the line's ``text``).
@@ -34,12 +36,12 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from gradlight.bulk.evidence import WORD, Evidence, Selection, evidence, words
 from gradlight.bulk.figures import path_figures, per_label, seed_of, windows_figures
 from gradlight.bulk.lines import Item
 from gradlight.client import palette
+from gradlight.runtime.serving import label_studio_tasks as ls
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.methods import FIELDS_BY_NAME
 
@@ -311,25 +313,7 @@ def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[
     return task
 
 
-# ---- Label Studio ----
-
-LS_TEXT = "text"
-LS_CHOICES = "label"
-LS_EVIDENCE = "evidence"
-LS_ENTITY = "entity"
-
-
-def _region(
-    number: int, name: str, kind: str, value: dict[str, Any], score: float
-) -> dict[str, Any]:
-    return {
-        "id": f"r{number}",
-        "from_name": name,
-        "to_name": LS_TEXT,
-        "type": kind,
-        "value": value,
-        "score": round(score, 4),
-    }
+# ---- Label Studio (runtime/serving/label_studio_tasks.py: the regions, as the server's) ----
 
 
 def _label_studio(
@@ -337,13 +321,6 @@ def _label_studio(
 ) -> dict[str, Any]:
     text = item.text
     regions: list[dict[str, Any]] = []
-    evidence_regions: dict[tuple[int, int, str], float] = {}  # toward a label only
-    for answer in answers:
-        for label, found in answer.evidence.items():
-            for e in found:
-                if e.score > 0:
-                    key = (e.start, e.end, label)
-                    evidence_regions[key] = max(e.score, evidence_regions.get(key, 0.0))
     data: dict[str, Any] = {"text": text, "line": item.number}
     if item.id is not None:
         data["id"] = item.id
@@ -352,24 +329,25 @@ def _label_studio(
         chosen = list(answer.result.predicted_labels)
         score = answer.probabilities.get(answer.result.predicted_label, 0.0)
         if chosen:
-            regions.append(_region(0, LS_CHOICES, "choices", {"choices": chosen}, score))
+            regions.append(ls.choices_region(0, chosen, score))
     else:
         scores = []
         for span, answer in zip(item.spans, answers, strict=True):
             predicted = answer.result.predicted_label
             p = answer.probabilities.get(predicted, 0.0)
             scores.append(p)
-            value = {
-                "start": span.start,
-                "end": span.end,
-                "text": text[span.start : span.end],
-                "labels": [predicted],
-            }
-            regions.append(_region(len(regions), LS_ENTITY, "labels", value, p))
+            regions.append(
+                ls.span_region(len(regions), ls.ENTITY, text, span.start, span.end, predicted, p)
+            )
         score = min(scores, default=0.0)
-    for (start, end, label), value in sorted(evidence_regions.items()):
-        span_value = {"start": start, "end": end, "text": text[start:end], "labels": [label]}
-        regions.append(_region(len(regions), LS_EVIDENCE, "labels", span_value, value))
+    found: list[Evidence] = []
+    for answer in answers:
+        if (label := ls.shown_label(answer.result, answer.evidence)) is not None:
+            found += answer.evidence[label]
+    regions += ls.graded_regions(text, found, len(regions))
+    if options.sentences and item.spans is None:
+        sentences = ls.sentence_evidence(answers[0].result)
+        regions += ls.graded_regions(text, sentences, len(regions), ls.SENTENCE)
     data.update(path_figures([answer.result for answer in answers]))
     version = options.model or "gradlight"
     method = _method(result, answers)
@@ -383,19 +361,4 @@ def _label_studio(
     return task
 
 
-def label_studio_config(labels: Sequence[str], multi_label: bool) -> str:
-    """The Label Studio labeling config that the ``label-studio`` tasks are made for."""
-
-    def values(tag: str) -> str:
-        return "".join(f"\n    <{tag} value={quoteattr(label)}/>" for label in labels)
-
-    choice = "multiple" if multi_label else "single"
-    return (
-        "<View>\n"
-        f'  <Text name="{LS_TEXT}" value="$text"/>\n'
-        f'  <Choices name="{LS_CHOICES}" toName="{LS_TEXT}" choice="{choice}" showInline="true">'
-        f"{values('Choice')}\n  </Choices>\n"
-        f'  <Labels name="{LS_EVIDENCE}" toName="{LS_TEXT}">{values("Label")}\n  </Labels>\n'
-        f'  <Labels name="{LS_ENTITY}" toName="{LS_TEXT}">{values("Label")}\n  </Labels>\n'
-        "</View>\n"
-    )
+label_studio_config = ls.labeling_config  # the labeling config the tasks are made for

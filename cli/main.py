@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gradlight.cli.bench import add_bench_parser
 from gradlight.cli.explain import add_explain_parser
 from gradlight.cli.flags import port
+from gradlight.cli.label_config import add_label_config_parser
 from gradlight.cli.serving import add_attribute_parser, add_serve_parser
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands)
     add_attribute_parser(commands)
     add_explain_parser(commands)
+    add_label_config_parser(commands)
     add_bench_parser(commands)
     return parser
 

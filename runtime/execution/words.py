@@ -1,7 +1,8 @@
-"""What a word is: the one definition for the bulk evidence (bulk/evidence.py), the meaning
-check (bench/meaning.py), the served offsets' whitespace (runtime/execution/tokenization.py) and the
-visualizer, whose JavaScript ``words()`` (runtime/serving/visualizer/index.html) is this rule
-written again (tests/test_words.py runs both on the same strings).
+"""What a word is: the one definition for the bulk evidence
+(runtime/explanation/evidence.py), the meaning check (bench/meaning.py), the served offsets'
+whitespace (runtime/execution/tokenization.py) and the visualizer, whose JavaScript
+``words()`` (runtime/serving/visualizer/index.html) is this rule written again
+(tests/test_words.py runs both on the same strings).
 
 - White space is Unicode's White_Space property, listed in ``WHITE_SPACE`` (neither
   ``str.isspace``, which adds U+001C..U+001F, nor JavaScript's ``\\s``, which adds U+FEFF and

@@ -62,11 +62,11 @@ def _clipped(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def parse_message(body: bytes, message_type: type[M]) -> M:
-    """A request message from a JSON body; errors name the field and say what it must be."""
-    name = message_type.DESCRIPTOR.name
+def decode_body(body: bytes) -> Any:
+    """The JSON value of a request body (UTF-8, as JSON travels: RFC 8259); RequestError on
+    the field ``body`` when it is not usable JSON."""
     try:
-        data = decode_json(body.decode("utf-8-sig"))  # JSON travels as UTF-8 (RFC 8259)
+        return decode_json(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise RequestError("body", "is not UTF-8 text; send UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
@@ -75,6 +75,12 @@ def parse_message(body: bytes, message_type: type[M]) -> M:
         ) from None
     except (RecursionError, ValueError) as exc:  # nesting too deep, a number too long
         raise RequestError("body", f"is not usable JSON ({type(exc).__name__})") from None
+
+
+def parse_message(body: bytes, message_type: type[M]) -> M:
+    """A request message from a JSON body; errors name the field and say what it must be."""
+    name = message_type.DESCRIPTOR.name
+    data = decode_body(body)
     if not isinstance(data, dict):
         raise RequestError(
             "body", f"must be a JSON object with the fields of {name}, got {shown_json(data)}"

@@ -11,6 +11,9 @@ gRPC API, served from the same process, engines and batchers.
 - ``GET /metrics``: the Prometheus metrics (runtime/serving/metrics.py).
 - ``POST /admin/reload``: reload the models whose artifacts changed on disk (as SIGHUP does):
   ``{"models": [{"model", "outcome", "revision", "error"}]}``, 409 when one was refused.
+- ``/label-studio[/MODEL]/health|setup|predict|webhook|train``: Label Studio's ML backend
+  protocol (label_studio.py); its health checks are open like ``/healthz``, and its routes
+  accept HTTP Basic auth with a token as the password.
 
 With tokens (``--auth-token-file``) every route but ``/``, ``/healthz`` and ``/favicon.ico``
 (and ``/metrics`` with ``--metrics-public``) needs ``Authorization: Bearer <token>``; without
@@ -67,6 +70,7 @@ from gradlight.runtime.serving.http_limits import BodyTimeout, Connections, Http
 from gradlight.runtime.serving.http_limits import HttpServer as HttpServer  # for server.py
 from gradlight.runtime.serving.http_limits import start_http as start_http
 from gradlight.runtime.serving.json_messages import encode_message, parse_message, shown_json
+from gradlight.runtime.serving.label_studio import LabelStudioBackend, basic_as_bearer, is_public
 from gradlight.runtime.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gradlight.runtime.serving.model_registry import REFUSED
 from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet, is_loopback
@@ -207,6 +211,7 @@ class WebApp:
         app.router.add_post("/v1/attribute", self.attribute)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/reload", self.reload)
+        LabelStudioBackend(self.api, self._body, _send, self.is_serving).add_routes(app)
         return app
 
     @web.middleware
@@ -282,11 +287,16 @@ class WebApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every route but the page and the health check needs an accepted bearer token
-        (UnauthenticatedError: 401 from ``_errors``), a refusal counted under model ""."""
-        if self.tokens is not None and request.path not in self.public_paths:
+        """Every route but the page and the health checks needs an accepted bearer token (or,
+        under ``/label-studio``, basic auth with a token as the password; UnauthenticatedError:
+        401 from ``_errors``), a refusal counted under model ""."""
+        path = request.path
+        if self.tokens is not None and path not in self.public_paths and not is_public(path):
+            authorization = request.headers.getall("Authorization", [])
+            if path.startswith("/label-studio"):
+                authorization = basic_as_bearer(authorization)
             try:
-                self.tokens.check(request.headers.getall("Authorization", []))
+                self.tokens.check(authorization)
             except UnauthenticatedError as exc:
                 method = COUNTED_ROUTES.get(request.path) if request.method == "POST" else None
                 count_unread_refusal(self.api.metrics, method, status.status_of(exc))

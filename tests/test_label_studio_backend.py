@@ -1,0 +1,214 @@
+"""Label Studio's ML backend protocol on the real HTTP server (runtime/serving/label_studio.py):
+health, setup against the labeling config, predictions with the same regions as
+``gradlight explain --format label-studio``, webhook, train refusal, auth and bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from bulk_formats import check_label_studio
+from http_json import request, request_json
+
+from gradlight.bulk import formats
+from gradlight.bulk.lines import Item
+from gradlight.client import palette
+from gradlight.runtime.serving import label_studio_tasks as ls
+from gradlight.runtime.serving.label_studio_config import check_config
+from gradlight.wire.errors import RequestError
+
+TOKEN = "ls-token-123"
+TEXT = "The patient denies chest pain. No evidence of pneumonia."
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+MAX_TASKS = 3
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
+@pytest.fixture(scope="module")
+def backend(engine_for, tmp_path_factory):
+    """A server of the tiny BERT alone, with a token and at most 3 texts a request."""
+    from serving import ServerThread
+
+    from gradlight.runtime.serving.server import ServerSettings
+    from gradlight.runtime.settings import ServiceLimits
+
+    token_file = tmp_path_factory.mktemp("ls") / "tokens"
+    token_file.write_text(TOKEN + "\n")
+    settings = ServerSettings(
+        port=0,
+        http_port=0,
+        auth_token_file=token_file,
+        limits=ServiceLimits(max_texts_per_request=MAX_TASKS, max_receive_message_bytes=64 * 1024),
+    )
+    with ServerThread({"bert": engine_for("bert")}, settings) as server:
+        server.token_file = token_file
+        yield server
+
+
+@pytest.fixture(scope="module")
+def model(backend):
+    status, answer = request_json(backend.http_url + "v1/models", headers=BEARER)
+    assert status == 200
+    return answer["models"][0]
+
+
+def _url(backend, action: str, model: str = "bert") -> str:
+    return f"{backend.http_url}label-studio/{model + '/' if model else ''}{action}"
+
+
+def test_health_is_open_and_selects_the_only_model(backend):
+    for model in ("bert", ""):
+        status, answer = request_json(_url(backend, "health", model))
+        assert status == 200
+        assert answer == {"status": "UP", "model_class": "gradlight", "model": "bert"}
+    status, answer = request_json(_url(backend, "health", "nope"))
+    assert status == 404 and answer["error"]["reason"] == "MODEL_NOT_FOUND"
+
+
+def test_setup_accepts_the_printed_config_and_names_a_mismatch(backend, model):
+    config = ls.labeling_config(model["labels"], multi_label=False)
+    body = {"project": "1.1700000000", "schema": config, "hostname": "http://ls:8080"}
+    status, answer = request_json(_url(backend, "setup"), body, headers=BEARER)
+    assert status == 200
+    assert answer == {"model_version": f"bert@{model['revision']} (input_x_gradient)"}
+    wrong = ls.labeling_config([*model["labels"][1:], "EXTRA"], multi_label=False)
+    status, answer = request_json(_url(backend, "setup"), {**body, "schema": wrong}, headers=BEARER)
+    assert status == 400 and answer["error"]["field"] == "schema"
+    message = answer["error"]["message"]
+    assert repr(model["labels"][0]) in message and "'EXTRA'" in message
+    assert "gradlight label-config" in message
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ('<!DOCTYPE x [<!ENTITY a "b">]><View/>', "DOCTYPE"),
+        ("<View><Text", "well-formed"),
+        ("<View/>", "<Text"),
+        ('<View><Text name="text" value="$text"/></View>', "<Choices"),
+        ("x" * 300_000, "limit"),
+    ],
+)
+def test_config_check_refuses_what_does_not_fit(config, named):
+    with pytest.raises(RequestError, match=named):
+        check_config(config, ["a", "b"])
+    evidence_missing = ls.labeling_config(["a", "b"], False).replace('value="against"', 'value="x"')
+    with pytest.raises(RequestError, match="against"):
+        check_config(evidence_missing, ["a", "b"])
+
+
+def test_predict_gives_the_bulk_regions(backend, model):
+    texts = [TEXT, "Café résumé naïve — 東京 😀."]
+    tasks = [{"id": n, "data": {"text": text}} for n, text in enumerate(texts, 1)]
+    body = {"tasks": tasks, "project": "1.1700000000", "params": {"context": None}}
+    status, answer = request_json(_url(backend, "predict", ""), body, headers=_basic("ls", TOKEN))
+    assert status == 200 and len(answer["results"]) == 2
+    config = ls.labeling_config(model["labels"], multi_label=False)
+    from gradlight.client import Client
+
+    with Client(backend.address, token=TOKEN, timeout=60) as client:
+        served = client.attribute(texts, model="bert", raw_scores=True).results
+    options = formats.OutputOptions(
+        format=formats.LABEL_STUDIO, labels=(formats.PREDICTED,), selection=ls.SELECTION
+    )
+    rows = zip(texts, answer["results"], served, strict=True)
+    for n, (text, prediction, result) in enumerate(rows, 1):
+        assert prediction["model_version"] == f"bert@{model['revision']} (input_x_gradient)"
+        check_label_studio({"data": {"text": text}, "predictions": [prediction]}, config)
+        bulk = formats.record(Item(n, text), result, options)["predictions"][0]
+        assert _shape(prediction["result"]) == _shape(bulk["result"])
+        assert abs(prediction["score"] - bulk["score"]) < 1e-4
+        evidence = [r for r in prediction["result"] if r["from_name"] == ls.EVIDENCE]
+        assert evidence and {r["value"]["labels"][0] for r in evidence} <= set(ls.GRADE_NAMES)
+        assert any(r["value"]["labels"] == [ls.STRONG] for r in evidence)  # the top word
+
+
+def _shape(regions: list[dict]) -> list[tuple]:
+    return [
+        (r["id"], r["from_name"], r["type"], sorted(r["value"].items()), round(r["score"], 3))
+        for r in regions
+    ]
+
+
+def test_sentences_when_asked(backend, model):
+    body = {"tasks": [{"data": {"text": TEXT}}], "params": {"sentences": True}}
+    status, answer = request_json(_url(backend, "predict"), body, headers=BEARER)
+    assert status == 200
+    [prediction] = answer["results"]
+    sentences = [r for r in prediction["result"] if r["from_name"] == ls.SENTENCE]
+    assert [r["value"]["text"] for r in sentences] == [
+        "The patient denies chest pain.",
+        "No evidence of pneumonia.",
+    ]
+    assert max(r["score"] for r in sentences) == 1.0  # graded against the strongest sentence
+    check_label_studio(
+        {"data": {"text": TEXT}, "predictions": [prediction]},
+        ls.labeling_config(model["labels"], multi_label=False),
+    )
+
+
+def test_the_grade_colours_are_the_palette_s():
+    for (_, _, colour), score in zip(ls.GRADES, (1.0, 0.6, 0.3), strict=True):
+        assert colour == palette.hex_colour(palette.shade(score))
+    assert palette.hex_colour(palette.shade(-0.8)) == ls.AGAINST_COLOUR
+    grades = [ls.grade(s) for s in (1.0, 0.5, 0.1, -0.2)]
+    assert grades == ["strong", "moderate", "weak", "against"]
+
+
+def test_webhook_and_train(backend):
+    status, answer = request_json(
+        _url(backend, "webhook"), {"action": "ANNOTATION_CREATED"}, headers=BEARER
+    )
+    assert status == 200 and answer == {"status": "ok", "action": "ANNOTATION_CREATED"}
+    status, answer = request_json(_url(backend, "train"), {"project": "1.1"}, headers=BEARER)
+    assert status == 501 and "does not train" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, _basic("ls", "wrong"), {"Authorization": "Basic %%"}],
+)
+def test_a_wrong_token_is_refused(backend, headers):
+    body = {"tasks": [{"data": {"text": TEXT}}]}
+    status, answer = request_json(_url(backend, "predict"), body, headers=headers)
+    assert status == 401 and answer["error"]["reason"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"tasks": [{"data": {"text": TEXT}}, {"data": {}}]}, 400, "tasks[1].data.text"),
+        ({"tasks": [{"data": {"text": "x"}}] * (MAX_TASKS + 1)}, 400, "tasks"),
+        ({"tasks": []}, 400, "tasks"),
+        ({"tasks": [{"data": {"text": TEXT}}], "params": {"method": 3}}, 400, "params.method"),
+        (b'{"tasks": [', 400, "body"),
+        ({"tasks": [{"data": {"text": "word " * 20_000}}]}, 413, "body"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_the_server_keeps_serving(backend, body, status, field):
+    got, _, payload = request(_url(backend, "predict"), body, headers=BEARER)
+    error = json.loads(payload)["error"]
+    assert got == status and error["field"] == field and error["message"]
+    ok, answer = request_json(
+        _url(backend, "predict"), {"tasks": [{"data": {"text": TEXT}}]}, headers=BEARER
+    )
+    assert ok == 200 and len(answer["results"]) == 1
+
+
+def test_label_config_command_prints_the_config_setup_accepts(backend, model, exported, capsys):
+    from gradlight.cli.main import main
+
+    expected = ls.labeling_config(model["labels"], multi_label=False)
+    assert main(["label-config", "--artifact", str(exported("bert"))]) == 0
+    assert capsys.readouterr().out == expected
+    server = ["--server", backend.address, "--auth-token-file", str(backend.token_file)]
+    assert main(["label-config", *server]) == 0
+    assert capsys.readouterr().out == expected
+    assert main(["label-config", *server, "--model", "nope"]) == 2
+    assert "serving: bert" in capsys.readouterr().err
+    check_config(expected, model["labels"])
