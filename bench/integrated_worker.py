@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +41,7 @@ from gradlight.bench.integrated_methods import (
     Tokens,
 )
 from gradlight.bench.machine import peak_rss_mb
+from gradlight.bench.worker import run_worker
 from gradlight.runtime.execution.tokenization import TextEncoder
 
 
@@ -287,12 +286,7 @@ def take_turns(job: dict[str, Any], result_path: Path, commands: TextIO, replies
 
 
 def main() -> None:
-    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    # Replies go to the standard output as it was; whatever else writes there (a library's
-    # print, a C extension) goes to the standard error instead.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    take_turns(job, Path(sys.argv[2]), sys.stdin, replies)
+    run_worker(take_turns)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +31,7 @@ from gradlight.bench.anchors import bf16_problem
 from gradlight.bench.integrated_worker import _reset_peak
 from gradlight.bench.long_texts_sides import Answer, Eager, Served
 from gradlight.bench.machine import peak_rss_mb
+from gradlight.bench.worker import run_worker
 
 
 class Unavailable(Exception):
@@ -189,11 +188,7 @@ def take_turns(job: dict[str, Any], result_path: Path, commands: TextIO, replies
 
 
 def main() -> None:
-    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    # Replies go to the standard output as it was; anything else printed there goes to stderr.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    take_turns(job, Path(sys.argv[2]), sys.stdin, replies)
+    run_worker(take_turns)
 
 
 if __name__ == "__main__":

@@ -201,13 +201,21 @@ def take_turns(job: dict[str, Any], result_path: Path, commands: TextIO, replies
         replies.flush()
 
 
-def main() -> None:
+def run_worker(
+    take: Callable[[dict[str, Any], Path, TextIO, TextIO], None] | None = None,
+) -> None:
+    """A worker process's entry: ``argv[1]`` the job, ``argv[2]`` the result's path; ``take``
+    (this module's ``take_turns`` by default) reads commands from the standard input and
+    replies on the standard output as it was, while whatever else writes there (a library's
+    print, a C extension) goes to the standard error instead."""
     job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    # Replies go to the standard output as it was; whatever else writes there (a library's
-    # print, a C extension) goes to the standard error instead.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    take_turns(job, Path(sys.argv[2]), sys.stdin, replies)
+    (take or take_turns)(job, Path(sys.argv[2]), sys.stdin, replies)
+
+
+def main() -> None:
+    run_worker()
 
 
 if __name__ == "__main__":

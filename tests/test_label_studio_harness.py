@@ -23,7 +23,14 @@ from label_studio import VERSION, LabelStudio, LabelStudioError
 from gradlight.bulk.formats import label_studio_config
 
 CACHE = os.environ.get("GRADLIGHT_LABEL_STUDIO_CACHE")
-pytestmark = pytest.mark.skipif(not CACHE, reason="set GRADLIGHT_LABEL_STUDIO_CACHE to run")
+# A real Label Studio needs its own venv (~100 packages from PyPI, ~90 s) and a migrated data
+# dir (~30-50 s) the first time: it runs where GRADLIGHT_LABEL_STUDIO_CACHE names where to keep
+# them. .ci/run does not set it yet (issue 42: wiring it into CI is open), so CI skips these.
+SKIP_WHY = (
+    "needs a real Label Studio (its venv ~90 s from PyPI, then cached): set "
+    "GRADLIGHT_LABEL_STUDIO_CACHE=DIR to build and run it"
+)
+pytestmark = pytest.mark.skipif(not CACHE, reason=SKIP_WHY)
 
 LABELS = ["affirmed", "negated"]
 TEXTS = ["The patient denies chest pain.", "Fever was present on admission."]

@@ -12,12 +12,12 @@ import urllib.request
 import pytest
 from label_studio import LabelStudio, LabelStudioError
 from serving import ServerThread
-from test_label_studio_harness import CACHE, cached
+from test_label_studio_harness import CACHE, SKIP_WHY, cached
 
 from gradlight.runtime.serving.label_studio_tasks import labeling_config
 from gradlight.runtime.serving.server import ServerSettings
 
-pytestmark = pytest.mark.skipif(not CACHE, reason="set GRADLIGHT_LABEL_STUDIO_CACHE to run")
+pytestmark = pytest.mark.skipif(not CACHE, reason=SKIP_WHY)  # test_label_studio_harness.py
 
 TEXTS = ["The patient denies chest pain.", "Fever was present on admission. No cough."]
 

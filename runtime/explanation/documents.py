@@ -14,10 +14,14 @@ from dataclasses import dataclass, replace
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.execution.feeds import Row
 from gradlight.runtime.execution.tokenization import EncodedText
-from gradlight.runtime.explanation.ablation import encode_variants
 from gradlight.runtime.explanation.entities import MarkedSpan
-from gradlight.runtime.explanation.request_plan import RequestPlan, ResolvedRequest, plan_rows
-from gradlight.runtime.explanation.sentences import SentenceSpan, removal_range, split_sentences
+from gradlight.runtime.explanation.request_plan import (
+    RequestPlan,
+    ResolvedRequest,
+    plan_rows,
+    sentence_variants,
+)
+from gradlight.runtime.explanation.sentences import SentenceSpan, removal_range
 from gradlight.runtime.explanation.windows import (
     Layout,
     Window,
@@ -142,19 +146,8 @@ def _plan_sentences(
     plan: RequestPlan,
 ) -> None:
     """Each document's sentences, and its variants' windows as forward rows."""
-    spans, removed = [], []
-    for text, marked in request.units:
-        if marked is None:
-            spans.append(split_sentences(text))
-            removed.append(spans[-1])
-        else:
-            original, in_marked = marked.sentences()
-            spans.append(original)
-            removed.append(in_marked)
     budget = windowing.max_tokens + engine.encoder.num_special_tokens
-    keep = [marked.kept if marked is not None else None for _, marked in request.units]
-    texts = [text for text, _ in request.units]
-    variants = encode_variants(engine.encoder, texts, removed, encoded, budget, keep=keep)
+    spans, removed, variants = sentence_variants(engine, request, encoded, budget)
     for unit, document in enumerate(documents):
         document.spans = spans[unit]
         marked = request.units[unit][1]

@@ -92,14 +92,7 @@ def plan_request(
     texts = [text for text, _ in request.units]
     if encoded is None:
         encoded = engine.encode(texts, request.max_length)
-    spans, removed = _sentences(request)
-    # A variant the model would see exactly as the full text (the sentence was cut off by
-    # truncation) is None: it scores exactly 0 and no row is run for it. Removing the
-    # sentence of an entity span leaves the marked span in place.
-    keep = [marked.kept if marked is not None else None for _, marked in request.units]
-    variants = encode_variants(
-        engine.encoder, texts, removed, encoded, request.max_length, keep=keep
-    )
+    spans, removed, variants = sentence_variants(engine, request, encoded, request.max_length)
     for unit, (text, text_encoded) in enumerate(zip(texts, encoded, strict=True)):
         read = _sentences_read(text, text_encoded, removed[unit])
         spans[unit], variants[unit] = spans[unit][:read], variants[unit][:read]
@@ -130,6 +123,21 @@ def plan_rows(
     else:
         _plan_token_graph(plan, engine, request.label_indices, max_batch_size)
     return plan
+
+
+def sentence_variants(
+    engine: Engine, request: ResolvedRequest, encoded: Sequence[EncodedText], budget: int
+) -> tuple[list[list[SentenceSpan]], list[list[SentenceSpan]], list[list[EncodedText | None]]]:
+    """Each unit's sentences as reported and as removed (``_sentences``), and per sentence
+    the unit without it, tokenized at most ``budget`` tokens. A variant the model would see
+    exactly as the full text (the sentence was cut off by truncation) is None: it scores
+    exactly 0 and no row is run for it. Removing the sentence of an entity span leaves the
+    marked span in place."""
+    spans, removed = _sentences(request)
+    texts = [text for text, _ in request.units]
+    keep = [marked.kept if marked is not None else None for _, marked in request.units]
+    variants = encode_variants(engine.encoder, texts, removed, encoded, budget, keep=keep)
+    return spans, removed, variants
 
 
 def _sentences(
