@@ -44,6 +44,7 @@ class ModelFacts:
     # What a request that leaves long_texts unset gets: "truncate" or "windows" ("": not known,
     # a server's --long-texts).
     long_texts: str = ""
+    revision: str = ""  # the served artifact's (the start of its manifest's sha256)
 
 
 def _facts(info: pb.ModelInfo, max_texts: int, identity: str = "") -> ModelFacts:
@@ -56,12 +57,22 @@ def _facts(info: pb.ModelInfo, max_texts: int, identity: str = "") -> ModelFacts
         identity
         or f"served {info.name} {info.architecture} {info.model_type} {info.max_length} "
         f"{','.join(info.labels)}",
+        revision=info.revision,
     )
+
+
+def _manifest_sha256(artifact: Path) -> str:
+    return hashlib.sha256((artifact / "manifest.json").read_bytes()).hexdigest()
 
 
 def artifact_identity(artifact: Path) -> str:
     """The sha256 of the artifact's manifest (which holds every file's sha256)."""
-    return "artifact " + hashlib.sha256((artifact / "manifest.json").read_bytes()).hexdigest()
+    return "artifact " + _manifest_sha256(artifact)
+
+
+def artifact_revision(artifact: Path) -> str:
+    """The revision a server shows for the artifact (``ModelInfo.revision``)."""
+    return _manifest_sha256(artifact)[:16]
 
 
 class LocalBackend:

@@ -43,7 +43,6 @@ from gradlight.bulk.lines import Item
 from gradlight.client import palette
 from gradlight.runtime.serving import label_studio_tasks as ls
 from gradlight.v1 import gradlight_pb2 as pb
-from gradlight.wire.methods import FIELDS_BY_NAME
 
 GRADLIGHT = "gradlight"
 PRODIGY = "prodigy"
@@ -58,7 +57,8 @@ class OutputOptions:
     selection: Selection = field(default_factory=Selection)
     labels: tuple[str, ...] = ()  # evidence for these labels; () all; (PREDICTED,) predicted
     sentences: bool = False
-    model: str = ""  # the model's name (Label Studio's model_version)
+    model: str = ""  # the model's name and its artifact's revision (Label Studio's model_version)
+    revision: str = ""
 
 
 def shade(score: float) -> str:
@@ -319,43 +319,20 @@ def _prodigy(item: Item, result: pb.TextResult, answers: list[_Answer]) -> dict[
 def _label_studio(
     item: Item, result: pb.TextResult, answers: list[_Answer], options: OutputOptions
 ) -> dict[str, Any]:
-    text = item.text
-    regions: list[dict[str, Any]] = []
-    data: dict[str, Any] = {"text": text, "line": item.number}
+    data: dict[str, Any] = {"text": item.text, "line": item.number}
     if item.id is not None:
         data["id"] = item.id
-    if item.spans is None:
-        answer = answers[0]
-        chosen = list(answer.result.predicted_labels)
-        score = answer.probabilities.get(answer.result.predicted_label, 0.0)
-        if chosen:
-            regions.append(ls.choices_region(0, chosen, score))
-    else:
-        scores = []
-        for span, answer in zip(item.spans, answers, strict=True):
-            predicted = answer.result.predicted_label
-            p = answer.probabilities.get(predicted, 0.0)
-            scores.append(p)
-            regions.append(
-                ls.span_region(len(regions), ls.ENTITY, text, span.start, span.end, predicted, p)
-            )
-        score = min(scores, default=0.0)
-    found: list[Evidence] = []
-    for answer in answers:
-        if (label := ls.shown_label(answer.result, answer.evidence)) is not None:
-            found += answer.evidence[label]
-    regions += ls.graded_regions(text, found, len(regions))
-    if options.sentences and item.spans is None:
-        sentences = ls.sentence_evidence(answers[0].result)
-        regions += ls.graded_regions(text, sentences, len(regions), ls.SENTENCE)
     data.update(path_figures([answer.result for answer in answers]))
-    version = options.model or "gradlight"
     method = _method(result, answers)
-    if method and method != FIELDS_BY_NAME["method"].default:  # tell each method's apart
-        version = f"{version} ({method})"
-    prediction = {"model_version": version, "score": round(score, 6)}
-    prediction["result"] = regions
-    task = {"data": data, "predictions": [prediction]}
+    version = ls.model_version(
+        options.model or "gradlight",
+        options.revision,
+        method,
+        bool(options.sentences and item.spans is None),
+    )
+    spans = None if item.spans is None else [(span.start, span.end) for span in item.spans]
+    found = [(answer.result, answer.evidence) for answer in answers]
+    task = {"data": data, "predictions": [ls.prediction(item.text, found, version, spans)]}
     if item.spans is None and (windows := windows_figures(answers[0].result, brief=True)):
         task["meta"] = windows
     return task

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gradlight.bulk import checkpoint
+from gradlight.bulk import checkpoint, label_studio_files
 from gradlight.bulk.backends import ModelFacts
 from gradlight.bulk.checkpoint import CheckpointError, Progress
 from gradlight.bulk.explaining import (
@@ -24,12 +24,7 @@ from gradlight.bulk.explaining import (
     tokens_estimate,
     units,
 )
-from gradlight.bulk.formats import (
-    LABEL_STUDIO,
-    PREDICTED,
-    OutputOptions,
-    label_studio_config,
-)
+from gradlight.bulk.formats import LABEL_STUDIO, PREDICTED, OutputOptions
 from gradlight.bulk.lines import BadLine, Item, parse_line
 from gradlight.bulk.pipeline import Pipeline
 from gradlight.bulk.writer import Chunk, ProgressBar, Writer, open_at
@@ -209,13 +204,12 @@ def run_job(
     if options.restart:  # only once the model is there and the options are good
         for path in (output_path, errors_path, checkpoint_path):
             path.unlink(missing_ok=True)
-    output = replace(options.output, model=facts.name)
+    output = replace(options.output, model=facts.name, revision=facts.revision)
     settings = _settings(options, input_path, facts)
     progress = _starting_point(output_path, checkpoint_path, settings)
     started_at = time.perf_counter()
     if output.format == LABEL_STUDIO:
-        config = output_path.with_name(output_path.name + ".label-config.xml")
-        config.write_text(label_studio_config(facts.labels, facts.multi_label), encoding="utf-8")
+        label_studio_files.write_config(output_path, facts.labels, facts.multi_label)
     with input_path.open("rb") as source:
         digest = _verified_prefix(source, input_path, progress)
         bar = ProgressBar(options.progress, _count_lines(input_path), progress.lines)
@@ -229,6 +223,8 @@ def run_job(
                 *unit_limits(options.request, facts), line_cost(options.request, facts),
             )  # fmt: skip
             done = writer.run(chunks, pipeline, output, bar, options, stop_requested)
+    if output.format == LABEL_STUDIO:
+        label_studio_files.write_tasks(output_path)
     seconds = time.perf_counter() - started_at
     lines = done.lines - progress.lines
     return Summary(

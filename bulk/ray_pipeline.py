@@ -20,7 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gradlight.bulk.backends import LocalBackend, ModelFacts, artifact_identity
+from gradlight.bulk.backends import (
+    LocalBackend,
+    ModelFacts,
+    artifact_identity,
+    artifact_revision,
+)
 from gradlight.bulk.explaining import RequestOptions
 from gradlight.bulk.lines import BadLine, Item, Span
 from gradlight.bulk.pipeline import AsyncPipeline, Outcome
@@ -131,6 +136,7 @@ class RayPipeline:
             max_texts=256,
             identity=artifact_identity(self.artifact),
             long_texts=DocumentSettings().long_texts,  # the actors' LocalBackend's
+            revision=artifact_revision(self.artifact),
         )
 
     def outcomes(self, groups: Iterable[Sequence[Item]]) -> Iterator[list[Outcome]]:

@@ -244,11 +244,23 @@ class LabelStudio:
 
     # ---- HTTP ----
 
-    def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
+    def request_raw(self, method: str, path: str, file: Path, query: dict | None = None) -> Any:
+        """``request`` with a JSON file's bytes as they are for the body."""
+        return self.request(method, path, query=query, data=Path(file).read_bytes())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict | None = None,
+        data: bytes | None = None,
+    ) -> Any:
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        data = None if body is None else json.dumps(body).encode()
+        if body is not None:
+            data = json.dumps(body).encode()
         headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"

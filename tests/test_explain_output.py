@@ -14,6 +14,7 @@ import pytest
 from bulk_formats import assert_same_records, check_label_studio, check_prodigy, html_text
 from explain_runs import BAD, GOOD, explain, read_records, write_input
 
+from gradlight.bulk.backends import artifact_revision
 from gradlight.bulk.evidence import words
 
 
@@ -335,8 +336,8 @@ def test_integrated_gradients_with_faithfulness_in_every_record(tmp_path, export
 
 def test_the_annotation_formats_name_the_method(tmp_path, exported):
     """Prodigy's ``meta`` holds the method, its samples (``steps``) and the seed; Label
-    Studio's ``model_version`` names a method other than input x gradient; both stay valid
-    tasks."""
+    Studio's ``model_version`` names the model, its artifact's revision and the method, as the
+    live backend's; both stay valid tasks."""
     lines = [json.dumps(record, ensure_ascii=False) for record in (GOOD[0], GOOD[3])]
     source = write_input(tmp_path / "in.jsonl", lines)
     method = ("--method", "gradient_shap", "--samples", "4", "--seed", "11")
@@ -350,4 +351,5 @@ def test_the_annotation_formats_name_the_method(tmp_path, exported):
     config = tmp_path.joinpath("ls.jsonl.label-config.xml").read_text()
     for task in read_records(studio):
         check_label_studio(task, config)
-        assert task["predictions"][0]["model_version"] == "bert (gradient_shap)"
+        revision = artifact_revision(exported("bert"))
+        assert task["predictions"][0]["model_version"] == f"bert@{revision} (gradient_shap)"

@@ -1,31 +1,48 @@
 """gradlight as a real Label Studio's ML backend: a project made with gradlight's labeling config
-connects to a real ``gradlight serve`` HTTP port, Label Studio retrieves predictions for its
-tasks, and what it stores equals what gradlight answers directly for the same tasks. Runs when
-``GRADLIGHT_LABEL_STUDIO_CACHE`` names a cache dir (tests/test_label_studio_harness.py)."""
+connects to a real ``gradlight serve`` HTTP port (with a token, as Label Studio's basic auth
+password), Label Studio retrieves predictions for its tasks, and what it stores equals what
+gradlight answers directly for the same tasks, and what ``gradlight explain --format
+label-studio`` writes for Label Studio's import. Bad input reaches Label Studio's log as a
+clear error and the server keeps serving. Runs when ``GRADLIGHT_LABEL_STUDIO_CACHE`` names a
+cache dir (tests/test_label_studio_harness.py)."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
 import pytest
+from explain_runs import explain, write_input
 from label_studio import LabelStudio, LabelStudioError
 from serving import ServerThread
 from test_label_studio_harness import CACHE, SKIP_WHY, cached
 
 from gradlight.runtime.serving.label_studio_tasks import labeling_config
 from gradlight.runtime.serving.server import ServerSettings
+from gradlight.runtime.settings import DocumentSettings
 
 pytestmark = pytest.mark.skipif(not CACHE, reason=SKIP_WHY)  # test_label_studio_harness.py
 
+TOKEN = "label-studio-backend-token"
 TEXTS = ["The patient denies chest pain.", "Fever was present on admission. No cough."]
+MAX_TOKENS = 64  # per text read as windows: a longer task is refused alone
 
 
 @pytest.fixture(scope="module")
-def gradlight(engine_for):
-    with ServerThread({"bert": engine_for("bert")}, ServerSettings(port=0, http_port=0)) as s:
-        yield s
+def gradlight(engine_for, tmp_path_factory):
+    token_file = tmp_path_factory.mktemp("ls-live") / "tokens"
+    token_file.write_text(TOKEN + "\n")
+    settings = ServerSettings(
+        port=0,
+        http_port=0,
+        auth_token_file=token_file,
+        documents=DocumentSettings(long_texts="windows", max_document_tokens=MAX_TOKENS),
+    )
+    with ServerThread({"bert": engine_for("bert")}, settings) as server:
+        server.token_file = token_file
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -34,52 +51,128 @@ def ls():
         yield running
 
 
-def _direct(gradlight, tasks: list[dict]) -> list[dict]:
-    body = json.dumps({"tasks": tasks, "params": {}}).encode()
+@pytest.fixture(scope="module")
+def labels(engine_for):
+    return list(engine_for("bert").labels)
+
+
+def _backend_url(gradlight, options: str = "") -> str:
+    return f"{gradlight.http_url.rstrip('/')}/label-studio/bert" + (
+        f"/{options}" if options else ""
+    )
+
+
+def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(
-        f"{gradlight.http_url.rstrip('/')}/label-studio/bert/predict",
-        data=body,
-        headers={"Content-Type": "application/json"},
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
     )
     with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.load(answer)["results"]
+        return json.load(answer)
 
 
-def test_label_studio_stores_what_gradlight_predicts(ls, gradlight, engine_for):
-    labels = list(engine_for("bert").labels)
-    project = ls.create_project(labeling_config(labels, False), title="gradlight live")
-    ls.import_tasks(project["id"], [{"data": {"text": text}} for text in TEXTS])
-    url = f"{gradlight.http_url.rstrip('/')}/label-studio/bert"
-    ls.connect_backend(project["id"], url)
-    tasks = ls.tasks(project["id"])
-    ls.retrieve_predictions(project["id"], [task["id"] for task in tasks])
-    direct = _direct(gradlight, [{"id": t["id"], "data": t["data"]} for t in tasks])
-    for task, expected in zip(tasks, direct, strict=True):
-        [stored] = ls.predictions(task["id"])
-        assert stored["model_version"] == expected["model_version"]
-        assert stored["score"] == pytest.approx(expected["score"])
-        assert stored["result"] == expected["result"]
+def _connected(ls, gradlight, labels, tasks, title, options=""):
+    project = ls.create_project(labeling_config(labels, False), title=title)
+    ls.import_tasks(project["id"], tasks)
+    ls.connect_backend(project["id"], _backend_url(gradlight, options), basic_auth=("ls", TOKEN))
+    stored = ls.tasks(project["id"])
+    ls.retrieve_predictions(project["id"], [task["id"] for task in stored])
+    return project, stored
+
+
+def test_label_studio_stores_what_gradlight_predicts(ls, gradlight, labels):
+    tasks = [{"data": {"text": text}} for text in TEXTS]
+    _, stored = _connected(ls, gradlight, labels, tasks, "live", "integrated_gradients,sentences")
+    direct = _post(
+        _backend_url(gradlight, "integrated_gradients,sentences") + "/predict",
+        {"tasks": [{"id": t["id"], "data": t["data"]} for t in stored]},
+    )["results"]
+    for task, expected in zip(stored, direct, strict=True):
+        [prediction] = ls.predictions(task["id"])
+        assert prediction["model_version"] == expected["model_version"]
+        assert expected["model_version"].endswith("(integrated_gradients, sentences)")
+        assert prediction["score"] == pytest.approx(expected["score"])
+        assert prediction["result"] == expected["result"]
         text = task["data"]["text"]
-        spans = [r["value"] for r in stored["result"] if "start" in r["value"]]
+        spans = [r["value"] for r in prediction["result"] if "start" in r["value"]]
         assert spans and all(text[v["start"] : v["end"]] == v["text"] for v in spans)
+    # asked again, Label Studio finds each task has this version's prediction: none is added
+    ls.retrieve_predictions(stored[0]["project"], [task["id"] for task in stored])
+    assert [len(ls.predictions(task["id"])) for task in stored] == [1, 1]
+
+
+def test_the_bulk_tasks_import_as_they_are_with_the_live_regions(ls, gradlight, labels, tmp_path):
+    lines = [json.dumps({"text": text, "id": n}) for n, text in enumerate(TEXTS)]
+    output = tmp_path / "ls.jsonl"
+    server = ["--server", gradlight.address, "--auth-token-file", gradlight.token_file]
+    explain(write_input(tmp_path / "in.jsonl", lines), output, *server, "--format", "label-studio")
+    config = output.with_name("ls.jsonl.label-config.xml").read_text()
+    assert config == labeling_config(labels, False)
+    imported = ls.create_project(config, title="bulk")
+    answer = ls.request_raw(
+        "POST", f"/api/projects/{imported['id']}/import", output.with_name("ls.jsonl.tasks.json")
+    )
+    assert (answer["task_count"], answer["prediction_count"]) == (2, 2)
+    tasks = [{"data": {"text": text}} for text in TEXTS]
+    _, live = _connected(ls, gradlight, labels, tasks, "live for bulk")
+    for bulk_task, live_task in zip(ls.tasks(imported["id"]), live, strict=True):
+        [bulk] = ls.predictions(bulk_task["id"])
+        [served] = ls.predictions(live_task["id"])
+        assert bulk["model_version"] == served["model_version"]
+        assert bulk["score"] == pytest.approx(served["score"], abs=1e-5)
+        assert _regions(bulk["result"]) == _regions(served["result"])
+
+
+def _regions(result: list[dict]) -> list[tuple]:
+    return [
+        (r["id"], r["from_name"], r["type"], json.dumps(r["value"], sort_keys=True),
+         round(r["score"], 3))
+        for r in result
+    ]  # fmt: skip
+
+
+def test_bad_tasks_are_logged_by_label_studio_and_the_rest_predicted(ls, gradlight, labels):
+    tasks = [
+        {"data": {"text": TEXTS[0]}},
+        {"data": {"text": "  \n "}},  # Label Studio refuses to import one without "text"
+        {"data": {"text": " ".join(["word"] * 4 * MAX_TOKENS)}},
+    ]
+    _, stored = _connected(ls, gradlight, labels, tasks, "bad tasks")
+    assert [len(ls.predictions(task["id"])) for task in stored] == [1, 0, 0]
+    log = _wait_for(ls, "tasks[2].data.text")
+    assert "tasks[1].data.text" in log and "is missing or empty" in log
+    assert f"more than {MAX_TOKENS} tokens" in log
+    assert _post(_backend_url(gradlight) + "/predict", {"tasks": tasks[:1]})["results"][0]
 
 
 def test_a_project_whose_choices_are_not_the_models_is_refused_naming_them(ls, gradlight):
     project = ls.create_project(labeling_config(["yes", "no"], False), title="wrong choices")
-    url = f"{gradlight.http_url.rstrip('/')}/label-studio/bert"
+    url = _backend_url(gradlight)
     with pytest.raises(LabelStudioError) as refused:
-        ls.connect_backend(project["id"], url)
+        ls.connect_backend(project["id"], url, basic_auth=("ls", TOKEN))
     # Label Studio 1.23.2 says only that the backend "might be incompatible with the current
     # labeling configuration"; gradlight's own /setup answer (in its log) names the mismatch
     assert "incompatible" in json.dumps(refused.value.body)
     assert ls.backends(project["id"]) == []
-    config = labeling_config(["yes", "no"], False)
-    request = urllib.request.Request(
-        f"{url}/setup",
-        data=json.dumps({"project": "1.0", "schema": config}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
     with pytest.raises(urllib.error.HTTPError) as answer:
-        urllib.request.urlopen(request, timeout=30)
+        _post(f"{url}/setup", {"project": "1.0", "schema": project["label_config"]})
     said = answer.value.read().decode()
     assert answer.value.code == 400 and "label_0" in said and "yes" in said
+
+
+def test_a_wrong_token_is_refused_at_connection(ls, gradlight, labels):
+    project = ls.create_project(labeling_config(labels, False), title="wrong token")
+    with pytest.raises(LabelStudioError) as refused:
+        ls.connect_backend(project["id"], _backend_url(gradlight), basic_auth=("ls", "wrong"))
+    assert "authentication" in json.dumps(refused.value.body)
+    assert ls.backends(project["id"]) == []
+    assert _post(_backend_url(gradlight) + "/predict", {"tasks": [{"data": {"text": "Ok."}}]})
+
+
+def _wait_for(ls, needle: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while needle not in (log := ls.log(tail=200_000)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert needle in log, log[-3000:]
+    return log

@@ -5,7 +5,8 @@ is missing or extra.
 
 - ``<Text name="text" value="$text"/>``;
 - ``<Choices name="label" toName="text">`` whose ``Choice`` values are the model's labels;
-- ``<Labels name="evidence" toName="text">`` with the grades (strong, moderate, weak, against).
+- ``<Labels name="evidence" toName="text">`` with the grades (strong, moderate, weak, against);
+- with sentence regions asked, ``<Labels name="sentence" toName="text">`` with the same grades.
 
 The XML is parsed with the standard library only after it is found to be at most
 ``MAX_CONFIG_CHARS`` long and to have no document type declaration (so no entities: nothing can
@@ -70,9 +71,16 @@ def _same_values(tag: str, name: str, found: list[str], expected: Sequence[str])
         raise _fail(f'<{tag} name="{name}"> ' + " and ".join(parts))
 
 
-def check_config(config: str, labels: Sequence[str]) -> None:
-    """Whether ``config`` fits the predictions of a model with ``labels``: RequestError naming
-    the first mismatch otherwise."""
+def _graded(root: ET.Element, name: str) -> None:
+    grades = [e.get("value", "") for e in _control(root, "Labels", name).iter("Label")]
+    missing = [grade for grade in ls.GRADE_NAMES if grade not in grades]
+    if missing:
+        raise _fail(f'<Labels name="{name}"> lacks {", ".join(map(repr, missing))}')
+
+
+def check_config(config: str, labels: Sequence[str], sentences: bool = False) -> None:
+    """Whether ``config`` fits the predictions of a model with ``labels`` (with sentence
+    regions when ``sentences``): RequestError naming the first mismatch otherwise."""
     root = parse_config(config)
     texts = [e for e in root.iter("Text") if e.get("name") == ls.TEXT]
     if not texts or texts[0].get("value") != "$" + ls.TEXT:
@@ -80,8 +88,6 @@ def check_config(config: str, labels: Sequence[str]) -> None:
     choices = _control(root, "Choices", ls.CHOICES)
     found = [e.get("value", "") for e in choices.iter("Choice")]
     _same_values("Choices", ls.CHOICES, found, labels)
-    evidence = _control(root, "Labels", ls.EVIDENCE)
-    grades = [e.get("value", "") for e in evidence.iter("Label")]
-    missing = [grade for grade in ls.GRADE_NAMES if grade not in grades]
-    if missing:
-        raise _fail(f'<Labels name="{ls.EVIDENCE}"> lacks {", ".join(map(repr, missing))}')
+    _graded(root, ls.EVIDENCE)
+    if sentences:
+        _graded(root, ls.SENTENCE)

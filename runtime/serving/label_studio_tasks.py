@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from gradlight.runtime.explanation.evidence import WORD, Evidence, Selection, evidence
+from gradlight.runtime.explanation.evidence import WORD, Evidence, Selection
 from gradlight.v1 import gradlight_pb2 as pb
 
 TEXT = "text"
@@ -118,23 +118,51 @@ def sentence_evidence(result: pb.TextResult) -> list[Evidence]:
     ]
 
 
-def prediction(
-    text: str, result: pb.TextResult, version: str, selection: Selection = SELECTION
-) -> dict[str, Any]:
-    """The prediction of a text (no spans) from its answer, which carries raw token scores
-    (and sentences, when they are to be shown)."""
-    found = evidence(result, text, selection) if result.tokens else {}
+def model_version(name: str, revision: str, method: str, sentences: bool = False) -> str:
+    """The ``model_version`` of predictions: ``MODEL@REVISION (METHOD[, sentences])``, the same
+    for the live backend and the bulk job, so Label Studio tells models, artifacts, methods and
+    region sets apart and never asks again for a task that has this version's prediction."""
+    shown = f"{method}, sentences" if sentences else method
+    return f"{name}@{revision} ({shown})" if revision else f"{name} ({shown})"
+
+
+def _probability(result: pb.TextResult, label: str) -> float:
     probabilities = dict(zip(result.labels, result.probabilities, strict=True))
-    score = float(probabilities.get(result.predicted_label, 0.0))
-    regions = []
-    if result.predicted_labels:
-        regions.append(choices_region(0, result.predicted_labels, score))
-    label = shown_label(result, found)
-    if label is not None:
-        regions += graded_regions(text, found[label], len(regions))
-    if result.sentences:
-        regions += graded_regions(text, sentence_evidence(result), len(regions), SENTENCE)
-    return {"model_version": version, "score": round(score, 6), "result": regions}
+    return round(float(probabilities.get(label, 0.0)), 6)
+
+
+def prediction(
+    text: str,
+    answers: Sequence[tuple[pb.TextResult, Mapping[str, list[Evidence]]]],
+    version: str,
+    spans: Sequence[tuple[int, int]] | None = None,
+) -> dict[str, Any]:
+    """The prediction of a text from its answers, each a result with its evidence per label:
+    the text's one answer (``spans`` None; its sentences shown when it has them), or one answer
+    per span, in order."""
+    regions: list[dict[str, Any]] = []
+    if spans is None:
+        result = answers[0][0]
+        score = _probability(result, result.predicted_label)
+        if result.predicted_labels:
+            regions.append(choices_region(0, result.predicted_labels, score))
+    else:
+        scores = []
+        for (start, end), (result, _) in zip(spans, answers, strict=True):
+            p = _probability(result, result.predicted_label)
+            scores.append(p)
+            regions.append(
+                span_region(len(regions), ENTITY, text, start, end, result.predicted_label, p)
+            )
+        score = min(scores, default=0.0)
+    found: list[Evidence] = []
+    for result, evidence_of in answers:
+        if (label := shown_label(result, evidence_of)) is not None:
+            found += evidence_of[label]
+    regions += graded_regions(text, found, len(regions))
+    if spans is None and answers[0][0].sentences:
+        regions += graded_regions(text, sentence_evidence(answers[0][0]), len(regions), SENTENCE)
+    return {"model_version": version, "score": score, "result": regions}
 
 
 def labeling_config(labels: Sequence[str], multi_label: bool) -> str:

@@ -287,12 +287,16 @@ class WebApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every route but the page and the health checks needs an accepted bearer token (or,
-        under ``/label-studio``, basic auth with a token as the password; UnauthenticatedError:
-        401 from ``_errors``), a refusal counted under model ""."""
+        """Every route but the page, the health checks and Label Studio's webhooks needs an
+        accepted bearer token (or, under ``/label-studio``, basic auth with a token as the
+        password; UnauthenticatedError: 401 from ``_errors``), a refusal counted under model
+        ""."""
         path = request.path
-        if self.tokens is not None and path not in self.public_paths and not is_public(path):
-            authorization = request.headers.getall("Authorization", [])
+        authorization = request.headers.getall("Authorization", [])
+        # a Label Studio backend's health and webhook are open, but credentials sent are checked
+        # (so that Label Studio says "check the authentication parameters" when they are wrong)
+        public = is_public(path) and not authorization
+        if self.tokens is not None and path not in self.public_paths and not public:
             if path.startswith("/label-studio"):
                 authorization = basic_as_bearer(authorization)
             try:
