@@ -49,6 +49,17 @@ PRODIGY = "prodigy"
 LABEL_STUDIO = "label-studio"
 FORMATS = (GRADLIGHT, PRODIGY, LABEL_STUDIO)
 PREDICTED = "predicted"  # in ``OutputOptions.labels``: the answer's predicted labels
+# What ``gradlight explain`` selects per format unless told (--labels, --top-k, --min-score):
+# the annotation formats the predicted labels' strongest evidence, as the Label Studio backend.
+FORMAT_DEFAULTS: dict[str, dict[str, Any]] = {
+    GRADLIGHT: {"labels": (), "top_k": None, "min_score": 0.0},
+    PRODIGY: {"labels": (PREDICTED,), "top_k": 10, "min_score": 0.1},
+    LABEL_STUDIO: {
+        "labels": (PREDICTED,),
+        "top_k": ls.SELECTION.top_k,
+        "min_score": ls.SELECTION.min_score,
+    },
+}
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,6 @@ EXIT_INTERRUPTED = 130
 
 # Defaults that depend on the format: a full dump for gradlight, the strongest evidence of
 # the predicted label for the annotation tools.
-FORMAT_DEFAULTS = {
-    "gradlight": {"labels": (), "top_k": None, "min_score": 0.0},
-    "prodigy": {"labels": ("predicted",), "top_k": 10, "min_score": 0.1},
-    "label-studio": {"labels": ("predicted",), "top_k": 10, "min_score": 0.1},
-}
-
-
 def add_explain_parser(commands: Any) -> None:
     explain = commands.add_parser(
         "explain",
@@ -206,7 +199,7 @@ def _job_options(args: argparse.Namespace) -> JobOptions:
     """The job's options from the flags; flags that cannot work are refused here."""
     from gradlight.bulk.evidence import Selection
     from gradlight.bulk.explaining import RequestOptions
-    from gradlight.bulk.formats import OutputOptions
+    from gradlight.bulk.formats import FORMAT_DEFAULTS, OutputOptions
     from gradlight.bulk.job import JobOptions, with_job_seed
 
     defaults = FORMAT_DEFAULTS[args.format]

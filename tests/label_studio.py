@@ -6,7 +6,7 @@ a free loopback port, a user and an API token made non-interactively, and plain-
         project = ls.create_project(config)
         ls.import_tasks(project["id"], [{"data": {"text": "..."}}])
 
-Facts this rests on (Label Studio 1.23.2; /work/shared/notes/label-studio-facts.md):
+Facts this rests on (Label Studio 1.23.2; docs/annotation.md says them for users):
 * ``label-studio start --username U --password P --user-token T --enable-legacy-api-token``
   creates the user and the organization with legacy tokens enabled, so
   ``Authorization: Token T`` works at once; no login, no JWT.
@@ -354,7 +354,29 @@ class LabelStudio:
         )
 
 
-if __name__ == "__main__":  # python tests/label_studio.py VENV: start one, print, wait
+def cache_paths(cache: Path) -> dict[str, Path]:
+    """The venv and the data dir template kept in ``cache`` (``LabelStudio(**cache_paths(c))``)."""
+    cache = Path(cache)
+    return {"venv": cache / f"venv-{VERSION}", "template": cache / f"template-{VERSION}"}
+
+
+def prepare(cache: Path) -> dict[str, float]:
+    """Build what ``cache`` keeps (the venv, the migrated template) if missing; the seconds each
+    took. .ci/run runs this beside the project's install, and the tests wait on its locks."""
+    paths = cache_paths(cache)
+    began = time.monotonic()
+    ensure_venv(paths["venv"])
+    built = time.monotonic()
+    ensure_template(paths["venv"], paths["template"])
+    return {"venv_s": built - began, "template_s": time.monotonic() - built}
+
+
+if __name__ == "__main__":
+    # python tests/label_studio.py prepare CACHE: build the cache and exit;
+    # python tests/label_studio.py [VENV]: start one, print its URL and token, wait
+    if sys.argv[1:2] == ["prepare"]:
+        print(json.dumps(prepare(Path(sys.argv[2]))), flush=True)
+        sys.exit(0)
     venv = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ls-venv")
     with LabelStudio(venv) as ls:
         print(json.dumps({"url": ls.base_url, "token": ls.token, **ls.timings}), flush=True)

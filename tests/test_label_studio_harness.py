@@ -4,7 +4,7 @@ backend protocol it speaks, pinned with a stand-in backend that records every re
 Slow the first time (a venv of ~100 packages from PyPI, ~90 s; a migrated data dir, ~30-50 s),
 then ~3 s a start. Runs when ``GRADLIGHT_LABEL_STUDIO_CACHE`` names a cache dir (venv and data
 dir template are made there once, under locks), else skips. ``GRADLIGHT_LABEL_STUDIO_VENV``
-names a ready venv instead of the cache's. Facts: /work/shared/notes/label-studio-facts.md.
+names a ready venv instead of the cache's. Facts: docs/annotation.md.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from label_studio import VERSION, LabelStudio, LabelStudioError
+from label_studio import VERSION, LabelStudio, LabelStudioError, cache_paths
 
 from gradlight.bulk.formats import label_studio_config
 
 CACHE = os.environ.get("GRADLIGHT_LABEL_STUDIO_CACHE")
 # A real Label Studio needs its own venv (~100 packages from PyPI, ~90 s) and a migrated data
 # dir (~30-50 s) the first time: it runs where GRADLIGHT_LABEL_STUDIO_CACHE names where to keep
-# them. .ci/run does not set it yet (issue 42: wiring it into CI is open), so CI skips these.
+# them (.ci/run sets it, and builds the cache while the project installs).
 SKIP_WHY = (
     "needs a real Label Studio (its venv ~90 s from PyPI, then cached): set "
     "GRADLIGHT_LABEL_STUDIO_CACHE=DIR to build and run it"
@@ -103,9 +103,10 @@ def gradlight_prediction(text: str, label: str, score: float) -> dict:
 
 
 def cached() -> dict:
-    cache = Path(CACHE or ".")
-    venv = os.environ.get("GRADLIGHT_LABEL_STUDIO_VENV") or cache / f"venv-{VERSION}"
-    return {"venv": Path(venv), "template": cache / f"template-{VERSION}"}
+    paths = cache_paths(Path(CACHE or "."))
+    if venv := os.environ.get("GRADLIGHT_LABEL_STUDIO_VENV"):
+        paths["venv"] = Path(venv)
+    return paths
 
 
 @pytest.fixture(scope="module")

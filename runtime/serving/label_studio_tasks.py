@@ -166,7 +166,8 @@ def prediction(
 
 
 def labeling_config(labels: Sequence[str], multi_label: bool) -> str:
-    """The Label Studio labeling config that the regions are made for."""
+    """The Label Studio labeling config that the regions are made for, each control under a
+    header that says what its regions are."""
 
     def values(tag: str) -> str:
         return "".join(f"\n    <{tag} value={quoteattr(label)}/>" for label in labels)
@@ -181,8 +182,11 @@ def labeling_config(labels: Sequence[str], multi_label: bool) -> str:
         f'  <Text name="{TEXT}" value="$text"/>\n'
         f'  <Choices name="{CHOICES}" toName="{TEXT}" choice="{choice}" showInline="true">'
         f"{values('Choice')}\n  </Choices>\n"
+        '  <Header value="Words: evidence for the predicted label" size="6"/>\n'
         f'  <Labels name="{EVIDENCE}" toName="{TEXT}">{graded}\n  </Labels>\n'
+        '  <Header value="Sentences: evidence for the predicted label" size="6"/>\n'
         f'  <Labels name="{SENTENCE}" toName="{TEXT}">{graded}\n  </Labels>\n'
+        '  <Header value="Entities: the label predicted for each" size="6"/>\n'
         f'  <Labels name="{ENTITY}" toName="{TEXT}">{values("Label")}\n  </Labels>\n'
         "</View>\n"
     )
