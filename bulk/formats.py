@@ -19,8 +19,8 @@
   runtime/serving/label_studio_tasks.py (as ``gradlight serve``'s Label Studio backend gives
   them): a ``choices`` region with the predicted labels, graded ``labels`` regions for the
   evidence words of the shown (predicted) label, sentences when asked and, for a line with
-  spans, the spans (with their predicted label and probability); its ``model_version``
-  names the model, and the method when it is not input x gradient; ``data`` also holds a
+  spans, the spans (with their predicted label and probability); its ``model_version`` is
+  the backend's (the model, its revision, the method); ``data`` also holds a
   path method's steps and whether a completeness tolerance was missed, and the task's
   ``meta`` a text read as windows' ``aggregation`` and ``windows``, briefly.
   ``label_studio_config`` gives the matching labeling config.

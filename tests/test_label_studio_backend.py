@@ -77,7 +77,7 @@ def test_health_is_open_and_selects_the_only_model(backend):
     assert request_json(_url(backend, "health"), headers=_basic("ls", TOKEN))[0] == 200
 
 
-def test_setup_accepts_the_printed_config_and_names_a_mismatch(backend, model):
+def test_setup_accepts_the_printed_config_and_names_a_mismatch(backend, model, caplog):
     config = ls.labeling_config(model["labels"], multi_label=False)
     body = {"project": "1.1700000000", "schema": config, "hostname": "http://ls:8080"}
     status, answer = request_json(_url(backend, "setup"), body, headers=BEARER)
@@ -89,6 +89,8 @@ def test_setup_accepts_the_printed_config_and_names_a_mismatch(backend, model):
     message = answer["error"]["message"]
     assert repr(model["labels"][0]) in message and "'EXTRA'" in message
     assert "gradlight label-config" in message
+    # Label Studio shows only a generic message: the server's log names the mismatch
+    assert any("'EXTRA'" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +234,7 @@ def test_bad_input_is_a_clear_error_and_the_server_keeps_serving(backend, body, 
     assert ok == 200 and len(answer["results"]) == 1
 
 
-def test_a_bad_task_is_answered_alone_and_the_others_are_predicted(backend):
+def test_a_bad_task_is_answered_alone_and_the_others_are_predicted(backend, caplog):
     bad = [
         ({"data": {}}, "tasks[1].data.text"),
         ({"data": {"text": "word " * 500}}, "tasks[3].data.text"),  # over 200 tokens
@@ -251,6 +253,8 @@ def test_a_bad_task_is_answered_alone_and_the_others_are_predicted(backend):
             assert prediction["error"]["message"]
         else:
             assert prediction["result"][0]["value"]["choices"]
+    logged = [r.getMessage() for r in caplog.records if "tasks refused" in r.getMessage()]
+    assert logged and "3 of" in logged[-1] and "tasks[1].data.text" in logged[-1]
     first = answer["results"][0]
     assert all(p.get("result", first["result"]) == first["result"] for p in answer["results"])
 

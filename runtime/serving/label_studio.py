@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ from gradlight.runtime.serving.status import Status
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import RequestError
 from gradlight.wire.methods import FIELDS_BY_NAME
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/label-studio"
 SENTENCES = "sentences"
@@ -123,7 +126,11 @@ class LabelStudioBackend:
         if schema is not None:
             if not isinstance(schema, str):
                 raise RequestError("schema", "must be the labeling config as a string of XML")
-            await asyncio.to_thread(check_config, schema, list(model.labels), asked.sentences)
+            try:
+                await asyncio.to_thread(check_config, schema, list(model.labels), asked.sentences)
+            except RequestError as exc:  # Label Studio shows only that the setup failed
+                logger.info("Label Studio setup of %s refused: %s", model.name, exc)
+                raise
         version = ls.model_version(model.name, model.revision, asked.method, asked.sentences)
         return web.json_response({"model_version": version})
 
@@ -132,6 +139,12 @@ class LabelStudioBackend:
         asked = _asked(request, model)
         data = await self._json(request)
         results = await lsp.predict(self.api, model, asked, data.get("tasks"))
+        if refused := [r["error"] for r in results if "error" in r]:
+            logger.info(
+                "Label Studio predict for %s: %d of %d tasks refused, the first: %s: %s",
+                model.name, len(refused), len(results), refused[0]["field"],
+                refused[0]["message"],
+            )  # fmt: skip
         chunks = await asyncio.to_thread(encode_json, {"results": results})
         return await self.send(request, chunks)
 

@@ -1,6 +1,6 @@
 """Label Studio predictions of one answer, the one definition for ``gradlight explain --format
 label-studio`` (bulk/formats.py) and the Label Studio ML backend of ``gradlight serve``
-(label_studio.py), so both give the same regions for the same text.
+(label_studio_predict.py), so both give the same regions for the same text.
 
 A prediction's ``result`` holds regions (https://labelstud.io/guide/predictions):
 
@@ -14,10 +14,11 @@ A prediction's ``result`` holds regions (https://labelstud.io/guide/predictions)
   visualizer's colour for a score of its strength (client/palette.py);
 - when asked, ``labels`` regions (control ``sentence``) on the sentences, graded the same way by
   their score for the predicted label divided by the largest |score| of the text's sentences;
-- for a text with spans (the bulk job's entities), ``labels`` regions (control ``entity``) on the
-  spans with their predicted label and its probability.
+- for a text with spans (entity focus), ``labels`` regions (control ``entity``) on the spans
+  with their predicted label and its probability, and the evidence of each span's label.
 
-``labeling_config`` is the labeling config these regions fit.
+``model_version`` names the predictions; ``labeling_config`` is the labeling config these regions
+fit.
 """
 
 from __future__ import annotations
