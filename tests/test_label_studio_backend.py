@@ -271,3 +271,19 @@ def test_label_config_command_prints_the_config_setup_accepts(backend, model, ex
     assert main(["label-config", *server, "--model", "nope"]) == 2
     assert "serving: bert" in capsys.readouterr().err
     check_config(expected, model["labels"])
+
+
+def test_an_answer_over_the_send_limit_is_refused(engine_for):
+    from serving import ServerThread
+
+    from gradlight.runtime.serving.server import ServerSettings
+    from gradlight.runtime.settings import ServiceLimits
+
+    limits = ServiceLimits(max_send_message_bytes=1024)
+    settings = ServerSettings(port=0, http_port=0, limits=limits)
+    with ServerThread({"bert": engine_for("bert")}, settings) as server:
+        body = {"tasks": [{"data": {"text": TEXT}}] * 8}
+        status, answer = request_json(_url(server, "predict"), body)
+        assert status == 429 and answer["error"]["reason"] == "RESPONSE_TOO_LARGE"
+        one = {"tasks": [{"data": {"text": "No pain."}}]}
+        assert request_json(_url(server, "predict"), one)[0] == 200

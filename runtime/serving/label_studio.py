@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from gradlight.runtime.errors import ResponseTooLargeError
 from gradlight.runtime.serving import label_studio_predict as lsp
 from gradlight.runtime.serving import label_studio_tasks as ls
 from gradlight.runtime.serving.api import AttributorApi
@@ -82,11 +83,13 @@ class LabelStudioBackend:
         read_body: Callable[[web.Request], Awaitable[bytes]],
         send: Callable[[web.Request, list[bytes]], Awaitable[web.StreamResponse]],
         is_serving: Callable[[], bool],
+        max_response_bytes: int,
     ) -> None:
         self.api = api
         self.read_body = read_body
         self.send = send
         self.is_serving = is_serving
+        self.max_response_bytes = max_response_bytes  # the server's send limit
 
     def add_routes(self, app: web.Application) -> None:
         for base in (PREFIX, PREFIX + "/{model}", PREFIX + "/{model}/{options}"):
@@ -146,6 +149,8 @@ class LabelStudioBackend:
                 refused[0]["message"],
             )  # fmt: skip
         chunks = await asyncio.to_thread(encode_json, {"results": results})
+        if (size := sum(map(len, chunks))) > self.max_response_bytes:
+            raise ResponseTooLargeError(size, self.max_response_bytes)
         return await self.send(request, chunks)
 
     async def webhook(self, request: web.Request) -> web.Response:

@@ -211,7 +211,9 @@ class WebApp:
         app.router.add_post("/v1/attribute", self.attribute)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/reload", self.reload)
-        LabelStudioBackend(self.api, self._body, _send, self.is_serving).add_routes(app)
+        LabelStudioBackend(
+            self.api, self._body, _send, self.is_serving, self.max_response_bytes
+        ).add_routes(app)
         return app
 
     @web.middleware
