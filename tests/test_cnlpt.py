@@ -279,3 +279,34 @@ def test_a_long_text_read_as_windows_keeps_cnlpts_words_and_offsets(cnlpt_client
     assert len(answer.windows) > 1 and not answer.truncated
     assert [t.token_id for t in answer.tokens] == list(whole.ids)
     assert [(t.start, t.end) for t in answer.tokens] == list(whole.offsets)
+
+
+def test_a_label_studio_task_marked_as_cnlpt_marks_it_is_answered_as_cnlpt(cnlpt_client):
+    """A task whose text holds cnlpt's markers, at the Label Studio backend of the task's model
+    (a name with a slash, ``MODEL/TASK``): the span is classified as cnlpt classifies the marked
+    text, the regions index the task's text, and none falls on a marker."""
+    from http_json import request_json
+
+    from gradlight.runtime.serving.server import ServerSettings
+
+    _, engines = cnlpt_client
+    marked = EXPECTED["proj_tagged"]["texts"][0]  # "Patient denies <e>chest pain</e> today."
+    tagged = {name: engine for name, engine in engines.items() if name.startswith("proj_tagged/")}
+    with ServerThread(tagged, ServerSettings(port=0, http_port=0)) as server:
+        for task in EXPECTED["proj_tagged"]["tasks"]:
+            url = f"{server.http_url}label-studio/proj_tagged/{task['name']}/predict"
+            status, answer = request_json(url, {"tasks": [{"data": {"text": marked}}]})
+            assert status == 200
+            [prediction] = answer["results"]
+            logits = EXPECTED["proj_tagged"]["outputs"][task["name"]]["logits"][0]
+            assert prediction["score"] == pytest.approx(_softmax(logits).max(), abs=1e-5)
+            [entity] = [r["value"] for r in prediction["result"] if r["from_name"] == "entity"]
+            assert entity["text"] == "chest pain" and marked[entity["start"] :].startswith(
+                "chest pain</e>"
+            )
+            words = [r["value"] for r in prediction["result"] if r["from_name"] == "evidence"]
+            assert words and all(marked[v["start"] : v["end"]] == v["text"] for v in words)
+            assert not any("<" in v["text"] or ">" in v["text"] for v in words), words
+        unpaired = {"tasks": [{"data": {"text": "Patient denies <e>chest pain."}}]}
+        status, answer = request_json(url, unpaired)
+        assert status == 200 and answer["results"][0]["error"]["field"] == "tasks[0].data.text"

@@ -287,3 +287,21 @@ def test_an_answer_over_the_send_limit_is_refused(engine_for):
         assert status == 429 and answer["error"]["reason"] == "RESPONSE_TOO_LARGE"
         one = {"tasks": [{"data": {"text": "No pain."}}]}
         assert request_json(_url(server, "predict"), one)[0] == 200
+
+
+def test_inline_markers_become_spans_and_regions_move_back_onto_the_marked_text():
+    from gradlight.runtime.serving.label_studio_markers import remark, unmark
+
+    marked = "A <e>b c</e> d. <e>e</e>f"
+    plain, spans, inserted = unmark("t", marked)
+    assert plain == "A b c d. ef" and spans == ((2, 5), (9, 10))
+    regions = [(2, 3), (0, 8), (10, 11), (9, 10), (2, 5)]
+    prediction = {
+        "result": [{"value": {"start": a, "end": b, "text": plain[a:b]}} for a, b in regions]
+    }
+    moved = [r["value"]["text"] for r in remark(prediction, marked, inserted)["result"]]
+    assert moved == ["b", "A <e>b c</e> d.", "f", "e", "b c"]
+    assert unmark("t", "no markers") is None
+    for bad in ("<e>a", "a</e>", "<e><e>a</e></e>", "<e></e>"):
+        with pytest.raises(RequestError):
+            unmark("t", bad)

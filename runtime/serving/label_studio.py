@@ -92,7 +92,7 @@ class LabelStudioBackend:
         self.max_response_bytes = max_response_bytes  # the server's send limit
 
     def add_routes(self, app: web.Application) -> None:
-        for base in (PREFIX, PREFIX + "/{model}", PREFIX + "/{model}/{options}"):
+        for base in (PREFIX, PREFIX + "/{target:.+}"):  # target: MODEL[/OPTIONS]
             app.router.add_get(f"{base}/health", self.health)
             app.router.add_get(f"{base}/", self.health)  # Label Studio's first check
             app.router.add_post(f"{base}/setup", self.setup)
@@ -100,8 +100,24 @@ class LabelStudioBackend:
             app.router.add_post(f"{base}/webhook", self.webhook)
             app.router.add_post(f"{base}/train", self.train)
 
+    def _target(self, request: web.Request) -> tuple[pb.ModelInfo, str]:
+        """The model a URL's ``MODEL[/OPTIONS]`` names (a name may hold slashes, as a cnlpt
+        task's ``MODEL/TASK``), and its options."""
+        parts = request.match_info.get("target", "").split("/")
+        registry = self.api.registry
+        for end in range(len(parts), 0, -1):
+            if (name := "/".join(parts[:end])) in registry.models:
+                options = parts[end:]
+                if len(options) > 1:
+                    raise RequestError(
+                        "url", f"has {'/'.join(options)!r} after the model; at most one part"
+                    )
+                return model_info(registry.models[name]), "".join(options)
+        name = parts[0] if len(parts) == 1 else "/".join(parts[:-1])
+        return model_info(registry.get(name)), ""  # not served: NOT_FOUND naming those that are
+
     def _model(self, request: web.Request) -> pb.ModelInfo:
-        return model_info(self.api.registry.get(request.match_info.get("model", "")))
+        return self._target(request)[0]
 
     async def health(self, request: web.Request) -> web.Response:
         model = self._model(request)
@@ -122,8 +138,8 @@ class LabelStudioBackend:
         return data
 
     async def setup(self, request: web.Request) -> web.Response:
-        model = self._model(request)
-        asked = _asked(request, model)
+        model, options = self._target(request)
+        asked = _asked(options, model)
         data = await self._json(request)
         schema = data.get("schema", data.get("label_config"))
         if schema is not None:
@@ -138,8 +154,8 @@ class LabelStudioBackend:
         return web.json_response({"model_version": version})
 
     async def predict(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        asked = _asked(request, model)
+        model, options = self._target(request)
+        asked = _asked(options, model)
         data = await self._json(request)
         results = await lsp.predict(self.api, model, asked, data.get("tasks"))
         if refused := [r["error"] for r in results if "error" in r]:
@@ -167,10 +183,10 @@ class LabelStudioBackend:
         return web.json_response(found.http_body(), status=501)
 
 
-def _asked(request: web.Request, model: pb.ModelInfo) -> lsp.Asked:
-    """The method and sentences the URL asks for (``/label-studio/MODEL/OPTIONS``)."""
+def _asked(options: str, model: pb.ModelInfo) -> lsp.Asked:
+    """The method and sentences that ``options`` ask for (``/label-studio/MODEL/OPTIONS``)."""
     method, sentences = "", False
-    for part in request.match_info.get("options", "").split(","):
+    for part in options.split(","):
         if part == SENTENCES:
             sentences = True
         elif part in model.methods and not method:

@@ -4,7 +4,9 @@ prediction per task, in order (label_studio_tasks.py).
 
 A task is ``{"data": {"text": ..., "spans": [{"start", "end"}, ...]}}``; ``spans`` (code point
 offsets, as ``gradlight explain`` takes them) asks for each span to be classified on its own
-(entity focus). One bad task does not sink the others: a task without a text, with bad spans or
+(entity focus), as do cnlpt's markers in the text (label_studio_markers.py).
+
+One bad task does not sink the others: a task without a text, with bad spans or markers, or
 that the model refuses (a text over the server's limit) is answered ``{"model_version",
 "error": {"field": "tasks[2].data.text", "message"}}``, without ``result``, so Label Studio
 stores the others' predictions and logs that one ("ML backend returns an incorrect prediction,
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradlight.runtime.explanation.evidence import evidence
+from gradlight.runtime.serving import label_studio_markers as markers
 from gradlight.runtime.serving import label_studio_tasks as ls
 from gradlight.runtime.serving.api import ATTRIBUTE, AttributorApi
 from gradlight.v1 import gradlight_pb2 as pb
@@ -34,8 +37,10 @@ _TASK_FIELD = re.compile(r"^(texts|entities)\[(\d+)\]")
 @dataclass(frozen=True)
 class Task:
     index: int  # in the call
-    text: str
+    text: str  # as the model reads it
     spans: tuple[tuple[int, int], ...] | None = None  # None: the text is classified whole
+    shown: str = ""  # the task's text, when it marks its entities inline (label_studio_markers)
+    inserted: markers.Inserted = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ def _task(index: int, task: Any) -> Task:
         )
     spans = data.get("spans")  # type: ignore[union-attr]
     if spans is None:
+        if (unmarked := markers.unmark(f"tasks[{index}].data.text", text)) is not None:
+            plain, marked, inserted = unmarked
+            return Task(index, plain, marked, shown=text, inserted=inserted)
         return Task(index, text)
     field = f"tasks[{index}].data.spans"
     if not isinstance(spans, list) or len(spans) > MAX_SPANS:
@@ -163,7 +171,8 @@ def predictions(
 def _prediction(task: Task, result: pb.TextResult, version: str) -> dict[str, Any]:
     results = [result] if task.spans is None else [e.result for e in result.entities]
     answers = [(r, evidence(r, task.text, ls.SELECTION) if r.tokens else {}) for r in results]
-    return ls.prediction(task.text, answers, version, task.spans)
+    found = ls.prediction(task.text, answers, version, task.spans)
+    return markers.remark(found, task.shown, task.inserted) if task.shown else found
 
 
 async def predict(
