@@ -20,7 +20,7 @@ from secure_serving import TOKEN, start_server
 
 from gradlight.runtime.serving import json_messages
 from gradlight.runtime.serving.http_limits import HttpLimits
-from gradlight.runtime.serving.web import binds_loopback
+from gradlight.runtime.serving.loopback import binds_loopback
 
 TEXT = "The patient denies chest pain. No evidence of pneumonia."
 

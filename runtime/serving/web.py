@@ -49,11 +49,9 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
-import ipaddress
 import logging
 import math
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,9 +69,10 @@ from gradlight.runtime.serving.http_limits import HttpServer as HttpServer  # fo
 from gradlight.runtime.serving.http_limits import start_http as start_http
 from gradlight.runtime.serving.json_messages import encode_message, parse_message, shown_json
 from gradlight.runtime.serving.label_studio import LabelStudioBackend, basic_as_bearer, is_public
+from gradlight.runtime.serving.loopback import binds_loopback, host_name, loopback_name
 from gradlight.runtime.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gradlight.runtime.serving.model_registry import REFUSED
-from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet, is_loopback
+from gradlight.runtime.serving.security import WWW_AUTHENTICATE, TokenSet
 from gradlight.runtime.serving.status import Status
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import RequestError, shown
@@ -121,41 +120,6 @@ class Page:
             "frame-ancestors 'none'"
         )
         return cls(html.encode("utf-8"), csp)
-
-
-def _host_name(host: str) -> str:
-    """The name in a Host header, without its port ("[::1]:8080" -> "[::1]")."""
-    if host.startswith("["):
-        return host[: host.find("]") + 1]
-    return host.split(":", 1)[0]
-
-
-def binds_loopback(host: str) -> bool:
-    """Whether binding ``host`` listens on loopback addresses only: 127.0.0.0/8 and ::1 in any
-    spelling (``127.1``, ``[::1]``, ``0:0:0:0:0:0:0:1``), ``localhost``, or a name that
-    resolves to loopback addresses only (as the bind itself resolves it)."""
-    if is_loopback(host):
-        return True
-    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not name:
-        return False  # every interface
-    try:
-        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (OSError, UnicodeError):
-        return False
-    addresses = [info[4][0].split("%", 1)[0] for info in found]
-    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
-
-
-def _loopback_name(name: str, bind_host: str) -> bool:
-    """Whether a Host header's name (lower case, without the port) is one a loopback server
-    answers: ``localhost``, a loopback address (``127.0.0.2``, ``[::1]``), or the bound name."""
-    if name in ("localhost", bind_host.lower()):
-        return True
-    try:
-        return ipaddress.ip_address(name[1:-1] if name.startswith("[") else name).is_loopback
-    except ValueError:
-        return False
 
 
 def _error(found: Status, http_status: int | None = None) -> web.Response:
@@ -269,8 +233,8 @@ class WebApp:
 
     @web.middleware
     async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        name = _host_name(request.host).lower()
-        if self.loopback_only and not _loopback_name(name, self.bind_host):
+        name = host_name(request.host).lower()
+        if self.loopback_only and not loopback_name(name, self.bind_host):
             description = (
                 f"{shown_json(request.host)} is not a loopback name of this server (it only "
                 "answers localhost and loopback addresses such as 127.0.0.1 and [::1]; bind "
