@@ -146,19 +146,32 @@ def test_bad_tasks_are_logged_by_label_studio_and_the_rest_predicted(ls, gradlig
     assert _post(_backend_url(gradlight) + "/predict", {"tasks": tasks[:1]})["results"][0]
 
 
-def test_a_project_whose_choices_are_not_the_models_is_refused_naming_them(ls, gradlight):
-    project = ls.create_project(labeling_config(["yes", "no"], False), title="wrong choices")
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        (lambda labels: labeling_config(["yes", "no"], False), ["label_0", "yes"]),
+        (
+            lambda labels: labeling_config(labels, False).replace('name="evidence"', 'name="ev"'),
+            ['<Labels name="evidence" toName="text">'],
+        ),
+    ],
+    ids=["wrong-choices", "wrong-control-name"],
+)
+def test_a_project_whose_config_does_not_fit_is_refused_naming_why(
+    ls, gradlight, labels, config, named
+):
+    project = ls.create_project(config(labels), title="config that does not fit")
     url = _backend_url(gradlight)
     with pytest.raises(LabelStudioError) as refused:
         ls.connect_backend(project["id"], url, basic_auth=("ls", TOKEN))
     # Label Studio 1.23.2 says only that the backend "might be incompatible with the current
-    # labeling configuration"; gradlight's own /setup answer (in its log) names the mismatch
+    # labeling configuration"; gradlight's /setup answer and its log name the mismatch
     assert "incompatible" in json.dumps(refused.value.body)
     assert ls.backends(project["id"]) == []
     with pytest.raises(urllib.error.HTTPError) as answer:
         _post(f"{url}/setup", {"project": "1.0", "schema": project["label_config"]})
-    said = answer.value.read().decode()
-    assert answer.value.code == 400 and "label_0" in said and "yes" in said
+    said = json.loads(answer.value.read())["error"]["message"]
+    assert answer.value.code == 400 and all(part in said for part in named), said
 
 
 def test_a_wrong_token_is_refused_at_connection(ls, gradlight, labels):
