@@ -65,3 +65,21 @@ class FaultyEngine:
         if self.fault is not None:
             self.fault(key, batch)
         return self._engine.run(key, batch, extras)
+
+
+def poisoning(engine, text: str):
+    """A ``FaultyEngine`` fault that makes ONNX Runtime fail on the rows of ``text`` (an
+    out-of-range id where its first token was), so that one line fails on the server."""
+    import numpy as np
+
+    poisoned = engine.encode([text], engine.max_length)[0].ids
+
+    def fault(graph, batch):
+        ids = batch.feed["input_ids"]
+        for row in range(ids.shape[0]):
+            if batch.lengths[row] == len(poisoned) and np.array_equal(
+                ids[row, : len(poisoned)], poisoned
+            ):
+                ids[row, 1] = 10**6  # an out-of-range id: the embedding lookup fails
+
+    return fault

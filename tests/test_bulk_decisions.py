@@ -10,9 +10,8 @@ import json
 import types
 
 import grpc
-import numpy as np
 import pytest
-from serving import FaultyEngine, ServerThread
+from serving import FaultyEngine, ServerThread, poisoning
 
 from gradlight.bulk.backends import BackendError, ModelFacts, ServerBackend
 from gradlight.bulk.explaining import Decision, RequestOptions, build_request, decide
@@ -112,23 +111,9 @@ def _job(server: ServerThread, tmp_path, name: str, max_length: int = 0):
     return records, bad, stopped
 
 
-def _poisoning(engine):
-    poisoned = engine.encode([POISON], engine.max_length)[0].ids
-
-    def fault(graph, batch):
-        ids = batch.feed["input_ids"]
-        for row in range(ids.shape[0]):
-            if batch.lengths[row] == len(poisoned) and np.array_equal(
-                ids[row, : len(poisoned)], poisoned
-            ):
-                ids[row, 1] = 10**6  # an out-of-range id: the embedding lookup fails
-
-    return fault
-
-
 def test_reworded_messages_leave_every_decision_unchanged(engine_for, tmp_path, monkeypatch):
     engine = FaultyEngine(engine_for("bert"))
-    engine.fault = _poisoning(engine)
+    engine.fault = poisoning(engine, POISON)
     settings = ServerSettings(port=0, limits=ServiceLimits(max_texts_per_request=4))
     with ServerThread({"bert": engine}, settings) as server:
         plain = _job(server, tmp_path, "plain")

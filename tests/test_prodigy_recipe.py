@@ -11,11 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from bulk_formats import assert_same_records, check_prodigy
 from explain_runs import explain, read_records
-from serving import FaultyEngine, ServerThread
+from serving import FaultyEngine, ServerThread, poisoning
 
 from gradlight.bulk import prodigy_recipe
 from gradlight.bulk.backends import BackendError
@@ -44,25 +43,10 @@ LAST = json.dumps({"id": "last", "text": "She reports a cough."})
 GOOD = [1, 2, 4, 6, 8]
 
 
-def _poisoning(engine):
-    """A fault that makes ONNX Runtime fail on the rows of ``POISON``."""
-    poisoned = engine.encode([POISON], engine.max_length)[0].ids
-
-    def fault(graph, batch):
-        ids = batch.feed["input_ids"]
-        for row in range(ids.shape[0]):
-            if batch.lengths[row] == len(poisoned) and np.array_equal(
-                ids[row, : len(poisoned)], poisoned
-            ):
-                ids[row, 1] = 10**6  # an out-of-range id: the embedding lookup fails
-
-    return fault
-
-
 @pytest.fixture(scope="module")
 def server(engine_for):
     engine = FaultyEngine(engine_for("bert"))
-    engine.fault = _poisoning(engine)
+    engine.fault = poisoning(engine, POISON)
     with ServerThread({"bert": engine}) as running:
         yield running
 
