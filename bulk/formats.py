@@ -68,8 +68,8 @@ class OutputOptions:
     selection: Selection = field(default_factory=Selection)
     labels: tuple[str, ...] = ()  # evidence for these labels; () all; (PREDICTED,) predicted
     sentences: bool = False
-    model: str = ""  # the model's name and its artifact's revision (Label Studio's model_version)
-    revision: str = ""
+    model: str = ""  # the model's name (in Label Studio's model_version, with the revision)
+    revision: str = ""  # the artifact's (ModelInfo.revision)
 
 
 def shade(score: float) -> str:
@@ -335,12 +335,8 @@ def _label_studio(
         data["id"] = item.id
     data.update(path_figures([answer.result for answer in answers]))
     method = _method(result, answers)
-    version = ls.model_version(
-        options.model or "gradlight",
-        options.revision,
-        method,
-        bool(options.sentences and item.spans is None),
-    )
+    name = options.model or "gradlight"  # the version the live backend gives these options
+    version = ls.model_version(name, options.revision, method, options.sentences)
     spans = None if item.spans is None else [(span.start, span.end) for span in item.spans]
     found = [(answer.result, answer.evidence) for answer in answers]
     task = {"data": data, "predictions": [ls.prediction(item.text, found, version, spans)]}

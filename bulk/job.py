@@ -202,7 +202,8 @@ def run_job(
     facts = pipeline.start(options.model)
     _check_request(options, facts)
     if options.restart:  # only once the model is there and the options are good
-        for path in (output_path, errors_path, checkpoint_path):
+        tasks_path = label_studio_files.tasks_path(output_path)
+        for path in (output_path, errors_path, checkpoint_path, tasks_path):
             path.unlink(missing_ok=True)
     output = replace(options.output, model=facts.name, revision=facts.revision)
     settings = _settings(options, input_path, facts)

@@ -33,8 +33,6 @@ EXIT_BAD_LINES = 3  # finished, but some lines were reported bad
 EXIT_INTERRUPTED = 130
 
 
-# Defaults that depend on the format: a full dump for gradlight, the strongest evidence of
-# the predicted label for the annotation tools.
 def add_explain_parser(commands: Any) -> None:
     explain = commands.add_parser(
         "explain",

@@ -15,8 +15,14 @@ class ModelNotFoundError(RequestError):
 
     reason = "MODEL_NOT_FOUND"
 
-    def __init__(self, name: str, served: Sequence[str]) -> None:
-        super().__init__("model", f"{shown(name)} is not served; serving: {', '.join(served)}")
+    def __init__(self, name: str, served: Sequence[str] | None) -> None:
+        """``served`` None: the models are not listed (an answer to a caller without a token)."""
+        listed = (
+            "GET /v1/models lists those served"
+            if served is None
+            else (f"serving: {', '.join(served)}")
+        )
+        super().__init__("model", f"{shown(name)} is not served; {listed}")
         self.args = (f"model {self.description}",)
 
 

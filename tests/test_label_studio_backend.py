@@ -71,6 +71,9 @@ def test_health_is_open_and_selects_the_only_model(backend):
         assert answer == {"status": "UP", "model_class": "gradlight", "model": "bert"}
     status, answer = request_json(_url(backend, "health", "nope"))
     assert status == 404 and answer["error"]["reason"] == "MODEL_NOT_FOUND"
+    assert "bert" not in answer["error"]["message"]  # open: the models are not listed
+    status, answer = request_json(_url(backend, "predict", "", "/sentences"), {}, headers=BEARER)
+    assert status == 400 and answer["error"]["field"] == "url"
     # credentials sent are checked, so Label Studio can tell a wrong token from a model down
     status, answer = request_json(_url(backend, "health"), headers=_basic("ls", "wrong"))
     assert status == 401 and answer["error"]["reason"] == "UNAUTHENTICATED"
@@ -305,3 +308,37 @@ def test_inline_markers_become_spans_and_regions_move_back_onto_the_marked_text(
     for bad in ("<e>a", "a</e>", "<e><e>a</e></e>", "<e></e>"):
         with pytest.raises(RequestError):
             unmark("t", bad)
+
+
+def test_tasks_go_in_requests_the_queue_takes_and_a_task_too_large_alone_is_refused_alone(
+    engine_for,
+):
+    """Integrated gradients costs labels x (steps + 2) rows a task (3 x 34 for the tiny BERT):
+    with 250 queued rows at most, three tasks a request are refused as a whole, two pass; with
+    50 rows at most, each task is too large alone."""
+    from serving import ServerThread
+
+    from gradlight.runtime.serving.server import ServerSettings
+    from gradlight.runtime.settings import BatchSettings, ServiceLimits
+
+    tasks = {"tasks": [{"data": {"text": f"{TEXT} Visit {n}."}} for n in range(5)]}
+    for rows, predicted in ((250, True), (50, False)):
+        settings = ServerSettings(
+            port=0,
+            http_port=0,
+            batch=BatchSettings(max_queue_size=rows),
+            limits=ServiceLimits(max_texts_per_request=MAX_TASKS),
+        )
+        with ServerThread({"bert": engine_for("bert")}, settings) as server:
+            url = _url(server, "predict", options="integrated_gradients")
+            status, answer = request_json(url, tasks)
+            assert status == 200 and len(answer["results"]) == 5
+            for n, prediction in enumerate(answer["results"]):
+                if predicted:
+                    assert prediction.get("result"), prediction
+                else:
+                    assert prediction["error"]["field"] == f"tasks[{n}]"
+                    assert "rows" in prediction["error"]["message"]
+            empty = {"tasks": [{"data": {"text": TEXT, "spans": []}}]}  # classified whole
+            [whole] = request_json(_url(server, "predict"), empty)[1]["results"]
+            assert whole["result"][0]["from_name"] == ls.CHOICES

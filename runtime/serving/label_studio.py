@@ -35,7 +35,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from gradlight.runtime.errors import ResponseTooLargeError
+from gradlight.runtime.errors import ModelNotFoundError, ResponseTooLargeError
 from gradlight.runtime.serving import label_studio_predict as lsp
 from gradlight.runtime.serving import label_studio_tasks as ls
 from gradlight.runtime.serving.api import AttributorApi
@@ -103,7 +103,10 @@ class LabelStudioBackend:
     def _target(self, request: web.Request) -> tuple[pb.ModelInfo, str]:
         """The model a URL's ``MODEL[/OPTIONS]`` names (a name may hold slashes, as a cnlpt
         task's ``MODEL/TASK``), and its options."""
-        parts = request.match_info.get("target", "").split("/")
+        target = request.match_info.get("target", "")
+        parts = target.split("/")
+        if target and not all(parts):
+            raise RequestError("url", f"has an empty part in {target!r}: name the model")
         registry = self.api.registry
         for end in range(len(parts), 0, -1):
             if (name := "/".join(parts[:end])) in registry.models:
@@ -120,7 +123,10 @@ class LabelStudioBackend:
         return self._target(request)[0]
 
     async def health(self, request: web.Request) -> web.Response:
-        model = self._model(request)
+        try:
+            model = self._model(request)
+        except ModelNotFoundError as exc:  # open to anyone: the models are not listed
+            raise ModelNotFoundError(request.match_info.get("target", ""), None) from exc
         serving = self.is_serving()
         return web.json_response(
             {

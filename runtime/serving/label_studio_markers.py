@@ -6,6 +6,7 @@ one Label Studio shows."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gradlight.runtime.explanation.entities import DEFAULT_CLOSE, DEFAULT_OPEN
@@ -15,39 +16,41 @@ Spans = tuple[tuple[int, int], ...]
 Inserted = tuple[tuple[int, int], ...]  # (offset in the unmarked text, marker length)
 
 
+_MARKER = re.compile(f"{re.escape(DEFAULT_OPEN)}|{re.escape(DEFAULT_CLOSE)}")
+
+
 def unmark(field: str, text: str) -> tuple[str, Spans, Inserted] | None:
     """The text without its ``<e>``/``</e>`` markers, the marked spans in it and where the
     markers were; None when it has none; RequestError when they do not pair up."""
-    if DEFAULT_OPEN not in text and DEFAULT_CLOSE not in text:
-        return None
-    plain: list[str] = []
+    pieces: list[str] = []
     spans: list[tuple[int, int]] = []
     inserted: list[tuple[int, int]] = []
-    at, length, start = 0, 0, None
-    while at < len(text):
-        marker = next((m for m in (DEFAULT_OPEN, DEFAULT_CLOSE) if text.startswith(m, at)), None)
-        if marker is None:
-            plain.append(text[at])
-            at, length = at + 1, length + 1
-            continue
+    done, length, start = 0, 0, None  # text consumed; length of the unmarked text so far
+    for found in _MARKER.finditer(text):
+        pieces.append(text[done : found.start()])
+        length += found.start() - done
+        done = found.end()
+        marker = found.group()
         if (marker == DEFAULT_OPEN) != (start is None):
             raise RequestError(
                 field,
-                f"has {marker!r} at character {at} out of order: entities are marked "
-                f"{DEFAULT_OPEN}span{DEFAULT_CLOSE}, not nested",
+                f"has {marker!r} at character {found.start()} out of order: entities are "
+                f"marked {DEFAULT_OPEN}span{DEFAULT_CLOSE}, not nested",
             )
         if marker == DEFAULT_OPEN:
             start = length
+        elif start == length:
+            raise RequestError(field, f"has an empty entity at character {found.start()}")
         else:
-            if start == length:
-                raise RequestError(field, f"has an empty entity at character {at}")
             spans.append((start, length))  # type: ignore[arg-type]
             start = None
         inserted.append((length, len(marker)))
-        at += len(marker)
+    if not inserted:
+        return None
     if start is not None:
         raise RequestError(field, f"has {DEFAULT_OPEN!r} without {DEFAULT_CLOSE!r}")
-    return "".join(plain), tuple(spans), tuple(inserted)
+    pieces.append(text[done:])
+    return "".join(pieces), tuple(spans), tuple(inserted)
 
 
 def _moved(offset: int, inserted: Inserted, *, end: bool) -> int:

@@ -28,10 +28,16 @@ from gradlight.runtime.serving import label_studio_tasks as ls
 from gradlight.runtime.serving.api import ATTRIBUTE, AttributorApi
 from gradlight.v1 import gradlight_pb2 as pb
 from gradlight.wire.errors import RequestError
+from gradlight.wire.methods import METHOD_LIST
 
 MAX_TASKS = 4096  # per call: Label Studio sends every selected task in one call
 MAX_SPANS = 64  # per task
 _TASK_FIELD = re.compile(r"^(texts|entities)\[(\d+)\]")
+# What a refusal of a whole request as too large names: its texts (their windows), entity spans,
+# or the path rows its points make (wire/methods.py: a method's ``points`` field).
+_SIZE_FIELDS = frozenset(
+    {"texts", "entities", "method", *(m.points for m in METHOD_LIST if m.points)}
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,14 @@ def _task(index: int, task: Any) -> Task:
             "is missing or empty; the project's tasks need their text in data.text",
         )
     spans = data.get("spans")  # type: ignore[union-attr]
-    if spans is None:
-        if (unmarked := markers.unmark(f"tasks[{index}].data.text", text)) is not None:
-            plain, marked, inserted = unmarked
-            return Task(index, plain, marked, shown=text, inserted=inserted)
-        return Task(index, text)
+    if spans is None or spans == []:  # classified whole, as an empty list asks the server
+        field = f"tasks[{index}].data.text"
+        if (unmarked := markers.unmark(field, text)) is None:
+            return Task(index, text)
+        plain, marked, inserted = unmarked
+        if len(marked) > MAX_SPANS:
+            raise RequestError(field, f"marks {len(marked)} entities; at most {MAX_SPANS}")
+        return Task(index, plain, marked, shown=text, inserted=inserted)
     field = f"tasks[{index}].data.spans"
     if not isinstance(spans, list) or len(spans) > MAX_SPANS:
         raise RequestError(field, f"must be a list of at most {MAX_SPANS} {{start, end}} objects")
@@ -119,34 +128,52 @@ def _request(model: pb.ModelInfo, asked: Asked, tasks: Sequence[Task]) -> pb.Att
 
 
 def _about_task(exc: RequestError, task: Task) -> RequestError:
-    """``exc`` of a request's ``texts[i]`` or ``entities[i]``, said of its task."""
-    part = "data.text" if exc.field.startswith("texts") else "data.spans"
-    return RequestError(_TASK_FIELD.sub(f"tasks[{task.index}].{part}", exc.field), exc.description)
+    """``exc`` of a request's ``texts[i]`` or ``entities[i]`` (``entities[i].spans[j]``), said
+    of its task: its ``data.text`` (which marks the spans inline, if it does) or ``data.spans``."""
+    named = _TASK_FIELD.match(exc.field)
+    assert named is not None
+    rest = exc.field[named.end() :]
+    if named.group(1) == "texts" or task.shown:
+        field = f"tasks[{task.index}].data.text"
+    else:
+        field = f"tasks[{task.index}].data" + (rest if rest.startswith(".spans") else ".spans")
+    return RequestError(field, exc.description)
 
 
 async def attribute_tasks(
     api: AttributorApi, model: pb.ModelInfo, asked: Asked, tasks: Sequence[Task]
 ) -> dict[int, pb.TextResult | RequestError]:
-    """Each task's result, or the error that refuses it alone, by its index in the call."""
+    """Each task's result, or the error that refuses it alone, by its index in the call. Tasks
+    go in requests of the server's texts per request; a request refused as too large as a whole
+    (its spans, or a path method's rows, over the server's limits) goes again as two halves,
+    and the size that passes is kept for the rest; a task refused alone is answered so."""
     found: dict[int, pb.TextResult | RequestError] = {}
-    step = api.registry.max_texts
-    for first in range(0, len(tasks), step):
-        pending = list(tasks[first : first + step])
-        while pending:  # a refused text leaves the request, and the rest goes again
-            message = _request(model, asked, pending)
-            try:
-                answer = await api.counted(ATTRIBUTE, message, api.attribute(message))
-            except RequestError as exc:
-                named = _TASK_FIELD.match(exc.field)
-                if named is None or int(named.group(2)) >= len(pending):
-                    raise
-                task = pending.pop(int(named.group(2)))
+    pending, size = list(tasks), api.registry.max_texts
+    while pending:
+        group = pending[:size]
+        message = _request(model, asked, group)
+        try:
+            answer = await api.counted(ATTRIBUTE, message, api.attribute(message))
+        except RequestError as exc:
+            named = _TASK_FIELD.match(exc.field)
+            if named is not None and int(named.group(2)) < len(group):
+                task = group[int(named.group(2))]  # refused alone: the others go again
                 found[task.index] = _about_task(exc, task)
-                continue
-            found.update(
-                (task.index, result) for task, result in zip(pending, answer.results, strict=True)
-            )
-            pending = []
+                pending.remove(task)
+            elif exc.field not in _SIZE_FIELDS:
+                raise
+            elif size > 1:
+                size = (min(size, len(group)) + 1) // 2
+            else:  # one task, too large alone
+                found[group[0].index] = RequestError(
+                    f"tasks[{group[0].index}]", f"{exc.field}: {exc.description}"
+                )
+                pending.pop(0)
+            continue
+        found.update(
+            (task.index, result) for task, result in zip(group, answer.results, strict=True)
+        )
+        del pending[: len(group)]
     return found
 
 
@@ -179,7 +206,7 @@ async def predict(
     api: AttributorApi, model: pb.ModelInfo, asked: Asked, tasks: Any
 ) -> list[dict[str, Any]]:
     """The predictions of a call's ``tasks``."""
-    read = read_tasks(tasks)
+    read = await asyncio.to_thread(read_tasks, tasks)
     good = [task for task in read if isinstance(task, Task)]
     found = await attribute_tasks(api, model, asked, good) if good else {}
     version = ls.model_version(model.name, model.revision, asked.method, asked.sentences)
