@@ -181,9 +181,13 @@ def test_tasks_with_spans_are_classified_per_span(backend, model):
     start = TEXT.index("chest pain")
     spans = [{"start": start, "end": start + len("chest pain")}]
     tasks = [{"data": {"text": TEXT, "spans": spans}}, {"data": {"text": TEXT}}]
-    status, answer = request_json(_url(backend, "predict"), {"tasks": tasks}, headers=BEARER)
+    url = _url(backend, "predict", options="sentences")
+    status, answer = request_json(url, {"tasks": tasks}, headers=BEARER)
     assert status == 200
     spanned, whole = answer["results"]
+    assert spanned["model_version"] == whole["model_version"]  # one version for the call
+    assert not any(r["from_name"] == ls.SENTENCE for r in spanned["result"])
+    assert any(r["from_name"] == ls.SENTENCE for r in whole["result"])
     [entity] = [r for r in spanned["result"] if r["from_name"] == ls.ENTITY]
     assert (
         entity["value"]["text"] == "chest pain" and entity["value"]["labels"][0] in model["labels"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gradlight.runtime.explanation.evidence import evidence
@@ -146,8 +146,23 @@ async def attribute_tasks(
     """Each task's result, or the error that refuses it alone, by its index in the call. Tasks
     go in requests of the server's texts per request; a request refused as too large as a whole
     (its spans, or a path method's rows, over the server's limits) goes again as two halves,
-    and the size that passes is kept for the rest; a task refused alone is answered so."""
+    and the size that passes is kept for the rest; a task refused alone is answered so. Tasks
+    with spans go in requests of their own, without sentences (their regions have none)."""
     found: dict[int, pb.TextResult | RequestError] = {}
+    whole = [task for task in tasks if task.spans is None]
+    spanned = [task for task in tasks if task.spans is not None]
+    for group_asked, part in ((asked, whole), (replace(asked, sentences=False), spanned)):
+        await _attribute_part(api, model, group_asked, part, found)
+    return found
+
+
+async def _attribute_part(
+    api: AttributorApi,
+    model: pb.ModelInfo,
+    asked: Asked,
+    tasks: Sequence[Task],
+    found: dict[int, pb.TextResult | RequestError],
+) -> None:
     pending, size = list(tasks), api.registry.max_texts
     while pending:
         group = pending[:size]
@@ -174,7 +189,6 @@ async def attribute_tasks(
             (task.index, result) for task, result in zip(group, answer.results, strict=True)
         )
         del pending[: len(group)]
-    return found
 
 
 def predictions(
