@@ -25,8 +25,9 @@ from __future__ import annotations
 import gc
 import json
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +42,8 @@ from gradlight.bench.integrated_methods import (
     Tokens,
 )
 from gradlight.bench.machine import peak_rss_mb
-from gradlight.bench.worker import run_worker
+from gradlight.bench.worker import Unavailable, run_worker, take_rounds
 from gradlight.runtime.execution.tokenization import TextEncoder
-
-
-class Unavailable(Exception):
-    """The way cannot run here; the message says why."""
 
 
 def _reset_peak() -> bool:
@@ -254,39 +251,8 @@ class Way:
         return result
 
 
-def take_turns(job: dict[str, Any], result_path: Path, commands: TextIO, replies: TextIO) -> None:
-    """Load the way, reply, then run the rounds ``commands`` asks for (the module's docstring)."""
-
-    def reply(message: dict[str, Any]) -> None:
-        replies.write(json.dumps(message) + "\n")
-        replies.flush()
-
-    loading = time.perf_counter()
-    try:
-        way = Way(job, result_path)
-    except Unavailable as exc:
-        result_path.write_text(
-            json.dumps({"method": job["method"], "unavailable": str(exc)}), encoding="utf-8"
-        )
-        reply({"loaded": False})
-        return
-    way.loaded = {"load_seconds": round(time.perf_counter() - loading, 2)}
-    reply({"loaded": True, **way.loaded})
-    for line in commands:
-        command = json.loads(line)
-        if command.get("finish"):
-            way.finish()
-            reply({"finished": True})
-            return
-        if command.get("warmup"):
-            way.warm_up(command["round"])
-        else:
-            way.round(command["round"])
-        reply({"done": command["round"]})
-
-
 def main() -> None:
-    run_worker(take_turns)
+    run_worker(partial(take_rounds, Way, "method"))
 
 
 if __name__ == "__main__":

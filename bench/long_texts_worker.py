@@ -22,8 +22,9 @@ from __future__ import annotations
 import gc
 import json
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,7 @@ from gradlight.bench.anchors import bf16_problem
 from gradlight.bench.integrated_worker import _reset_peak
 from gradlight.bench.long_texts_sides import Answer, Eager, Served
 from gradlight.bench.machine import peak_rss_mb
-from gradlight.bench.worker import run_worker
-
-
-class Unavailable(Exception):
-    """The side cannot run here; the message says why."""
+from gradlight.bench.worker import Unavailable, run_worker, take_rounds
 
 
 class Side:
@@ -53,6 +50,7 @@ class Side:
                 raise Unavailable(problem)
             self.eager = Eager(job)
         self.load_rss_mb = round(peak_rss_mb(), 1)
+        self.loaded: dict[str, Any] = {"precision": self.precision}  # the load's figures
         self.times: dict[str, list[float]] = {name: [] for name in self.cells}
         self.answers: dict[str, Answer] = {}
         self.attention: dict[str, str] = {}
@@ -148,47 +146,15 @@ class Side:
             "peak_rss_mb": round(max([self.load_rss_mb, *peaks]), 1),
             "peak_rss_per_cell": self.resets,
             "threads": threads,
+            **self.loaded,
         }
         np.savez(self.result_path.with_suffix(".npz"), **keep)
         self.result_path.write_text(json.dumps(result), encoding="utf-8")
         return result
 
 
-def take_turns(job: dict[str, Any], result_path: Path, commands: TextIO, replies: TextIO) -> None:
-    """Load the side, reply, then run the rounds ``commands`` asks for (the docstring)."""
-
-    def reply(message: dict[str, Any]) -> None:
-        replies.write(json.dumps(message) + "\n")
-        replies.flush()
-
-    loading = time.perf_counter()
-    try:
-        side = Side(job, result_path)
-    except Unavailable as exc:
-        result_path.write_text(
-            json.dumps({"side": job["side"], "unavailable": str(exc)}), encoding="utf-8"
-        )
-        reply({"loaded": False})
-        return
-    seconds = round(time.perf_counter() - loading, 2)
-    reply({"loaded": True, "precision": side.precision, "load_seconds": seconds})
-    for line in commands:
-        command = json.loads(line)
-        if command.get("finish"):
-            result = side.finish()
-            result["load_seconds"] = seconds
-            result_path.write_text(json.dumps(result), encoding="utf-8")
-            reply({"finished": True})
-            return
-        if command.get("warmup"):
-            side.warm_up(command["round"])
-        else:
-            side.round(command["round"])
-        reply({"done": command["round"]})
-
-
 def main() -> None:
-    run_worker(take_turns)
+    run_worker(partial(take_rounds, Side, "side"))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def _rss_mb() -> float:
 
 
 class Unavailable(Exception):
-    """The method cannot run here; the message says why."""
+    """What a worker measures (a method, a way, a side) cannot run here; the message says why."""
 
 
 def _method(job: dict[str, Any]) -> Any:
@@ -199,6 +199,47 @@ def take_turns(job: dict[str, Any], result_path: Path, commands: TextIO, replies
         measurement.round(command["round"], warmup=command.get("warmup", False))
         replies.write(json.dumps({"done": command["round"]}) + "\n")
         replies.flush()
+
+
+def take_rounds(
+    load: Callable[[dict[str, Any], Path], Any],
+    name_field: str,
+    job: dict[str, Any],
+    result_path: Path,
+    commands: TextIO,
+    replies: TextIO,
+) -> None:
+    """A turn-taking worker's loop: ``load(job, result_path)`` (Unavailable: the result, written,
+    says why, replied ``{"loaded": false}``), its ``loaded`` figures given the load's seconds and
+    replied, then the rounds ``commands`` asks for, one JSON line each: ``{"round": CELL,
+    "warmup": bool}`` (``warm_up(CELL)`` or ``round(CELL)``, replied ``{"done": CELL}``) until
+    ``{"finish": true}`` (``finish()`` writes the result, replied ``{"finished": true}``)."""
+
+    def reply(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    loading = time.perf_counter()
+    try:
+        measured = load(job, result_path)
+    except Unavailable as exc:
+        unavailable = {name_field: job[name_field], "unavailable": str(exc)}
+        result_path.write_text(json.dumps(unavailable), encoding="utf-8")
+        reply({"loaded": False})
+        return
+    measured.loaded["load_seconds"] = round(time.perf_counter() - loading, 2)
+    reply({"loaded": True, **measured.loaded})
+    for line in commands:
+        command = json.loads(line)
+        if command.get("finish"):
+            measured.finish()
+            reply({"finished": True})
+            return
+        if command.get("warmup"):
+            measured.warm_up(command["round"])
+        else:
+            measured.round(command["round"])
+        reply({"done": command["round"]})
 
 
 def run_worker(
