@@ -67,7 +67,7 @@ def _cell_in_turns(
     while members := [workers[m] for m in cell["methods"] if m in workers]:
         printer(f"integrated gradients, {cell['title']}: {', '.join(w.method for w in members)}")
         try:
-            rounds = turns._take_turns(cell["name"], members, jobs[members[0].method])
+            rounds = turns.cell_in_turns(cell["name"], members, jobs[members[0].method])
         except (RuntimeError, OSError):  # its reply cut short, or its pipe broken
             dead = [worker for worker in members if worker.process.poll() is not None]
             if not dead:

@@ -158,13 +158,6 @@ class _Worker(turns._Worker):
 
     program = "gradlight.bench.long_texts_worker"
 
-    def loaded(self) -> bool:
-        self.reply = self._ask(None)
-        if self.reply["loaded"]:
-            return True
-        self.process.wait()
-        return False
-
 
 def measure(
     jobs: dict[str, dict[str, Any]], cells: list[dict], work: Path, printer: Printer
@@ -193,7 +186,7 @@ def measure(
             rounds = cell["repeats"]
             repeats = {"cell_budget_s": 0, "min_repeats": rounds, "max_repeats": rounds}
             started = time.perf_counter()
-            turns._take_turns(cell["name"], members, repeats)
+            turns.cell_in_turns(cell["name"], members, repeats)
             printer(f"  {cell['repeats']} rounds in {time.perf_counter() - started:.0f} s")
         for side, worker in workers.items():
             results[side] = worker.finish()

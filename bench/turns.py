@@ -35,6 +35,7 @@ class _Worker:
 
     def __init__(self, job: dict[str, Any], path: Path) -> None:
         self.method, self.path = job["method"], path
+        self.reply: dict[str, Any] = {}  # the load's reply (loaded)
         job_path = path.with_suffix(".job.json")
         job_path.write_text(json.dumps(job), encoding="utf-8")
         self.process = subprocess.Popen(
@@ -59,7 +60,8 @@ class _Worker:
     def loaded(self) -> bool:
         """Wait until the method is loaded: False where it cannot run here (its result, written,
         says why, and the process has ended)."""
-        if self._ask(None)["loaded"]:
+        self.reply = self._ask(None)
+        if self.reply["loaded"]:
             return True
         self.process.wait()
         return False
@@ -103,7 +105,7 @@ def measure_in_turns(
         for cell in cells:
             members = [workers[m] for m in cell["methods"] if m in workers]
             if members:
-                rounds = _take_turns(cell["name"], members, jobs[members[0].method])
+                rounds = cell_in_turns(cell["name"], members, jobs[members[0].method])
                 printer(f"  {cell['name']}: {rounds} rounds of {len(members)} methods")
         for method, worker in workers.items():
             results[method] = worker.finish()
@@ -113,7 +115,9 @@ def measure_in_turns(
     return {method: results[method] for method in jobs if method in results}
 
 
-def _take_turns(cell: str, members: list[_Worker], job: dict[str, Any]) -> int:
+def cell_in_turns(cell: str, members: list[_Worker], job: dict[str, Any]) -> int:
+    """One warm-up of ``cell`` per worker, then rounds in turns (every other one in reverse
+    order) until the job's repeats and budget are met; the rounds taken."""
     for worker in members:
         time.sleep(PAUSE_S)
         worker.round(cell, warmup=True)
