@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -83,3 +84,17 @@ def poisoning(engine, text: str):
                 ids[row, 1] = 10**6  # an out-of-range id: the embedding lookup fails
 
     return fault
+
+
+@contextlib.contextmanager
+def token_server(engines: Mapping[str, Engine], token: str, directory, **settings: Any):
+    """A ServerThread (gRPC and HTTP on free ports) that accepts ``token`` alone, its token file
+    written in ``directory`` (``server.token_file``); ``settings``: more ServerSettings."""
+    from pathlib import Path
+
+    token_file = Path(directory) / "tokens"
+    token_file.write_text(token + "\n")
+    server_settings = ServerSettings(port=0, http_port=0, auth_token_file=token_file, **settings)
+    with ServerThread(engines, server_settings) as server:
+        server.token_file = token_file
+        yield server

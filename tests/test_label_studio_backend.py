@@ -33,22 +33,17 @@ def _basic(user: str, password: str) -> dict[str, str]:
 def backend(engine_for, tmp_path_factory):
     """A server of the tiny BERT alone, with a token, at most 3 texts a request and long texts
     read as windows up to 200 tokens."""
-    from serving import ServerThread
+    from serving import token_server
 
-    from gradlight.runtime.serving.server import ServerSettings
     from gradlight.runtime.settings import DocumentSettings, ServiceLimits
 
-    token_file = tmp_path_factory.mktemp("ls") / "tokens"
-    token_file.write_text(TOKEN + "\n")
-    settings = ServerSettings(
-        port=0,
-        http_port=0,
-        auth_token_file=token_file,
+    with token_server(
+        {"bert": engine_for("bert")},
+        TOKEN,
+        tmp_path_factory.mktemp("ls"),
         limits=ServiceLimits(max_texts_per_request=MAX_TASKS, max_receive_message_bytes=64 * 1024),
         documents=DocumentSettings(long_texts="windows", max_document_tokens=200),
-    )
-    with ServerThread({"bert": engine_for("bert")}, settings) as server:
-        server.token_file = token_file
+    ) as server:
         yield server
 
 

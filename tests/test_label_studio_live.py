@@ -16,11 +16,10 @@ import urllib.request
 import pytest
 from explain_runs import explain, write_input
 from label_studio import LabelStudio, LabelStudioError
-from serving import ServerThread
+from serving import token_server
 from test_label_studio_harness import CACHE, SKIP_WHY, cached
 
 from gradlight.runtime.serving.label_studio_tasks import labeling_config
-from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import DocumentSettings
 
 pytestmark = pytest.mark.skipif(not CACHE, reason=SKIP_WHY)  # test_label_studio_harness.py
@@ -32,16 +31,12 @@ MAX_TOKENS = 64  # per text read as windows: a longer task is refused alone
 
 @pytest.fixture(scope="module")
 def gradlight(engine_for, tmp_path_factory):
-    token_file = tmp_path_factory.mktemp("ls-live") / "tokens"
-    token_file.write_text(TOKEN + "\n")
-    settings = ServerSettings(
-        port=0,
-        http_port=0,
-        auth_token_file=token_file,
+    with token_server(
+        {"bert": engine_for("bert")},
+        TOKEN,
+        tmp_path_factory.mktemp("ls-live"),
         documents=DocumentSettings(long_texts="windows", max_document_tokens=MAX_TOKENS),
-    )
-    with ServerThread({"bert": engine_for("bert")}, settings) as server:
-        server.token_file = token_file
+    ) as server:
         yield server
 
 
