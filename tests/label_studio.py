@@ -354,6 +354,28 @@ class LabelStudio:
         )
 
 
+DEFAULT_CACHE = Path.home() / ".cache" / "gradlight" / "label-studio"
+
+
+def configured_cache() -> Path | None:
+    """Where the venv and the data dir template are kept: ``GRADLIGHT_LABEL_STUDIO_CACHE``, else
+    ``DEFAULT_CACHE``; None when that variable is set empty (the tests against a real Label
+    Studio are then off)."""
+    named = os.environ.get("GRADLIGHT_LABEL_STUDIO_CACHE")
+    if named is None:
+        return DEFAULT_CACHE
+    return Path(named) if named else None
+
+
+def cached() -> dict[str, Path]:
+    """``LabelStudio(**cached())``: the configured cache's paths (``GRADLIGHT_LABEL_STUDIO_VENV``
+    names a ready venv instead of the cache's)."""
+    paths = cache_paths(configured_cache() or DEFAULT_CACHE)
+    if venv := os.environ.get("GRADLIGHT_LABEL_STUDIO_VENV"):
+        paths["venv"] = Path(venv)
+    return paths
+
+
 def cache_paths(cache: Path) -> dict[str, Path]:
     """The venv and the data dir template kept in ``cache`` (``LabelStudio(**cache_paths(c))``)."""
     cache = Path(cache)

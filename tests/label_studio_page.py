@@ -1,7 +1,7 @@
 """Label Studio's labeling page in Chromium (Playwright), read from its DOM: for
 tests/test_label_studio_browser.py, and the docs screenshot::
 
-    GRADLIGHT_LABEL_STUDIO_CACHE=/tmp/ls-cache python tests/label_studio_page.py ARTIFACT OUT.png
+    python tests/label_studio_page.py ARTIFACT OUT.png
 
 serves the exported model ARTIFACT with a real gradlight server, connects it to a real Label
 Studio (tests/label_studio.py, from the cache) as a project's ML backend, retrieves the
@@ -31,7 +31,6 @@ What this rests on (Label Studio 1.23.2, observed in headless Chromium):
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -203,7 +202,7 @@ def docs_screenshot(artifact: Path, out: Path, text: str = SENTENCE) -> dict:
     (the prediction's own tab selected; the labeling view alone, without the task list, at a
     1280x640 viewport and 2 device pixels a CSS pixel). Fails unless the page draws the
     prediction's evidence regions."""
-    from label_studio import VERSION, LabelStudio
+    from label_studio import LabelStudio, cached
     from playwright.sync_api import sync_playwright
     from serving import ServerThread
     from visualizer_page import launch_chromium
@@ -212,17 +211,13 @@ def docs_screenshot(artifact: Path, out: Path, text: str = SENTENCE) -> dict:
     from gradlight.runtime.serving.server import ServerSettings
     from gradlight.runtime.settings import EngineSettings
 
-    cache = os.environ.get("GRADLIGHT_LABEL_STUDIO_CACHE")
-    if not cache:
-        raise SystemExit("set GRADLIGHT_LABEL_STUDIO_CACHE to Label Studio's cache dir")
-    venv = os.environ.get("GRADLIGHT_LABEL_STUDIO_VENV") or Path(cache) / f"venv-{VERSION}"
     engine = Engine(Path(artifact), EngineSettings(provider="cpu"))
     engine.warm_up()
     name = Path(artifact).resolve().name
     settings = ServerSettings(port=0, http_port=0)
     with (
         ServerThread({name: engine}, settings) as gradlight,
-        LabelStudio(Path(venv), template=Path(cache) / f"template-{VERSION}") as ls,
+        LabelStudio(**cached()) as ls,
     ):
         url = f"{gradlight.http_url.rstrip('/')}/label-studio/{name}"
         project, [task] = predicted_project(ls, url, list(engine.labels), [text], title=name)

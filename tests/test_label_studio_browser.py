@@ -3,8 +3,8 @@ predicted by a real gradlight server (the project's ML backend) opens with its e
 drawn on the right words, each with its grade, and the predicted choice selected, both in the
 draft Label Studio makes from the prediction and in the prediction itself. Asserted on the DOM
 (tests/label_studio_page.py has the selectors and the facts they rest on); a screenshot is kept
-in ``$GRADLIGHT_TEST_ARTIFACTS`` (else the test's tmp_path). Runs when
-``GRADLIGHT_LABEL_STUDIO_CACHE`` names a cache dir (tests/test_label_studio_harness.py)."""
+in ``$GRADLIGHT_TEST_ARTIFACTS`` (else the test's tmp_path). Label
+Studio's cache: tests/label_studio.py (configured_cache)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from label_studio import LabelStudio
+from label_studio import LabelStudio, cached
 from label_studio_page import (
     SENTENCE,
     VIEWPORT,
@@ -29,7 +29,7 @@ from label_studio_page import (
     selected_tab,
 )
 from serving import ServerThread
-from test_label_studio_harness import CACHE, SKIP_WHY, cached
+from test_label_studio_harness import CACHE, SKIP_WHY
 
 from gradlight.runtime.serving.label_studio_tasks import GRADE_NAMES
 from gradlight.runtime.serving.server import ServerSettings

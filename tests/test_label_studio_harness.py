@@ -1,34 +1,33 @@
 """The Label Studio harness (tests/label_studio.py) against a real Label Studio, and the ML
 backend protocol it speaks, pinned with a stand-in backend that records every request.
 
-Slow the first time (a venv of ~100 packages from PyPI, ~90 s; a migrated data dir, ~30-50 s),
-then ~3 s a start. Runs when ``GRADLIGHT_LABEL_STUDIO_CACHE`` names a cache dir (venv and data
-dir template are made there once, under locks), else skips. ``GRADLIGHT_LABEL_STUDIO_VENV``
-names a ready venv instead of the cache's. Facts: docs/annotation.md.
+Slow the first time (a venv of ~100 packages from PyPI, ~75 s; a migrated data dir, ~35 s),
+then ~3 s a start: the venv and the data dir template are made once, under locks, in
+``~/.cache/gradlight/label-studio`` or the directory ``GRADLIGHT_LABEL_STUDIO_CACHE`` names (set
+empty, these tests skip and say so). ``GRADLIGHT_LABEL_STUDIO_VENV`` names a ready venv instead
+of the cache's. Facts: docs/annotation.md.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from label_studio import VERSION, LabelStudio, LabelStudioError, cache_paths
+from label_studio import VERSION, LabelStudio, LabelStudioError, cached, configured_cache
 
 from gradlight.bulk.formats import label_studio_config
 
-CACHE = os.environ.get("GRADLIGHT_LABEL_STUDIO_CACHE")
-# A real Label Studio needs its own venv (~100 packages from PyPI, ~90 s) and a migrated data
-# dir (~30-50 s) the first time: it runs where GRADLIGHT_LABEL_STUDIO_CACHE names where to keep
-# them (.ci/run sets it, and builds the cache while the project installs).
+# A real Label Studio needs its own venv (~100 packages from PyPI, ~75 s) and a migrated data
+# dir (~35 s) the first time, kept in configured_cache() (.ci/run builds them while the project
+# installs); GRADLIGHT_LABEL_STUDIO_CACHE set empty turns these tests off.
+CACHE = configured_cache()
 SKIP_WHY = (
-    "needs a real Label Studio (its venv ~90 s from PyPI, then cached): set "
-    "GRADLIGHT_LABEL_STUDIO_CACHE=DIR to build and run it"
+    "GRADLIGHT_LABEL_STUDIO_CACHE is set empty, which turns off the tests against a real Label "
+    "Studio (unset, they build it in ~/.cache/gradlight/label-studio)"
 )
 pytestmark = pytest.mark.skipif(not CACHE, reason=SKIP_WHY)
 
@@ -100,13 +99,6 @@ def gradlight_prediction(text: str, label: str, score: float) -> dict:
              "score": 0.5},
         ],
     }  # fmt: skip
-
-
-def cached() -> dict:
-    paths = cache_paths(Path(CACHE or "."))
-    if venv := os.environ.get("GRADLIGHT_LABEL_STUDIO_VENV"):
-        paths["venv"] = Path(venv)
-    return paths
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ connects to a real ``gradlight serve`` HTTP port (with a token, as Label Studio'
 password), Label Studio retrieves predictions for its tasks, and what it stores equals what
 gradlight answers directly for the same tasks, and what ``gradlight explain --format
 label-studio`` writes for Label Studio's import. Bad input reaches Label Studio's log as a
-clear error and the server keeps serving. Runs when ``GRADLIGHT_LABEL_STUDIO_CACHE`` names a
-cache dir (tests/test_label_studio_harness.py)."""
+clear error and the server keeps serving. Label Studio's cache: tests/label_studio.py
+(configured_cache)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 from explain_runs import explain, write_input
-from label_studio import LabelStudio, LabelStudioError
+from label_studio import LabelStudio, LabelStudioError, cached
 from serving import token_server
-from test_label_studio_harness import CACHE, SKIP_WHY, cached
+from test_label_studio_harness import CACHE, SKIP_WHY
 
 from gradlight.runtime.serving.label_studio_tasks import labeling_config
 from gradlight.runtime.settings import DocumentSettings
