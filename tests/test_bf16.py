@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
+from processes import serve_process
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServerThread
 
@@ -37,6 +44,8 @@ from gradlight.runtime.execution.openvino_session import (
 from gradlight.runtime.execution.precision_choice import choose_precision
 from gradlight.runtime.serving.server import ServerSettings
 from gradlight.runtime.settings import EngineSettings
+from gradlight.v1 import gradlight_pb2 as pb
+from gradlight.v1.gradlight_pb2_grpc import AttributorStub
 
 WHY_NOT = openvino_available() or (None if native_bf16() else "this CPU has no native bf16")
 needs_bf16 = pytest.mark.skipif(WHY_NOT is not None, reason=f"bf16 not testable: {WHY_NOT}")
@@ -152,6 +161,44 @@ def test_a_bf16_graph_hands_its_buffers_back_when_another_attribution_graph_runs
     assert not mix._holds_buffers
     for ours, theirs in zip(again, first, strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+@needs_bf16
+def test_reloads_free_the_replaced_bf16_graphs_in_a_worker_thread_and_the_server_lives(
+    bf16_artifact, tmp_path
+):
+    """A reload frees the replaced model's compiled OpenVINO graphs in a worker thread (off the
+    event loop), then the next reload compiles new ones: a real ``gradlight serve`` in bf16
+    goes through three reloads under requests, answering the same each time."""
+    artifact, _ = bf16_artifact
+    served = tmp_path / "served"
+    shutil.copytree(artifact, served)
+    server = serve_process(str(served), "--name", "model", "--precision", "bf16")
+    try:
+        stub = AttributorStub(grpc.insecure_channel(server.address))
+        request = pb.AttributeRequest(texts=[PROBE_TEXT, "No fever. Cough for two days."])
+        first = stub.Attribute(request, timeout=60).results
+        for reload in range(1, 4):
+            _touch_every_file(served)
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while server.text_log().count("reload: model model reloaded") < reload:
+                assert time.monotonic() < deadline and server.process.poll() is None
+                assert stub.Attribute(request, timeout=60).results == first
+        while server.text_log().count("retired") < 3:
+            assert time.monotonic() < deadline and server.process.poll() is None
+            time.sleep(0.1)
+        assert stub.Attribute(request, timeout=60).results == first
+    finally:
+        assert server.terminate() == 0, server.text_log()[-2000:]
+
+
+def _touch_every_file(artifact: Path) -> None:
+    """A new modification time on every file: a changed artifact to a reload, same bytes."""
+    now = time.time()
+    for path in artifact.rglob("*"):
+        if path.is_file():
+            os.utime(path, (now, now))
 
 
 @needs_bf16

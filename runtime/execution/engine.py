@@ -111,8 +111,7 @@ class Engine:
     def close(self) -> None:
         """Free the engine's sessions and remove its snapshot of its artifact
         (runtime/execution/artifact_snapshot.py): it serves nothing after."""
-        while self.graph_set.free_one():
-            pass
+        self.graph_set.close()
         self.snapshot.close()
 
     @property

@@ -91,15 +91,12 @@ class GraphSet:
         self._per_token_inputs[key] = per_token_inputs(session)
         self._sessions[key] = session
 
-    def free_one(self) -> bool:
-        """Free one session (its pre-packed or compiled weights: a compiled graph takes up to
-        about 0.1 s); whether one was left to free. The graph set serves nothing after."""
+    def close(self) -> None:
+        """Free every session (its pre-packed or compiled weights: a compiled OpenVINO graph
+        takes up to about 0.3 s, so not on an event loop). The graph set serves nothing after."""
         with self.lock:
             self.graphs = {}
-            if not self._sessions:
-                return False
-            self._sessions.popitem()
-            return True
+            self._sessions.clear()
 
     def __contains__(self, key: str) -> bool:
         return key in self.graphs

@@ -33,6 +33,24 @@ PROVIDER = "OpenVINO CPU (bf16)"
 PRECISION_HINT = "bf16"
 
 
+_core: Any = None
+_core_lock = threading.Lock()
+
+
+def _shared_core() -> Any:
+    """The process's one ``openvino.Core``, made on first use and kept until exit; every graph
+    is compiled by it. With a Core of its own per graph, compiling graphs after others were
+    freed in a worker thread (a reload's retire) crashed the process with SIGSEGV, in every
+    run tried (tests/test_bf16.py reloads a real server three times)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            import openvino as ov
+
+            _core = ov.Core()
+        return _core
+
+
 def openvino_available() -> str | None:
     """None when OpenVINO and onnx can be imported, else why not."""
     try:
@@ -113,9 +131,7 @@ class OpenVinoSession:
         with self._lock:
             if self._compiled is not None:
                 return
-            import openvino as ov
-
-            core = ov.Core()
+            core = _shared_core()
             compiled = core.compile_model(core.read_model(str(self._path)), "CPU", self._config)
             self._ports = {port.get_any_name(): port for port in compiled.outputs}
             self._compiled = compiled
