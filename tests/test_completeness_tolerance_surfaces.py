@@ -337,3 +337,34 @@ def test_the_page_sends_the_tolerance_and_shows_the_steps_and_the_mark():
         assert "completeness_tolerance" not in sent[-1]
         assert "(32 steps from pad tokens)" in page.text_content("#method-settings")
         assert page.is_hidden("#tolerance-missed") and "completeness_tolerance" not in page.url
+
+
+def test_with_a_tolerance_the_steps_box_is_the_most_and_left_to_the_server_by_default():
+    """Typing a tolerance empties a steps box still at the fixed count's default (32 would
+    stop the refinement there) and names it the most steps: the request sends 0, the
+    server's most (64); the link keeps it so; emptying the tolerance puts 32 back."""
+    with standalone_page() as page:
+        sent = []
+
+        def attribute(route):
+            sent.append(json.loads(route.request.post_data))
+            answer = _answer(steps=16, tolerance_missed=False)
+            body = to_json(pb.AttributeResponse(model="m", results=[answer]))
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+        page.route("**/v1/attribute", attribute)
+        page.select_option("#method", "integrated_gradients")
+        assert page.input_value("#steps") == "32" and page.text_content("#steps-name") == "Steps"
+        page.fill("#completeness_tolerance", "0.01")
+        assert page.input_value("#steps") == "" and page.text_content("#steps-name") == "Most steps"
+        page.fill("#text", "No fever today")
+        page.click("#submit")
+        page.wait_for_selector("body[data-state=done]")
+        assert sent[-1]["completeness_tolerance"] == 0.01 and sent[-1]["steps"] == 0
+        assert "steps=" not in page.url and "completeness_tolerance=0.01" in page.url
+        page.reload()
+        page.wait_for_selector("body[data-state=done]")
+        assert page.input_value("#steps") == "" and page.text_content("#steps-name") == "Most steps"
+        assert sent[-1]["steps"] == 0
+        page.fill("#completeness_tolerance", "")
+        assert page.input_value("#steps") == "32" and page.text_content("#steps-name") == "Steps"
