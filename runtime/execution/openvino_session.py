@@ -38,10 +38,11 @@ _core_lock = threading.Lock()
 
 
 def _shared_core() -> Any:
-    """The process's one ``openvino.Core``, made on first use and kept until exit; every graph
-    is compiled by it. With a Core of its own per graph, compiling graphs after others were
-    freed in a worker thread (a reload's retire) crashed the process with SIGSEGV, in every
-    run tried (tests/test_bf16.py reloads a real server three times)."""
+    """The process's one ``openvino.Core`` (one per application, as OpenVINO recommends: each
+    Core creates its own plugins), made on first use and kept until exit; every graph is
+    compiled by it. With a Core of its own per graph, compiling graphs after others were freed
+    in a worker thread (a reload's retire) crashed the process with SIGSEGV, in every run tried
+    (tests/test_bf16.py reloads a real server three times)."""
     global _core
     with _core_lock:
         if _core is None:
