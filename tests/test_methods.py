@@ -608,3 +608,32 @@ def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
     for got, want in zip(results, expected, strict=True):
         scale = np.abs(served_raw(want)).max()
         np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)
+
+
+def test_path_rows_of_several_texts_fill_shared_calls(stub, server, engine_for):
+    """A text whose path rows overflow a call fills the next call with the next text's rows
+    (path rows are packed by width and call cost, not kept per text): with a call cost that
+    outweighs padding, a request's rows run in as few calls as the row limit allows, and the
+    answer is that of the server's default calls."""
+    fields = {"method": "integrated_gradients", "steps": 16, "baseline": "zeros"}
+    expected = attribute(stub, "bert", **fields)
+    weight = shared_row_weight(len(expected[0].labels))
+    per_call = 4  # path labels rows a call holds
+    packed = BatchSettings(max_batch_size=per_call * weight, call_cost_tokens=100_000)
+    with ServerThread(
+        {"bert": engine_for("bert")}, ServerSettings(port=0, batch=packed)
+    ) as running:
+        channel = grpc.insecure_channel(running.address)
+        try:
+            results = attribute(AttributorStub(channel), "bert", **fields)
+        finally:
+            channel.close()
+        batcher = running.running.registry.models["bert"].batcher
+        calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
+    rows = len(TEXTS) * (fields["steps"] + 1)  # every point, and the baseline, of each text
+    assert rows % per_call and (fields["steps"] + 1) % per_call  # no text fills its calls
+    assert sum(call.rows for call in calls) == rows
+    assert len(calls) == -(-rows // per_call), calls
+    for got, want in zip(results, expected, strict=True):
+        scale = np.abs(served_raw(want)).max()
+        np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)

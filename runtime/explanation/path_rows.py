@@ -161,9 +161,12 @@ class PathText:
         return rows
 
     def _row(self, extras: dict[str, np.ndarray | NoiseDraw], cotangent: np.ndarray) -> Row:
-        """A row of ``cotangent`` ([L], or [K, L] on the path labels graph)."""
+        """A row of ``cotangent`` ([L], or [K, L] on the path labels graph). Rows of no unit:
+        the batcher packs every text's path rows into calls by width and its call cost
+        (runtime/execution/packing.py), so a text whose rows overflow a call fills the next one
+        with its neighbours' rows instead of running its last few alone."""
         weight = shared_row_weight(len(cotangent)) if cotangent.ndim == 2 else 1
-        return Row(self.encoded, {**extras, "cotangent": cotangent}, unit=self.unit, weight=weight)
+        return Row(self.encoded, {**extras, "cotangent": cotangent}, weight=weight)
 
 
 def path_text(
