@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serving import ServerThread
 
 from gradlight.artifact.errors import ArtifactError
-from gradlight.artifact.manifest import load_manifest
+from gradlight.artifact.manifest import FORWARD, load_manifest
 from gradlight.bench import engine_calls
 from gradlight.bench.meaning import _report, judge
 from gradlight.client import Client
@@ -373,6 +373,13 @@ def _bf16_probabilities_served(server: ServerThread, model: str) -> dict[str, fl
     return counts
 
 
+def _forward_rows(server: ServerThread, model: str) -> int:
+    """Rows model ``model``'s batcher ran through the forward graph so far."""
+    batcher = server.running.registry.models[model].batcher
+    assert len(batcher.history) < batcher.history.maxlen  # type: ignore[operator]
+    return sum(call.rows for call in batcher.history if call.graph == FORWARD)
+
+
 @needs_bf16
 def test_bf16_probabilities_are_served_only_where_the_margin_holds_them_to_the_gate(
     bf16_artifact,
@@ -419,7 +426,9 @@ def test_integrated_gradients_in_bf16_keep_fp32s_top_words_and_an_honest_gap(min
     """Integrated gradients for every label of held-out notes from the bf16 path labels graph:
     the predicted label's top 3 tokens as fp32's (overlap >= 0.9 on average), and each gap computed
     from the bf16 graph's own f(x) and f(b) (the answer's gap against the scores' sum: within
-    the 1% tolerance asked, or marked)."""
+    the 1% tolerance asked, or marked). The probabilities come from the path row at alpha 1
+    where the graph's margin holds them within 0.01 of fp32's: the fp32 forward runs only for
+    the other texts."""
     _, artifact = minilm
     engines = {
         "fp32": Engine(artifact, EngineSettings(provider="cpu", precision="fp32")),
@@ -437,6 +446,14 @@ def test_integrated_gradients_in_bf16_keep_fp32s_top_words_and_an_honest_gap(min
         chosen = client.attribute(
             texts, model="bf16", completeness_tolerance=0.01, **fields
         ).results
+        forward_rows = _forward_rows(server, "bf16")
+        served = _bf16_probabilities_served(server, "bf16")
+    assert served["bf16"] + served["fp32"] == 2 * len(texts)
+    assert served["bf16"] > 0 and forward_rows <= served["fp32"]
+    for results in (low, chosen):
+        probabilities = [np.array(r.probabilities) for r in results]
+        expected = [np.array(r.probabilities) for r in full]
+        assert np.abs(np.stack(probabilities) - np.stack(expected)).max() <= 0.01
     same_top = []
     for a, b in zip(full, low, strict=True):
         k = list(a.labels).index(a.predicted_label)

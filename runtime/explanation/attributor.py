@@ -54,6 +54,7 @@ from gradlight.runtime.explanation.request_plan import (
     ResolvedRequest,
     TokenScores,
     check_path_rows,
+    path_text_logits,
     plan_request,
     take_path_outputs,
     token_scores,
@@ -354,7 +355,7 @@ class Attributor:
             refining = [
                 text
                 for text in refining
-                if not text.reached(forward[plan.full_row[text.unit]].logits)  # type: ignore[index]
+                if not text.reached(path_text_logits(plan, forward, text.unit))
             ]
             if not refining:
                 return

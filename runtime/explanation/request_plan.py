@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradlight.artifact.manifest import ATTRIBUTION_PATH
+from gradlight.artifact.manifest import ATTRIBUTION_PATH, ATTRIBUTION_PATH_LABELS
 from gradlight.runtime.execution.engine import Engine
 from gradlight.runtime.execution.feeds import Row, RowOutput
 from gradlight.runtime.execution.tokenization import EncodedText
@@ -115,6 +115,8 @@ def plan_rows(
     if options.token_attributions and not request.choice.on_path:
         plan.token_graph = token_graph(engine.has_graph, request.subset, request.label_indices)
         plan.attribution_graph = plan.token_graph.key
+    elif options.token_attributions:
+        plan.attribution_graph = path_graph(engine.has_graph, len(request.label_indices))
     _plan_forward(plan, engine, variants, options.sentence_attributions)
     if not options.token_attributions:
         return plan
@@ -179,12 +181,15 @@ def _plan_forward(
 ) -> None:
     """Each unit's forward rows. The full text's logits: an fp32 token graph's; a reduced
     precision's serve the probabilities where its margin allows (``checked``), never the
-    sentence scores; no token graph (or no margin known), the forward graph's."""
+    sentence scores (a path graph's: its row at ``alpha`` 1); no attribution graph (or no
+    margin known, or an fp32 path graph, whose gaps take f(x) from the forward), the forward
+    graph's."""
     key = plan.attribution_graph
     margin = engine.logit_margin(key) if key else None
     fp32 = bool(key) and engine.runs_in_fp32(key)
+    on_path = key in (ATTRIBUTION_PATH, ATTRIBUTION_PATH_LABELS)
     for unit, (text_encoded, text_variants) in enumerate(zip(plan.encoded, variants, strict=True)):
-        needs_full = margin is None or (sentences and not fp32)
+        needs_full = margin is None or (sentences and not fp32) or (on_path and fp32)
         plan.full_row.append(len(plan.forward) if needs_full else None)
         if not needs_full and margin:
             plan.checked.append(unit)
@@ -221,7 +226,6 @@ def check_path_rows(rows: int, choice: MethodSettings, limit: int) -> None:
 
 def _plan_path(plan: RequestPlan, engine: Engine, request: ResolvedRequest) -> None:
     labels = len(engine.labels)
-    plan.attribution_graph = path_graph(engine.has_graph, len(request.label_indices))
     hidden = int(engine.input_shape(plan.attribution_graph, "noise")[-1])
     shared = plan.attribution_graph != ATTRIBUTION_PATH
     own_text = not engine.runs_in_fp32(plan.attribution_graph)
@@ -258,7 +262,7 @@ def token_scores(
     """Unit ``index``'s token scores from the request's rows' outputs."""
     if plan.token_graph is None:  # the path graphs
         text = plan.path[index]
-        logits = forward[plan.full_row[index]].logits  # type: ignore[index]
+        logits = path_text_logits(plan, forward, index)
         raw = text.raw()
         gaps, change = text.gaps(raw, logits)
         missed = bool(text.choice.tolerance) and not text.within(gaps, change)
@@ -270,3 +274,14 @@ def token_scores(
     raw, output = plan.token_graph.scores(rows, plan.label_rows)
     # predictions from the same pass as the token scores
     return TokenScores(np.asarray(raw, dtype=np.float32), output.logits)
+
+
+def path_text_logits(plan: RequestPlan, forward: Sequence[RowOutput], index: int) -> np.ndarray:
+    """Unit ``index``'s f(x) for its path rows: the forward graph's logits where its full-text
+    row ran, else (a reduced precision's path graph) those of its row at ``alpha`` 1."""
+    row = plan.full_row[index]
+    if row is not None:
+        return forward[row].logits
+    own = plan.path[index].text
+    assert own is not None
+    return own.logits
