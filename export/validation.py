@@ -360,6 +360,31 @@ class _GraphCheck:
         )
         if at_input is not None:
             self._at_input(session, at_input(self.feed), comparison, report)
+        if at_input is not None and self.feed["cotangent"].ndim == 3:
+            self._forward_only(session, ref_logits, comparison, report)
+
+    def _forward_only(
+        self,
+        session: ort.InferenceSession,
+        ref_logits: np.ndarray,
+        comparison: _Comparison,
+        report: ValidationReport,
+    ) -> None:
+        """A path graph taking K cotangents per row, run with none (K = 0: how the runtime
+        gets a path's end points, the forward alone): the eager logits, and no scores."""
+        feed = {**self.feed, "cotangent": self.feed["cotangent"][:, :0]}
+        outputs = self._outputs(session, feed, report)
+        if outputs is None:
+            return
+        key = self.graph.key
+        comparison.add(
+            key, "logits with no cotangent", EAGER_AUTOGRAD, outputs["logits"], ref_logits
+        )
+        if outputs["scores"].shape[1] != 0:
+            report.problems.append(
+                f"{key}.scores with no cotangent has shape {outputs['scores'].shape}, not "
+                f"({len(ref_logits)}, 0, sequence)"
+            )
 
     def _outputs(
         self, session: ort.InferenceSession, feed: dict[str, np.ndarray], report: ValidationReport

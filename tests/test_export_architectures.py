@@ -93,6 +93,12 @@ def test_manifest_describes_the_artifact(case):
     graphs |= {ATTRIBUTION_LABELS} if setup.labels_graph else set()
     assert set(manifest.graphs) == graphs
     assert manifest.validation["passed"] is True
+    if ATTRIBUTION_PATH_LABELS in graphs:  # its rows with no cotangent: the forward alone
+        checks = manifest.validation["checks"]
+        assert any(
+            c["graph"] == ATTRIBUTION_PATH_LABELS and c["output"] == "logits with no cotangent"
+            for c in checks
+        ), checks
     assert set(manifest.precisions) == ({"fp16"} if fp16 else set())
     if fp16:
         assert manifest.validation["fp16"]["passed"] is True

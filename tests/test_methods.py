@@ -227,15 +227,20 @@ def test_integrated_gradients_equal_captum(
         labels=labels,
     )
     layer = model.get_input_embeddings()
-    # One call for the three texts (a row per point holding every label's cotangent, and one
-    # at the baseline), padded to the longest; one label: the path graph.
+    # One call for the three texts' points (a row per point holding every label's cotangent),
+    # padded to the longest, and one for their baseline rows (no cotangent: the forward only);
+    # one label: the path graph, one call for both (a row per point, and the baseline's).
     lengths = [len(result.tokens) for result in results]
     assert len(set(lengths)) == 3
     calls = list(batcher.history)[-(batcher.calls - before) :]
-    graph = ATTRIBUTION_PATH_LABELS if len(labels or names) > 1 else ATTRIBUTION_PATH
-    assert [(call.graph, call.rows, call.width) for call in calls if call.graph != FORWARD] == [
-        (graph, len(TEXTS) * (steps + 1), max(lengths))
-    ]
+    shared = len(labels or names) > 1
+    graph = ATTRIBUTION_PATH_LABELS if shared else ATTRIBUTION_PATH
+    points, ends = len(TEXTS) * steps, len(TEXTS)
+    expected = [points, ends] if shared else [points + ends]
+    assert sorted(
+        ((call.graph, call.rows, call.width) for call in calls if call.graph != FORWARD),
+        reverse=True,
+    ) == [(graph, rows, max(lengths)) for rows in expected]
     for result in results:
         assert result.method == "integrated_gradients"
         assert list(result.labels) == (labels or names)
@@ -601,10 +606,13 @@ def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
             channel.close()
         batcher = running.running.registry.models["bert"].batcher
         calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
-    weight = shared_row_weight(len(expected[0].labels))
     assert len(calls) > len(TEXTS)  # cut: more calls than texts
+    assert {call.weight for call in calls if call.rows == 1} >= {
+        shared_row_weight(len(expected[0].labels)),  # a point's row
+        shared_row_weight(0),  # a baseline row: the forward only
+    }
     for call in calls:
-        assert call.rows == 1 or call.rows * weight * call.width <= budget, call
+        assert call.rows == 1 or call.weight * call.width <= budget, call
     for got, want in zip(results, expected, strict=True):
         scale = np.abs(served_raw(want)).max()
         np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)
@@ -615,7 +623,7 @@ def test_path_rows_of_several_texts_fill_shared_calls(stub, server, engine_for):
     (path rows are packed by width and call cost, not kept per text): with a call cost that
     outweighs padding, a request's rows run in as few calls as the row limit allows, and the
     answer is that of the server's default calls."""
-    fields = {"method": "integrated_gradients", "steps": 16, "baseline": "zeros"}
+    fields = {"method": "integrated_gradients", "steps": 14, "baseline": "zeros"}
     expected = attribute(stub, "bert", **fields)
     weight = shared_row_weight(len(expected[0].labels))
     per_call = 4  # path labels rows a call holds
@@ -630,10 +638,12 @@ def test_path_rows_of_several_texts_fill_shared_calls(stub, server, engine_for):
             channel.close()
         batcher = running.running.registry.models["bert"].batcher
         calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
-    rows = len(TEXTS) * (fields["steps"] + 1)  # every point, and the baseline, of each text
-    assert rows % per_call and (fields["steps"] + 1) % per_call  # no text fills its calls
-    assert sum(call.rows for call in calls) == rows
-    assert len(calls) == -(-rows // per_call), calls
+    assert fields["steps"] % per_call  # a text's points alone do not fill their calls
+    # the baseline rows (no cotangent, weight 1) in a call of their own
+    assert [call.rows for call in calls if call.weight == call.rows] == [len(TEXTS)]
+    points = [call.rows for call in calls if call.weight != call.rows]
+    assert sum(points) == len(TEXTS) * fields["steps"]
+    assert len(points) == -(-sum(points) // per_call), calls
     for got, want in zip(results, expected, strict=True):
         scale = np.abs(served_raw(want)).max()
         np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)

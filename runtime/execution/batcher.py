@@ -8,9 +8,11 @@ rows, groups their rows by graph, sorts them by length and cuts them into calls 
 ``max_batch_size`` and ``max_tokens_per_batch`` (rows x longest row; by execution provider where
 the settings do not say), and calls are cut where
 the padding they would add costs more than a call (``call_cost_tokens``). Rows of one *unit*
-(a text and its leave-one-sentence-out variants) always share a call. Outputs go back to each
-work in its row order. A row counts as its ``weight`` in every limit (queue room, rows and
-tokens per call): a labels graph row with k cotangents as the k cotangent rows it stands for.
+(a text and its leave-one-sentence-out variants) always share a call; rows that ask no
+backward pass (a path labels row of no cotangent) never share one with rows that do. Outputs go
+back to each work in its row order. A row counts as its ``weight`` in every limit (queue room,
+rows and tokens per call): a labels graph row with k cotangents as the k cotangent rows it
+stands for.
 
 Work whose request was cancelled (client gone, deadline passed) before its batch starts is
 dropped. If a call fails, each work in it is retried alone, so one bad row fails only its own
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from gradlight.runtime.errors import InferenceError, UnavailableError
 from gradlight.runtime.execution.admission import Admission, QueueRoom
 from gradlight.runtime.execution.engine import Engine
-from gradlight.runtime.execution.feeds import Row, RowOutput, weight
+from gradlight.runtime.execution.feeds import Row, RowOutput, forward_only, weight
 from gradlight.runtime.execution.packing import (
     DEFAULT_CALL_COST_TOKENS,
     DEFAULT_TOKENS_PER_CALL,
@@ -44,12 +46,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One ONNX Runtime call: graph, rows and padded width (kept for logs and tests)."""
+    """One ONNX Runtime call: graph, rows, padded width and the rows' total weight (kept for
+    logs and tests)."""
 
     graph: str
     rows: int
     width: int
     seconds: float
+    weight: int
 
 
 @dataclass
@@ -224,13 +228,29 @@ class DynamicBatcher:
         return outcomes
 
     def _run_rows(self, graph: str, groups: list[Sequence[Row]]) -> list[list[RowOutput]]:
-        """Run every row of ``groups`` (units sorted by length, cut into calls); outputs per
-        group, in row order."""
-        units: dict[tuple[int, int], list[tuple[int, int, Row]]] = {}
+        """Run every row of ``groups`` (units sorted by length, cut into calls; rows without a
+        backward pass apart, ``forward_only``); outputs per group, in row order."""
+        kinds: dict[bool, list[tuple[int, int, Row]]] = {}
         for group, rows in enumerate(groups):
             for position, row in enumerate(rows):
-                key = (group, row.unit) if row.unit is not None else (group, -1 - position)
-                units.setdefault(key, []).append((group, position, row))
+                kinds.setdefault(forward_only(row), []).append((group, position, row))
+        outputs: list[dict[int, RowOutput]] = [{} for _ in groups]
+        for items in kinds.values():
+            self._run_items(graph, items, outputs)
+        return [[found[i] for i in range(len(found))] for found in outputs]
+
+    def _run_items(
+        self,
+        graph: str,
+        items: list[tuple[int, int, Row]],
+        outputs: list[dict[int, RowOutput]],
+    ) -> None:
+        """Run ``items`` (group, position, row), units sorted by length and cut into calls;
+        each row's output into ``outputs[group][position]``."""
+        units: dict[tuple[int, int], list[tuple[int, int, Row]]] = {}
+        for group, position, row in items:
+            key = (group, row.unit) if row.unit is not None else (group, -1 - position)
+            units.setdefault(key, []).append((group, position, row))
         shapes_of = {
             key: (weight([i[2] for i in unit]), max(len(i[2].encoded) for i in unit))
             for key, unit in units.items()
@@ -239,7 +259,6 @@ class DynamicBatcher:
         ordered = [units[key] for key in keys]
         shapes = [shapes_of[key] for key in keys]
         settings = self.settings
-        outputs: list[dict[int, RowOutput]] = [{} for _ in groups]
         for start, stop in plan_calls(
             shapes, settings.max_batch_size, self.max_tokens_per_call, self.call_cost_tokens
         ):
@@ -254,7 +273,6 @@ class DynamicBatcher:
                     chunk, self._call(graph, [item[2] for item in chunk]), strict=True
                 ):
                     outputs[group][position] = output
-        return [[found[i] for i in range(len(found))] for found in outputs]
 
     def _chunks(self, rows: list[Row]) -> list[tuple[int, int]]:
         """Consecutive ranges of length-sorted rows within the batch size and token budget (rows
@@ -280,7 +298,9 @@ class DynamicBatcher:
         started = time.perf_counter()
         outputs = engine.run(graph, batch, extras)
         per_row = [RowOutput(row) for row in engine.per_row(graph, outputs, batch)]
-        record = CallRecord(graph, len(rows), max(batch.lengths), time.perf_counter() - started)
+        record = CallRecord(
+            graph, len(rows), max(batch.lengths), time.perf_counter() - started, weight(rows)
+        )
         self.history.append(record)
         self.calls += 1
         self.metrics.called(graph, record.rows, record.width, record.seconds)

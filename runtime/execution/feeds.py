@@ -40,6 +40,15 @@ class Row:
     weight: int = 1
 
 
+def forward_only(row: Row) -> bool:
+    """Whether ``row`` asks its graph for no backward pass: a ``cotangent`` of no vectors
+    ([0, L] on a graph taking K per row). A call runs as many backward passes as its row with
+    the most vectors (``stack_extras`` pads the others with zeros), so such rows run in calls
+    of their own."""
+    cotangent = row.extras.get("cotangent")
+    return isinstance(cotangent, np.ndarray) and cotangent.ndim == 2 and cotangent.shape[0] == 0
+
+
 def weight(rows: Sequence[Row]) -> int:
     """The rows ``rows`` count as in the batcher's limits (``Row.weight``)."""
     return sum(row.weight for row in rows)

@@ -86,9 +86,10 @@ class PathText:
         """Every point's rows, then the baseline's."""
         self.outputs = [None] * len(self.points.alphas)
         self.pending = list(range(len(self.points.alphas)))
-        # On the path labels graph with every label's cotangent, as a call pads it anyway (its
-        # weight then tells the batcher what it costs); its scores are not read.
-        cotangents = self.cotangents if self.shared else self.cotangents[0]
+        # Only their logits are read: on the path labels graph with no cotangent (K = 0, the
+        # forward only, run in calls of their own: runtime/execution/feeds.py, forward_only);
+        # on the path graph, which takes one per row, with the first label's.
+        cotangents = self.cotangents[:0] if self.shared else self.cotangents[0]
         ends = [self._row(self.points.end(0.0), cotangents)]
         if self.own_text:
             ends.append(self._row(self.points.end(1.0), cotangents))
