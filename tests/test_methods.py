@@ -21,6 +21,7 @@ from serving import ServerThread
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from gradlight.artifact.manifest import ATTRIBUTION_PATH, ATTRIBUTION_PATH_LABELS, FORWARD
+from gradlight.runtime.execution.batcher import CallRecord
 from gradlight.runtime.explanation.methods import draws, text_seed
 from gradlight.runtime.explanation.path_rows import shared_row_weight
 from gradlight.runtime.serving.server import ServerSettings
@@ -596,16 +597,7 @@ def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
     small_calls = BatchSettings(max_batch_size=512, max_tokens_per_batch=budget)
     fields = {"method": "integrated_gradients", "steps": 8, "baseline": "zeros"}
     expected = attribute(stub, "bert", **fields)
-    with ServerThread(
-        {"bert": engine_for("bert")}, ServerSettings(port=0, batch=small_calls)
-    ) as running:
-        channel = grpc.insecure_channel(running.address)
-        try:
-            results = attribute(AttributorStub(channel), "bert", **fields)
-        finally:
-            channel.close()
-        batcher = running.running.registry.models["bert"].batcher
-        calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
+    results, calls = _path_labels_calls(engine_for, small_calls, fields)
     assert len(calls) > len(TEXTS)  # cut: more calls than texts
     assert {call.weight for call in calls if call.rows == 1} >= {
         shared_row_weight(len(expected[0].labels)),  # a point's row
@@ -613,9 +605,7 @@ def test_path_rows_are_cut_to_the_token_budget(stub, server, engine_for):
     }
     for call in calls:
         assert call.rows == 1 or call.weight * call.width <= budget, call
-    for got, want in zip(results, expected, strict=True):
-        scale = np.abs(served_raw(want)).max()
-        np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)
+    _assert_same_scores(results, expected)
 
 
 def test_path_rows_of_several_texts_fill_shared_calls(stub, server, engine_for):
@@ -628,9 +618,22 @@ def test_path_rows_of_several_texts_fill_shared_calls(stub, server, engine_for):
     weight = shared_row_weight(len(expected[0].labels))
     per_call = 4  # path labels rows a call holds
     packed = BatchSettings(max_batch_size=per_call * weight, call_cost_tokens=100_000)
-    with ServerThread(
-        {"bert": engine_for("bert")}, ServerSettings(port=0, batch=packed)
-    ) as running:
+    results, calls = _path_labels_calls(engine_for, packed, fields)
+    assert fields["steps"] % per_call  # a text's points alone do not fill their calls
+    # the baseline rows (no cotangent, weight 1) in a call of their own
+    assert [call.rows for call in calls if call.weight == call.rows] == [len(TEXTS)]
+    points = [call.rows for call in calls if call.weight != call.rows]
+    assert sum(points) == len(TEXTS) * fields["steps"]
+    assert len(points) == -(-sum(points) // per_call), calls
+    _assert_same_scores(results, expected)
+
+
+def _path_labels_calls(
+    engine_for, batch: BatchSettings, fields: dict
+) -> tuple[list[pb.TextResult], list[CallRecord]]:
+    """``fields`` asked of the tiny bert on a server of its own with ``batch``: the results and
+    its path labels graph's calls."""
+    with ServerThread({"bert": engine_for("bert")}, ServerSettings(port=0, batch=batch)) as running:
         channel = grpc.insecure_channel(running.address)
         try:
             results = attribute(AttributorStub(channel), "bert", **fields)
@@ -638,12 +641,11 @@ def test_path_rows_of_several_texts_fill_shared_calls(stub, server, engine_for):
             channel.close()
         batcher = running.running.registry.models["bert"].batcher
         calls = [call for call in batcher.history if call.graph == ATTRIBUTION_PATH_LABELS]
-    assert fields["steps"] % per_call  # a text's points alone do not fill their calls
-    # the baseline rows (no cotangent, weight 1) in a call of their own
-    assert [call.rows for call in calls if call.weight == call.rows] == [len(TEXTS)]
-    points = [call.rows for call in calls if call.weight != call.rows]
-    assert sum(points) == len(TEXTS) * fields["steps"]
-    assert len(points) == -(-sum(points) // per_call), calls
+    return results, calls
+
+
+def _assert_same_scores(results: list[pb.TextResult], expected: list[pb.TextResult]) -> None:
+    """Each result's raw scores as the expected one's, to 1e-5 of its largest."""
     for got, want in zip(results, expected, strict=True):
         scale = np.abs(served_raw(want)).max()
         np.testing.assert_allclose(served_raw(got), served_raw(want), rtol=0, atol=1e-5 * scale)
