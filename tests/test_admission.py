@@ -133,10 +133,10 @@ def _tokenized(server) -> float:
 
 
 def test_a_path_request_is_refused_whole_before_anything_sized_by_it_is_made(engine_for):
-    """GradientSHAP's rows at their most (8 texts x (16 samples + the baseline's row), each
-    one path labels row of 3 labels, weighing 3: 408) are held at the door: with another
-    request's 40 rows queued (limit 440) they are refused before the texts are tokenized or any
-    noise is drawn; alone, the request is admitted."""
+    """GradientSHAP's rows at their most (8 texts x (16 samples, each one path labels row of 3
+    labels weighing 3, + the baseline's row, the forward alone weighing 1): 392) are held at the
+    door: with another request's 50 rows queued (limit 440) they are refused before the texts
+    are tokenized or any noise is drawn; alone, the request is admitted."""
     settings = ServerSettings(
         port=0, batch=BatchSettings(max_queue_size=440, max_wait_ms=1000, max_batch_size=64)
     )
@@ -147,10 +147,10 @@ def test_a_path_request_is_refused_whole_before_anything_sized_by_it_is_made(eng
     with ServerThread({"bert": engine_for("bert")}, settings) as server:
         channel = grpc.insecure_channel(server.address)
         stub = AttributorStub(channel)
-        waiting = stub.Predict.future(pb.PredictRequest(texts=[f"Text {i}." for i in range(40)]))
+        waiting = stub.Predict.future(pb.PredictRequest(texts=[f"Text {i}." for i in range(50)]))
         batcher = server.running.registry.models["bert"].batcher
         for _ in range(500):  # admitted at the door, then tokenized: wait for both
-            if batcher.waiting_rows == 40 and _tokenized(server) == 1:
+            if batcher.waiting_rows == 50 and _tokenized(server) == 1:
                 break
             time.sleep(0.01)
         tokenized = _tokenized(server)
@@ -158,9 +158,9 @@ def test_a_path_request_is_refused_whole_before_anything_sized_by_it_is_made(eng
         with pytest.raises(grpc.RpcError) as info:
             stub.Attribute(request, timeout=30)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "this request needs 408" in info.value.details()
+        assert "this request needs 392" in info.value.details()
         assert _tokenized(server) == tokenized  # refused before its texts were tokenized
-        assert len(waiting.result(timeout=30).results) == 40
+        assert len(waiting.result(timeout=30).results) == 50
         assert len(stub.Attribute(request, timeout=60).results) == 8  # alone it is admitted
         assert batcher.waiting_rows == 0
         channel.close()

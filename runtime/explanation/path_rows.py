@@ -191,11 +191,12 @@ def path_text(
 
 def rows_per_text(choice: MethodSettings, labels: int, shared: bool, own_text: bool) -> int:
     """The rows (by weight) one text's path rows count as at its most steps, known before it
-    is tokenized: its points, then the baseline's row (and, ``own_text``, the text's)."""
+    is tokenized: its points, then the baseline's row (and, ``own_text``, the text's), one
+    row each (on the path labels graph with no cotangent: ``shared_row_weight(0)``, 1)."""
     points = choice.steps if choice.method == INTEGRATED_GRADIENTS else choice.samples
     per_point = shared_row_weight(labels) if shared else labels
     ends = 2 if own_text else 1
-    return points * per_point + ends * (shared_row_weight(labels) if shared else 1)
+    return points * per_point + ends
 
 
 def most_rows(text: PathText) -> int:
