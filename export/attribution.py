@@ -253,11 +253,14 @@ def path_labels_fn(loaded: LoadedClassifier) -> ModelFn:
     (logits [B, L], scores [B, K, S])``: ``scores[b, k]`` is ``path_fn``'s row for
     ``cotangent[b, k]`` at the same point. The exported graph runs one forward at the point and
     K backward passes (``path_row_fn``'s graph vmapped over K); this reference runs ``path_fn``
-    once per k."""
+    once per k (with K = 0, once with a zero cotangent for the logits, and no scores)."""
     row = path_row_fn(loaded)
 
     def attribute(*inputs_and_path: Tensor) -> tuple[Tensor, Tensor]:
         *inputs, cotangents = inputs_and_path
+        if cotangents.shape[1] == 0:
+            logits, scores = row(*inputs, cotangents.new_zeros(cotangents.shape[::2]))
+            return logits, scores[:, None][:, :0]
         outputs = [row(*inputs, cotangents[:, k]) for k in range(cotangents.shape[1])]
         return outputs[0][0], torch.stack([scores for _, scores in outputs], dim=1)
 

@@ -145,6 +145,7 @@ def test_contrast_view_is_label_a_minus_label_b(page, tiny_server, tiny_client):
 
 def test_errors_name_the_field_and_the_page_recovers(page, tiny_server, tiny_client):
     page.goto(tiny_server.http_url)
+    page.select_option("#model", "bert")  # waits for the page to list the models
     page.fill("#text", "   ")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("body[data-state=error]")
